@@ -1,0 +1,368 @@
+//! The session cookie codec: encode, verify, seal and open.
+//!
+//! # Format
+//!
+//! A cookie value is a dot-separated string whose first field is its version:
+//!
+//! ```text
+//! signed:  v1.<kid>.<iat>.<ctime>.<aexp>.<sid>.<body>.<mac>
+//! sealed:  e1.<kid>.<box>
+//! ```
+//!
+//! - `kid`: 8 base64url characters naming the key set ([`crate::keys::KeySet::kid`]);
+//! - `iat`, `ctime`, `aexp`: issue time, creation time and absolute expiry, unix
+//!   seconds in canonical decimal;
+//! - `sid`: the session id, 43 base64url characters;
+//! - `body`: the session data as base64url (no padding) of its UTF-8 JSON object when
+//!   the data lives in the cookie, or `-` when it lives in KV;
+//! - `mac`: base64url of HMAC-SHA256 under the cookie MAC key, over the cookie name, a
+//!   zero byte, and everything before the last dot (version, kid and payload);
+//! - `box`: base64url of a 24-byte random nonce followed by the XChaCha20-Poly1305
+//!   ciphertext of the payload `<iat>.<ctime>.<aexp>.<sid>.<body>`, with the associated
+//!   data `<cookie name> 0x00 e1.<kid>`.
+//!
+//! Verification looks the kid up in the ring (no trial of every key), then checks the
+//! MAC in constant time (`verify_slice`) or opens the box, before anything else is
+//! parsed. Anything that fails is a [`DecodeError`]: the visitor is anonymous.
+
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use hmac::Mac;
+
+use crate::keys::{Entropy, KeyRing, KeySet, SessionId};
+use crate::util::{b64, parse_u64, unb64};
+
+/// The signed format's version tag.
+pub const SIGNED: &str = "v1";
+/// The sealed (encrypted) format's version tag.
+pub const SEALED: &str = "e1";
+/// The body marker for "the data lives in KV".
+pub const IN_KV: &str = "-";
+/// The longest cookie value we even try to decode; longer values are refused unread.
+pub const MAX_VALUE_LEN: usize = 4096;
+
+/// Where a cookie says the data is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Body {
+    /// base64url of the data's JSON object, carried in the cookie.
+    Inline(String),
+    /// The data lives in KV under the session id.
+    InKv,
+}
+
+/// The signed contents of a session cookie.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claims {
+    /// When this cookie was issued (drives the idle expiry and refresh).
+    pub issued: u64,
+    /// When the session was created.
+    pub created: u64,
+    /// The absolute expiry.
+    pub abs_exp: u64,
+    /// The session id.
+    pub sid: SessionId,
+    /// Where the data is.
+    pub body: Body,
+}
+
+/// A verified cookie: its claims and whether it was signed under the current key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    /// The claims.
+    pub claims: Claims,
+    /// The kid it was signed with.
+    pub kid: String,
+    /// Whether that is the current key (if not, the cookie is re-issued).
+    pub current_key: bool,
+    /// Whether it was sealed.
+    pub sealed: bool,
+}
+
+/// Why a cookie value was refused. None of these is an error of the edge: the visitor
+/// is simply anonymous.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("cookie value is empty or too long")]
+    Length,
+    #[error("cookie version is unknown")]
+    Version,
+    #[error("cookie is malformed")]
+    Malformed,
+    #[error("cookie key id is unknown")]
+    UnknownKid,
+    #[error("cookie MAC does not verify")]
+    BadMac,
+}
+
+fn payload(c: &Claims) -> String {
+    let body = match &c.body {
+        Body::Inline(b) => b.as_str(),
+        Body::InKv => IN_KV,
+    };
+    let mut p = String::with_capacity(64 + body.len());
+    use std::fmt::Write;
+    let _ = write!(p, "{}.{}.{}.{}.{}", c.issued, c.created, c.abs_exp, c.sid.as_str(), body);
+    p
+}
+
+fn mac_over(keys: &KeySet, name: &str, signed_part: &str) -> hmac::Hmac<sha2::Sha256> {
+    let mut mac = keys.cookie_mac();
+    mac.update(name.as_bytes());
+    mac.update(&[0]);
+    mac.update(signed_part.as_bytes());
+    mac
+}
+
+fn aad(name: &str, kid: &str) -> Vec<u8> {
+    let mut a = Vec::with_capacity(name.len() + 4 + kid.len());
+    a.extend_from_slice(name.as_bytes());
+    a.push(0);
+    a.extend_from_slice(SEALED.as_bytes());
+    a.push(b'.');
+    a.extend_from_slice(kid.as_bytes());
+    a
+}
+
+/// Encodes `claims` as a signed cookie value under `keys`, for the cookie `name`.
+pub fn encode_signed(keys: &KeySet, name: &str, claims: &Claims) -> String {
+    let mut out = String::with_capacity(160);
+    out.push_str(SIGNED);
+    out.push('.');
+    out.push_str(keys.kid());
+    out.push('.');
+    out.push_str(&payload(claims));
+    let tag = mac_over(keys, name, &out).finalize().into_bytes();
+    out.push('.');
+    out.push_str(&b64(tag));
+    out
+}
+
+/// Encodes `claims` as a sealed cookie value: XChaCha20-Poly1305 with a fresh random
+/// nonce from `entropy`, the cookie name bound as associated data.
+pub fn encode_sealed(keys: &KeySet, name: &str, claims: &Claims, entropy: &mut dyn Entropy) -> String {
+    let mut nonce = [0u8; 24];
+    entropy.fill(&mut nonce);
+    let cipher = XChaCha20Poly1305::new(keys.cookie_enc().bytes().into());
+    let plain = payload(claims);
+    let aad = aad(name, keys.kid());
+    let ct = cipher
+        .encrypt(XNonce::from_slice(&nonce), Payload { msg: plain.as_bytes(), aad: &aad })
+        .expect("XChaCha20-Poly1305 encryption of a short payload cannot fail");
+    let mut sealed = Vec::with_capacity(24 + ct.len());
+    sealed.extend_from_slice(&nonce);
+    sealed.extend_from_slice(&ct);
+    format!("{SEALED}.{}.{}", keys.kid(), b64(sealed))
+}
+
+fn is_b64url(s: &str) -> bool {
+    s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+fn parse_payload(fields: &[&str]) -> Result<Claims, DecodeError> {
+    let [iat, ctime, aexp, sid, body] = fields else {
+        return Err(DecodeError::Malformed);
+    };
+    let issued = parse_u64(iat).ok_or(DecodeError::Malformed)?;
+    let created = parse_u64(ctime).ok_or(DecodeError::Malformed)?;
+    let abs_exp = parse_u64(aexp).ok_or(DecodeError::Malformed)?;
+    let sid = SessionId::parse(sid).ok_or(DecodeError::Malformed)?;
+    let body = if *body == IN_KV {
+        Body::InKv
+    } else if !body.is_empty() && is_b64url(body) {
+        Body::Inline((*body).to_owned())
+    } else {
+        return Err(DecodeError::Malformed);
+    };
+    if created > issued || issued > abs_exp {
+        return Err(DecodeError::Malformed);
+    }
+    Ok(Claims { issued, created, abs_exp, sid, body })
+}
+
+/// Verifies a cookie `value` for the cookie `name` against `ring` and returns its
+/// claims, or why it was refused. Expiry is not checked here (see
+/// [`crate::session`]).
+pub fn decode(ring: &KeyRing, name: &str, value: &str) -> Result<Verified, DecodeError> {
+    if value.is_empty() || value.len() > MAX_VALUE_LEN {
+        return Err(DecodeError::Length);
+    }
+    let (version, rest) = value.split_once('.').ok_or(DecodeError::Malformed)?;
+    let sealed = match version {
+        SIGNED => false,
+        SEALED => true,
+        _ => return Err(DecodeError::Version),
+    };
+    let (kid, rest) = rest.split_once('.').ok_or(DecodeError::Malformed)?;
+    let (keys, current_key) = ring.find(kid).ok_or(DecodeError::UnknownKid)?;
+    let claims = if sealed {
+        let sealed_bytes = unb64(rest).ok_or(DecodeError::Malformed)?;
+        if sealed_bytes.len() < 24 + 16 {
+            return Err(DecodeError::Malformed);
+        }
+        let (nonce, ct) = sealed_bytes.split_at(24);
+        let cipher = XChaCha20Poly1305::new(keys.cookie_enc().bytes().into());
+        let plain = cipher
+            .decrypt(XNonce::from_slice(nonce), Payload { msg: ct, aad: &aad(name, kid) })
+            .map_err(|_| DecodeError::BadMac)?;
+        let text = std::str::from_utf8(&plain).map_err(|_| DecodeError::Malformed)?;
+        let fields: Vec<&str> = text.split('.').collect();
+        parse_payload(&fields)?
+    } else {
+        let (signed_part, tag) = value.rsplit_once('.').ok_or(DecodeError::Malformed)?;
+        if tag.len() != 43 {
+            return Err(DecodeError::BadMac);
+        }
+        let tag = unb64(tag).ok_or(DecodeError::BadMac)?;
+        mac_over(keys, name, signed_part)
+            .verify_slice(&tag)
+            .map_err(|_| DecodeError::BadMac)?;
+        let payload = &signed_part[version.len() + 1 + kid.len() + 1..];
+        let fields: Vec<&str> = payload.split('.').collect();
+        parse_payload(&fields)?
+    };
+    Ok(Verified { claims, kid: kid.to_owned(), current_key, sealed })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::tests::{secret, CountingEntropy};
+    use crate::keys::Secret;
+
+    const NAME: &str = "__Host-keycard";
+
+    fn ring() -> KeyRing {
+        KeyRing::new(&secret("test vector secret: 0123456789abcdef0123456789abcdef"), &[])
+    }
+
+    fn claims(body: Body) -> Claims {
+        Claims {
+            issued: 1_700_000_100,
+            created: 1_700_000_000,
+            abs_exp: 1_700_604_800,
+            sid: SessionId::generate(&mut CountingEntropy(0)),
+            body,
+        }
+    }
+
+    fn data_body() -> Body {
+        Body::Inline(b64(br#"{"user":"ada"}"#))
+    }
+
+    /// Fixed-key test vector: any change to the format, the key derivation or the MAC
+    /// input breaks this test, and must come with a new version tag.
+    #[test]
+    fn signed_test_vector() {
+        let ring = ring();
+        let value = encode_signed(ring.current(), NAME, &claims(data_body()));
+        assert_eq!(
+            value,
+            "v1.8moAwKUG.1700000100.1700000000.1700604800.AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8.eyJ1c2VyIjoiYWRhIn0.WLV03EhOje4AWpAmwsxjE1vmrrWVzPh4d3Hc4-4lO0Y"
+        );
+        let v = decode(&ring, NAME, &value).unwrap();
+        assert_eq!(v.claims, claims(data_body()));
+        assert!(v.current_key && !v.sealed);
+    }
+
+    #[test]
+    fn kv_body_test_vector() {
+        let ring = ring();
+        let value = encode_signed(ring.current(), NAME, &claims(Body::InKv));
+        assert!(value.contains(".-."), "{value}");
+        assert_eq!(decode(&ring, NAME, &value).unwrap().claims.body, Body::InKv);
+    }
+
+    #[test]
+    fn sealed_round_trip_hides_data_and_uses_fresh_nonces() {
+        let ring = ring();
+        let mut e = CountingEntropy(9);
+        let a = encode_sealed(ring.current(), NAME, &claims(data_body()), &mut e);
+        let b = encode_sealed(ring.current(), NAME, &claims(data_body()), &mut e);
+        assert_ne!(a, b, "every issue draws a new nonce");
+        assert!(a.starts_with("e1."));
+        assert!(!a.contains(&b64(br#"{"user":"ada"}"#)));
+        let v = decode(&ring, NAME, &a).unwrap();
+        assert!(v.sealed);
+        assert_eq!(v.claims, claims(data_body()));
+    }
+
+    #[test]
+    fn cookie_signed_for_another_name_is_refused() {
+        let ring = ring();
+        let mut e = CountingEntropy(1);
+        let s = encode_signed(ring.current(), "other", &claims(data_body()));
+        assert_eq!(decode(&ring, NAME, &s), Err(DecodeError::BadMac));
+        let e1 = encode_sealed(ring.current(), "other", &claims(data_body()), &mut e);
+        assert_eq!(decode(&ring, NAME, &e1), Err(DecodeError::BadMac));
+    }
+
+    /// Changes every byte of a valid cookie, one at a time, to every other printable
+    /// byte class we can think of; each must be refused.
+    #[test]
+    fn tamper_every_byte() {
+        let ring = ring();
+        let mut e = CountingEntropy(5);
+        let signed = encode_signed(ring.current(), NAME, &claims(data_body()));
+        let sealed = encode_sealed(ring.current(), NAME, &claims(data_body()), &mut e);
+        for value in [signed, sealed] {
+            let bytes = value.as_bytes();
+            for i in 0..bytes.len() {
+                for repl in [b'A', b'z', b'0', b'.', b'-', b'_', b'=', b'+'] {
+                    if bytes[i] == repl {
+                        continue;
+                    }
+                    let mut t = bytes.to_vec();
+                    t[i] = repl;
+                    let t = String::from_utf8(t).unwrap();
+                    assert!(decode(&ring, NAME, &t).is_err(), "byte {i} -> {} accepted: {t}", repl as char);
+                }
+            }
+            // Truncation at every length is refused too.
+            for n in 0..value.len() {
+                assert!(decode(&ring, NAME, &value[..n]).is_err(), "prefix {n}");
+            }
+        }
+    }
+
+    #[test]
+    fn previous_key_verifies_and_is_not_current() {
+        let old: Secret = secret(&"o".repeat(40));
+        let new: Secret = secret(&"n".repeat(40));
+        let old_ring = KeyRing::new(&old, &[]);
+        let value = encode_signed(old_ring.current(), NAME, &claims(data_body()));
+        let rotated = KeyRing::new(&new, &[old.clone()]);
+        let v = decode(&rotated, NAME, &value).unwrap();
+        assert!(!v.current_key);
+        let dropped = KeyRing::new(&new, &[]);
+        assert_eq!(decode(&dropped, NAME, &value), Err(DecodeError::UnknownKid));
+    }
+
+    #[test]
+    fn unknown_version_and_junk_are_refused() {
+        let ring = ring();
+        let value = encode_signed(ring.current(), NAME, &claims(data_body()));
+        assert_eq!(decode(&ring, NAME, &value.replacen("v1", "v2", 1)), Err(DecodeError::Version));
+        assert_eq!(decode(&ring, NAME, ""), Err(DecodeError::Length));
+        assert_eq!(decode(&ring, NAME, &"a".repeat(5000)), Err(DecodeError::Length));
+        assert_eq!(decode(&ring, NAME, "v1"), Err(DecodeError::Malformed));
+        assert_eq!(decode(&ring, NAME, "v1.nokid.x"), Err(DecodeError::UnknownKid));
+        // Padded and standard-alphabet MACs are refused even when they carry the same bytes.
+        let (head, tag) = value.rsplit_once('.').unwrap();
+        assert!(decode(&ring, NAME, &format!("{head}.{tag}=")).is_err());
+        let std_tag = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, unb64(tag).unwrap());
+        if std_tag.trim_end_matches('=') != tag {
+            assert!(decode(&ring, NAME, &format!("{head}.{std_tag}")).is_err());
+        }
+    }
+
+    /// A forged cookie with the right structure but claims out of order is refused
+    /// even under a valid MAC (created after issued).
+    #[test]
+    fn inconsistent_times_are_malformed() {
+        let ring = ring();
+        let mut c = claims(data_body());
+        c.created = c.issued + 1;
+        let value = encode_signed(ring.current(), NAME, &c);
+        assert_eq!(decode(&ring, NAME, &value), Err(DecodeError::Malformed));
+    }
+}

@@ -1,0 +1,544 @@
+//! Configuration: every setting is a Worker environment binding (SPEC §2).
+//!
+//! [`Config::from_lookup`] reads them through a lookup function, so the same code serves
+//! the Worker `Env` and native tests. Everything is validated up front; an error names
+//! the variable and what is wrong with it, never its value when that value is secret.
+
+use std::time::Duration;
+
+use crate::keys::{KeyRing, Secret, SecretError};
+
+/// Where session data lives (`SESSION_STORE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreMode {
+    /// In the signed cookie only.
+    Cookie,
+    /// In KV; the cookie holds only a signed session id.
+    Kv,
+    /// In the cookie while it fits, spilling to KV past the size limit.
+    Auto,
+}
+
+impl StoreMode {
+    /// The name used in configuration and reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StoreMode::Cookie => "cookie",
+            StoreMode::Kv => "kv",
+            StoreMode::Auto => "auto",
+        }
+    }
+}
+
+/// The `SameSite` cookie attribute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SameSite {
+    Strict,
+    Lax,
+    None,
+}
+
+/// How `X-Session` is written (`SESSION_HEADER_FORMAT`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeaderFormat {
+    /// base64url of the data's JSON.
+    Base64,
+    /// A JWS signed HS256 under `ORIGIN_SECRET` (SPEC §5).
+    Jwt,
+}
+
+/// What to do when KV cannot be read (`SESSION_KV_FAILURE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KvFailure {
+    /// Answer 503 with `Retry-After`.
+    Closed,
+    /// Forward with `X-Session-Status: invalid`.
+    Open,
+}
+
+/// The session cookie's name and attributes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CookieConfig {
+    /// `SESSION_COOKIE_NAME`; default `__Host-keycard` when secure, else `keycard`.
+    pub name: String,
+    /// `SESSION_COOKIE_DOMAIN`; default none.
+    pub domain: Option<String>,
+    /// `SESSION_COOKIE_PATH`; default `/`.
+    pub path: String,
+    /// `SESSION_COOKIE_SECURE`; default true.
+    pub secure: bool,
+    /// `SESSION_COOKIE_HTTP_ONLY`; default true.
+    pub http_only: bool,
+    /// `SESSION_COOKIE_SAME_SITE`; default `Lax`.
+    pub same_site: SameSite,
+    /// `SESSION_COOKIE_PERSISTENT`; default true (sends `Max-Age`).
+    pub persistent: bool,
+    /// `SESSION_COOKIE_ENCRYPT`; default false (signed, not sealed).
+    pub encrypt: bool,
+}
+
+/// The origin's scheme, host and port from `ORIGIN_URL`, such as `https://app:8443`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OriginBase(pub String);
+
+/// The validated configuration of one isolate.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `SESSION_SECRET` and `SESSION_SECRET_PREVIOUS`.
+    pub keys: KeyRing,
+    /// `SESSION_STORE`; default `auto`.
+    pub store: StoreMode,
+    /// `SESSION_KV_BINDING`; default `SESSIONS`.
+    pub kv_binding: String,
+    /// `SESSION_KV_PREFIX`; default `keycard:`.
+    pub kv_prefix: String,
+    /// `SESSION_IDLE_TIMEOUT` in seconds; default 24 h.
+    pub idle_timeout: u64,
+    /// `SESSION_ABSOLUTE_TIMEOUT` in seconds; default 7 d.
+    pub absolute_timeout: u64,
+    /// `SESSION_REFRESH_AFTER` in seconds; default a quarter of the idle timeout.
+    pub refresh_after: u64,
+    /// The cookie's name and attributes.
+    pub cookie: CookieConfig,
+    /// `SESSION_HEADER_FORMAT`; default `base64`.
+    pub header_format: HeaderFormat,
+    /// `ORIGIN_SECRET`, the HS256 key for the `jwt` format.
+    pub origin_secret: Option<Secret>,
+    /// `ORIGIN_URL`; `None` means route mode (the request's own URL).
+    pub origin_url: Option<OriginBase>,
+    /// `ORIGIN_SERVICE`: a service binding to forward to instead of the network.
+    pub origin_service: Option<String>,
+    /// `SESSION_KV_FAILURE`; default `closed`.
+    pub kv_failure: KvFailure,
+    /// `KEYCARD_PATH_PREFIX`; default `/.keycard/`.
+    pub path_prefix: String,
+    /// `KEYCARD_INSPECT`; default false.
+    pub inspect: bool,
+    /// `SESSION_FORWARD_COOKIE`; default false (the session cookie is removed).
+    pub forward_cookie: bool,
+}
+
+/// A configuration error: which variable, and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{var} {problem}")]
+pub struct ConfigError {
+    /// The environment variable at fault.
+    pub var: &'static str,
+    /// What is wrong, without the value when it is a secret.
+    pub problem: String,
+}
+
+fn err(var: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError {
+        var,
+        problem: problem.into(),
+    }
+}
+
+/// The default idle timeout: 24 hours.
+pub const DEFAULT_IDLE: u64 = 24 * 3600;
+/// The default absolute timeout: 7 days.
+pub const DEFAULT_ABSOLUTE: u64 = 7 * 24 * 3600;
+
+/// Parses a duration: plain seconds (`90`) or a humane string (`30m`, `12h`, `7d`,
+/// `1h 30m`). Zero is refused: every timeout must be positive.
+pub fn parse_duration(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    if t.is_empty() {
+        return Err("is empty; expected seconds or a duration such as 30m, 12h, 7d".into());
+    }
+    let secs = if t.bytes().all(|b| b.is_ascii_digit()) {
+        t.parse::<u64>()
+            .map_err(|_| "is too large".to_string())?
+    } else {
+        humantime::parse_duration(t)
+            .map_err(|_| {
+                format!("is not a duration: {t:?}; expected seconds or a duration such as 30m, 12h, 7d")
+            })?
+            .as_secs()
+    };
+    if secs == 0 {
+        return Err("must be at least 1 second".into());
+    }
+    // Ten years: far beyond any sane session, and keeps all arithmetic far from overflow.
+    if secs > 10 * 365 * 24 * 3600 {
+        return Err("is longer than 10 years".into());
+    }
+    Ok(secs)
+}
+
+fn parse_bool(var: &'static str, text: &str) -> Result<bool, ConfigError> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        other => Err(err(var, format!("must be true or false, not {other:?}"))),
+    }
+}
+
+/// A cookie name must be an RFC 6265 token.
+fn valid_cookie_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+        })
+}
+
+fn valid_attr_value(v: &str) -> bool {
+    !v.is_empty() && v.bytes().all(|b| (0x21..0x7f).contains(&b) && b != b';')
+}
+
+fn parse_origin_url(text: &str) -> Result<OriginBase, String> {
+    let (scheme, rest) = text
+        .split_once("://")
+        .ok_or_else(|| "must be an absolute http(s) URL such as https://app.internal:8443".to_string())?;
+    let scheme = scheme.to_ascii_lowercase();
+    if scheme != "http" && scheme != "https" {
+        return Err(format!("must use http or https, not {scheme:?}"));
+    }
+    let authority = rest.strip_suffix('/').unwrap_or(rest);
+    if authority.is_empty() {
+        return Err("has no host".into());
+    }
+    if authority.contains(['/', '?', '#', '@', ' ', '\\']) {
+        return Err(
+            "must be only scheme, host and optional port (the request's path and query are kept)"
+                .into(),
+        );
+    }
+    if !authority.starts_with('[') {
+        if let Some((_, port)) = authority.rsplit_once(':') {
+            if port.parse::<u16>().is_err() {
+                return Err(format!("has a bad port {port:?}"));
+            }
+        }
+    }
+    Ok(OriginBase(format!("{scheme}://{authority}")))
+}
+
+impl Config {
+    /// Reads and validates every setting through `lookup` (which returns a binding's
+    /// string value, or `None` when unset). An empty string counts as unset.
+    ///
+    /// Returns the first problem found, naming its variable.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+
+        // Secrets.
+        let secret_text = get("SESSION_SECRET").ok_or_else(|| {
+            err("SESSION_SECRET", "is missing; set it with `wrangler secret put SESSION_SECRET` (at least 32 bytes)")
+        })?;
+        let secret = Secret::try_from(secret_text.as_str()).map_err(|e| match e {
+            SecretError::TooShort(_) => err("SESSION_SECRET", e.to_string()),
+        })?;
+        let mut previous = Vec::new();
+        if let Some(list) = get("SESSION_SECRET_PREVIOUS") {
+            for (i, part) in list.split(',').map(str::trim).enumerate() {
+                if part.is_empty() {
+                    continue;
+                }
+                previous.push(Secret::try_from(part).map_err(|e| {
+                    err("SESSION_SECRET_PREVIOUS", format!("entry {} {e}", i + 1))
+                })?);
+            }
+        }
+        let keys = KeyRing::new(&secret, &previous);
+
+        let store = match get("SESSION_STORE").as_deref().map(str::trim) {
+            None => StoreMode::Auto,
+            Some(s) => match s.to_ascii_lowercase().as_str() {
+                "cookie" => StoreMode::Cookie,
+                "kv" => StoreMode::Kv,
+                "auto" => StoreMode::Auto,
+                _ => return Err(err("SESSION_STORE", format!("must be cookie, kv or auto, not {s:?}"))),
+            },
+        };
+        let kv_binding = get("SESSION_KV_BINDING").map(|s| s.trim().to_owned()).unwrap_or_else(|| "SESSIONS".into());
+        let kv_prefix = lookup("SESSION_KV_PREFIX").unwrap_or_else(|| "keycard:".into());
+        if kv_prefix.len() > 128 {
+            return Err(err("SESSION_KV_PREFIX", "is longer than 128 bytes"));
+        }
+
+        let duration = |var: &'static str, default: u64| -> Result<u64, ConfigError> {
+            match get(var) {
+                None => Ok(default),
+                Some(t) => parse_duration(&t).map_err(|p| err(var, p)),
+            }
+        };
+        let idle_timeout = duration("SESSION_IDLE_TIMEOUT", DEFAULT_IDLE)?;
+        let absolute_timeout = duration("SESSION_ABSOLUTE_TIMEOUT", DEFAULT_ABSOLUTE)?;
+        let refresh_after = duration("SESSION_REFRESH_AFTER", (idle_timeout / 4).max(1))?;
+        if refresh_after >= idle_timeout {
+            return Err(err(
+                "SESSION_REFRESH_AFTER",
+                "must be shorter than SESSION_IDLE_TIMEOUT, or sessions expire before they are refreshed",
+            ));
+        }
+
+        let boolean = |var: &'static str, default: bool| -> Result<bool, ConfigError> {
+            match get(var) {
+                None => Ok(default),
+                Some(t) => parse_bool(var, &t),
+            }
+        };
+        let secure = boolean("SESSION_COOKIE_SECURE", true)?;
+        let http_only = boolean("SESSION_COOKIE_HTTP_ONLY", true)?;
+        let persistent = boolean("SESSION_COOKIE_PERSISTENT", true)?;
+        let encrypt = boolean("SESSION_COOKIE_ENCRYPT", false)?;
+        let inspect = boolean("KEYCARD_INSPECT", false)?;
+        let forward_cookie = boolean("SESSION_FORWARD_COOKIE", false)?;
+
+        let same_site = match get("SESSION_COOKIE_SAME_SITE") {
+            None => SameSite::Lax,
+            Some(s) => match s.trim().to_ascii_lowercase().as_str() {
+                "strict" => SameSite::Strict,
+                "lax" => SameSite::Lax,
+                "none" => SameSite::None,
+                _ => return Err(err("SESSION_COOKIE_SAME_SITE", format!("must be Strict, Lax or None, not {s:?}"))),
+            },
+        };
+        if same_site == SameSite::None && !secure {
+            return Err(err(
+                "SESSION_COOKIE_SAME_SITE",
+                "is None, which browsers accept only with Secure; set SESSION_COOKIE_SECURE=true",
+            ));
+        }
+
+        let domain = get("SESSION_COOKIE_DOMAIN").map(|d| d.trim().to_owned());
+        if let Some(d) = &domain {
+            if !valid_attr_value(d) || d.contains(['/', ':', ',']) {
+                return Err(err("SESSION_COOKIE_DOMAIN", "is not a valid domain"));
+            }
+        }
+        let path = get("SESSION_COOKIE_PATH").map(|p| p.trim().to_owned()).unwrap_or_else(|| "/".into());
+        if !path.starts_with('/') || !valid_attr_value(&path) {
+            return Err(err("SESSION_COOKIE_PATH", "must start with / and contain no spaces, controls or ';'"));
+        }
+        let name = match get("SESSION_COOKIE_NAME") {
+            Some(n) => n.trim().to_owned(),
+            None if secure && domain.is_none() && path == "/" => "__Host-keycard".into(),
+            None => "keycard".into(),
+        };
+        if !valid_cookie_name(&name) || name.len() > 64 {
+            return Err(err("SESSION_COOKIE_NAME", "must be a cookie token of at most 64 characters"));
+        }
+        if name.to_ascii_lowercase().starts_with("__host-") {
+            if !secure {
+                return Err(err("SESSION_COOKIE_NAME", "has the __Host- prefix, which requires SESSION_COOKIE_SECURE=true"));
+            }
+            if domain.is_some() {
+                return Err(err("SESSION_COOKIE_NAME", "has the __Host- prefix, which forbids SESSION_COOKIE_DOMAIN"));
+            }
+            if path != "/" {
+                return Err(err("SESSION_COOKIE_NAME", "has the __Host- prefix, which requires SESSION_COOKIE_PATH=/"));
+            }
+        }
+        if name.to_ascii_lowercase().starts_with("__secure-") && !secure {
+            return Err(err("SESSION_COOKIE_NAME", "has the __Secure- prefix, which requires SESSION_COOKIE_SECURE=true"));
+        }
+
+        let origin_secret = match get("ORIGIN_SECRET") {
+            None => None,
+            Some(s) => Some(Secret::try_from(s.as_str()).map_err(|e| err("ORIGIN_SECRET", e.to_string()))?),
+        };
+        if origin_secret.is_some() && lookup("SESSION_SECRET") == lookup("ORIGIN_SECRET") {
+            return Err(err("ORIGIN_SECRET", "must not equal SESSION_SECRET: it is shared with the origin"));
+        }
+        let header_format = match get("SESSION_HEADER_FORMAT") {
+            None => HeaderFormat::Base64,
+            Some(s) => match s.trim().to_ascii_lowercase().as_str() {
+                "base64" => HeaderFormat::Base64,
+                "jwt" => HeaderFormat::Jwt,
+                _ => return Err(err("SESSION_HEADER_FORMAT", format!("must be base64 or jwt, not {s:?}"))),
+            },
+        };
+        if header_format == HeaderFormat::Jwt && origin_secret.is_none() {
+            return Err(err("ORIGIN_SECRET", "is required when SESSION_HEADER_FORMAT=jwt"));
+        }
+
+        let origin_url = match get("ORIGIN_URL") {
+            None => None,
+            Some(u) => Some(parse_origin_url(u.trim()).map_err(|p| err("ORIGIN_URL", p))?),
+        };
+        let origin_service = get("ORIGIN_SERVICE").map(|s| s.trim().to_owned());
+
+        let kv_failure = match get("SESSION_KV_FAILURE") {
+            None => KvFailure::Closed,
+            Some(s) => match s.trim().to_ascii_lowercase().as_str() {
+                "closed" => KvFailure::Closed,
+                "open" => KvFailure::Open,
+                _ => return Err(err("SESSION_KV_FAILURE", format!("must be closed or open, not {s:?}"))),
+            },
+        };
+
+        let path_prefix = get("KEYCARD_PATH_PREFIX").map(|p| p.trim().to_owned()).unwrap_or_else(|| "/.keycard/".into());
+        if !path_prefix.starts_with('/') || !path_prefix.ends_with('/') || path_prefix.len() < 3 || !valid_attr_value(&path_prefix) {
+            return Err(err("KEYCARD_PATH_PREFIX", "must start and end with / and name a directory, such as /.keycard/"));
+        }
+
+        Ok(Config {
+            keys,
+            store,
+            kv_binding,
+            kv_prefix,
+            idle_timeout,
+            absolute_timeout,
+            refresh_after,
+            cookie: CookieConfig {
+                name,
+                domain,
+                path,
+                secure,
+                http_only,
+                same_site,
+                persistent,
+                encrypt,
+            },
+            header_format,
+            origin_secret,
+            origin_url,
+            origin_service,
+            kv_failure,
+            path_prefix,
+            inspect,
+            forward_cookie,
+        })
+    }
+
+    /// The idle timeout as a `Duration`.
+    pub fn idle(&self) -> Duration {
+        Duration::from_secs(self.idle_timeout)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    pub const SECRET: &str = "0123456789abcdef0123456789abcdef-test-secret";
+
+    fn cfg(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let mut map: HashMap<String, String> = HashMap::new();
+        map.insert("SESSION_SECRET".into(), SECRET.into());
+        for (k, v) in pairs {
+            map.insert((*k).into(), (*v).into());
+        }
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_are_secure() {
+        let c = cfg(&[]).unwrap();
+        assert_eq!(c.store, StoreMode::Auto);
+        assert_eq!(c.kv_binding, "SESSIONS");
+        assert_eq!(c.kv_prefix, "keycard:");
+        assert_eq!(c.idle_timeout, 86_400);
+        assert_eq!(c.absolute_timeout, 604_800);
+        assert_eq!(c.refresh_after, 21_600);
+        assert_eq!(c.cookie.name, "__Host-keycard");
+        assert_eq!(c.cookie.path, "/");
+        assert_eq!(c.cookie.domain, None);
+        assert!(c.cookie.secure && c.cookie.http_only && c.cookie.persistent);
+        assert!(!c.cookie.encrypt);
+        assert_eq!(c.cookie.same_site, SameSite::Lax);
+        assert_eq!(c.header_format, HeaderFormat::Base64);
+        assert_eq!(c.kv_failure, KvFailure::Closed);
+        assert_eq!(c.path_prefix, "/.keycard/");
+        assert!(!c.inspect);
+        assert!(!c.forward_cookie);
+        assert!(c.origin_url.is_none());
+    }
+
+    #[test]
+    fn insecure_default_name_has_no_prefix() {
+        assert_eq!(cfg(&[("SESSION_COOKIE_SECURE", "false")]).unwrap().cookie.name, "keycard");
+        assert_eq!(cfg(&[("SESSION_COOKIE_DOMAIN", "example.com")]).unwrap().cookie.name, "keycard");
+        assert_eq!(cfg(&[("SESSION_COOKIE_PATH", "/app")]).unwrap().cookie.name, "keycard");
+    }
+
+    #[test]
+    fn durations_accept_seconds_and_humane_strings() {
+        assert_eq!(parse_duration("90"), Ok(90));
+        assert_eq!(parse_duration("30m"), Ok(1800));
+        assert_eq!(parse_duration("12h"), Ok(43_200));
+        assert_eq!(parse_duration("7d"), Ok(604_800));
+        assert_eq!(parse_duration("1h 30m"), Ok(5400));
+        for bad in ["", "0", "abc", "-5", "5x", "1 fortnight", "99999999999999999999999"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn refresh_defaults_to_a_quarter_of_idle() {
+        let c = cfg(&[("SESSION_IDLE_TIMEOUT", "2h")]).unwrap();
+        assert_eq!(c.refresh_after, 1800);
+    }
+
+    #[test]
+    fn origin_url_keeps_scheme_host_port() {
+        let c = cfg(&[("ORIGIN_URL", "https://legacy.internal:8443/")]).unwrap();
+        assert_eq!(c.origin_url.unwrap().0, "https://legacy.internal:8443");
+        let c = cfg(&[("ORIGIN_URL", "http://127.0.0.1:9000")]).unwrap();
+        assert_eq!(c.origin_url.unwrap().0, "http://127.0.0.1:9000");
+    }
+
+    #[test]
+    fn booleans_from_toml_literals_work() {
+        let c = cfg(&[("SESSION_COOKIE_SECURE", "false"), ("KEYCARD_INSPECT", "TRUE")]).unwrap();
+        assert!(!c.cookie.secure);
+        assert!(c.inspect);
+    }
+
+    /// One case per bad variable; the error must name it and must not echo a secret.
+    #[test]
+    fn each_bad_variable_is_named() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (&[("SESSION_SECRET", "")], "SESSION_SECRET"),
+            (&[("SESSION_SECRET", "short-secret")], "SESSION_SECRET"),
+            (&[("SESSION_SECRET_PREVIOUS", "also-short")], "SESSION_SECRET_PREVIOUS"),
+            (&[("SESSION_STORE", "redis")], "SESSION_STORE"),
+            (&[("SESSION_KV_PREFIX", &"p".repeat(200))], "SESSION_KV_PREFIX"),
+            (&[("SESSION_IDLE_TIMEOUT", "forever")], "SESSION_IDLE_TIMEOUT"),
+            (&[("SESSION_ABSOLUTE_TIMEOUT", "0")], "SESSION_ABSOLUTE_TIMEOUT"),
+            (&[("SESSION_REFRESH_AFTER", "2d")], "SESSION_REFRESH_AFTER"),
+            (&[("SESSION_COOKIE_NAME", "bad name")], "SESSION_COOKIE_NAME"),
+            (&[("SESSION_COOKIE_NAME", "__Host-x"), ("SESSION_COOKIE_DOMAIN", "example.com")], "SESSION_COOKIE_NAME"),
+            (&[("SESSION_COOKIE_NAME", "__Host-x"), ("SESSION_COOKIE_PATH", "/app")], "SESSION_COOKIE_NAME"),
+            (&[("SESSION_COOKIE_NAME", "__Host-x"), ("SESSION_COOKIE_SECURE", "false")], "SESSION_COOKIE_NAME"),
+            (&[("SESSION_COOKIE_NAME", "__Secure-x"), ("SESSION_COOKIE_SECURE", "false")], "SESSION_COOKIE_NAME"),
+            (&[("SESSION_COOKIE_DOMAIN", "exa mple.com")], "SESSION_COOKIE_DOMAIN"),
+            (&[("SESSION_COOKIE_PATH", "app")], "SESSION_COOKIE_PATH"),
+            (&[("SESSION_COOKIE_SECURE", "maybe")], "SESSION_COOKIE_SECURE"),
+            (&[("SESSION_COOKIE_HTTP_ONLY", "sometimes")], "SESSION_COOKIE_HTTP_ONLY"),
+            (&[("SESSION_COOKIE_SAME_SITE", "loose")], "SESSION_COOKIE_SAME_SITE"),
+            (&[("SESSION_COOKIE_SAME_SITE", "None"), ("SESSION_COOKIE_SECURE", "false")], "SESSION_COOKIE_SAME_SITE"),
+            (&[("SESSION_COOKIE_PERSISTENT", "2")], "SESSION_COOKIE_PERSISTENT"),
+            (&[("SESSION_COOKIE_ENCRYPT", "yes please")], "SESSION_COOKIE_ENCRYPT"),
+            (&[("SESSION_HEADER_FORMAT", "xml")], "SESSION_HEADER_FORMAT"),
+            (&[("SESSION_HEADER_FORMAT", "jwt")], "ORIGIN_SECRET"),
+            (&[("ORIGIN_SECRET", "short")], "ORIGIN_SECRET"),
+            (&[("ORIGIN_SECRET", SECRET)], "ORIGIN_SECRET"),
+            (&[("ORIGIN_URL", "ftp://x")], "ORIGIN_URL"),
+            (&[("ORIGIN_URL", "https://x/path")], "ORIGIN_URL"),
+            (&[("ORIGIN_URL", "legacy.internal")], "ORIGIN_URL"),
+            (&[("SESSION_KV_FAILURE", "sideways")], "SESSION_KV_FAILURE"),
+            (&[("KEYCARD_PATH_PREFIX", "keycard")], "KEYCARD_PATH_PREFIX"),
+            (&[("KEYCARD_INSPECT", "on-ish")], "KEYCARD_INSPECT"),
+            (&[("SESSION_FORWARD_COOKIE", "nah")], "SESSION_FORWARD_COOKIE"),
+        ];
+        for (pairs, var) in cases {
+            let e = cfg(pairs).expect_err(&format!("{pairs:?} should be refused"));
+            assert_eq!(e.var, *var, "{pairs:?}: {e}");
+            assert!(e.to_string().starts_with(var), "{e}");
+            assert!(!e.to_string().contains(SECRET), "{e}");
+            assert!(!e.to_string().contains("short-secret"), "{e}");
+        }
+    }
+
+    #[test]
+    fn missing_secret_is_named() {
+        let e = Config::from_lookup(|_| None).unwrap_err();
+        assert_eq!(e.var, "SESSION_SECRET");
+    }
+}

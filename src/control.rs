@@ -1,0 +1,212 @@
+//! The origin's control headers, parsed into [`Changes`].
+//!
+//! | header | meaning |
+//! | --- | --- |
+//! | `X-Session-Set` | a JSON object, raw or base64url; shallow merge, `null` deletes |
+//! | `X-Session-Action` | comma-separated `destroy`, `clear`, `regenerate` |
+//! | `X-Session-Max-Age` | the session's absolute lifetime from now, in seconds |
+//!
+//! A header that cannot be parsed is ignored and reported as a [`ControlError`]; the
+//! others still apply. Unknown actions in a list are reported and skipped, while the
+//! known ones in the same list still apply (so `destroy, typo` still logs the user out).
+
+use serde_json::{Map, Value};
+
+use crate::util::unb64;
+
+/// The largest `X-Session-Set` accepted, in bytes. Larger values are ignored.
+pub const MAX_SET_LEN: usize = 128 * 1024;
+
+/// What the origin asked for, in application order: destroy, clear, set, regenerate,
+/// max-age.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Changes {
+    /// `destroy`: delete the session; everything else is ignored.
+    pub destroy: bool,
+    /// `clear`: empty the data.
+    pub clear: bool,
+    /// `X-Session-Set`: keys to merge; `Value::Null` deletes the key.
+    pub set: Option<Map<String, Value>>,
+    /// `regenerate`: a new session id with the same data.
+    pub regenerate: bool,
+    /// `X-Session-Max-Age`: the absolute lifetime from now, in seconds.
+    pub max_age: Option<u64>,
+}
+
+impl Changes {
+    /// Whether the origin asked for anything at all.
+    pub fn is_empty(&self) -> bool {
+        *self == Changes::default()
+    }
+}
+
+/// A control header the edge could not use. It is logged, never sent to the client.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ControlError {
+    #[error("X-Session-Set is not a JSON object, raw or base64url ({0})")]
+    SetNotObject(&'static str),
+    #[error("X-Session-Set is larger than {MAX_SET_LEN} bytes")]
+    SetTooLarge,
+    #[error("X-Session-Action has an unknown action ({0} bytes long)")]
+    UnknownAction(usize),
+    #[error("X-Session-Max-Age is not a whole number of seconds")]
+    BadMaxAge,
+}
+
+fn parse_set(text: &str) -> Result<Map<String, Value>, ControlError> {
+    let t = text.trim();
+    if t.len() > MAX_SET_LEN {
+        return Err(ControlError::SetTooLarge);
+    }
+    let owned;
+    let json: &[u8] = if t.starts_with('{') {
+        t.as_bytes()
+    } else {
+        // base64url, with or without padding.
+        owned = unb64(t.trim_end_matches('=')).ok_or(ControlError::SetNotObject("not base64url"))?;
+        &owned
+    };
+    match serde_json::from_slice::<Value>(json) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(ControlError::SetNotObject("not an object")),
+        Err(_) => Err(ControlError::SetNotObject("invalid JSON")),
+    }
+}
+
+/// Parses the three control headers (each `None` when absent). Returns the changes
+/// that could be parsed and the errors for those that could not.
+pub fn parse(
+    set: Option<&str>,
+    action: Option<&str>,
+    max_age: Option<&str>,
+) -> (Changes, Vec<ControlError>) {
+    let mut changes = Changes::default();
+    let mut errors = Vec::new();
+    if let Some(s) = set {
+        match parse_set(s) {
+            Ok(map) => changes.set = Some(map),
+            Err(e) => errors.push(e),
+        }
+    }
+    if let Some(list) = action {
+        for token in list.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+            match token.to_ascii_lowercase().as_str() {
+                "destroy" => changes.destroy = true,
+                "clear" => changes.clear = true,
+                "regenerate" => changes.regenerate = true,
+                _ => errors.push(ControlError::UnknownAction(token.len())),
+            }
+        }
+    }
+    if let Some(m) = max_age {
+        match crate::util::parse_u64(m.trim()) {
+            Some(secs) => changes.max_age = Some(secs),
+            None => errors.push(ControlError::BadMaxAge),
+        }
+    }
+    (changes, errors)
+}
+
+/// Applies a shallow merge: each key of `set` replaces the one in `data`, and a
+/// `null` value deletes it.
+pub fn merge(data: &mut Map<String, Value>, set: Map<String, Value>) {
+    for (k, v) in set {
+        if v.is_null() {
+            data.remove(&k);
+        } else {
+            data.insert(k, v);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::util::b64;
+
+    fn obj(v: Value) -> Map<String, Value> {
+        v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn raw_json_set() {
+        let (c, e) = parse(Some(r#" {"user":"ada","n":1} "#), None, None);
+        assert!(e.is_empty());
+        assert_eq!(c.set, Some(obj(json!({"user":"ada","n":1}))));
+    }
+
+    #[test]
+    fn base64url_set_with_and_without_padding() {
+        let raw = r#"{"a":"?>?"}"#;
+        let enc = b64(raw);
+        for text in [enc.clone(), format!("{enc}=="), format!("{enc}=")] {
+            let (c, e) = parse(Some(&text), None, None);
+            assert!(e.is_empty(), "{text}: {e:?}");
+            assert_eq!(c.set, Some(obj(json!({"a":"?>?"}))));
+        }
+    }
+
+    #[test]
+    fn null_deletes_on_merge() {
+        let mut data = obj(json!({"a":1,"b":2}));
+        let (c, _) = parse(Some(r#"{"a":null,"c":3}"#), None, None);
+        merge(&mut data, c.set.unwrap());
+        assert_eq!(Value::Object(data), json!({"b":2,"c":3}));
+    }
+
+    #[test]
+    fn non_objects_and_junk_are_errors() {
+        for bad in ["[1,2]", "42", "\"x\"", "null", "{", "not base64!", "W10", "{\"a\":1}, {\"b\":2}"] {
+            let (c, e) = parse(Some(bad), None, None);
+            assert!(c.set.is_none(), "{bad}");
+            assert_eq!(e.len(), 1, "{bad}");
+        }
+    }
+
+    #[test]
+    fn deeply_nested_json_is_refused_not_a_crash() {
+        let deep = format!("{{\"a\":{}{}}}", "[".repeat(5000), "]".repeat(5000));
+        let (c, e) = parse(Some(&deep), None, None);
+        assert!(c.set.is_none());
+        assert_eq!(e.len(), 1);
+    }
+
+    #[test]
+    fn oversized_set_is_refused() {
+        let big = format!("{{\"a\":\"{}\"}}", "x".repeat(MAX_SET_LEN));
+        let (_, e) = parse(Some(&big), None, None);
+        assert_eq!(e, vec![ControlError::SetTooLarge]);
+    }
+
+    #[test]
+    fn actions_in_any_case_with_unknown_ones_reported() {
+        let (c, e) = parse(None, Some("Regenerate, clear ,bogus,,DESTROY"), None);
+        assert!(c.destroy && c.clear && c.regenerate);
+        assert_eq!(e, vec![ControlError::UnknownAction(5)]);
+        let (c, e) = parse(None, Some("frobnicate"), None);
+        assert!(c.is_empty());
+        assert_eq!(e.len(), 1);
+    }
+
+    #[test]
+    fn max_age() {
+        assert_eq!(parse(None, None, Some("3600")).0.max_age, Some(3600));
+        assert_eq!(parse(None, None, Some(" 0 ")).0.max_age, Some(0));
+        for bad in ["-1", "1h", "", "1.5", "60, 60"] {
+            let (c, e) = parse(None, None, Some(bad));
+            assert_eq!(c.max_age, None, "{bad}");
+            assert_eq!(e, vec![ControlError::BadMaxAge], "{bad}");
+        }
+    }
+
+    #[test]
+    fn errors_never_echo_values() {
+        let (_, e) = parse(Some("secret-data-here"), Some("secret-action"), None);
+        for err in e {
+            let s = err.to_string();
+            assert!(!s.contains("secret"), "{s}");
+        }
+    }
+}

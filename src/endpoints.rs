@@ -1,0 +1,175 @@
+//! The edge's own endpoints under `KEYCARD_PATH_PREFIX` (SPEC §4). They are never
+//! forwarded to the origin.
+
+use serde_json::json;
+
+use crate::config::Config;
+use crate::session::{Loaded, Session};
+
+/// An endpoint request, as routed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `GET health`.
+    Health,
+    /// `POST logout`, with the validated `next` path if one was given.
+    Logout { next: Option<String> },
+    /// `GET session` (only with `KEYCARD_INSPECT=true`).
+    Inspect,
+    /// `GET` the inspector page or one of its static files (only with inspect on):
+    /// the path below the prefix, empty for the page itself.
+    InspectorAsset(String),
+    /// A known endpoint with the wrong method; the allowed method.
+    MethodNotAllowed(&'static str),
+    /// Anything else under the prefix.
+    NotFound,
+}
+
+/// Routes a request. Returns `None` when the path is not under the prefix (forward
+/// it). `path` is the URL path without the query; `query` the raw query, if any.
+pub fn route(cfg: &Config, method: &str, path: &str, query: Option<&str>) -> Option<Endpoint> {
+    let rest = path.strip_prefix(cfg.path_prefix.as_str()).or_else(|| {
+        // The prefix without its trailing slash is the inspector page too.
+        (path == &cfg.path_prefix[..cfg.path_prefix.len() - 1]).then_some("")
+    })?;
+    let get = method.eq_ignore_ascii_case("GET") || method.eq_ignore_ascii_case("HEAD");
+    Some(match rest {
+        "health" if get => Endpoint::Health,
+        "health" => Endpoint::MethodNotAllowed("GET"),
+        "logout" if method.eq_ignore_ascii_case("POST") => Endpoint::Logout {
+            next: query.and_then(next_param).and_then(|n| safe_next(&n)),
+        },
+        "logout" => Endpoint::MethodNotAllowed("POST"),
+        "session" if !cfg.inspect => Endpoint::NotFound,
+        "session" if get => Endpoint::Inspect,
+        "session" => Endpoint::MethodNotAllowed("GET"),
+        asset if cfg.inspect && get && is_asset_name(asset) => Endpoint::InspectorAsset(asset.to_owned()),
+        _ => Endpoint::NotFound,
+    })
+}
+
+fn is_asset_name(s: &str) -> bool {
+    s.is_empty()
+        || (s.len() < 64
+            && !s.starts_with('.')
+            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'_'))
+}
+
+fn next_param(query: &str) -> Option<String> {
+    form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == "next")
+        .map(|(_, v)| v.into_owned())
+}
+
+/// Accepts `next` only as a same-site relative path: it must start with a single `/`,
+/// and neither it nor its percent-decoded form may start with `//` or `/\`, contain a
+/// backslash, a control character or whitespace. Returns the path to redirect to.
+pub fn safe_next(next: &str) -> Option<String> {
+    fn ok(p: &str) -> bool {
+        p.starts_with('/')
+            && !p.starts_with("//")
+            && !p.contains('\\')
+            && !p.chars().any(|c| c.is_control() || c.is_whitespace())
+            && p.len() <= 2048
+    }
+    let decoded: String = percent_decode(next)?;
+    let twice: String = percent_decode(&decoded)?;
+    (ok(next) && ok(&decoded) && ok(&twice)).then(|| next.to_owned())
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes: Vec<u8> = percent_encoding::percent_decode_str(s).collect();
+    String::from_utf8(bytes).ok()
+}
+
+/// The `health` body.
+pub fn health_json(cfg: &Config, kv_available: bool) -> String {
+    json!({
+        "status": "ok",
+        "store": cfg.store.as_str(),
+        "kv": kv_available,
+        "version": crate::VERSION,
+    })
+    .to_string()
+}
+
+/// The `session` (inspect) body: the decoded session, status, expiry, store and cookie
+/// size. It is only served with `KEYCARD_INSPECT=true`, to the holder of the cookie.
+pub fn inspect_json(cfg: &Config, loaded: &Loaded, cookie_len: usize, now: u64) -> String {
+    let s: Option<&Session> = loaded.session.as_ref();
+    json!({
+        "status": loaded.status.as_str(),
+        "now": now,
+        "store": cfg.store.as_str(),
+        "location": s.map(|s| s.location.as_str()),
+        "data": s.map(|s| serde_json::Value::Object(s.data())),
+        "handle": s.map(|s| cfg.keys.current().handle(&s.sid)),
+        "kid": s.map(|s| s.kid.clone()),
+        "current_kid": cfg.keys.current().kid(),
+        "created": s.map(|s| s.created),
+        "issued": s.map(|s| s.issued),
+        "idle_expires": s.map(|s| (s.issued + cfg.idle_timeout).min(s.abs_exp)),
+        "absolute_expires": s.map(|s| s.abs_exp),
+        "expires": s.map(|s| s.expires(cfg)),
+        "idle_timeout": cfg.idle_timeout,
+        "absolute_timeout": cfg.absolute_timeout,
+        "refresh_after": cfg.refresh_after,
+        "cookie_name": cfg.cookie.name,
+        "cookie_size": cookie_len,
+        "cookie_limit": crate::session::MAX_COOKIE_LEN,
+        "encrypted": cfg.cookie.encrypt,
+    })
+    .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::tests::config;
+
+    #[test]
+    fn next_accepts_relative_paths_only() {
+        for good in ["/", "/account", "/a/b?c=d", "/caf%C3%A9"] {
+            assert_eq!(safe_next(good).as_deref(), Some(good), "{good}");
+        }
+        for bad in [
+            "https://evil.example",
+            "//evil.example",
+            "/\\evil.example",
+            "\\\\evil.example",
+            "/%2F%2Fevil",
+            "%2F%2Fevil.example",
+            "/%5Cevil",
+            "/%252F%252Fevil",
+            "javascript:alert(1)",
+            "evil.example",
+            "/\tevil",
+            "/%0d%0aSet-Cookie:x=y",
+            "",
+        ] {
+            assert_eq!(safe_next(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn routing() {
+        let cfg = config(&[]);
+        assert_eq!(route(&cfg, "GET", "/other", None), None);
+        assert_eq!(route(&cfg, "GET", "/.keycard/health", None), Some(Endpoint::Health));
+        assert_eq!(route(&cfg, "POST", "/.keycard/health", None), Some(Endpoint::MethodNotAllowed("GET")));
+        assert_eq!(
+            route(&cfg, "POST", "/.keycard/logout", Some("next=%2Fbye")),
+            Some(Endpoint::Logout { next: Some("/bye".into()) })
+        );
+        assert_eq!(
+            route(&cfg, "POST", "/.keycard/logout", Some("next=%2F%2Fevil")),
+            Some(Endpoint::Logout { next: None })
+        );
+        assert_eq!(route(&cfg, "GET", "/.keycard/session", None), Some(Endpoint::NotFound));
+        assert_eq!(route(&cfg, "GET", "/.keycard/", None), Some(Endpoint::NotFound));
+        let cfg = config(&[("KEYCARD_INSPECT", "true")]);
+        assert_eq!(route(&cfg, "GET", "/.keycard/session", None), Some(Endpoint::Inspect));
+        assert_eq!(route(&cfg, "GET", "/.keycard/", None), Some(Endpoint::InspectorAsset(String::new())));
+        assert_eq!(route(&cfg, "GET", "/.keycard", None), Some(Endpoint::InspectorAsset(String::new())));
+        assert_eq!(route(&cfg, "GET", "/.keycard/../x", None), Some(Endpoint::NotFound));
+    }
+}

@@ -1,0 +1,133 @@
+//! Request rewriting: the reserved header namespace, the forwarded `Cookie` header,
+//! the origin URL and the `X-Forwarded-*` headers.
+
+/// Whether `name` is in the reserved namespace: `X-Session` or `X-Session-*`, in any
+/// case. Such headers are stripped from the client's request and from the origin's
+/// response.
+pub fn is_reserved(name: &str) -> bool {
+    let n = name.as_bytes();
+    n.len() >= 9
+        && n[..9].eq_ignore_ascii_case(b"x-session")
+        && (n.len() == 9 || n[9] == b'-')
+}
+
+/// The `Cookie` header without the session cookie `name`, or `None` if nothing is
+/// left. Other cookies are kept byte for byte, which is why this splits on `;` by hand
+/// rather than re-serializing parsed cookies.
+pub fn strip_cookie(header: &str, name: &str) -> Option<String> {
+    let mut out = String::with_capacity(header.len());
+    for part in header.split(';') {
+        let trimmed = part.trim();
+        if trimmed.is_empty() {
+            continue;
+        }
+        let n = trimmed.split_once('=').map_or(trimmed, |(n, _)| n).trim();
+        if n == name {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str("; ");
+        }
+        out.push_str(trimmed);
+    }
+    (!out.is_empty()).then_some(out)
+}
+
+/// The parts of a request URL: scheme, host (with port) and path with query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UrlParts<'a> {
+    pub scheme: &'a str,
+    pub host: &'a str,
+    pub path_and_query: &'a str,
+}
+
+/// Splits an absolute URL as the runtime gives it (already normalized) without a full
+/// URL parser. Returns `None` for anything that is not `scheme://host/...`.
+pub fn split_url(url: &str) -> Option<UrlParts<'_>> {
+    let (scheme, rest) = url.split_once("://")?;
+    let cut = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (host, tail) = rest.split_at(cut);
+    let path_and_query = tail.split('#').next().unwrap_or("");
+    Some(UrlParts { scheme, host, path_and_query })
+}
+
+/// The URL to forward to: `base` (scheme, host and port from `ORIGIN_URL`) with the
+/// request's path and query, or the request's own URL in route mode.
+pub fn origin_url(base: Option<&str>, request_url: &str) -> String {
+    match (base, split_url(request_url)) {
+        (Some(b), Some(p)) => {
+            let pq = if p.path_and_query.is_empty() { "/" } else { p.path_and_query };
+            let mut u = String::with_capacity(b.len() + pq.len());
+            u.push_str(b);
+            u.push_str(pq);
+            u
+        }
+        _ => request_url.to_owned(),
+    }
+}
+
+/// The request URL without query and fragment, for the `jwt` format's `htu` claim.
+pub fn url_without_query(url: &str) -> &str {
+    let end = url.find(['?', '#']).unwrap_or(url.len());
+    &url[..end]
+}
+
+/// `X-Forwarded-For`: the client's address from `CF-Connecting-IP` appended to any
+/// existing list, or the existing list alone when the address is unknown.
+pub fn forwarded_for(existing: Option<&str>, client_ip: Option<&str>) -> Option<String> {
+    match (existing.map(str::trim).filter(|e| !e.is_empty()), client_ip) {
+        (Some(e), Some(ip)) if e.rsplit(',').next().map(str::trim) == Some(ip) => Some(e.to_owned()),
+        (Some(e), Some(ip)) => Some(format!("{e}, {ip}")),
+        (None, Some(ip)) => Some(ip.to_owned()),
+        (Some(e), None) => Some(e.to_owned()),
+        (None, None) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reserved_namespace() {
+        for yes in ["X-Session", "x-session", "X-SESSION-Set", "x-session-id", "x-session-"] {
+            assert!(is_reserved(yes), "{yes}");
+        }
+        for no in ["X-Sessions", "x-sessionid", "session", "X-Forwarded-For", "x-sessio"] {
+            assert!(!is_reserved(no), "{no}");
+        }
+    }
+
+    #[test]
+    fn strip_cookie_keeps_others() {
+        assert_eq!(strip_cookie("a=1; kc=x; b=2", "kc").as_deref(), Some("a=1; b=2"));
+        assert_eq!(strip_cookie("kc=x", "kc"), None);
+        assert_eq!(strip_cookie("kc=x; kc=y;a=\"q\"", "kc").as_deref(), Some("a=\"q\""));
+        assert_eq!(strip_cookie("kcx=1; flag", "kc").as_deref(), Some("kcx=1; flag"));
+    }
+
+    #[test]
+    fn origin_url_replaces_scheme_host_port_only() {
+        assert_eq!(
+            origin_url(Some("http://127.0.0.1:9000"), "https://app.example.com/a/b?c=d#e"),
+            "http://127.0.0.1:9000/a/b?c=d"
+        );
+        assert_eq!(origin_url(Some("http://o"), "https://h"), "http://o/");
+        assert_eq!(origin_url(None, "https://h/p?q"), "https://h/p?q");
+    }
+
+    #[test]
+    fn split_url_parts() {
+        let p = split_url("https://h:8443/p?q=1").unwrap();
+        assert_eq!((p.scheme, p.host, p.path_and_query), ("https", "h:8443", "/p?q=1"));
+        assert_eq!(url_without_query("https://h/p?q=1"), "https://h/p");
+    }
+
+    #[test]
+    fn forwarded_for_appends() {
+        assert_eq!(forwarded_for(None, Some("1.2.3.4")).as_deref(), Some("1.2.3.4"));
+        assert_eq!(forwarded_for(Some("9.9.9.9"), Some("1.2.3.4")).as_deref(), Some("9.9.9.9, 1.2.3.4"));
+        assert_eq!(forwarded_for(Some("9.9.9.9, 1.2.3.4"), Some("1.2.3.4")).as_deref(), Some("9.9.9.9, 1.2.3.4"));
+        assert_eq!(forwarded_for(None, None), None);
+    }
+}

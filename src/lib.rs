@@ -1,0 +1,48 @@
+//! keycard: signed-cookie sessions at the edge.
+//!
+//! keycard runs as a Cloudflare Worker in front of an *origin* (usually a legacy app
+//! with no session handling of its own). It verifies the browser's session cookie,
+//! keeps server-side state in Workers KV when needed, and hands the decoded session to
+//! the origin in the `X-Session` request header. The origin changes the session by
+//! answering with `X-Session-Set`, `X-Session-Action` and `X-Session-Max-Age`.
+//!
+//! # Terms, defined once
+//!
+//! - **session**: what the edge knows about one visitor: its data (a JSON object), its
+//!   session id, when it was created, when it ends at the latest (absolute expiry) and
+//!   when its cookie was last issued (which drives the sliding idle expiry).
+//! - **session id** ([`keys::SessionId`]): 32 random bytes from the platform CSPRNG,
+//!   base64url. It is a bearer secret: it only ever travels inside the signed cookie and
+//!   is never logged or forwarded.
+//! - **handle**: a non-secret, stable name for a session, `HMAC(handle key, session id)`,
+//!   forwarded as `X-Session-Id`. Origin logs can carry it without leaking a session.
+//! - **cookie**: the signed (or sealed) value the browser holds; see [`codec`].
+//! - **record**: the server-side copy of a session's data in KV; see [`store`].
+//! - **kid**: a short id of the key a cookie was signed with, derived from the secret.
+//!
+//! # Shape
+//!
+//! Everything in this crate except [`edge`] is a pure core: plain functions and types
+//! that take `now` (unix seconds) as an argument and never touch the platform, so
+//! `cargo test` runs them natively. [`edge`] (wasm32 only) reads the Worker `Env` into a
+//! [`config::Config`], calls the core, and carries out its decisions with the Workers
+//! runtime.
+
+#![forbid(unsafe_code)]
+
+pub mod codec;
+pub mod config;
+pub mod control;
+pub mod endpoints;
+pub mod forward;
+pub mod jwt;
+pub mod keys;
+pub mod session;
+pub mod store;
+pub mod util;
+
+#[cfg(target_arch = "wasm32")]
+mod edge;
+
+/// The crate version, reported by the `health` endpoint.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,905 @@
+//! Sessions: reading them from the cookie, the expiry and refresh policy, and turning
+//! the origin's [`Changes`] into decisions for the edge to carry out.
+//!
+//! The flow of one request is three pure steps, with the edge doing the I/O between
+//! them:
+//!
+//! 1. [`read`] the `Cookie` header into a [`Read`]: no session, a bad one, a complete
+//!    session (data in the cookie) or one whose record must be loaded from KV
+//!    ([`Pending`], finished by [`Pending::complete`]).
+//! 2. [`forward_headers`] says what the origin is told.
+//! 3. [`finish`] turns the origin's changes into an [`Outcome`]: the `Set-Cookie` to
+//!    send and the KV writes and deletes to make.
+//!
+//! # Policy
+//!
+//! - A cookie is *expired* when `now >= issued + idle` or `now >= abs_exp`: the
+//!   boundary second itself is expired.
+//! - A cookie is *due for refresh* when `now - issued >= refresh_after` (the boundary
+//!   second refreshes), or when it was signed under a previous key.
+//! - A cookie issued more than [`MAX_SKEW`] seconds in the future is invalid.
+
+use std::fmt::Write as _;
+
+use cookie::{Cookie, SameSite as CookieSameSite};
+use serde_json::{Map, Value};
+
+use crate::codec::{self, Body, Claims, DecodeError};
+use crate::config::{Config, HeaderFormat, SameSite, StoreMode};
+use crate::control::{merge, Changes};
+use crate::keys::{Entropy, SessionId};
+use crate::util::{b64, unb64};
+
+/// The largest `Set-Cookie` value (name, value and attributes) keycard sends.
+pub const MAX_COOKIE_LEN: usize = 4096;
+/// How far in the future an issue time may be before the cookie is refused.
+pub const MAX_SKEW: u64 = 300;
+/// How many same-name cookies are examined before giving up.
+pub const MAX_CANDIDATES: usize = 4;
+/// The lifetime of the `jwt`-format `X-Session` header.
+pub const JWT_LIFETIME: u64 = 60;
+/// KV's minimum `expirationTtl`.
+pub const KV_MIN_TTL: u64 = 60;
+
+/// The session status forwarded in `X-Session-Status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// No session cookie.
+    None,
+    /// A valid session.
+    Valid,
+    /// A well-signed cookie past its idle or absolute expiry.
+    Expired,
+    /// A bad MAC, malformed cookie, unknown key, or a KV record that is gone.
+    Invalid,
+}
+
+impl Status {
+    /// The header value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::None => "none",
+            Status::Valid => "valid",
+            Status::Expired => "expired",
+            Status::Invalid => "invalid",
+        }
+    }
+}
+
+/// Where a session's data lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Location {
+    Cookie,
+    Kv,
+}
+
+impl Location {
+    /// `cookie` or `kv`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Location::Cookie => "cookie",
+            Location::Kv => "kv",
+        }
+    }
+}
+
+/// A valid session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    /// The session id (secret).
+    pub sid: SessionId,
+    /// Creation time.
+    pub created: u64,
+    /// Absolute expiry.
+    pub abs_exp: u64,
+    /// When its cookie was last issued.
+    pub issued: u64,
+    /// base64url of the data's JSON object: exactly what `X-Session` carries.
+    pub data_b64: String,
+    /// Where the data lives now.
+    pub location: Location,
+    /// The kid its cookie was signed with.
+    pub kid: String,
+    /// Whether that kid is the current key.
+    pub current_key: bool,
+}
+
+impl Session {
+    /// The data as a JSON object. Data that does not decode (which a verified cookie
+    /// cannot produce) reads as empty.
+    pub fn data(&self) -> Map<String, Value> {
+        unb64(&self.data_b64)
+            .and_then(|j| serde_json::from_slice::<Map<String, Value>>(&j).ok())
+            .unwrap_or_default()
+    }
+
+    /// The data's JSON text.
+    pub fn data_json(&self) -> String {
+        unb64(&self.data_b64)
+            .and_then(|j| String::from_utf8(j).ok())
+            .unwrap_or_else(|| "{}".into())
+    }
+
+    /// When the session ends if unused, as of its last issue.
+    pub fn expires(&self, cfg: &Config) -> u64 {
+        (self.issued + cfg.idle_timeout).min(self.abs_exp)
+    }
+
+    /// Whether its cookie is due for re-issue at `now`: old enough, or signed under a
+    /// previous key.
+    pub fn refresh_due(&self, cfg: &Config, now: u64) -> bool {
+        self.time_refresh_due(cfg, now) || !self.current_key
+    }
+
+    fn time_refresh_due(&self, cfg: &Config, now: u64) -> bool {
+        now.saturating_sub(self.issued) >= cfg.refresh_after
+    }
+
+    /// The KV key of its record.
+    pub fn kv_key(&self, cfg: &Config) -> String {
+        self.sid.kv_key(&cfg.kv_prefix)
+    }
+}
+
+/// A cookie that verified and names a KV record still to be loaded.
+#[derive(Debug, Clone)]
+pub struct Pending {
+    claims: Claims,
+    kid: String,
+    current_key: bool,
+    /// The KV key to load.
+    pub key: String,
+}
+
+/// The versioned KV record.
+#[derive(serde::Deserialize)]
+struct RecordIn<'a> {
+    v: u32,
+    #[serde(borrow)]
+    data: &'a serde_json::value::RawValue,
+}
+
+impl Pending {
+    /// Finishes loading with the record text found in KV (`None` when missing).
+    /// A missing, unreadable or wrong-version record gives `None`: the session is
+    /// invalid.
+    pub fn complete(self, record: Option<&str>) -> Option<Session> {
+        let rec: RecordIn = serde_json::from_str(record?).ok()?;
+        if rec.v != 1 || !rec.data.get().starts_with('{') {
+            return None;
+        }
+        Some(Session {
+            sid: self.claims.sid,
+            created: self.claims.created,
+            abs_exp: self.claims.abs_exp,
+            issued: self.claims.issued,
+            data_b64: b64(rec.data.get()),
+            location: Location::Kv,
+            kid: self.kid,
+            current_key: self.current_key,
+        })
+    }
+}
+
+/// What the cookie said.
+#[derive(Debug, Clone)]
+pub enum Read {
+    /// No session cookie at all.
+    None,
+    /// One or more session cookies, none usable: `Invalid` or `Expired`.
+    Bad(Status, DecodeError),
+    /// A valid session with its data in the cookie.
+    Ready(Session),
+    /// A valid cookie whose data is in KV.
+    NeedsRecord(Pending),
+}
+
+/// What is known about the request's session once reading is over.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// The forwarded status.
+    pub status: Status,
+    /// The session, when valid.
+    pub session: Option<Session>,
+}
+
+impl Loaded {
+    /// An anonymous visitor with the given status.
+    pub fn without(status: Status) -> Loaded {
+        Loaded { status, session: None }
+    }
+
+    /// A valid session.
+    pub fn with(session: Session) -> Loaded {
+        Loaded { status: Status::Valid, session: Some(session) }
+    }
+}
+
+/// The values of every cookie called `name` in a `Cookie` header, in order.
+pub fn cookie_values<'a>(header: &'a str, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+    Cookie::split_parse(header)
+        .filter_map(Result::ok)
+        .filter(move |c| c.name() == name)
+        .filter_map(|c| c.value_raw())
+}
+
+fn check_times(cfg: &Config, claims: &mut Claims, now: u64) -> Result<(), Status> {
+    if claims.issued > now.saturating_add(MAX_SKEW) {
+        return Err(Status::Invalid);
+    }
+    // A cookie issued under a longer absolute timeout than the current one is held to
+    // the current one.
+    claims.abs_exp = claims.abs_exp.min(claims.issued.saturating_add(cfg.absolute_timeout));
+    if now >= claims.abs_exp || now >= claims.issued.saturating_add(cfg.idle_timeout) {
+        return Err(Status::Expired);
+    }
+    Ok(())
+}
+
+/// Reads the session from a `Cookie` header. Among several cookies with the session
+/// cookie's name, the first valid one wins (at most [`MAX_CANDIDATES`] are tried).
+pub fn read(cfg: &Config, cookie_header: Option<&str>, now: u64) -> Read {
+    let Some(header) = cookie_header else {
+        return Read::None;
+    };
+    let mut worst: Option<(Status, DecodeError)> = None;
+    for value in cookie_values(header, &cfg.cookie.name).take(MAX_CANDIDATES) {
+        let verified = match codec::decode(&cfg.keys, &cfg.cookie.name, value) {
+            Ok(v) => v,
+            Err(e) => {
+                worst.get_or_insert((Status::Invalid, e));
+                continue;
+            }
+        };
+        let mut claims = verified.claims;
+        if let Err(status) = check_times(cfg, &mut claims, now) {
+            // Expired beats invalid: it says more to the origin.
+            if status == Status::Expired || worst.is_none() {
+                worst = Some((status, DecodeError::Malformed));
+            }
+            continue;
+        }
+        return match claims.body {
+            Body::Inline(ref data_b64) => Read::Ready(Session {
+                data_b64: data_b64.clone(),
+                sid: claims.sid,
+                created: claims.created,
+                abs_exp: claims.abs_exp,
+                issued: claims.issued,
+                location: Location::Cookie,
+                kid: verified.kid,
+                current_key: verified.current_key,
+            }),
+            Body::InKv => Read::NeedsRecord(Pending {
+                key: claims.sid.kv_key(&cfg.kv_prefix),
+                claims,
+                kid: verified.kid,
+                current_key: verified.current_key,
+            }),
+        };
+    }
+    match worst {
+        None => Read::None,
+        Some((s, e)) => Read::Bad(s, e),
+    }
+}
+
+/// The headers the origin receives about the session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Forward {
+    /// `X-Session`, with a valid session only.
+    pub session: Option<String>,
+    /// `X-Session-Status`, always.
+    pub status: &'static str,
+    /// `X-Session-Id`, the handle, with a valid session only.
+    pub handle: Option<String>,
+    /// `X-Session-Expires`, with a valid session only.
+    pub expires: Option<u64>,
+}
+
+/// What the origin is told. `method` and `url` feed the `jwt` format's `htm` and
+/// `htu` claims (the query and fragment are cut from `url`).
+pub fn forward_headers(cfg: &Config, loaded: &Loaded, now: u64, method: &str, url: &str) -> Forward {
+    let Some(s) = &loaded.session else {
+        return Forward { session: None, status: loaded.status.as_str(), handle: None, expires: None };
+    };
+    let expires = if s.refresh_due(cfg, now) {
+        (now + cfg.idle_timeout).min(s.abs_exp)
+    } else {
+        s.expires(cfg)
+    };
+    let handle = cfg.keys.current().handle(&s.sid);
+    let session = match cfg.header_format {
+        HeaderFormat::Base64 => s.data_b64.clone(),
+        HeaderFormat::Jwt => {
+            let key = cfg.origin_secret.as_ref().expect("config requires ORIGIN_SECRET for jwt");
+            crate::jwt::session_jwt(key, &handle, now, now + JWT_LIFETIME, &s.data_json(), method, url)
+        }
+    };
+    Forward { session: Some(session), status: Status::Valid.as_str(), handle: Some(handle), expires: Some(expires) }
+}
+
+/// A KV write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KvPut {
+    /// The key: prefix + base64url(SHA-256(session id)).
+    pub key: String,
+    /// The versioned JSON record.
+    pub value: String,
+    /// `expirationTtl` in seconds: the smaller of the idle and absolute time left, at
+    /// least [`KV_MIN_TTL`].
+    pub ttl: u64,
+}
+
+/// What happened to the session, for the log (after actix-session's `SessionStatus`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// Nothing to send.
+    Unchanged,
+    /// Created or changed.
+    Changed,
+    /// Re-issued without change (refresh or rotation).
+    Renewed,
+    /// Destroyed, or a bad cookie cleared.
+    Purged,
+}
+
+/// The decisions for the edge to carry out after the origin answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// The `Set-Cookie` header value for the session cookie, if any.
+    pub set_cookie: Option<String>,
+    /// The record to write, if any.
+    pub kv_put: Option<KvPut>,
+    /// Records to delete.
+    pub kv_delete: Vec<String>,
+    /// What happened, for the log.
+    pub change: Change,
+    /// The session after the changes, if it lives on.
+    pub session: Option<Session>,
+}
+
+/// Why [`finish`] could not honour the origin's answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FinishError {
+    /// The session does not fit in a cookie and there is no KV to spill to.
+    #[error("session cookie would be {size} bytes, over the 4096-byte limit, and SESSION_STORE does not allow KV")]
+    TooLarge { size: usize },
+}
+
+/// Builds the `Set-Cookie` value for `value`, with every configured attribute.
+/// `max_age` is sent only for persistent cookies.
+pub fn set_cookie(cfg: &Config, value: &str, max_age: u64) -> String {
+    build_cookie(cfg, value, if cfg.cookie.persistent { Some(max_age) } else { None })
+}
+
+/// The clearing cookie: same name, path and domain, empty value, `Max-Age=0`.
+pub fn clearing_cookie(cfg: &Config) -> String {
+    build_cookie(cfg, "", Some(0))
+}
+
+fn build_cookie(cfg: &Config, value: &str, max_age: Option<u64>) -> String {
+    let c = &cfg.cookie;
+    let mut b = Cookie::build((c.name.as_str(), value))
+        .path(c.path.as_str())
+        .secure(c.secure)
+        .http_only(c.http_only)
+        .same_site(match c.same_site {
+            SameSite::Strict => CookieSameSite::Strict,
+            SameSite::Lax => CookieSameSite::Lax,
+            SameSite::None => CookieSameSite::None,
+        });
+    if let Some(d) = &c.domain {
+        b = b.domain(d.as_str());
+    }
+    if let Some(m) = max_age {
+        b = b.max_age(cookie::time::Duration::seconds(m.min(i64::MAX as u64) as i64));
+    }
+    b.build().to_string()
+}
+
+fn record(s: &Session) -> String {
+    let mut r = String::with_capacity(64 + s.data_b64.len());
+    let _ = write!(r, "{{\"v\":1,\"created\":{},\"abs_exp\":{},\"data\":{}}}", s.created, s.abs_exp, s.data_json());
+    r
+}
+
+fn claims_of(s: &Session, body: Body) -> Claims {
+    Claims { issued: s.issued, created: s.created, abs_exp: s.abs_exp, sid: s.sid.clone(), body }
+}
+
+fn encode(cfg: &Config, claims: &Claims, entropy: &mut dyn Entropy) -> String {
+    let keys = cfg.keys.current();
+    if cfg.cookie.encrypt {
+        codec::encode_sealed(keys, &cfg.cookie.name, claims, entropy)
+    } else {
+        codec::encode_signed(keys, &cfg.cookie.name, claims)
+    }
+}
+
+/// Applies the origin's `changes` to the loaded session and decides what to send and
+/// store. `kv_available` says whether a KV binding exists. Change order: `destroy`
+/// (which ignores everything else), `clear`, the `Set` merge, `regenerate`, then
+/// `Max-Age` (`0` ends the session like `destroy`).
+pub fn finish(
+    cfg: &Config,
+    loaded: Loaded,
+    changes: Changes,
+    now: u64,
+    entropy: &mut dyn Entropy,
+    kv_available: bool,
+) -> Result<Outcome, FinishError> {
+    let mut kv_delete = Vec::new();
+    let bad_cookie = matches!(loaded.status, Status::Invalid | Status::Expired);
+    let mut session = loaded.session;
+
+    if changes.destroy || changes.max_age == Some(0) {
+        if let Some(s) = &session {
+            if s.location == Location::Kv {
+                kv_delete.push(s.kv_key(cfg));
+            }
+        }
+        return Ok(Outcome {
+            set_cookie: Some(clearing_cookie(cfg)),
+            kv_put: None,
+            kv_delete,
+            change: Change::Purged,
+            session: None,
+        });
+    }
+
+    let mut changed = false;
+    if changes.clear || changes.set.is_some() {
+        let mut data = match &session {
+            Some(s) if !changes.clear => s.data(),
+            _ => Map::new(),
+        };
+        if let Some(set) = changes.set {
+            merge(&mut data, set);
+        }
+        let json = serde_json::to_string(&data).expect("a JSON map always serializes");
+        let data_b64 = b64(json);
+        match &mut session {
+            Some(s) => {
+                if s.data_b64 != data_b64 {
+                    s.data_b64 = data_b64;
+                    changed = true;
+                }
+            }
+            None if !data.is_empty() => {
+                session = Some(Session {
+                    sid: SessionId::generate(entropy),
+                    created: now,
+                    abs_exp: now + cfg.absolute_timeout,
+                    issued: now,
+                    data_b64,
+                    location: Location::Cookie,
+                    kid: cfg.keys.current().kid().to_owned(),
+                    current_key: true,
+                });
+                changed = true;
+            }
+            None => {}
+        }
+    }
+
+    let Some(mut s) = session else {
+        return Ok(Outcome {
+            set_cookie: bad_cookie.then(|| clearing_cookie(cfg)),
+            kv_put: None,
+            kv_delete,
+            change: if bad_cookie { Change::Purged } else { Change::Unchanged },
+            session: None,
+        });
+    };
+
+    let was_kv = s.location == Location::Kv;
+    if changes.regenerate {
+        if was_kv {
+            kv_delete.push(s.kv_key(cfg));
+        }
+        s.sid = SessionId::generate(entropy);
+        changed = true;
+    }
+    if let Some(secs) = changes.max_age {
+        let abs = now + secs.min(cfg.absolute_timeout);
+        if abs != s.abs_exp {
+            s.abs_exp = abs;
+            changed = true;
+        }
+    }
+
+    let time_refresh = s.time_refresh_due(cfg, now);
+    if !changed && !time_refresh && s.current_key {
+        return Ok(Outcome { set_cookie: None, kv_put: None, kv_delete, change: Change::Unchanged, session: Some(s) });
+    }
+
+    s.issued = now;
+    s.kid = cfg.keys.current().kid().to_owned();
+    s.current_key = true;
+    let max_age = cfg.idle_timeout.min(s.abs_exp.saturating_sub(now));
+
+    let inline = |s: &Session, entropy: &mut dyn Entropy| {
+        let value = encode(cfg, &claims_of(s, Body::Inline(s.data_b64.clone())), entropy);
+        set_cookie(cfg, &value, max_age)
+    };
+    let (cookie, location) = match cfg.store {
+        StoreMode::Kv => {
+            let value = encode(cfg, &claims_of(&s, Body::InKv), entropy);
+            (set_cookie(cfg, &value, max_age), Location::Kv)
+        }
+        StoreMode::Cookie | StoreMode::Auto => {
+            let c = inline(&s, entropy);
+            if c.len() <= MAX_COOKIE_LEN {
+                (c, Location::Cookie)
+            } else if cfg.store == StoreMode::Auto && kv_available {
+                let value = encode(cfg, &claims_of(&s, Body::InKv), entropy);
+                (set_cookie(cfg, &value, max_age), Location::Kv)
+            } else {
+                return Err(FinishError::TooLarge { size: c.len() });
+            }
+        }
+    };
+    debug_assert!(cookie.len() <= MAX_COOKIE_LEN);
+
+    let mut kv_put = None;
+    if location == Location::Kv {
+        if changed || time_refresh || !was_kv {
+            kv_put = Some(KvPut {
+                key: s.kv_key(cfg),
+                value: record(&s),
+                ttl: max_age.max(KV_MIN_TTL),
+            });
+        }
+    } else if was_kv && !changes.regenerate {
+        // The data moved back into the cookie: the record is no longer needed.
+        kv_delete.push(s.kv_key(cfg));
+    }
+    s.location = location;
+    Ok(Outcome {
+        set_cookie: Some(cookie),
+        kv_put,
+        kv_delete,
+        change: if changed { Change::Changed } else { Change::Renewed },
+        session: Some(s),
+    })
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::collections::HashMap;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::control;
+    use crate::keys::tests::CountingEntropy;
+
+    pub const SECRET: &str = "session-test-secret-0123456789abcdef0123456789";
+    pub const T0: u64 = 1_700_000_000;
+
+    pub fn config(pairs: &[(&str, &str)]) -> Config {
+        let mut map: HashMap<String, String> = HashMap::new();
+        map.insert("SESSION_SECRET".into(), SECRET.into());
+        map.insert("SESSION_IDLE_TIMEOUT".into(), "1000".into());
+        map.insert("SESSION_ABSOLUTE_TIMEOUT".into(), "5000".into());
+        map.insert("SESSION_REFRESH_AFTER".into(), "100".into());
+        for (k, v) in pairs {
+            map.insert((*k).into(), (*v).into());
+        }
+        Config::from_lookup(|k| map.get(k).cloned()).unwrap()
+    }
+
+    fn set(json: &str) -> Changes {
+        control::parse(Some(json), None, None).0
+    }
+
+    /// Runs one request against an in-memory KV map; returns the loaded status, what
+    /// the origin was told, and the outcome; updates `jar` like a browser would.
+    pub fn request(
+        cfg: &Config,
+        jar: &mut Option<String>,
+        kv: &mut HashMap<String, String>,
+        changes: Changes,
+        now: u64,
+    ) -> (Loaded, Forward, Outcome) {
+        let header = jar.as_ref().map(|v| format!("other=1; {}={v}", cfg.cookie.name));
+        let loaded = match read(cfg, header.as_deref(), now) {
+            Read::None => Loaded::without(Status::None),
+            Read::Bad(s, _) => Loaded::without(s),
+            Read::Ready(s) => Loaded::with(s),
+            Read::NeedsRecord(p) => {
+                let rec = kv.get(&p.key).cloned();
+                match p.complete(rec.as_deref()) {
+                    Some(s) => Loaded::with(s),
+                    None => Loaded::without(Status::Invalid),
+                }
+            }
+        };
+        let fwd = forward_headers(cfg, &loaded, now, "GET", "https://example.com/x?y=1");
+        let out = finish(cfg, loaded.clone(), changes, now, &mut CountingEntropy(now as u8), true).unwrap();
+        for k in &out.kv_delete {
+            kv.remove(k);
+        }
+        if let Some(p) = &out.kv_put {
+            kv.insert(p.key.clone(), p.value.clone());
+        }
+        if let Some(sc) = &out.set_cookie {
+            let c = Cookie::parse(sc.clone()).unwrap();
+            *jar = if c.max_age() == Some(cookie::time::Duration::ZERO) { None } else { Some(c.value().to_owned()) };
+        }
+        (loaded, fwd, out)
+    }
+
+    fn data_of(fwd: &Forward) -> Value {
+        serde_json::from_slice(&unb64(fwd.session.as_ref().unwrap()).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn no_cookie_and_no_data_creates_nothing() {
+        let cfg = config(&[]);
+        let (mut jar, mut kv) = (None, HashMap::new());
+        let (l, f, o) = request(&cfg, &mut jar, &mut kv, Changes::default(), T0);
+        assert_eq!(l.status, Status::None);
+        assert_eq!(f.status, "none");
+        assert!(f.session.is_none() && f.handle.is_none());
+        assert_eq!(o.set_cookie, None);
+        // Setting nothing, or only nulls, still creates nothing.
+        let (_, _, o) = request(&cfg, &mut jar, &mut kv, set(r#"{"a":null}"#), T0);
+        assert_eq!(o.set_cookie, None);
+        assert!(kv.is_empty());
+    }
+
+    #[test]
+    fn set_creates_then_forwards() {
+        let cfg = config(&[]);
+        let (mut jar, mut kv) = (None, HashMap::new());
+        let (_, _, o) = request(&cfg, &mut jar, &mut kv, set(r#"{"user":"ada"}"#), T0);
+        assert_eq!(o.change, Change::Changed);
+        let sc = o.set_cookie.unwrap();
+        assert!(sc.starts_with("__Host-keycard=v1."), "{sc}");
+        for attr in ["HttpOnly", "SameSite=Lax", "Secure", "Path=/", "Max-Age=1000"] {
+            assert!(sc.contains(attr), "{sc} lacks {attr}");
+        }
+        let (l, f, o) = request(&cfg, &mut jar, &mut kv, Changes::default(), T0 + 1);
+        assert_eq!(l.status, Status::Valid);
+        assert_eq!(data_of(&f), json!({"user":"ada"}));
+        assert_eq!(f.expires, Some(T0 + 1000));
+        assert_eq!(o.set_cookie, None, "nothing changed, nothing sent");
+        assert!(kv.is_empty(), "cookie-sized data stays in the cookie");
+    }
+
+    /// Idle expiry boundaries: one second before, at, and after.
+    #[test]
+    fn idle_expiry_boundaries() {
+        let cfg = config(&[("SESSION_REFRESH_AFTER", "999")]);
+        for (offset, want) in [(999, Status::Valid), (1000, Status::Expired), (1001, Status::Expired)] {
+            let (mut jar, mut kv) = (None, HashMap::new());
+            request(&cfg, &mut jar, &mut kv, set(r#"{"a":1}"#), T0);
+            let (l, f, o) = request(&cfg, &mut jar, &mut kv, Changes::default(), T0 + offset);
+            assert_eq!(l.status, want, "offset {offset}");
+            if want == Status::Expired {
+                assert_eq!(f.status, "expired");
+                assert!(f.session.is_none());
+                assert!(o.set_cookie.unwrap().contains("Max-Age=0"));
+            }
+        }
+    }
+
+    /// Absolute expiry boundaries, with a session kept alive by refreshes.
+    #[test]
+    fn absolute_expiry_boundaries() {
+        let cfg = config(&[]);
+        for (offset, want) in [(4999, Status::Valid), (5000, Status::Expired), (5001, Status::Expired)] {
+            let (mut jar, mut kv) = (None, HashMap::new());
+            request(&cfg, &mut jar, &mut kv, set(r#"{"a":1}"#), T0);
+            let mut t = T0;
+            while t + 500 < T0 + offset.min(4999) {
+                t += 500;
+                let (l, _, _) = request(&cfg, &mut jar, &mut kv, Changes::default(), t);
+                assert_eq!(l.status, Status::Valid);
+            }
+            let (l, _, _) = request(&cfg, &mut jar, &mut kv, Changes::default(), T0 + offset);
+            assert_eq!(l.status, want, "offset {offset}");
+        }
+    }
+
+    /// Refresh boundaries: not before `refresh_after`, at and after it yes.
+    #[test]
+    fn refresh_boundaries() {
+        let cfg = config(&[]);
+        for (offset, want) in [(99, false), (100, true), (101, true)] {
+            let (mut jar, mut kv) = (None, HashMap::new());
+            request(&cfg, &mut jar, &mut kv, set(r#"{"a":1}"#), T0);
+            let before = jar.clone();
+            let (_, f, o) = request(&cfg, &mut jar, &mut kv, Changes::default(), T0 + offset);
+            assert_eq!(o.set_cookie.is_some(), want, "offset {offset}");
+            if want {
+                assert_eq!(o.change, Change::Renewed);
+                assert_ne!(jar, before);
+                assert_eq!(f.expires, Some(T0 + offset + 1000));
+                // The refreshed cookie carries the new issue time.
+                let (l, _, _) = request(&cfg, &mut jar, &mut kv, Changes::default(), T0 + offset + 999);
+                assert_eq!(l.status, Status::Valid);
+            } else {
+                assert_eq!(f.expires, Some(T0 + 1000));
+            }
+        }
+    }
+
+    #[test]
+    fn far_future_issue_time_is_invalid() {
+        let cfg = config(&[]);
+        let (mut jar, mut kv) = (None, HashMap::new());
+        request(&cfg, &mut jar, &mut kv, set(r#"{"a":1}"#), T0 + MAX_SKEW + 1);
+        let (l, _, _) = request(&cfg, &mut jar, &mut kv, Changes::default(), T0);
+        assert_eq!(l.status, Status::Invalid);
+        let (mut jar, mut kv) = (None, HashMap::new());
+        request(&cfg, &mut jar, &mut kv, set(r#"{"a":1}"#), T0 + MAX_SKEW);
+        let (l, _, _) = request(&cfg, &mut jar, &mut kv, Changes::default(), T0);
+        assert_eq!(l.status, Status::Valid);
+    }
+
+    #[test]
+    fn merge_clear_and_destroy() {
+        let cfg = config(&[]);
+        let (mut jar, mut kv) = (None, HashMap::new());
+        request(&cfg, &mut jar, &mut kv, set(r#"{"a":1,"b":2}"#), T0);
+        request(&cfg, &mut jar, &mut kv, set(r#"{"b":null,"c":3}"#), T0 + 1);
+        let (_, f, _) = request(&cfg, &mut jar, &mut kv, Changes::default(), T0 + 2);
+        assert_eq!(data_of(&f), json!({"a":1,"c":3}));
+        // clear then set replaces the data.
+        let (c, _) = control::parse(Some(r#"{"z":0}"#), Some("clear"), None);
+        request(&cfg, &mut jar, &mut kv, c, T0 + 3);
+        let (_, f, _) = request(&cfg, &mut jar, &mut kv, Changes::default(), T0 + 4);
+        assert_eq!(data_of(&f), json!({"z":0}));
+        // destroy wins over a Set in the same response.
+        let (c, _) = control::parse(Some(r#"{"y":1}"#), Some("destroy"), None);
+        let (_, _, o) = request(&cfg, &mut jar, &mut kv, c, T0 + 5);
+        assert_eq!(o.change, Change::Purged);
+        assert!(o.set_cookie.unwrap().contains("Max-Age=0"));
+        assert_eq!(jar, None);
+    }
+
+    #[test]
+    fn same_data_is_not_a_change() {
+        let cfg = config(&[]);
+        let (mut jar, mut kv) = (None, HashMap::new());
+        request(&cfg, &mut jar, &mut kv, set(r#"{"a":1}"#), T0);
+        let (_, _, o) = request(&cfg, &mut jar, &mut kv, set(r#"{"a":1}"#), T0 + 1);
+        assert_eq!(o.set_cookie, None);
+    }
+
+    #[test]
+    fn regenerate_changes_id_keeps_data() {
+        let cfg = config(&[]);
+        let (mut jar, mut kv) = (None, HashMap::new());
+        request(&cfg, &mut jar, &mut kv, set(r#"{"a":1}"#), T0);
+        let (_, f1, _) = request(&cfg, &mut jar, &mut kv, Changes::default(), T0 + 1);
+        let old = jar.clone();
+        let (c, _) = control::parse(None, Some("regenerate"), None);
+        let (_, _, o) = request(&cfg, &mut jar, &mut kv, c, T0 + 2);
+        assert_eq!(o.change, Change::Changed);
+        let (_, f2, _) = request(&cfg, &mut jar, &mut kv, Changes::default(), T0 + 3);
+        assert_ne!(f1.handle, f2.handle);
+        assert_eq!(data_of(&f2), json!({"a":1}));
+        assert_ne!(old, jar);
+    }
+
+    #[test]
+    fn max_age_is_capped_and_zero_destroys() {
+        let cfg = config(&[]);
+        let (mut jar, mut kv) = (None, HashMap::new());
+        request(&cfg, &mut jar, &mut kv, set(r#"{"a":1}"#), T0);
+        let (c, _) = control::parse(None, None, Some("99999"));
+        let (_, _, o) = request(&cfg, &mut jar, &mut kv, c, T0 + 1);
+        assert_eq!(o.session.unwrap().abs_exp, T0 + 1 + 5000);
+        let (c, _) = control::parse(None, None, Some("30"));
+        let (_, _, o) = request(&cfg, &mut jar, &mut kv, c, T0 + 2);
+        assert!(o.set_cookie.unwrap().contains("Max-Age=30"));
+        let (l, _, _) = request(&cfg, &mut jar, &mut kv, Changes::default(), T0 + 32);
+        assert_eq!(l.status, Status::Expired);
+        let (mut jar, mut kv) = (None, HashMap::new());
+        request(&cfg, &mut jar, &mut kv, set(r#"{"a":1}"#), T0);
+        let (c, _) = control::parse(None, None, Some("0"));
+        let (_, _, o) = request(&cfg, &mut jar, &mut kv, c, T0 + 1);
+        assert_eq!(o.change, Change::Purged);
+    }
+
+    #[test]
+    fn tampered_cookie_is_invalid_and_cleared() {
+        let cfg = config(&[]);
+        let (mut jar, mut kv) = (None, HashMap::new());
+        request(&cfg, &mut jar, &mut kv, set(r#"{"a":1}"#), T0);
+        let v = jar.take().unwrap();
+        jar = Some(v.replace("v1.", "v1.x"));
+        let (l, f, o) = request(&cfg, &mut jar, &mut kv, Changes::default(), T0 + 1);
+        assert_eq!(l.status, Status::Invalid);
+        assert_eq!(f.status, "invalid");
+        assert!(o.set_cookie.unwrap().contains("Max-Age=0"));
+    }
+
+    #[test]
+    fn first_valid_duplicate_wins_in_either_order() {
+        let cfg = config(&[]);
+        let (mut jar, mut kv) = (None, HashMap::new());
+        request(&cfg, &mut jar, &mut kv, set(r#"{"a":1}"#), T0);
+        let good = jar.unwrap();
+        let n = &cfg.cookie.name;
+        for header in [format!("{n}=garbage; {n}={good}"), format!("{n}={good}; {n}=garbage")] {
+            match read(&cfg, Some(&header), T0 + 1) {
+                Read::Ready(_) => {}
+                other => panic!("{header}: {other:?}"),
+            }
+        }
+        match read(&cfg, Some(&format!("{n}=garbage; {n}=junk")), T0 + 1) {
+            Read::Bad(Status::Invalid, _) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn cookie_mode_overflow_is_refused() {
+        let cfg = config(&[("SESSION_STORE", "cookie")]);
+        let big = format!(r#"{{"blob":"{}"}}"#, "x".repeat(5000));
+        let loaded = Loaded::without(Status::None);
+        let e = finish(&cfg, loaded, set(&big), T0, &mut CountingEntropy(0), true).unwrap_err();
+        assert!(matches!(e, FinishError::TooLarge { size } if size > 4096));
+    }
+
+    #[test]
+    fn auto_spills_to_kv_and_comes_back() {
+        let cfg = config(&[]);
+        let (mut jar, mut kv) = (None, HashMap::new());
+        let big = format!(r#"{{"blob":"{}"}}"#, "x".repeat(6000));
+        let (_, _, o) = request(&cfg, &mut jar, &mut kv, set(&big), T0);
+        assert!(o.set_cookie.as_ref().unwrap().len() <= MAX_COOKIE_LEN);
+        let put = o.kv_put.unwrap();
+        assert_eq!(put.ttl, 1000);
+        assert_eq!(kv.len(), 1);
+        let (l, f, o) = request(&cfg, &mut jar, &mut kv, Changes::default(), T0 + 1);
+        assert_eq!(l.session.unwrap().location, Location::Kv);
+        assert_eq!(data_of(&f)["blob"].as_str().unwrap().len(), 6000);
+        assert_eq!(o.kv_put, None, "no write without a change");
+        let (_, _, o) = request(&cfg, &mut jar, &mut kv, set(r#"{"blob":null,"small":1}"#), T0 + 2);
+        assert_eq!(o.kv_delete.len(), 1);
+        assert!(kv.is_empty());
+        let (l, f, _) = request(&cfg, &mut jar, &mut kv, Changes::default(), T0 + 3);
+        assert_eq!(l.session.unwrap().location, Location::Cookie);
+        assert_eq!(data_of(&f), json!({"small":1}));
+    }
+
+    #[test]
+    fn kv_mode_keeps_data_out_of_the_cookie() {
+        let cfg = config(&[("SESSION_STORE", "kv")]);
+        let (mut jar, mut kv) = (None, HashMap::new());
+        request(&cfg, &mut jar, &mut kv, set(r#"{"user":"ada"}"#), T0);
+        assert!(jar.as_ref().unwrap().contains(".-."));
+        assert!(!jar.as_ref().unwrap().contains(&b64(r#"{"user":"ada"}"#)));
+        let (_, f, _) = request(&cfg, &mut jar, &mut kv, Changes::default(), T0 + 1);
+        assert_eq!(data_of(&f), json!({"user":"ada"}));
+        // A missing record makes the cookie invalid.
+        let saved = jar.clone();
+        kv.clear();
+        let (l, _, o) = request(&cfg, &mut jar, &mut kv, Changes::default(), T0 + 2);
+        assert_eq!(l.status, Status::Invalid);
+        assert!(o.set_cookie.unwrap().contains("Max-Age=0"));
+        drop(saved);
+    }
+
+    #[test]
+    fn rotation_reissues_under_the_current_key() {
+        let old = config(&[]);
+        let (mut jar, mut kv) = (None, HashMap::new());
+        request(&old, &mut jar, &mut kv, set(r#"{"a":1}"#), T0);
+        let new = config(&[("SESSION_SECRET", &"n".repeat(40)), ("SESSION_SECRET_PREVIOUS", SECRET)]);
+        let (l, _, o) = request(&new, &mut jar, &mut kv, Changes::default(), T0 + 1);
+        assert_eq!(l.status, Status::Valid);
+        assert_eq!(o.change, Change::Renewed);
+        let kid = new.keys.current().kid();
+        assert!(jar.as_ref().unwrap().starts_with(&format!("v1.{kid}.")));
+        let only_new = config(&[("SESSION_SECRET", &"n".repeat(40))]);
+        let (l, _, _) = request(&only_new, &mut jar, &mut kv, Changes::default(), T0 + 2);
+        assert_eq!(l.status, Status::Valid, "re-issued cookie no longer needs the old key");
+    }
+}
