@@ -1,0 +1,59 @@
+# keycard: `make dev` and `make test` are all you need; each sets up and builds first.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+export WRANGLER_SEND_METRICS := false
+export PATH := $(CURDIR)/node_modules/.bin:$(HOME)/.cargo/bin:$(PATH)
+
+.PHONY: help setup build dev test test-native test-e2e lint fmt check-deploy fuzz loadtest bench clean
+
+help:
+	@echo "make dev       keycard on http://127.0.0.1:8787 in front of the demo app (local KV)"
+	@echo "make test      everything: setup, build, native tests, lints, workerd end-to-end suite"
+	@echo "make fuzz      cargo-fuzz each parser for FUZZ_SECONDS (default 60) each"
+	@echo "make loadtest  the full load test (cookie and kv modes) on loopback"
+	@echo "make bench     CPU and throughput against JS anchors; writes BENCHMARKS.md"
+
+setup:
+	@scripts/setup.sh $(SETUP_EXTRAS)
+
+build: setup
+	@scripts/build.sh
+
+dev: build
+	@echo
+	@echo "  keycard is starting on  http://127.0.0.1:8787/"
+	@echo "  try: sign in, reload to count visits, then open http://127.0.0.1:8787/.keycard/"
+	@echo "       to see the decoded session, where it lives and when it expires."
+	@echo
+	npx wrangler dev -c wrangler.toml -c www/wrangler.toml --env dev --ip 127.0.0.1 --port 8787
+
+test: SETUP_EXTRAS = browser php
+test: build test-native lint test-e2e check-deploy
+
+test-native:
+	cargo test --all-targets
+
+lint:
+	cargo fmt --check
+	cargo clippy --all-targets -- -D warnings
+	cargo clippy --target wasm32-unknown-unknown -- -D warnings
+
+test-e2e:
+	node --test --test-concurrency=1 --test-timeout=300000 tests/e2e/
+
+check-deploy:
+	npx wrangler deploy --dry-run --outdir build/dry-run
+
+fuzz: SETUP_EXTRAS = fuzz
+fuzz: setup
+	scripts/fuzz.sh $${FUZZ_SECONDS:-60}
+
+loadtest: build
+	node tests/load/run.mjs --full
+
+bench: SETUP_EXTRAS = bench
+bench: build
+	node bench/run.mjs
+
+clean:
+	rm -rf build target .wrangler node_modules

