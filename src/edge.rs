@@ -433,7 +433,7 @@ async fn inspector_asset(env: &Env, req: &WsRequest, name: &str) -> Result<WsRes
     }
     let file = if name.is_empty() { "index.html" } else { name };
     let url = forward::split_url(&req.url())
-        .map(|p| format!("{}://{}/inspector/{file}", p.scheme, p.host))
+        .map(|p| format!("{}://{}/{file}", p.scheme, p.host))
         .ok_or_else(|| EdgeError::Js("bad URL".into()))?;
     let fetcher: worker::worker_sys::Fetcher = assets.unchecked_into();
     let resp: WsResponse = JsFuture::from(fetcher.fetch_with_str(&url)?).await?.unchecked_into();

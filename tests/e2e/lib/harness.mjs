@@ -1,0 +1,261 @@
+// The end-to-end harness: the real built Worker (build/index.js + wasm) running in
+// workerd through Miniflare, with local KV, in front of a real HTTP origin on
+// 127.0.0.1, driven over real HTTP. Nothing here mocks the runtime or the origin.
+import http from "node:http";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import fs from "node:fs";
+import net from "node:net";
+import os from "node:os";
+import { spawn } from "node:child_process";
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");
+export const SECRET = "e2e-test-secret-0123456789abcdef0123456789abcdef";
+export const COMPAT_DATE = "2026-11-01";
+
+// ---------------------------------------------------------------- the origin --
+
+/**
+ * A real HTTP origin on 127.0.0.1. It records every request it receives and answers
+ * with JSON describing it. The test steers its answer through the query string:
+ *   set=<raw json>  setb64=<b64>  action=<list>  maxage=<n>  status=<code>
+ *   delay=<ms>  header=<name>:<value> (repeatable, e.g. to repeat control headers)
+ * A custom `handler(req, res, body)` may answer instead; return true if it did.
+ */
+export async function startOrigin(handler) {
+  const requests = [];
+  const server = http.createServer((req, res) => {
+    const chunks = [];
+    req.on("data", (c) => chunks.push(c));
+    req.on("end", async () => {
+      const body = Buffer.concat(chunks);
+      const record = { method: req.method, url: req.url, headers: req.headers, rawHeaders: req.rawHeaders, body: body.toString("utf8") };
+      requests.push(record);
+      if (handler && (await handler(req, res, body, record))) return;
+      const u = new URL(req.url, "http://origin");
+      const q = u.searchParams;
+      const out = { "content-type": "application/json", "x-origin": "yes" };
+      const extra = [];
+      if (q.has("set")) out["x-session-set"] = q.get("set");
+      if (q.has("setb64")) out["x-session-set"] = q.get("setb64");
+      if (q.has("action")) out["x-session-action"] = q.get("action");
+      if (q.has("maxage")) out["x-session-max-age"] = q.get("maxage");
+      for (const h of q.getAll("header")) {
+        const i = h.indexOf(":");
+        extra.push([h.slice(0, i), h.slice(i + 1)]);
+      }
+      if (q.has("origincookie")) extra.push(["set-cookie", q.get("origincookie")]);
+      const delay = Number(q.get("delay") || 0);
+      if (delay) await new Promise((r) => setTimeout(r, delay));
+      const status = Number(q.get("status") || 200);
+      const flat = [];
+      for (const [k, v] of Object.entries(out)) flat.push(k, v);
+      for (const [k, v] of extra) flat.push(k, v);
+      res.writeHead(status, flat);
+      res.end(JSON.stringify({ method: req.method, url: req.url, headers: req.headers, body: record.body }));
+    });
+  });
+  await new Promise((r) => server.listen(0, "127.0.0.1", r));
+  const { port } = server.address();
+  return {
+    url: `http://127.0.0.1:${port}`,
+    port,
+    requests,
+    last: () => requests[requests.length - 1],
+    close: () => new Promise((r) => { server.closeAllConnections?.(); server.close(r); }),
+  };
+}
+
+// ------------------------------------------------------------------- keycard --
+
+/** A free TCP port on 127.0.0.1. */
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.on("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+const toml = (v) => JSON.stringify(String(v));
+
+/**
+ * Starts the built Worker in workerd with `wrangler dev` (fully local, local KV under a
+ * fresh temporary directory). `vars` become its environment bindings, as [vars] and
+ * secrets do. Options:
+ *   kv: false           no KV binding at all
+ *   entry: <path>       a different entry module (a test wrapper around build/index.js)
+ *   assets: true        serve www/inspector through the ASSETS binding, as wrangler.toml does
+ *   serviceOrigin: src  a JS Worker (module source) reached through the ORIGIN binding
+ *   persist: <dir>      reuse a state directory (to restart with the same local KV)
+ * Every line wrangler and the Worker print is kept in `logs`.
+ */
+export async function startKeycard(vars = {}, opts = {}) {
+  const dir = opts.persist ? path.dirname(opts.persist) : fs.mkdtempSync(path.join(os.tmpdir(), "keycard-e2e-"));
+  const persist = opts.persist ?? path.join(dir, "state");
+  const cfgPath = path.join(dir, `wrangler-${Date.now()}-${Math.random().toString(36).slice(2)}.toml`);
+  const bindings = { SESSION_SECRET: SECRET, SESSION_COOKIE_SECURE: "false", ...vars };
+  const lines = [
+    `name = "keycard-e2e"`,
+    `main = ${toml(opts.entry ?? path.join(ROOT, "build/index.js"))}`,
+    `compatibility_date = ${toml(COMPAT_DATE)}`,
+  ];
+  if (opts.kv !== false) lines.push(`kv_namespaces = [{ binding = "SESSIONS", id = "e2e" }]`);
+  const configs = [cfgPath];
+  if (opts.serviceOrigin) {
+    const originFile = path.join(dir, "origin-worker.mjs");
+    fs.writeFileSync(originFile, opts.serviceOrigin);
+    const originCfg = path.join(dir, "origin-wrangler.toml");
+    fs.writeFileSync(originCfg, [`name = "keycard-e2e-origin"`, `main = ${toml(originFile)}`, `compatibility_date = ${toml(COMPAT_DATE)}`].join("\n") + "\n");
+    lines.push(`services = [{ binding = "ORIGIN", service = "keycard-e2e-origin" }]`);
+    configs.push(originCfg);
+  }
+  if (opts.assets) {
+    lines.push(`[assets]`, `directory = ${toml(path.join(ROOT, "www/inspector"))}`, `binding = "ASSETS"`, `run_worker_first = true`);
+  }
+  // Secrets go to .dev.vars, as `wrangler secret put` values would, so wrangler never
+  // prints them; everything else is a plain [vars] entry.
+  const SECRETS = new Set(["SESSION_SECRET", "SESSION_SECRET_PREVIOUS", "ORIGIN_SECRET"]);
+  lines.push(`[vars]`);
+  const devVars = [];
+  for (const [k, v] of Object.entries(bindings)) {
+    if (v === undefined) continue;
+    if (SECRETS.has(k)) devVars.push(`${k}=${toml(v)}`);
+    else lines.push(`${k} = ${toml(v)}`);
+  }
+  fs.writeFileSync(cfgPath, lines.join("\n") + "\n");
+  fs.writeFileSync(path.join(dir, ".dev.vars"), devVars.join("\n") + "\n");
+
+  const port = await freePort();
+  const args = ["dev", ...configs.flatMap((c) => ["-c", c]), "--ip", "127.0.0.1", "--port", String(port),
+    "--persist-to", persist, "--log-level", "log", "--show-interactive-dev-session=false"];
+  const child = spawn(process.execPath, [path.join(ROOT, "node_modules/wrangler/bin/wrangler.js"), ...args], {
+    cwd: dir,
+    detached: true,
+    env: { ...process.env, WRANGLER_SEND_METRICS: "false", VSCODE_INSPECTOR_OPTIONS: ":::{}", NO_COLOR: "1", FORCE_COLOR: "0", CI: "true" },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  const logs = [];
+  let ready;
+  const readyP = new Promise((r) => (ready = r));
+  const collect = (stream) => {
+    let buf = "";
+    stream.on("data", (d) => {
+      buf += d.toString();
+      let i;
+      while ((i = buf.indexOf("\n")) >= 0) {
+        const line = buf.slice(0, i);
+        logs.push(line);
+        if (line.includes("Ready on")) ready();
+        buf = buf.slice(i + 1);
+      }
+    });
+  };
+  collect(child.stdout);
+  collect(child.stderr);
+  const exited = new Promise((r) => child.on("exit", r));
+  let timer;
+  const timeout = new Promise((_, rej) => { timer = setTimeout(() => rej(new Error("wrangler dev did not start:\n" + logs.join("\n"))), 90000); });
+  try {
+    await Promise.race([readyP, timeout, exited.then(() => { throw new Error("wrangler dev exited:\n" + logs.join("\n")); })]);
+  } finally {
+    clearTimeout(timer);
+  }
+  const url = `http://127.0.0.1:${port}`;
+  // Wait until the Worker itself answers.
+  for (let i = 0; i < 100; i++) {
+    try {
+      await request(url + "/.keycard/health");
+      break;
+    } catch {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+  return {
+    url,
+    port,
+    logs,
+    dir,
+    persist,
+    /** Worker log lines that are keycard's own structured logs, parsed. */
+    events: () => logs.filter((l) => l.includes('"keycard"')).map((l) => { try { return JSON.parse(l.slice(l.indexOf("{"))); } catch { return { raw: l }; } }),
+    async close() {
+      try { process.kill(-child.pid, "SIGTERM"); } catch {}
+      let t;
+      await Promise.race([exited, new Promise((r) => { t = setTimeout(r, 5000); })]);
+      clearTimeout(t);
+      try { process.kill(-child.pid, "SIGKILL"); } catch {}
+    },
+  };
+}
+
+// ------------------------------------------------------------------- clients --
+
+/** One raw HTTP request (node:http, so headers go on the wire exactly as given). */
+export function request(url, { method = "GET", headers = {}, body } = {}) {
+  return new Promise((resolve, reject) => {
+    const req = http.request(url, { method, headers }, (res) => {
+      const chunks = [];
+      res.on("data", (c) => chunks.push(c));
+      res.on("end", () => {
+        const text = Buffer.concat(chunks).toString("utf8");
+        let json;
+        try { json = JSON.parse(text); } catch { json = undefined; }
+        resolve({ status: res.statusCode, headers: res.headers, rawHeaders: res.rawHeaders, text, json });
+      });
+    });
+    req.on("error", reject);
+    if (body !== undefined) req.write(body);
+    req.end();
+  });
+}
+
+/** Parses one Set-Cookie header value into { name, value, attrs }. */
+export function parseSetCookie(sc) {
+  const [pair, ...rest] = sc.split(";").map((s) => s.trim());
+  const i = pair.indexOf("=");
+  const attrs = {};
+  for (const a of rest) {
+    const j = a.indexOf("=");
+    if (j < 0) attrs[a.toLowerCase()] = true;
+    else attrs[a.slice(0, j).toLowerCase()] = a.slice(j + 1);
+  }
+  return { name: pair.slice(0, i), value: pair.slice(i + 1), attrs, raw: sc };
+}
+
+/** A client with a cookie jar that behaves like a browser's for one host. */
+export class Client {
+  constructor(base) {
+    this.base = base;
+    this.jar = new Map();
+  }
+  cookieHeader() {
+    return [...this.jar].map(([k, v]) => `${k}=${v}`).join("; ");
+  }
+  async get(pathAndQuery, opts = {}) {
+    return this.send(pathAndQuery, { ...opts, method: opts.method ?? "GET" });
+  }
+  async send(pathAndQuery, { method = "GET", headers = {}, body } = {}) {
+    const h = { ...headers };
+    const c = this.cookieHeader();
+    if (c && !("cookie" in h)) h.cookie = c;
+    const res = await request(this.base + pathAndQuery, { method, headers: h, body });
+    res.cookies = (res.headers["set-cookie"] ?? []).map(parseSetCookie);
+    for (const sc of res.cookies) {
+      if (sc.attrs["max-age"] === "0") this.jar.delete(sc.name);
+      else this.jar.set(sc.name, sc.value);
+    }
+    return res;
+  }
+}
+
+/** Decodes an X-Session header (base64url JSON). */
+export function decodeSession(h) {
+  if (!h) return undefined;
+  return JSON.parse(Buffer.from(h, "base64url").toString("utf8"));
+}
+
+export const q = (obj) => encodeURIComponent(JSON.stringify(obj));
