@@ -147,7 +147,8 @@ export async function startKeycard(vars = {}, opts = {}) {
       buf += d.toString();
       let i;
       while ((i = buf.indexOf("\n")) >= 0) {
-        const line = buf.slice(0, i);
+        // eslint-disable-next-line no-control-regex
+        const line = buf.slice(0, i).replace(/\x1b\[[0-9;]*m/g, "");
         logs.push(line);
         if (line.includes("Ready on")) ready();
         buf = buf.slice(i + 1);
@@ -181,7 +182,16 @@ export async function startKeycard(vars = {}, opts = {}) {
     dir,
     persist,
     /** Worker log lines that are keycard's own structured logs, parsed. */
-    events: () => logs.filter((l) => l.includes('"keycard"')).map((l) => { try { return JSON.parse(l.slice(l.indexOf("{"))); } catch { return { raw: l }; } }),
+    events: () => logs.filter((l) => l.includes('"keycard"')).map((l) => { try { return JSON.parse(l.slice(l.indexOf("{"), l.lastIndexOf("}") + 1)); } catch { return { raw: l }; } }),
+    /** Waits (up to `ms`) for a keycard log event named `name`; returns it or undefined. */
+    async waitForEvent(name, ms = 3000) {
+      const until = Date.now() + ms;
+      for (;;) {
+        const ev = this.events().find((e) => e.keycard === name);
+        if (ev || Date.now() > until) return ev;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    },
     async close() {
       try { process.kill(-child.pid, "SIGTERM"); } catch {}
       let t;
