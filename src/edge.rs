@@ -20,7 +20,7 @@ use crate::control;
 use crate::endpoints::{self, Endpoint};
 use crate::forward;
 use crate::keys::OsEntropy;
-use crate::session::{self, Loaded, Status};
+use crate::session::{self, Loaded};
 use crate::store::kv::KvSessionStore;
 use crate::store::{self, StoreError};
 
@@ -194,7 +194,7 @@ async fn load_session(
         Ok(l) => Ok(l),
         Err(e) if cfg.kv_failure == KvFailure::Open => {
             log("error", "kv_unavailable", json!({ "op": e.op, "error": e.detail, "policy": "open" }));
-            Ok(Loaded::without(Status::Invalid))
+            Ok(Loaded::store_unavailable())
         }
         Err(e) => Err(EdgeError::Store(e)),
     }

@@ -201,17 +201,25 @@ pub struct Loaded {
     pub status: Status,
     /// The session, when valid.
     pub session: Option<Session>,
+    /// The store could not be read (`SESSION_KV_FAILURE=open`): the status is
+    /// `invalid`, but the browser's cookie is left alone rather than cleared.
+    pub store_unavailable: bool,
 }
 
 impl Loaded {
     /// An anonymous visitor with the given status.
     pub fn without(status: Status) -> Loaded {
-        Loaded { status, session: None }
+        Loaded { status, session: None, store_unavailable: false }
+    }
+
+    /// The store could not be read; forward as `invalid` but keep the cookie.
+    pub fn store_unavailable() -> Loaded {
+        Loaded { status: Status::Invalid, session: None, store_unavailable: true }
     }
 
     /// A valid session.
     pub fn with(session: Session) -> Loaded {
-        Loaded { status: Status::Valid, session: Some(session) }
+        Loaded { status: Status::Valid, session: Some(session), store_unavailable: false }
     }
 }
 
@@ -430,7 +438,7 @@ pub fn finish(
     kv_available: bool,
 ) -> Result<Outcome, FinishError> {
     let mut kv_delete = Vec::new();
-    let bad_cookie = matches!(loaded.status, Status::Invalid | Status::Expired);
+    let bad_cookie = matches!(loaded.status, Status::Invalid | Status::Expired) && !loaded.store_unavailable;
     let mut session = loaded.session;
 
     if changes.destroy || changes.max_age == Some(0) {
@@ -836,6 +844,16 @@ pub(crate) mod tests {
             Read::Bad(Status::Invalid, _) => {}
             other => panic!("{other:?}"),
         }
+    }
+
+    /// Regression: with `SESSION_KV_FAILURE=open`, a KV outage cleared the browser's
+    /// cookie and so logged everyone out for good.
+    #[test]
+    fn store_outage_does_not_clear_the_cookie() {
+        let cfg = config(&[("SESSION_STORE", "kv")]);
+        let out = finish(&cfg, Loaded::store_unavailable(), Changes::default(), T0, &mut CountingEntropy(0), true).unwrap();
+        assert_eq!(out.set_cookie, None);
+        assert_eq!(out.change, Change::Unchanged);
     }
 
     #[test]
