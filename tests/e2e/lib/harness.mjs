@@ -250,6 +250,10 @@ export class Client {
   }
   async send(pathAndQuery, { method = "GET", headers = {}, body } = {}) {
     const h = { ...headers };
+    // Like a browser: a known body length goes in Content-Length (node would chunk it).
+    if (body !== undefined && !Object.keys(h).some((k) => k.toLowerCase() === "content-length")) {
+      h["content-length"] = String(Buffer.byteLength(body));
+    }
     const c = this.cookieHeader();
     if (c && !("cookie" in h)) h.cookie = c;
     const res = await request(this.base + pathAndQuery, { method, headers: h, body });
