@@ -21,9 +21,13 @@ build: setup
 
 dev: build
 	@echo
-	@echo "  keycard is starting on  http://127.0.0.1:8787/"
-	@echo "  try: sign in, reload to count visits, then open http://127.0.0.1:8787/.keycard/"
-	@echo "       to see the decoded session, where it lives and when it expires."
+	@echo "  keycard is starting on http://127.0.0.1:8787/ in front of the demo app (www/), with local KV."
+	@echo "  1. Open http://127.0.0.1:8787/ and sign in with any name. Reload to count visits."
+	@echo "  2. Add a few things to the cart, then press 'Load 5 KB of order history'."
+	@echo "  3. Open http://127.0.0.1:8787/.keycard/ , the session inspector: the decoded data, its status,"
+	@echo "     where it lives (the cookie, then KV past 4 KB), the cookie size and the expiry countdowns."
+	@echo "  4. Sign out: the session and its cookie are gone; even the back button shows nothing."
+	@echo "  Stop with Ctrl-C."
 	@echo
 	npx wrangler dev -c wrangler.toml -c www/wrangler.toml --env dev --ip 127.0.0.1 --port 8787
 

@@ -1,60 +1,352 @@
-// The demo "legacy app" behind keycard. Like any origin it never sees a cookie or a
-// key: it reads the session from X-Session and changes it with X-Session-Set and
-// X-Session-Action response headers.
+// Acme Supply Co.: the demo "legacy app" behind keycard.
+//
+// Like any origin behind keycard it never sees a cookie, a key or a store. It reads
+// the session from request headers and changes it with response headers:
+//
+//   request   X-Session         base64url of the session's JSON object (absent: none)
+//             X-Session-Status  none | valid | expired | invalid
+//             X-Session-Id      a stable, non-secret handle (safe to log)
+//   response  X-Session-Set     a JSON object merged into the session; null deletes
+//             X-Session-Action  destroy | clear | regenerate (comma list)
+//
+// Every page that shows session data is sent with `Cache-Control: no-store`, and every
+// form is POST-redirect-GET, so the back button never shows a signed-out user's data.
+// Nothing here creates a session for a visitor who has done nothing: the visit counter
+// only counts signed-in visits, and a guest's session starts with their first cart item.
 
+const CATALOGUE = [
+  { sku: "floppy", name: "3½″ floppy disks, box of 10", price: 1200 },
+  { sku: "modem", name: "56k dial-up modem", price: 4900 },
+  { sku: "toner", name: "Laser toner cartridge", price: 3500 },
+  { sku: "crt", name: "17″ CRT monitor", price: 18900 },
+  { sku: "pager", name: "Alphanumeric pager", price: 2900 },
+];
+const BY_SKU = new Map(CATALOGUE.map((p) => [p.sku, p]));
+const MAX_QTY = 99;
+
+// Notices after a POST-redirect-GET, keyed by `?m=`. Each shows only while it is still
+// true, so going back in history after sign-out never claims you are signed in.
+const NOTICES = {
+  welcome: ["ok", "Signed in. The app sent X-Session-Set plus X-Session-Action: regenerate, so you now hold a brand-new session id (no session fixation)."],
+  bye: ["ok", "Signed out. The app sent X-Session-Action: destroy: keycard deleted the server-side record and cleared the cookie."],
+  name: ["warn", "Please type a name (1 to 40 characters)."],
+  added: ["ok", "Added to your cart."],
+  removed: ["ok", "Removed from your cart."],
+  history: ["ok", "Loaded your order history into the session. It no longer fits in a 4 KB cookie, so keycard moved the data to KV. Open the inspector to see it."],
+  dropped: ["ok", "Dropped the order history. The session fits in a cookie again, so keycard moved it back out of KV."],
+};
+
+// ------------------------------------------------------------- the protocol --
+
+/** The session data keycard sent, or an empty object when there is none. */
 function readSession(request) {
   const raw = request.headers.get("x-session");
   if (!raw) return {};
-  const b64 = raw.replace(/-/g, "+").replace(/_/g, "/");
-  const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
-  return JSON.parse(new TextDecoder().decode(bytes));
+  try {
+    return JSON.parse(new TextDecoder().decode(unb64url(raw)));
+  } catch {
+    return {};
+  }
 }
+
+/**
+ * The `X-Session-Set` value for an object. keycard accepts raw JSON or base64url; this
+ * app sends base64url so that any name (ü, 東京, 🎉) survives the trip through HTTP
+ * headers, which only carry Latin-1 safely.
+ */
+function sessionSet(changes) {
+  return b64url(new TextEncoder().encode(JSON.stringify(changes)));
+}
+
+function b64url(bytes) {
+  let s = "";
+  for (const b of bytes) s += String.fromCharCode(b);
+  return btoa(s).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+
+function unb64url(text) {
+  const s = atob(text.replace(/-/g, "+").replace(/_/g, "/"));
+  return Uint8Array.from(s, (c) => c.charCodeAt(0));
+}
+
+/** A 303 to a page (POST-redirect-GET), with optional session changes. */
+function redirect(to, { set, action } = {}) {
+  const headers = { location: to, "cache-control": "no-store" };
+  if (set) headers["x-session-set"] = sessionSet(set);
+  if (action) headers["x-session-action"] = action;
+  return new Response(null, { status: 303, headers });
+}
+
+// ------------------------------------------------------------------ actions --
+
+async function form(request) {
+  try {
+    return await request.formData();
+  } catch {
+    return new FormData();
+  }
+}
+
+function cartOf(session) {
+  const cart = {};
+  if (session.cart && typeof session.cart === "object") {
+    for (const [sku, qty] of Object.entries(session.cart)) {
+      if (BY_SKU.has(sku) && Number.isInteger(qty) && qty > 0) cart[sku] = Math.min(qty, MAX_QTY);
+    }
+  }
+  return cart;
+}
+
+/** About 5 KB of made-up order history: more than a 4096-byte cookie can hold. */
+function orderHistory(user) {
+  const orders = [];
+  let seed = [...String(user || "guest")].reduce((a, c) => (a * 31 + c.codePointAt(0)) >>> 0, 7);
+  const rand = () => (seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32;
+  for (let i = 0; i < 48; i++) {
+    const p = CATALOGUE[Math.floor(rand() * CATALOGUE.length)];
+    const qty = 1 + Math.floor(rand() * 4);
+    const day = new Date(Date.UTC(1998, 0, 1) + Math.floor(rand() * 700) * 86400000).toISOString().slice(0, 10);
+    orders.push({ order: `A-${10400 + i}`, date: day, sku: p.sku, qty, total: money(p.price * qty), status: rand() < 0.9 ? "delivered" : "returned" });
+  }
+  return { loaded_at: new Date().toISOString(), orders };
+}
+
+const actions = {
+  async "/login"(request) {
+    const name = String((await form(request)).get("name") ?? "").trim().replace(/\s+/g, " ");
+    if (!name || [...name].length > 40) return redirect("/?m=name");
+    // Store who signed in, then regenerate: a new session id for the same data, so an
+    // id planted before sign-in is worth nothing after it.
+    return redirect("/?m=welcome", { set: { user: name, signed_in_at: Math.floor(Date.now() / 1000), visits: 0 }, action: "regenerate" });
+  },
+  async "/logout"() {
+    return redirect("/?m=bye", { action: "destroy" });
+  },
+  async "/cart/add"(request, session) {
+    const sku = String((await form(request)).get("sku") ?? "");
+    if (!BY_SKU.has(sku)) return redirect("/");
+    const cart = cartOf(session);
+    cart[sku] = Math.min((cart[sku] ?? 0) + 1, MAX_QTY);
+    return redirect("/?m=added#cart", { set: { cart } });
+  },
+  async "/cart/remove"(request, session) {
+    const sku = String((await form(request)).get("sku") ?? "");
+    const cart = cartOf(session);
+    if (!cart[sku]) return redirect("/#cart");
+    if (--cart[sku] === 0) delete cart[sku];
+    // An empty cart is deleted from the session (null deletes a key).
+    return redirect("/?m=removed#cart", { set: { cart: Object.keys(cart).length ? cart : null } });
+  },
+  async "/history/load"(request, session) {
+    return redirect("/?m=history#history", { set: { order_history: orderHistory(session.user) } });
+  },
+  async "/history/drop"() {
+    return redirect("/?m=dropped#history", { set: { order_history: null } });
+  },
+};
+
+// -------------------------------------------------------------------- pages --
 
 const esc = (s) =>
   String(s).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
 
-function page(request, session) {
-  const status = request.headers.get("x-session-status");
-  const user = session.user;
+function money(cents) {
+  return `$${(cents / 100).toFixed(2)}`;
+}
+
+function bytes(n) {
+  return n < 1024 ? `${n} B` : `${(n / 1024).toFixed(1)} KB`;
+}
+
+const STATUS_TEXT = {
+  none: "no session yet: you have not done anything that needs one",
+  valid: "a valid session",
+  expired: "your session expired; keycard cleared the cookie",
+  invalid: "your cookie was not valid (tampered, unknown key or gone from KV); keycard cleared it",
+};
+
+function accountCard(session, status) {
+  if (session.user) {
+    return `<section class="card" id="account">
+  <h2>Account</h2>
+  <p class="big">Hello, <b id="user">${esc(session.user)}</b>!</p>
+  <p>You have visited this page <b id="visits">${Number(session.visits) || 0}</b> time${Number(session.visits) === 1 ? "" : "s"} since you signed in.
+  Each visit the app answers <code>X-Session-Set: {"visits": n}</code>.</p>
+  <form method="post" action="/logout"><button id="signout" class="secondary">Sign out</button></form>
+</section>`;
+  }
+  return `<section class="card" id="account">
+  <h2>Sign in</h2>
+  <p>Not signed in. ${status === "none" ? "keycard has not created a session for you: visitors who do nothing leave no cookie and no KV record." : ""}</p>
+  <form method="post" action="/login" id="login" class="row">
+    <input name="name" placeholder="Your name" required maxlength="40" autocomplete="off" aria-label="Your name">
+    <button>Sign in</button>
+  </form>
+  <p class="hint">No password: this is a demo. Visits are counted once you are signed in.</p>
+</section>`;
+}
+
+function cartCard(session) {
+  const cart = cartOf(session);
+  const lines = Object.entries(cart).map(([sku, qty]) => ({ ...BY_SKU.get(sku), qty }));
+  const total = lines.reduce((t, l) => t + l.price * l.qty, 0);
+  const button = (action, sku, label, cls = "") =>
+    `<form method="post" action="${action}"><input type="hidden" name="sku" value="${sku}"><button class="${cls}" data-sku="${sku}">${label}</button></form>`;
+  return `<section class="card wide" id="cart">
+  <h2>Shop</h2>
+  <div class="shop">
+    <ul class="catalogue">
+${CATALOGUE.map((p) => `      <li><span>${esc(p.name)}</span><span class="price">${money(p.price)}</span>${button("/cart/add", p.sku, "Add", "small add")}</li>`).join("\n")}
+    </ul>
+    <div class="basket">
+      <h3>Your cart</h3>
+${lines.length
+    ? `      <ul id="cart-lines">
+${lines.map((l) => `        <li data-sku="${l.sku}" data-qty="${l.qty}"><span class="qty">${l.qty}×</span> <span>${esc(l.name)}</span><span class="price">${money(l.price * l.qty)}</span>${button("/cart/remove", l.sku, "Remove", "small ghost remove")}</li>`).join("\n")}
+      </ul>
+      <p class="total">Total <b id="cart-total">${money(total)}</b></p>`
+    : `      <p id="cart-empty" class="hint">Your cart is empty. Adding an item creates a session even for a guest, and it survives sign-in.</p>`}
+    </div>
+  </div>
+</section>`;
+}
+
+function historyCard(session) {
+  const h = session.order_history;
+  const size = h ? new TextEncoder().encode(JSON.stringify(h)).length : 0;
+  return `<section class="card" id="history">
+  <h2>Big data</h2>
+${h && Array.isArray(h.orders)
+    ? `  <p id="history-loaded"><b>${h.orders.length} orders</b> (${bytes(size)} of JSON) are in your session, far more than fits in a 4 KB cookie.</p>
+  <table class="orders"><tr><th>Order</th><th>Date</th><th>Item</th><th>Total</th></tr>
+${h.orders.slice(0, 3).map((o) => `    <tr><td>${esc(o.order)}</td><td>${esc(o.date)}</td><td>${esc(o.qty)}× ${esc(o.sku)}</td><td>${esc(o.total)}</td></tr>`).join("\n")}
+  </table>
+  <form method="post" action="/history/drop"><button id="drop-history" class="secondary">Drop the order history</button></form>`
+    : `  <p>Legacy apps love to stuff things into the session. Load about 5 KB of order history and watch keycard (in <code>auto</code> mode) move the data from the cookie to KV.</p>
+  <form method="post" action="/history/load"><button id="load-history">Load 5 KB of order history</button></form>`}
+</section>`;
+}
+
+function receivedCard(request, status) {
+  const h = (name) => request.headers.get(name);
+  const raw = h("x-session");
+  const row = (name, value, id, note = "") =>
+    `<tr><th>${name}</th><td${id ? ` id="${id}"` : ""}>${value == null ? `<span class="hint">(not sent)</span>` : `<code>${esc(value.length > 72 ? `${value.slice(0, 72)}…` : value)}</code>${note && ` <span class="hint">${esc(note)}</span>`}`}</td></tr>`;
+  const expires = h("x-session-expires");
+  return `<section class="card wide" id="received">
+  <h2>What this app received</h2>
+  <p class="hint">The request headers keycard forwarded for this page. The app never sees the session cookie: keycard strips it from <code>Cookie</code>.</p>
+  <table class="headers">
+    ${row("X-Session-Status", status, "status")}
+    ${row("X-Session", raw, "x-session", raw ? bytes(raw.length) : "")}
+    ${row("X-Session-Id", h("x-session-id"), "handle")}
+    ${row("X-Session-Expires", expires, "expires", expires ? new Date(Number(expires) * 1000).toISOString().replace(".000", "") : "")}
+    ${row("Cookie", h("cookie"), "origin-cookie")}
+  </table>
+</section>`;
+}
+
+function page(request, session, notice) {
+  const status = request.headers.get("x-session-status") ?? "none";
+  const stillTrue = {
+    welcome: session.user,
+    name: !session.user,
+    bye: !session.user,
+    added: session.cart,
+    removed: session.user || session.cart,
+    history: session.order_history,
+    dropped: !session.order_history,
+  };
+  const [kind, text] = (stillTrue[notice] && NOTICES[notice]) || [];
+  const alert = status === "expired" || status === "invalid" ? `<p class="notice warn">${esc(STATUS_TEXT[status])}.</p>` : "";
   return `<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Legacy App</title>
+<html lang="en"><head><meta charset="utf-8">
+<title>Acme Supply Co.${session.user ? ` · ${esc(session.user)}` : ""}</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<style>body{font:16px/1.5 system-ui,sans-serif;max-width:40rem;margin:2rem auto;padding:0 1rem}
-form{display:inline}button{margin:.2rem}code{background:#eee;padding:0 .3rem}</style></head>
+<link rel="icon" href="data:image/svg+xml,${encodeURIComponent(`<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16"><rect width="16" height="16" rx="3" fill="#b4441c"/><text x="8" y="12" font-size="11" text-anchor="middle" fill="#fff" font-family="Georgia">A</text></svg>`)}">
+<style>${CSS}</style></head>
 <body>
-<h1>Legacy App</h1>
-<p>Session status: <code id="status">${esc(status)}</code></p>
-${user ? `<p id="hello">Signed in as <b>${esc(user)}</b>.</p>` : `<p id="hello">Not signed in.</p>`}
-<p>Visits: <b id="visits">${Number(session.visits || 0)}</b></p>
-<form method="post" action="/login"><input name="name" placeholder="Your name" required><button>Sign in</button></form>
-<form method="post" action="/logout"><button id="signout">Sign out</button></form>
-<p><a href="/.keycard/">Open the session inspector</a></p>
+<header class="top">
+  <div class="brand"><span class="logo">A</span><div><b>Acme Supply Co.</b><small>Office supplies since 1998</small></div></div>
+  <nav>${session.user ? `<span class="who">Signed in as <b>${esc(session.user)}</b></span>` : `<span class="who">Guest</span>`}
+    <a href="/.keycard/" class="inspect">Session inspector →</a></nav>
+</header>
+<main>
+  <p class="intro">This is a legacy app running <b>behind keycard</b>. It has no session code of its own: it reads the session from the
+  <code>X-Session</code> request header and changes it with <code>X-Session-Set</code> and <code>X-Session-Action</code> response headers.
+  keycard signs the cookie, keeps big sessions in KV and does the rest. Session status: <b class="pill ${esc(status)}" id="status-pill">${esc(status)}</b></p>
+  ${text ? `<p class="notice ${kind}" id="notice">${esc(text)}</p>` : ""}${alert}
+  <div class="grid">
+${accountCard(session, status)}
+${historyCard(session)}
+${cartCard(session)}
+${receivedCard(request, status)}
+  </div>
+</main>
+<footer>keycard demo · <a href="/.keycard/">inspector</a> · <a href="/.keycard/health">health</a></footer>
 </body></html>`;
 }
+
+const CSS = `
+:root{--ink:#1f2328;--muted:#656d76;--line:#d8dee4;--bg:#f6f3ee;--card:#fff;--brand:#b4441c;--brand-ink:#fff;--ok:#1a7f37;--warn:#9a6700}
+*{box-sizing:border-box}
+body{margin:0;font:15px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,"DejaVu Sans",sans-serif;color:var(--ink);background:var(--bg)}
+.top{display:flex;justify-content:space-between;align-items:center;gap:1rem;padding:.7rem 1.5rem;background:#fff;border-bottom:3px solid var(--brand)}
+.brand{display:flex;align-items:center;gap:.7rem}.brand small{display:block;color:var(--muted);font-size:.8rem}
+.logo{display:grid;place-items:center;width:2.2rem;height:2.2rem;border-radius:6px;background:var(--brand);color:#fff;font:700 1.3rem Georgia,serif}
+nav{display:flex;align-items:center;gap:1rem}.who{color:var(--muted)}
+a{color:var(--brand)}a.inspect{font-weight:600;text-decoration:none;border:1px solid var(--brand);border-radius:6px;padding:.3rem .7rem}
+a.inspect:hover{background:var(--brand);color:#fff}
+main{max-width:64rem;margin:0 auto;padding:1.2rem 1.5rem}
+.intro{color:var(--muted);max-width:52rem}
+code{font:.85em ui-monospace,"DejaVu Sans Mono",monospace;background:#eff1f3;border-radius:4px;padding:.05rem .3rem;word-break:break-all}
+.pill{display:inline-block;padding:0 .55rem;border-radius:999px;font-size:.85em;background:#eff1f3;color:var(--muted)}
+.pill.valid{background:#dafbe1;color:var(--ok)}.pill.expired,.pill.invalid{background:#fff8c5;color:var(--warn)}
+.notice{border-left:4px solid var(--ok);background:#fff;padding:.6rem .9rem;border-radius:4px}.notice.warn{border-color:var(--warn)}
+.grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(22rem,1fr));gap:1rem}
+.card{background:var(--card);border:1px solid var(--line);border-radius:8px;padding:1rem 1.2rem}
+.card.wide{grid-column:1/-1}
+h2{margin:0 0 .6rem;font:600 1.05rem Georgia,serif;color:var(--brand)}h3{margin:0 0 .4rem;font-size:.95rem}
+.big{font-size:1.2rem;margin:.2rem 0}.hint{color:var(--muted);font-size:.85rem}
+form{display:inline;margin:0}.row{display:flex;gap:.5rem}
+input{flex:1;font:inherit;padding:.4rem .6rem;border:1px solid var(--line);border-radius:6px}
+button{font:inherit;font-weight:600;cursor:pointer;border:1px solid var(--brand);background:var(--brand);color:var(--brand-ink);border-radius:6px;padding:.4rem .9rem}
+button:hover{filter:brightness(1.1)}button.secondary{background:#fff;color:var(--brand)}
+button.small{padding:.1rem .6rem;font-size:.85rem}button.ghost{background:none;border-color:var(--line);color:var(--muted)}
+.shop{display:grid;grid-template-columns:3fr 2fr;gap:1.5rem}
+.catalogue,.basket ul{list-style:none;margin:0;padding:0}
+.catalogue li,.basket li{display:flex;align-items:center;gap:.6rem;padding:.35rem 0;border-bottom:1px dashed var(--line)}
+.catalogue li span:first-child,.basket li span:nth-child(2){flex:1}
+.price{font-variant-numeric:tabular-nums;color:var(--muted)}.qty{font-weight:700}
+.total{text-align:right;margin:.5rem 0 0}
+table{border-collapse:collapse;width:100%;font-size:.85rem}th,td{text-align:left;padding:.25rem .4rem;border-bottom:1px solid var(--line);vertical-align:top}
+.headers th{white-space:nowrap;width:1%;font-weight:600}.orders{margin:.5rem 0}
+footer{text-align:center;color:var(--muted);font-size:.8rem;padding:2rem}
+@media (max-width:40rem){.shop{grid-template-columns:1fr}.top{padding:.6rem .8rem}.brand small,.who{display:none}main{padding:1rem .8rem}}
+`;
+
+// -------------------------------------------------------------------- entry --
 
 export default {
   async fetch(request) {
     const url = new URL(request.url);
     const session = readSession(request);
-    const headers = { "content-type": "text/html; charset=utf-8", "cache-control": "no-store" };
-    if (request.method === "POST" && url.pathname === "/login") {
-      const form = await request.formData();
-      const name = String(form.get("name") || "").slice(0, 64);
-      return new Response(null, {
-        status: 303,
-        headers: { location: "/", "x-session-set": JSON.stringify({ user: name }), "x-session-action": "regenerate" },
-      });
+    if (request.method === "POST" && Object.hasOwn(actions, url.pathname)) {
+      // A little CSRF hygiene for a legacy app: refuse cross-site form posts.
+      if (request.headers.get("sec-fetch-site") === "cross-site") {
+        return new Response("cross-site request refused", { status: 403, headers: { "cache-control": "no-store" } });
+      }
+      return actions[url.pathname](request, session);
     }
-    if (request.method === "POST" && url.pathname === "/logout") {
-      return new Response(null, { status: 303, headers: { location: "/", "x-session-action": "destroy" } });
+    if ((request.method === "GET" || request.method === "HEAD") && url.pathname === "/") {
+      const headers = { "content-type": "text/html; charset=utf-8", "cache-control": "no-store" };
+      if (session.user && request.method === "GET") {
+        // Count visits only once signed in, so a drive-by visitor creates no session.
+        session.visits = (Number(session.visits) || 0) + 1;
+        headers["x-session-set"] = sessionSet({ visits: session.visits });
+      }
+      return new Response(page(request, session, url.searchParams.get("m")), { headers });
     }
-    if (url.pathname === "/") {
-      const visits = Number(session.visits || 0) + 1;
-      session.visits = visits;
-      return new Response(page(request, session), {
-        headers: { ...headers, "x-session-set": JSON.stringify({ visits }) },
-      });
-    }
-    return new Response("not found", { status: 404, headers });
+    return new Response("Not found", { status: 404, headers: { "content-type": "text/plain; charset=utf-8", "cache-control": "no-store" } });
   },
 };

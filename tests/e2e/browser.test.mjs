@@ -1,0 +1,394 @@
+// The demo app and the session inspector in a real browser: Debian's headless Chromium
+// driven by playwright-core, against the built Worker in `wrangler dev` with the demo
+// (www/src/index.js) behind it through a service binding, exactly as `make dev` runs it.
+//
+// What Chromium does with the cookie settings (asserted below, not assumed):
+//   SESSION_COOKIE_SECURE=false  cookie `keycard`, no Secure: stored and sent on any
+//                                http host.
+//   SESSION_COOKIE_SECURE=true   cookie `__Host-keycard; Secure; Path=/` (the default):
+//                                stored and sent over plain http://127.0.0.1 and
+//                                http://localhost, which Chromium treats as potentially
+//                                trustworthy origins; silently refused on a non-loopback
+//                                http host, so signing in there does not stick.
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+
+import { chromium } from "playwright-core";
+
+import { parseSetCookie, request, startKeycard } from "./lib/harness.mjs";
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+const ARTIFACTS = path.join(ROOT, "tests/artifacts/browser");
+const DEMO = fs.readFileSync(path.join(ROOT, "www/src/index.js"), "utf8");
+const CHROMIUM = "/usr/bin/chromium";
+const CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+  "--disable-background-networking", "--disable-component-update", "--disable-sync"];
+// A name that is not loopback, so Chromium treats http:// on it as insecure; Chromium
+// itself resolves it to 127.0.0.1.
+const PLAIN_HOST = "keycard.test";
+
+fs.mkdirSync(ARTIFACTS, { recursive: true });
+
+/** A fresh Chromium with a fresh profile; `fn(context, page)`; always cleaned up. */
+async function withBrowser(fn, { extraArgs = [] } = {}) {
+  assert.ok(fs.existsSync(CHROMIUM), `${CHROMIUM} is missing: run \`scripts/setup.sh browser\` (make test does)`);
+  const profile = fs.mkdtempSync(path.join(os.tmpdir(), "keycard-chromium-"));
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: [...CHROMIUM_ARGS, ...extraArgs],
+    viewport: { width: 1280, height: 860 },
+    deviceScaleFactor: 1,
+    colorScheme: "light",
+    locale: "en-US",
+    timezoneId: "UTC",
+  });
+  try {
+    const page = context.pages()[0] ?? (await context.newPage());
+    page.setDefaultTimeout(15000);
+    return await fn(context, page);
+  } finally {
+    await context.close().catch(() => {});
+    fs.rmSync(profile, { recursive: true, force: true });
+  }
+}
+
+const text = async (page, sel) => (await page.locator(sel).textContent())?.trim();
+
+/** "23:59:58" or "6d 23:59:58" -> seconds. */
+function clockSeconds(s) {
+  const m = /^(?:(\d+)d )?(\d\d):(\d\d):(\d\d)$/.exec(s ?? "");
+  assert.ok(m, `not a countdown: ${JSON.stringify(s)}`);
+  return Number(m[1] ?? 0) * 86400 + Number(m[2]) * 3600 + Number(m[3]) * 60 + Number(m[4]);
+}
+
+/** The demo's cart, as { sku: qty }, read from the page. */
+async function cartOnPage(page) {
+  return Object.fromEntries(
+    await page.$$eval("#cart-lines li", (lis) => lis.map((li) => [li.dataset.sku, Number(li.dataset.qty)])),
+  );
+}
+
+async function submit(page, selector, expectPath) {
+  await Promise.all([page.waitForURL((u) => u.pathname + u.search === expectPath), page.click(selector)]);
+  // The page after the redirect (POST-redirect-GET) is fully there.
+  await page.waitForLoadState("load");
+}
+
+async function addToCart(page, sku) {
+  await submit(page, `.catalogue button[data-sku="${sku}"]`, "/?m=added");
+}
+
+async function removeFromCart(page, sku) {
+  await submit(page, `#cart-lines button[data-sku="${sku}"]`, "/?m=removed");
+}
+
+async function signIn(page, name) {
+  await page.fill("#login input[name=name]", name);
+  await submit(page, "#login button", "/?m=welcome");
+}
+
+/** Opens the inspector and waits until it has rendered a /.keycard/session answer. */
+async function openInspector(page, base) {
+  const res = await page.goto(`${base}/.keycard/`);
+  assert.equal(res.status(), 200);
+  await page.waitForSelector("body:not([data-status=loading])");
+  // The same JSON the page rendered from, read by the page's own fetch.
+  return page.evaluate(async () => (await fetch("/.keycard/session", { cache: "no-store" })).json());
+}
+
+async function sessionCookies(context) {
+  return (await context.cookies()).filter((c) => c.name === "keycard" || c.name === "__Host-keycard");
+}
+
+// ---------------------------------------------------------------------------------
+
+describe("browser: demo app and inspector in Chromium", { timeout: 240000 }, () => {
+  /** keycard with the dev settings: inspect on, SESSION_COOKIE_SECURE=false. */
+  let dev;
+  /** keycard with the defaults: inspect off, Secure on (`__Host-keycard`). */
+  let prod;
+
+  before(async () => {
+    [dev, prod] = await Promise.all([
+      startKeycard({ ORIGIN_SERVICE: "ORIGIN", KEYCARD_INSPECT: "true", SESSION_COOKIE_SECURE: "false" }, { assets: true, serviceOrigin: DEMO }),
+      // `undefined` drops the harness's SESSION_COOKIE_SECURE=false: keycard's own default.
+      startKeycard({ ORIGIN_SERVICE: "ORIGIN", SESSION_COOKIE_SECURE: undefined }, { assets: true, serviceOrigin: DEMO }),
+    ]);
+  });
+
+  after(async () => {
+    await Promise.all([dev?.close(), prod?.close()]);
+  });
+
+  test("the whole flow: sign in, visits, cart, past 4 KB into KV, reload, sign out, back button", async () => {
+    await withBrowser(async (context, page) => {
+      const base = dev.url;
+
+      // A visitor who does nothing gets no session: no cookie at all.
+      let res = await page.goto(`${base}/`);
+      assert.equal(res.status(), 200);
+      assert.equal(res.headers()["cache-control"], "no-store");
+      assert.equal(await text(page, "#status"), "none");
+      assert.equal(await page.locator("#login").count(), 1);
+      await page.reload();
+      assert.deepEqual(await context.cookies(), [], "no cookie for a visitor who did nothing");
+      let info = await openInspector(page, base);
+      assert.equal(info.status, "none");
+      assert.equal(await text(page, "#status"), "none");
+      assert.ok(await page.locator("#empty").isVisible());
+      assert.equal(await page.locator("#logout").isDisabled(), true);
+
+      // A guest's first cart item creates the session.
+      await page.goto(`${base}/`);
+      await addToCart(page, "pager");
+      assert.deepEqual(await cartOnPage(page), { pager: 1 });
+      const guestHandle = await text(page, "#handle");
+      assert.match(guestHandle, /^[A-Za-z0-9_-]{16,}$/);
+
+      // Sign in: X-Session-Set + regenerate. A new session id (so a new handle), same data.
+      await signIn(page, "Ada Lovelace");
+      assert.equal(await text(page, "#user"), "Ada Lovelace");
+      assert.equal(await text(page, "#visits"), "1");
+      assert.equal(await text(page, "#status"), "valid");
+      assert.deepEqual(await cartOnPage(page), { pager: 1 }, "regenerate keeps the data");
+      assert.notEqual(await text(page, "#handle"), guestHandle, "regenerate gives a new session id");
+
+      // The cookie: HttpOnly, SameSite=Lax, not Secure in this configuration, and
+      // invisible to scripts even though document.cookie itself works.
+      let cookies = await context.cookies();
+      assert.deepEqual(cookies.map((c) => c.name), ["keycard"]);
+      const [cookie] = cookies;
+      assert.equal(cookie.httpOnly, true);
+      assert.equal(cookie.secure, false);
+      assert.equal(cookie.sameSite, "Lax");
+      assert.equal(cookie.path, "/");
+      assert.equal(cookie.domain, "127.0.0.1");
+      const docCookie = await page.evaluate(() => {
+        document.cookie = "theme=dark; path=/";
+        return document.cookie;
+      });
+      assert.equal(docCookie, "theme=dark", "document.cookie shows the script's cookie and not keycard's");
+      assert.ok(!docCookie.includes("keycard"));
+
+      // Visits count on every page view; the origin never sees keycard's cookie.
+      for (const n of [2, 3]) {
+        await page.reload();
+        assert.equal(await text(page, "#visits"), String(n));
+      }
+      const originCookie = await text(page, "#origin-cookie");
+      assert.match(originCookie, /theme=dark/);
+      assert.doesNotMatch(originCookie, /keycard=/, "keycard strips its cookie before the origin");
+
+      // Fill the cart: floppy ×2, modem ×1, and take the pager out again.
+      await addToCart(page, "floppy");
+      await addToCart(page, "floppy");
+      await addToCart(page, "modem");
+      await removeFromCart(page, "pager");
+      assert.deepEqual(await cartOnPage(page), { floppy: 2, modem: 1 });
+      assert.equal(await text(page, "#cart-total"), "$73.00");
+
+      // Still small: the data lives in the cookie.
+      info = await openInspector(page, base);
+      assert.equal(info.status, "valid");
+      assert.equal(info.location, "cookie");
+      assert.equal(await page.getAttribute("body", "data-location"), "cookie");
+      assert.match(await text(page, "#location"), /Cookie/);
+      assert.ok(info.cookie_size > 100 && info.cookie_size < 4096, `cookie size ${info.cookie_size}`);
+      const smallCookieSize = info.cookie_size;
+      await page.screenshot({ path: path.join(ARTIFACTS, "inspector-cookie.png"), fullPage: true });
+
+      // Past 4 KB: auto mode moves the data to KV, and the cookie shrinks to a signed id.
+      await page.goto(`${base}/`);
+      await submit(page, "#load-history", "/?m=history");
+      assert.match(await text(page, "#history-loaded"), /48 orders/);
+      const [kvCookie] = await sessionCookies(context);
+      assert.ok(kvCookie.value.length < smallCookieSize, `the cookie holds only an id now (${kvCookie.value.length} bytes)`);
+      assert.equal(kvCookie.httpOnly, true);
+
+      // Reload: everything is kept, and the visit still counts (every page view does:
+      // 3 so far, one per cart change, one for the page before and after the history).
+      await page.reload();
+      assert.equal(await text(page, "#user"), "Ada Lovelace");
+      assert.equal(await text(page, "#visits"), "10");
+      assert.deepEqual(await cartOnPage(page), { floppy: 2, modem: 1 });
+      assert.match(await text(page, "#history-loaded"), /48 orders/);
+      await page.screenshot({ path: path.join(ARTIFACTS, "demo.png"), fullPage: true });
+
+      // The inspector: status, location KV, kid, cookie bar, live countdowns, data.
+      info = await openInspector(page, base);
+      assert.equal(info.status, "valid");
+      assert.equal(info.location, "kv");
+      assert.equal(await text(page, "#status"), "valid");
+      assert.equal(await page.getAttribute("body", "data-location"), "kv");
+      assert.match(await text(page, "#location"), /^KV$/);
+      assert.match(info.kid, /^[A-Za-z0-9_-]{4,}$/);
+      assert.equal(info.kid, info.current_kid);
+      assert.match(await text(page, "#kid"), new RegExp(`^${info.kid}\\s+current key$`));
+      assert.equal(await text(page, "#handle"), info.handle);
+      assert.equal(await text(page, "#cookie-name"), "keycard");
+      assert.equal(await text(page, "#cookie-size"), String(info.cookie_size));
+      assert.equal(await text(page, "#cookie-limit"), "4096");
+      assert.ok(info.cookie_size < smallCookieSize);
+      const barWidth = await page.$eval("#cookie-bar", (e) => parseFloat(e.style.width));
+      assert.ok(Math.abs(barWidth - (info.cookie_size / 4096) * 100) < 0.01, `bar ${barWidth}% for ${info.cookie_size} bytes`);
+      const data = await text(page, "#data");
+      assert.match(data, /"user": "Ada Lovelace"/);
+      assert.match(data, /"floppy": 2/);
+      assert.match(data, /"A-10400"/);
+      assert.deepEqual(info.data.cart, { floppy: 2, modem: 1 });
+      assert.equal(info.data.order_history.orders.length, 48);
+
+      const idle1 = clockSeconds(await text(page, "#idle-left"));
+      const abs1 = clockSeconds(await text(page, "#abs-left"));
+      assert.ok(idle1 > 86400 - 120 && idle1 <= 86400, `idle countdown ${idle1}`);
+      assert.ok(abs1 > 7 * 86400 - 300 && abs1 <= 7 * 86400, `absolute countdown ${abs1}`);
+      assert.ok(Math.abs(idle1 - (info.idle_expires - info.now)) <= 3);
+      await page.waitForTimeout(2100);
+      const idle2 = clockSeconds(await text(page, "#idle-left"));
+      const abs2 = clockSeconds(await text(page, "#abs-left"));
+      assert.ok(idle2 < idle1 && idle1 - idle2 <= 4, `idle countdown ticks: ${idle1} -> ${idle2}`);
+      assert.ok(abs2 < abs1 && abs1 - abs2 <= 4, `absolute countdown ticks: ${abs1} -> ${abs2}`);
+      await page.screenshot({ path: path.join(ARTIFACTS, "inspector.png") });
+      await page.screenshot({ path: path.join(ARTIFACTS, "inspector-full.png"), fullPage: true });
+
+      // Sign out (destroy): everything is gone, the cookie too.
+      await page.goto(`${base}/`);
+      assert.equal(await text(page, "#user"), "Ada Lovelace");
+      await submit(page, "#signout", "/?m=bye");
+      assert.equal(await text(page, "#status"), "none");
+      assert.equal(await page.locator("#user").count(), 0);
+      assert.equal(await page.locator("#cart-lines").count(), 0);
+      assert.equal(await page.locator("#history-loaded").count(), 0);
+      assert.doesNotMatch(await page.content(), /Ada Lovelace/);
+      assert.deepEqual(await sessionCookies(context), [], "destroy clears the cookie");
+      cookies = await context.cookies();
+      assert.deepEqual(cookies.map((c) => c.name), ["theme"], "the app's other cookies stay");
+      await page.screenshot({ path: path.join(ARTIFACTS, "demo-signed-out.png"), fullPage: true });
+
+      // The back button: the signed-in page is fetched again (no-store) and shows nothing.
+      res = await page.goBack();
+      assert.ok(res, "the previous page came from the network, not from a cache");
+      assert.equal(new URL(page.url()).pathname, "/");
+      assert.equal(res.headers()["cache-control"], "no-store");
+      assert.equal(await text(page, "#status"), "none");
+      assert.equal(await page.locator("#user").count(), 0);
+      assert.equal(await page.locator("#cart-lines").count(), 0);
+      assert.equal(await page.locator("#history-loaded").count(), 0);
+      assert.doesNotMatch(await page.content(), /Ada Lovelace|A-10400/);
+      assert.equal(await page.locator("#login").count(), 1);
+
+      // And the inspector agrees.
+      info = await openInspector(page, base);
+      assert.equal(info.status, "none");
+      assert.equal(info.data, null);
+      assert.equal(await text(page, "#status"), "none");
+      assert.ok(await page.locator("#empty").isVisible());
+    });
+  });
+
+  test("Secure=false (cookie `keycard`) also works on a non-loopback http host", async () => {
+    const base = dev.url.replace("127.0.0.1", PLAIN_HOST);
+    await withBrowser(async (context, page) => {
+      await page.goto(`${base}/`);
+      assert.equal(await page.evaluate(() => window.isSecureContext), false, `${PLAIN_HOST} is not a secure context`);
+      await signIn(page, "Grace");
+      await page.reload();
+      assert.equal(await text(page, "#user"), "Grace");
+      assert.equal(await text(page, "#visits"), "2");
+      const cookies = await sessionCookies(context);
+      assert.deepEqual(cookies.map((c) => [c.name, c.domain, c.secure, c.httpOnly]), [["keycard", PLAIN_HOST, false, true]]);
+
+      // The inspector's own sign-out button: POST /.keycard/logout?next=/.keycard/.
+      const info = await openInspector(page, base);
+      assert.equal(info.data.user, "Grace");
+      assert.equal(await page.locator("#logout").isDisabled(), false);
+      await Promise.all([page.waitForResponse((r) => r.url().endsWith("/.keycard/logout?next=%2F.keycard%2F") && r.status() === 303), page.click("#logout")]);
+      await page.waitForSelector("body[data-status=none]");
+      assert.equal(new URL(page.url()).pathname, "/.keycard/");
+      assert.deepEqual(await sessionCookies(context), []);
+    }, { extraArgs: [`--host-resolver-rules=MAP ${PLAIN_HOST} 127.0.0.1`] });
+  });
+
+  test("Secure=true (the default): `__Host-keycard` over http://127.0.0.1 and localhost, refused elsewhere", async () => {
+    // What keycard sends: the __Host- prefix rules (Secure, Path=/, no Domain).
+    const login = await request(`${prod.url}/login`, {
+      method: "POST",
+      headers: { "content-type": "application/x-www-form-urlencoded" },
+      body: "name=Lin",
+    });
+    assert.equal(login.status, 303);
+    const sc = (login.headers["set-cookie"] ?? []).map(parseSetCookie);
+    assert.equal(sc.length, 1);
+    assert.equal(sc[0].name, "__Host-keycard");
+    assert.equal(sc[0].attrs.secure, true);
+    assert.equal(sc[0].attrs.httponly, true);
+    assert.equal(sc[0].attrs.path, "/");
+    assert.equal(sc[0].attrs.domain, undefined);
+
+    await withBrowser(async (context, page) => {
+      // Loopback over plain http is "potentially trustworthy": Chromium keeps the cookie.
+      for (const host of ["127.0.0.1", "localhost"]) {
+        const base = prod.url.replace("127.0.0.1", host);
+        await page.goto(`${base}/`);
+        assert.equal(await page.evaluate(() => window.isSecureContext), true, `${host} is a secure context`);
+        await signIn(page, `Lin at ${host}`);
+        await page.reload();
+        assert.equal(await text(page, "#status"), "valid", `${host}: the __Host- cookie is sent back`);
+        assert.equal(await text(page, "#user"), `Lin at ${host}`);
+        assert.equal(await text(page, "#visits"), "2");
+        const cookies = await sessionCookies(context);
+        assert.deepEqual(cookies.map((c) => [c.name, c.domain, c.path, c.secure, c.httpOnly, c.sameSite]),
+          [["__Host-keycard", host, "/", true, true, "Lax"]]);
+        assert.equal(await page.evaluate(() => document.cookie), "", "HttpOnly: invisible to scripts");
+        await submit(page, "#signout", "/?m=bye");
+        assert.deepEqual(await sessionCookies(context), []);
+      }
+
+      // A non-loopback name over plain http is not secure: Chromium refuses the Secure
+      // __Host- cookie, so signing in does not stick (use SESSION_COOKIE_SECURE=false there).
+      const base = prod.url.replace("127.0.0.1", PLAIN_HOST);
+      const setCookies = [];
+      page.on("response", async (r) => {
+        const v = (await r.allHeaders())["set-cookie"];
+        if (v) setCookies.push(v);
+      });
+      await page.goto(`${base}/`);
+      assert.equal(await page.evaluate(() => window.isSecureContext), false);
+      await page.fill("#login input[name=name]", "Lin");
+      await Promise.all([page.waitForURL((u) => u.search === "?m=welcome"), page.click("#login button")]);
+      await page.waitForLoadState("load");
+      assert.ok(setCookies.some((v) => v.startsWith("__Host-keycard=")), "keycard did send the cookie");
+      assert.deepEqual(await context.cookies(), [], "Chromium refused it");
+      assert.equal(await text(page, "#status"), "none");
+      assert.equal(await page.locator("#user").count(), 0);
+    }, { extraArgs: [`--host-resolver-rules=MAP ${PLAIN_HOST} 127.0.0.1`] });
+  });
+
+  test("with KEYCARD_INSPECT unset the inspector does not exist", async () => {
+    await withBrowser(async (context, page) => {
+      const base = prod.url;
+      // The app itself works, with a session.
+      await page.goto(`${base}/`);
+      await signIn(page, "Ada");
+      assert.equal(await text(page, "#status"), "valid");
+      for (const p of ["/.keycard/", "/.keycard", "/.keycard/session", "/.keycard/index.html", "/.keycard/inspector.js", "/.keycard/inspector.css"]) {
+        const res = await page.goto(`${base}${p}`);
+        assert.equal(res.status(), 404, `${p} must be 404 with inspect off`);
+        assert.doesNotMatch(await page.content(), /session inspector|"status"/, p);
+      }
+      // The same over plain HTTP, without the browser.
+      for (const p of ["/.keycard/", "/.keycard/session"]) {
+        assert.equal((await request(`${base}${p}`)).status, 404, p);
+      }
+      // ...while the same build with inspect on serves them.
+      assert.equal((await request(`${dev.url}/.keycard/`)).status, 200);
+      assert.equal((await request(`${dev.url}/.keycard/session`)).status, 200);
+      assert.equal((await request(`${base}/.keycard/health`)).status, 200);
+    });
+  });
+});
