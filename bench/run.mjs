@@ -1,0 +1,759 @@
+#!/usr/bin/env node
+// `make bench`: keycard against JS anchors, in one run, on loopback.
+//
+// Variants, all in front of one nginx-light origin started from bench/nginx.conf:
+//   A          bench/workers/passthrough.mjs, a bare JS pass-through (the floor)
+//   K-cookie   build/index.js, SESSION_STORE=cookie, a valid ~200-byte session, no refresh
+//   K-refresh  the same on the re-issue path (SESSION_REFRESH_AFTER=1, cookie older than 1 s)
+//   K-kv       SESSION_STORE=kv: one KV read per request, no write
+//   H          bench/workers/hono-session.mjs, hono + hono-sessions at their defaults
+//
+// Each variant runs in two hosts, each instance its own workerd process:
+//   workerd    a plain `workerd serve` (bench/workerd.capnp.in; K-kv's KV is the
+//              in-memory bench/workers/memory-kv.mjs in the same process)
+//   wrangler   `wrangler dev` with local KV, as issue 7 prescribes; its runtime process
+//              also runs miniflare's per-request plumbing, which costs far more than A
+//              itself and so compresses every ratio
+// wrk drives the port of the workerd process that runs the Worker (never wrangler's
+// proxy), and the primary figure is that process's CPU time (utime+stime from /proc)
+// per request completed. Variants and hosts alternate over ROUNDS rounds; medians are
+// reported, each also as a ratio to A in the same host. Then the native criterion
+// micro-benchmark of the core runs (benches/core.rs), and BENCHMARKS.md is rewritten
+// between its bench markers.
+//
+// Knobs: BENCH_ROUNDS (3), BENCH_DURATION (5, seconds per measurement),
+// BENCH_CONNECTIONS (10), BENCH_WARMUP (3, seconds per instance),
+// BENCH_HOSTS (workerd,wrangler), BENCH_ONLY (e.g. A,K-cookie), BENCH_SKIP_CRITERION=1,
+// BENCH_OUT (BENCHMARKS.md; "-" prints only).
+import { spawn, spawnSync, execFileSync } from "node:child_process";
+import fs from "node:fs";
+import http from "node:http";
+import net from "node:net";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { isDeepStrictEqual } from "node:util";
+import zlib from "node:zlib";
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+const BENCH = path.join(ROOT, "bench");
+const ROUNDS = Math.max(1, Number(process.env.BENCH_ROUNDS ?? 3));
+const DURATION = Math.max(1, Number(process.env.BENCH_DURATION ?? 5));
+const CONNECTIONS = Math.max(1, Number(process.env.BENCH_CONNECTIONS ?? 10));
+const WARMUP = Math.max(0, Number(process.env.BENCH_WARMUP ?? 3));
+const OUT = process.env.BENCH_OUT ?? path.join(ROOT, "BENCHMARKS.md");
+const HOSTS = (process.env.BENCH_HOSTS ?? "workerd,wrangler").split(",").filter((h) => h === "workerd" || h === "wrangler");
+// The workerd binary wrangler itself runs (from the pinned npm package).
+const WORKERD = fs.realpathSync(path.join(path.dirname(fileURLToPath(import.meta.url)), "../node_modules/.bin/workerd"));
+const DEADLINE_MS = 12 * 60 * 1000;
+const COMPAT_DATE = "2026-11-01";
+const SECRET = "bench-secret-0123456789abcdef0123456789abcdef0123456789abcdef";
+const CLK_TCK = Number(execFileSync("getconf", ["CLK_TCK"]).toString().trim()) || 100;
+// About 200 bytes of session data, the same object benches/core.rs signs.
+const SESSION_JSON =
+  '{"user":"alice@example.com","name":"Alice Example","roles":["admin","editor","viewer"],"tenant":"acme-corp","locale":"en-GB","theme":"dark","csrf":"3q2+7wAAAAAAAAAAAAAAAAAAAAAAAAAA","flags":{"beta":true,"mfa":true},"visits":42}';
+
+const KEYCARD = path.join(ROOT, "build/index.js");
+const keycardVars = (extra) => ({ SESSION_SECRET: SECRET, SESSION_COOKIE_SECURE: "false", ...extra });
+const VARIANTS = [
+  { name: "A", what: "JS pass-through (bench/workers/passthrough.mjs)", main: path.join(BENCH, "workers/passthrough.mjs"), vars: {}, session: false },
+  {
+    name: "K-cookie", what: "keycard, SESSION_STORE=cookie, valid cookie, no refresh", main: KEYCARD, cookieName: "keycard", session: true,
+    vars: keycardVars({ SESSION_STORE: "cookie" }),
+  },
+  {
+    name: "K-refresh", what: "keycard, cookie store, re-issue on every request", main: KEYCARD, cookieName: "keycard", session: true, refresh: true,
+    vars: keycardVars({ SESSION_STORE: "cookie", SESSION_REFRESH_AFTER: "1", SESSION_IDLE_TIMEOUT: "30d", SESSION_ABSOLUTE_TIMEOUT: "30d" }),
+  },
+  {
+    name: "K-kv", what: "keycard, SESSION_STORE=kv, local KV read per request", main: KEYCARD, cookieName: "keycard", session: true, kv: true,
+    vars: keycardVars({ SESSION_STORE: "kv" }),
+  },
+  {
+    name: "H", what: "hono + hono-sessions defaults (bench/workers/hono-session.mjs)", main: path.join(BENCH, "workers/hono-session.mjs"), cookieName: "session", session: true,
+    vars: { SESSION_SECRET: SECRET },
+  },
+].filter((v) => !process.env.BENCH_ONLY || process.env.BENCH_ONLY.split(",").includes(v.name));
+
+const log = (...a) => console.error("bench:", ...a);
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const children = [];
+let scratch;
+
+function cleanup() {
+  for (const c of children) {
+    try { process.kill(-c.pid, "SIGTERM"); } catch {}
+  }
+}
+function killHard() {
+  for (const c of children) {
+    try { process.kill(-c.pid, "SIGKILL"); } catch {}
+  }
+}
+process.on("exit", () => { cleanup(); killHard(); });
+for (const sig of ["SIGINT", "SIGTERM"]) process.on(sig, () => { cleanup(); process.exit(130); });
+const deadline = setTimeout(() => {
+  console.error(`bench: gave up after ${DEADLINE_MS / 60000} minutes`);
+  cleanup();
+  process.exit(2);
+}, DEADLINE_MS);
+
+// ----------------------------------------------------------------- helpers --
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.on("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/** One HTTP request without keep-alive; resolves with status, headers, body. */
+function get(url, headers = {}, timeoutMs = 5000) {
+  return new Promise((resolve, reject) => {
+    const req = http.get(url, { headers, agent: false, timeout: timeoutMs }, (res) => {
+      const chunks = [];
+      res.on("data", (c) => chunks.push(c));
+      res.on("end", () => resolve({ status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks).toString() }));
+    });
+    req.on("timeout", () => req.destroy(new Error("timeout")));
+    req.on("error", reject);
+  });
+}
+
+function run(cmd, args, opts = {}) {
+  const r = spawnSync(cmd, args, { encoding: "utf8", ...opts });
+  if (r.error) throw r.error;
+  return r;
+}
+
+/** utime+stime of a process (all its threads), in clock ticks. */
+function cpuTicks(pid) {
+  const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
+  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return Number(f[11]) + Number(f[12]);
+}
+
+/** Busy and total clock ticks of the whole machine, from /proc/stat. */
+function machineTicks() {
+  const f = fs.readFileSync("/proc/stat", "utf8").split("\n")[0].trim().split(/\s+/).slice(1).map(Number);
+  const idle = f[3] + (f[4] || 0);
+  const total = f.slice(0, 8).reduce((a, b) => a + b, 0);
+  return { busy: total - idle, total };
+}
+
+function sumTicks(pids) {
+  let t = 0;
+  for (const p of pids) { try { t += cpuTicks(p); } catch {} }
+  return t;
+}
+
+function processTree(root) {
+  const kids = new Map();
+  for (const d of fs.readdirSync("/proc")) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const stat = fs.readFileSync(`/proc/${d}/stat`, "utf8");
+      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      if (!kids.has(ppid)) kids.set(ppid, []);
+      kids.get(ppid).push(Number(d));
+    } catch {}
+  }
+  const out = [];
+  const walk = (p) => { out.push(p); for (const k of kids.get(p) ?? []) walk(k); };
+  walk(root);
+  return out;
+}
+
+function comm(pid) {
+  try { return fs.readFileSync(`/proc/${pid}/comm`, "utf8").trim(); } catch { return ""; }
+}
+
+/** Listening TCP ports of the given pids, from `ss -ltnpH`. */
+function listeningPorts(pids) {
+  const want = new Set(pids);
+  const out = [];
+  for (const line of run("ss", ["-ltnpH"]).stdout.split("\n")) {
+    const m = line.match(/127\.0\.0\.1:(\d+)\s.*users:\((.*)\)/);
+    if (!m) continue;
+    for (const p of m[2].matchAll(/pid=(\d+),fd=(\d+)/g)) {
+      if (want.has(Number(p[1]))) out.push({ port: Number(m[1]), pid: Number(p[1]), fd: Number(p[2]) });
+    }
+  }
+  // Lowest fd first: workerd opens its entry socket before its debug and inspector
+  // ports, so the first probe usually hits, and no HTTP is sent to the capnp debug port.
+  return out.sort((a, b) => a.fd - b.fd);
+}
+
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const n = s.length;
+  return n % 2 ? s[(n - 1) / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
+};
+
+// ------------------------------------------------------------------ origin --
+
+async function startNginx() {
+  const dir = path.join(scratch, "nginx");
+  fs.mkdirSync(dir, { recursive: true });
+  const port = await freePort();
+  const conf = fs.readFileSync(path.join(BENCH, "nginx.conf"), "utf8")
+    .replaceAll("@DIR@", dir)
+    .replaceAll("@PORT@", String(port))
+    .replaceAll("@SESSION_JSON@", SESSION_JSON);
+  fs.writeFileSync(path.join(dir, "nginx.conf"), conf);
+  const child = spawn("nginx", ["-p", dir, "-c", path.join(dir, "nginx.conf")], { detached: true, stdio: ["ignore", "ignore", "inherit"] });
+  children.push(child);
+  const url = `http://127.0.0.1:${port}`;
+  for (let i = 0; i < 100; i++) {
+    try {
+      const r = await get(url + "/");
+      if (r.headers["x-bench-origin"]) return { url, port, log: path.join(dir, "origin.log"), pids: processTree(child.pid) };
+    } catch {}
+    await sleep(100);
+  }
+  throw new Error("nginx did not start");
+}
+
+/** The origin's access log grows one line per request: the X-Session-Status it saw. */
+function originLines(o, from) {
+  const size = fs.statSync(o.log).size;
+  if (from === undefined) return size;
+  const fd = fs.openSync(o.log, "r");
+  const buf = Buffer.alloc(size - from);
+  fs.readSync(fd, buf, 0, buf.length, from);
+  fs.closeSync(fd);
+  const lines = buf.toString().split("\n").filter(Boolean);
+  return { total: lines.length, valid: lines.filter((l) => l === "valid").length };
+}
+
+// ----------------------------------------------------------------- workers --
+
+const toml = (v) => JSON.stringify(String(v));
+
+/** Waits until `url` answers with the origin's marker header (the Worker is up). */
+async function waitForOrigin(url, alive, what) {
+  for (let i = 0; ; i++) {
+    if (!alive() || i > 600) throw new Error(`${what} did not start`);
+    try {
+      const r = await get(url, {}, 2000);
+      if (r.headers["x-bench-origin"]) return;
+    } catch {}
+    await sleep(200);
+  }
+}
+
+/** The variant in `wrangler dev`, driven at the port of the workerd that runs it. */
+async function startWrangler(v, origin) {
+  const dir = path.join(scratch, `wrangler-${v.name}`);
+  fs.mkdirSync(dir, { recursive: true });
+  const lines = [`name = ${toml("bench-" + v.name.toLowerCase())}`, `main = ${toml(v.main)}`, `compatibility_date = ${toml(COMPAT_DATE)}`];
+  if (v.kv) lines.push(`kv_namespaces = [{ binding = "SESSIONS", id = "bench" }]`);
+  lines.push("[vars]", `ORIGIN_URL = ${toml(origin.url)}`);
+  const secrets = [];
+  for (const [k, val] of Object.entries(v.vars)) {
+    if (k.endsWith("SECRET")) secrets.push(`${k}=${toml(val)}`);
+    else lines.push(`${k} = ${toml(val)}`);
+  }
+  fs.writeFileSync(path.join(dir, "wrangler.toml"), lines.join("\n") + "\n");
+  fs.writeFileSync(path.join(dir, ".dev.vars"), secrets.join("\n") + "\n");
+  const port = await freePort();
+  const args = [path.join(ROOT, "node_modules/wrangler/bin/wrangler.js"), "dev", "-c", path.join(dir, "wrangler.toml"),
+    "--ip", "127.0.0.1", "--port", String(port), "--persist-to", path.join(dir, "state"), "--log-level", "warn",
+    "--show-interactive-dev-session=false"];
+  const logFile = path.join(dir, "wrangler.log");
+  const out = fs.openSync(logFile, "w");
+  const child = spawn(process.execPath, args, {
+    cwd: dir,
+    detached: true,
+    // The inspector proxy off: otherwise wrangler streams every runtime event to node.
+    env: { ...process.env, WRANGLER_SEND_METRICS: "false", VSCODE_INSPECTOR_OPTIONS: ":::{}", NO_COLOR: "1", CI: "true" },
+    stdio: ["ignore", out, out],
+  });
+  children.push(child);
+  let gone = false;
+  child.on("exit", () => { gone = true; });
+  try {
+    await waitForOrigin(`http://127.0.0.1:${port}/`, () => !gone, `wrangler dev for ${v.name}`);
+  } catch (e) {
+    throw new Error(e.message + ":\n" + fs.readFileSync(logFile, "utf8"));
+  }
+  return { ...v, host: "wrangler", child, dir, proxyPort: port, ...(await findRuntime(v.name, child, port)) };
+}
+
+/**
+ * The workerd process that runs the user Worker listens on a port of its own; find it
+ * (and its pid) by asking the other ports in the wrangler tree for the origin's marker.
+ */
+async function findRuntime(name, child, port) {
+  const tree = processTree(child.pid);
+  const candidates = listeningPorts(tree.filter((p) => comm(p) === "workerd")).filter((c) => c.port !== port);
+  let direct;
+  for (const c of candidates) {
+    try {
+      const r = await get(`http://127.0.0.1:${c.port}/`, {}, 2000);
+      if (r.headers["x-bench-origin"]) { direct = c; break; }
+    } catch {}
+  }
+  if (!direct) throw new Error(`no direct workerd port found for ${name} (candidates ${JSON.stringify(candidates)})`);
+  return { port: direct.port, pid: direct.pid, others: tree.filter((p) => p !== direct.pid && p !== child.pid), url: `http://127.0.0.1:${direct.port}` };
+}
+
+/** wrangler restarts its runtime if it crashes: follow it to the new process. */
+async function ensureRuntime(w) {
+  if (fs.existsSync(`/proc/${w.pid}/stat`)) return;
+  if (w.host !== "wrangler") throw new Error(`${w.label}: its workerd process ${w.pid} is gone`);
+  log(`${w.label}: the workerd process ${w.pid} is gone; wrangler restarted it`);
+  w.restarts = (w.restarts ?? 0) + 1;
+  for (let i = 0; i < 100; i++) {
+    try { Object.assign(w, await findRuntime(w.name, w.child, w.proxyPort)); return; } catch {}
+    await sleep(200);
+  }
+  throw new Error(`${w.label}: lost its workerd process`);
+}
+
+/** The variant in a plain `workerd serve` (the binary wrangler ships) from bench/workerd.capnp.in. */
+async function startWorkerd(v, origin) {
+  const dir = path.join(scratch, `workerd-${v.name}`);
+  fs.mkdirSync(dir, { recursive: true });
+  fs.copyFileSync(path.join(BENCH, "workers/memory-kv.mjs"), path.join(dir, "memory-kv.mjs"));
+  const modules = [];
+  for (const m of v.modules) {
+    const name = path.basename(m.file);
+    fs.copyFileSync(m.file, path.join(dir, name));
+    modules.push(`(name = ${toml(name)}, ${m.type} = embed ${toml(name)})`);
+  }
+  const bindings = [`(name = "ORIGIN_URL", text = ${toml(origin.url)})`];
+  for (const [k, val] of Object.entries(v.vars)) bindings.push(`(name = ${toml(k)}, text = ${toml(val)})`);
+  if (v.kv) bindings.push(`(name = "SESSIONS", kvNamespace = "kv")`);
+  const port = await freePort();
+  const conf = fs.readFileSync(path.join(BENCH, "workerd.capnp.in"), "utf8")
+    .replaceAll("@PORT@", String(port))
+    .replaceAll("@COMPAT_DATE@", COMPAT_DATE)
+    .replaceAll("@MODULES@", modules.join(", "))
+    .replaceAll("@BINDINGS@", bindings.join(", "));
+  fs.writeFileSync(path.join(dir, "workerd.capnp"), conf);
+  const logFile = path.join(dir, "workerd.log");
+  const out = fs.openSync(logFile, "w");
+  const child = spawn(WORKERD, ["serve", path.join(dir, "workerd.capnp")], { cwd: dir, detached: true, stdio: ["ignore", out, out] });
+  children.push(child);
+  let gone = false;
+  child.on("exit", () => { gone = true; });
+  const url = `http://127.0.0.1:${port}`;
+  try {
+    await waitForOrigin(url + "/", () => !gone, `workerd for ${v.name}`);
+  } catch (e) {
+    throw new Error(e.message + ":\n" + fs.readFileSync(logFile, "utf8"));
+  }
+  const pid = processTree(child.pid).find((p) => comm(p) === "workerd");
+  return { ...v, host: "workerd", child, dir, port, pid, others: [], url };
+}
+
+/** Signs in through the Worker (the origin's /login sets the data) and returns the cookie. */
+async function signIn(w) {
+  const r = await get(w.url + "/login");
+  const sc = [].concat(r.headers["set-cookie"] ?? []).find((c) => c.startsWith(w.cookieName + "="));
+  if (r.status !== 200 || !sc) throw new Error(`${w.label}: /login gave ${r.status} and no ${w.cookieName} cookie`);
+  return sc.split(";")[0];
+}
+
+/** Before measuring: the K variants must really take the intended path. */
+async function verify(w) {
+  const notes = [];
+  const fail = (m) => { throw new Error(`${w.label}: ${m}`); };
+  const n = 5;
+  let setCookies = 0;
+  for (let i = 0; i < n; i++) {
+    const r = await get(w.url + "/verify", w.cookie ? { cookie: w.cookie } : {});
+    if (r.status !== 200 || !r.headers["x-bench-origin"]) fail(`GET /verify gave ${r.status}`);
+    if (Object.keys(r.headers).some((h) => /^x-session/.test(h))) fail("an X-Session* header reached the client");
+    const sc = [].concat(r.headers["set-cookie"] ?? []).filter((c) => c.startsWith(w.cookieName + "="));
+    if (sc.length) setCookies++;
+    if (!w.session) continue;
+    if (r.headers["x-saw-status"] !== "valid") fail(`origin saw X-Session-Status ${r.headers["x-saw-status"]}, not valid`);
+    const data = JSON.parse(Buffer.from(r.headers["x-saw-session"] ?? "", "base64url").toString());
+    if (!isDeepStrictEqual(data, JSON.parse(SESSION_JSON))) fail("origin saw different session data");
+    if (w.name.startsWith("K") && (r.headers["x-saw-cookie"] ?? "").includes(w.cookieName + "=")) fail("the session cookie was forwarded");
+  }
+  if (w.refresh && setCookies !== n) fail(`${setCookies}/${n} responses re-issued the cookie`);
+  if (w.name === "K-cookie" || w.name === "K-kv") {
+    if (setCookies) fail(`${setCookies}/${n} responses carried a Set-Cookie on the no-refresh path`);
+  }
+  if (w.session) notes.push(`origin saw X-Session-Status: valid and the ~${SESSION_JSON.length}-byte data ${n}/${n}`);
+  if (w.cookieName) notes.push(`Set-Cookie on ${setCookies}/${n} responses`);
+  if (w.name === "A") notes.push("forwards untouched");
+  return notes.join("; ");
+}
+
+// --------------------------------------------------------------------- wrk --
+
+function toMs(v, unit) {
+  return Number(v) * { us: 0.001, ms: 1, s: 1000 }[unit];
+}
+
+async function wrk(w, seconds) {
+  const args = ["-t1", `-c${CONNECTIONS}`, `-d${seconds}s`, "--latency", "--timeout", "5s"];
+  if (w.cookie) args.push("-H", `Cookie: ${w.cookie}`);
+  args.push(w.url + "/");
+  const child = spawn("wrk", args, { stdio: ["ignore", "pipe", "pipe"] });
+  let text = "";
+  child.stdout.on("data", (d) => (text += d));
+  child.stderr.on("data", (d) => (text += d));
+  const code = await new Promise((r) => child.on("exit", r));
+  if (code !== 0) throw new Error(`wrk failed for ${w.label}:\n${text}`);
+  const num = (re) => { const m = text.match(re); return m ? m : null; };
+  const reqs = Number(num(/(\d+) requests in/)[1]);
+  const rps = Number(num(/Requests\/sec:\s+([\d.]+)/)[1]);
+  const p50 = num(/^\s+50%\s+([\d.]+)(us|ms|s)\s*$/m);
+  const p99 = num(/^\s+99%\s+([\d.]+)(us|ms|s)\s*$/m);
+  const non2xx = Number(num(/Non-2xx or 3xx responses: (\d+)/)?.[1] ?? 0);
+  const sockErr = num(/Socket errors: (.*)/)?.[1] ?? "";
+  return { reqs, rps, p50: toMs(p50[1], p50[2]), p99: toMs(p99[1], p99[2]), non2xx, sockErr, args };
+}
+
+async function measure(w, origin) {
+  await ensureRuntime(w);
+  const before = cpuTicks(w.pid);
+  const othersBefore = w.others.map((p) => { try { return cpuTicks(p); } catch { return 0; } });
+  const logFrom = originLines(origin);
+  const originBefore = sumTicks(origin.pids);
+  const machineBefore = machineTicks();
+  const r = await wrk(w, DURATION);
+  await sleep(150); // let the last responses' CPU land
+  const ticks = cpuTicks(w.pid) - before;
+  const machineAfter = machineTicks();
+  const originTicks = sumTicks(origin.pids) - originBefore;
+  const otherTicks = w.others.reduce((s, p, i) => { try { return s + cpuTicks(p) - othersBefore[i]; } catch { return s; } }, 0);
+  const seen = originLines(origin, logFrom);
+  const span = machineAfter.total - machineBefore.total;
+  return {
+    ...r,
+    // Share of the whole machine busy during the run, and the part of it that was
+    // neither this variant's wrangler tree nor nginx (wrk's own share included).
+    busyPct: (100 * (machineAfter.busy - machineBefore.busy)) / span,
+    backgroundPct: (100 * (machineAfter.busy - machineBefore.busy - ticks - otherTicks - originTicks)) / span,
+    cpuUs: (ticks / CLK_TCK) * 1e6 / r.reqs,
+    otherUs: (otherTicks / CLK_TCK) * 1e6 / r.reqs,
+    originSaw: seen.total,
+    originValid: seen.valid,
+  };
+}
+
+// --------------------------------------------------------------- criterion --
+
+function criterion() {
+  log("criterion: cargo bench --bench core (native, compiles first)");
+  const args = ["bench", "--bench", "core", "--", "--warm-up-time", "1", "--measurement-time", "3"];
+  const r = run("cargo", args, { cwd: ROOT, maxBuffer: 64 << 20 });
+  if (r.status !== 0) {
+    process.stderr.write(r.stderr.slice(-4000));
+    return { ok: false, cmd: "cargo " + args.join(" "), results: [] };
+  }
+  const results = [];
+  for (const m of r.stdout.matchAll(/^(\S[^\n]*?)\s*\n?\s+time:\s+\[([\d.]+) (\S+) ([\d.]+) (\S+) ([\d.]+) (\S+)\]/gm)) {
+    const us = (v, u) => Number(v) * { ps: 1e-6, ns: 1e-3, "µs": 1, us: 1, ms: 1e3, s: 1e6 }[u];
+    results.push({ name: m[1].trim(), low: us(m[2], m[3]), mid: us(m[4], m[5]), high: us(m[6], m[7]) });
+  }
+  return { ok: true, cmd: "cargo " + args.join(" "), results };
+}
+
+// -------------------------------------------------------------------- main --
+
+function versions() {
+  const v = (cmd, args, re) => {
+    try {
+      const r = run(cmd, args);
+      const m = (r.stdout + r.stderr).match(re);
+      return m ? m[1] : "?";
+    } catch { return "?"; }
+  };
+  const pkg = (name) => { try { return JSON.parse(fs.readFileSync(path.join(ROOT, "node_modules", name, "package.json"))).version; } catch { return "?"; } };
+  return {
+    node: process.versions.node,
+    wrangler: pkg("wrangler"),
+    workerd: pkg("workerd"),
+    hono: pkg("hono"),
+    honoSessions: pkg("hono-sessions"),
+    nginx: v("nginx", ["-v"], /nginx\/(\S+)/),
+    wrk: v("wrk", ["-v"], /wrk (\S+)/),
+    rustc: v("rustc", ["--version"], /rustc (\S+)/),
+  };
+}
+
+function machine() {
+  const cpu = fs.readFileSync("/proc/cpuinfo", "utf8").match(/model name\s*:\s*(.*)/)?.[1] ?? "?";
+  return { nproc: os.availableParallelism?.() ?? os.cpus().length, cpu, kernel: os.release(), memGb: (os.totalmem() / 2 ** 30).toFixed(0) };
+}
+
+function gitRev() {
+  const rev = run("git", ["rev-parse", "--short", "HEAD"], { cwd: ROOT }).stdout.trim();
+  const dirty = run("git", ["status", "--porcelain", "--", "src", "Cargo.toml", "Cargo.lock"], { cwd: ROOT }).stdout.trim();
+  return rev + (dirty ? " (with uncommitted changes to src/ or Cargo.*)" : "");
+}
+
+const f0 = (x) => x.toFixed(0);
+const f2 = (x) => x.toFixed(2);
+const pad = (s, n) => String(s).padEnd(n);
+
+async function main() {
+  const t0 = Date.now();
+  for (const bin of ["nginx", "wrk"]) {
+    if (run("sh", ["-c", `command -v ${bin}`]).status !== 0) throw new Error(`${bin} is missing: run scripts/setup.sh bench (make bench does)`);
+  }
+  if (!fs.existsSync(path.join(ROOT, "build/index_bg.wasm"))) throw new Error("build/index_bg.wasm is missing: run make build (make bench does)");
+  scratch = fs.mkdtempSync(path.join(os.tmpdir(), "keycard-bench-"));
+  // A private copy of the build: wrangler dev reloads when its entry changes, and a
+  // rebuild in the checkout during the run must not swap the Worker under measurement.
+  const kdir = path.join(scratch, "keycard-build");
+  fs.mkdirSync(kdir);
+  for (const f of ["index.js", "index_bg.wasm"]) fs.copyFileSync(path.join(ROOT, "build", f), path.join(kdir, f));
+  const wasm = fs.readFileSync(path.join(kdir, "index_bg.wasm"));
+  const wasmSize = { raw: wasm.length, gzip: zlib.gzipSync(wasm, { level: 9 }).length };
+  log(`wasm ${wasmSize.raw} bytes raw, ${wasmSize.gzip} gzipped`);
+  // Plain workerd gets no bundler: bundle H the way wrangler would (esbuild, worker conditions).
+  const hBundle = path.join(scratch, "hono-session.bundle.mjs");
+  if (HOSTS.includes("workerd") && VARIANTS.some((v) => v.name === "H")) {
+    const r = run(path.join(ROOT, "node_modules/.bin/esbuild"), [path.join(BENCH, "workers/hono-session.mjs"), "--bundle", "--format=esm",
+      "--platform=neutral", "--main-fields=module,main", "--conditions=workerd,worker,browser", `--outfile=${hBundle}`, "--log-level=warning"]);
+    if (r.status !== 0) throw new Error("esbuild failed for H:\n" + r.stderr);
+  }
+  for (const v of VARIANTS) {
+    if (v.main === KEYCARD) {
+      v.main = path.join(kdir, "index.js");
+      v.modules = [{ file: path.join(kdir, "index.js"), type: "esModule" }, { file: path.join(kdir, "index_bg.wasm"), type: "wasm" }];
+    } else if (v.name === "H") {
+      v.modules = [{ file: hBundle, type: "esModule" }];
+    } else {
+      v.modules = [{ file: v.main, type: "esModule" }];
+    }
+  }
+
+  const origin = await startNginx();
+  log(`origin: nginx on ${origin.url}`);
+  log(`starting ${VARIANTS.length} variants × ${HOSTS.join(" + ")}`);
+  const starts = [];
+  for (const v of VARIANTS) {
+    for (const host of HOSTS) starts.push((host === "wrangler" ? startWrangler : startWorkerd)(v, origin));
+  }
+  const workers = await Promise.all(starts);
+  for (const w of workers) {
+    w.label = `${w.name} (${w.host})`;
+    log(`${pad(w.label, 22)} workerd pid ${w.pid} on port ${w.port}` + (w.proxyPort ? ` (wrangler's own port ${w.proxyPort})` : ""));
+  }
+
+  for (const w of workers) if (w.cookieName) w.cookie = await signIn(w);
+  if (workers.some((w) => w.refresh)) await sleep(1200); // K-refresh's cookie must be older than 1 s
+  for (const w of workers) {
+    w.check = await verify(w);
+    log(`${pad(w.label, 22)} path check: ${w.check}`);
+  }
+
+  if (WARMUP) {
+    log(`warm-up: ${WARMUP} s each`);
+    for (const w of workers) await wrk(w, WARMUP);
+  }
+  const rounds = [];
+  const names = VARIANTS.map((v) => v.name);
+  for (let r = 0; r < ROUNDS; r++) {
+    // Rotate the order every round so no variant always runs first or last.
+    const order = names.map((_, i) => names[(i + r) % names.length]);
+    for (const name of order) {
+      const hosts = r % 2 ? [...HOSTS].reverse() : HOSTS;
+      for (const host of hosts) {
+        const w = workers.find((x) => x.name === name && x.host === host);
+        const m = await measure(w, origin);
+        rounds.push({ round: r + 1, variant: w.name, host, ...m });
+        log(`round ${r + 1} ${pad(w.label, 22)} ${f0(m.cpuUs).padStart(5)} µs/req ${f0(m.rps).padStart(6)} req/s  p50 ${f2(m.p50)} ms  p99 ${f2(m.p99)} ms  machine busy ${f0(m.busyPct)}%` +
+          (m.non2xx ? `  NON-2XX ${m.non2xx}` : "") + (m.sockErr ? `  socket errors: ${m.sockErr}` : ""));
+      }
+    }
+  }
+  cleanup();
+  await sleep(500);
+  killHard();
+  for (const w of workers) if (w.restarts) w.check += `; **its workerd process restarted ${w.restarts} time(s) during the run**`;
+
+  const summary = workers.map((w) => {
+    const rs = rounds.filter((x) => x.variant === w.name && x.host === w.host);
+    return {
+      name: w.name, host: w.host, what: w.what, check: w.check, session: w.session,
+      cpuUs: median(rs.map((x) => x.cpuUs)), otherUs: median(rs.map((x) => x.otherUs)),
+      rps: median(rs.map((x) => x.rps)), p50: median(rs.map((x) => x.p50)), p99: median(rs.map((x) => x.p99)),
+      reqs: rs.reduce((s, x) => s + x.reqs, 0), non2xx: rs.reduce((s, x) => s + x.non2xx, 0),
+      originSaw: rs.reduce((s, x) => s + x.originSaw, 0), originValid: rs.reduce((s, x) => s + x.originValid, 0),
+    };
+  });
+  const crit = process.env.BENCH_SKIP_CRITERION ? { ok: true, skipped: true, results: [] } : criterion();
+  const seconds = Math.round((Date.now() - t0) / 1000);
+  const md = report({ summary, rounds, wasmSize, crit, seconds, wrkArgs: rounds[0]?.args ?? [] });
+  process.stdout.write("\n" + md.terminal + "\n");
+  if (OUT !== "-") {
+    const begin = "<!-- bench:begin (generated by bench/run.mjs; edit outside these markers) -->";
+    const end = "<!-- bench:end -->";
+    let doc = fs.existsSync(OUT) ? fs.readFileSync(OUT, "utf8") : "";
+    const block = `${begin}\n${md.full}\n${end}`;
+    if (doc.includes(begin) && doc.includes(end)) {
+      doc = doc.slice(0, doc.indexOf(begin)) + block + doc.slice(doc.indexOf(end) + end.length);
+    } else {
+      doc = "# keycard benchmarks\n\n" + block + "\n";
+    }
+    fs.writeFileSync(OUT, doc);
+    log(`wrote ${path.relative(process.cwd(), OUT) || OUT}`);
+  }
+  fs.rmSync(scratch, { recursive: true, force: true });
+  clearTimeout(deadline);
+  const bad = summary.filter((s) => s.non2xx || (s.session && s.originValid !== s.originSaw));
+  if (bad.length) {
+    console.error(`bench: invalid run: ${bad.map((s) => `${s.name} (${s.host})`).join(", ")} had non-2xx responses or requests without a valid session`);
+    process.exit(1);
+  }
+  if (!crit.ok) {
+    console.error("bench: cargo bench failed");
+    process.exit(1);
+  }
+}
+
+const HOST_TITLE = {
+  workerd: "plain workerd (the Worker's own cost)",
+  wrangler: "wrangler dev (as issue 7 prescribes; includes miniflare's per-request plumbing)",
+};
+
+function mdTable(h, rs) {
+  return [`| ${h.join(" | ")} |`, `| ${h.map(() => "---").join(" | ")} |`, ...rs.map((r) => `| ${r.join(" | ")} |`)].join("\n");
+}
+
+function hostTable(summary, host) {
+  const rowsOf = summary.filter((s) => s.host === host);
+  const A = rowsOf.find((s) => s.name === "A");
+  const ratio = (x, a) => (a ? `${f2(x / a)}×` : "");
+  return mdTable(
+    ["variant", "CPU µs/req", "vs A", "req/s", "vs A", "p50 ms", "vs A", "p99 ms", "vs A", "origin saw valid/total"],
+    rowsOf.map((s) => [
+      s.name,
+      f0(s.cpuUs), ratio(s.cpuUs, A?.cpuUs),
+      f0(s.rps), ratio(s.rps, A?.rps),
+      f2(s.p50), ratio(s.p50, A?.p50),
+      f2(s.p99), ratio(s.p99, A?.p99),
+      s.session ? `${s.originValid}/${s.originSaw}` : `${s.originSaw}`,
+    ]),
+  );
+}
+
+function targetTable(summary, wasmSize, crit) {
+  const rows = [];
+  const by = (host, n) => summary.find((s) => s.host === host && s.name === n);
+  const cell = (host, f) => {
+    const v = f(host);
+    if (!v) return "–";
+    return `${v.text} ${v.ok ? "met" : "**not met**"}`;
+  };
+  const ratioCheck = (a, b, field, limit, atLeast) => (host) => {
+    const x = by(host, a), y = by(host, b);
+    if (!x || !y) return null;
+    const r = x[field] / y[field];
+    return { text: `${f2(r)}×`, ok: atLeast ? r >= limit : r <= limit };
+  };
+  const add = (label, f) => rows.push([label, ...HOSTS.map((h) => cell(h, f))]);
+  add("K-cookie CPU ≤ 1.15× A", ratioCheck("K-cookie", "A", "cpuUs", 1.15));
+  add("K-cookie req/s ≥ 0.88× A", ratioCheck("K-cookie", "A", "rps", 0.88, true));
+  add("K-refresh CPU ≤ 1.20× A", ratioCheck("K-refresh", "A", "cpuUs", 1.2));
+  add("K-kv CPU ≤ 1.35× A (read-only, KV read included)", ratioCheck("K-kv", "A", "cpuUs", 1.35));
+  add("K-cookie req/s ≥ 2× H", ratioCheck("K-cookie", "H", "rps", 2, true));
+  add("K-refresh req/s ≥ 2× H (both re-issue)", ratioCheck("K-refresh", "H", "rps", 2, true));
+  add("K-cookie CPU ≤ 0.5× H (the CPU view of the same)", ratioCheck("K-cookie", "H", "cpuUs", 0.5));
+  const fixed = (label, text, ok) => rows.push([label, ...HOSTS.map(() => `${text} ${ok ? "met" : "**not met**"}`)]);
+  fixed("wasm ≤ 180 KB gzipped", `${(wasmSize.gzip / 1000).toFixed(1)} KB`, wasmSize.gzip <= 180_000);
+  const read = crit.results.find((r) => r.name.startsWith("session::read"));
+  if (read) fixed("core verify+decode ≤ 5 µs native (session::read)", `${f2(read.mid)} µs`, read.mid <= 5);
+  return mdTable(["target (issue 7)", ...HOSTS.map((h) => h)], rows);
+}
+
+function report({ summary, rounds, wasmSize, crit, seconds, wrkArgs }) {
+  const m = machine();
+  const ver = versions();
+  const when = new Date().toISOString().replace(/\.\d+Z$/, "Z");
+  const background = median(rounds.map((r) => r.backgroundPct));
+  const quiet = background < 15
+    ? `The machine was otherwise quiet: a median ${f0(background)}% of its CPU went to anything but the measured workerd, its wrangler tree and nginx (wrk included).`
+    : `**The machine was busy with other work during this run:** a median ${f0(background)}% of its CPU went to processes outside the bench (wrk included), so absolute figures, and req/s and latency above all, are inflated and noisy. CPU per request is the steadiest figure; the ratios come from alternating rounds in one run.`;
+  const tables = HOSTS.map((h) => `### ${HOST_TITLE[h]}\n\n${hostTable(summary, h)}`).join("\n\n");
+  const targets = targetTable(summary, wasmSize, crit);
+  const roundRows = rounds.map((r) => [r.round, r.variant, r.host, f0(r.cpuUs), f0(r.otherUs), f0(r.rps), f2(r.p50), f2(r.p99), r.reqs, r.non2xx, f0(r.busyPct), f0(r.backgroundPct)]);
+  const critRows = crit.results.map((r) => [r.name, f2(r.mid), `${f2(r.low)} – ${f2(r.high)}`]);
+  const variants = [...new Map(summary.map((s) => [s.name, s])).values()];
+  const wrkCmd = ["wrk", ...wrkArgs.slice(0, -1).map((a) => (a.startsWith("Cookie:") ? "'Cookie: <session cookie>'" : a)), "http://127.0.0.1:<port>/"].join(" ");
+
+  const full = `## Latest run
+
+${when}, keycard ${gitRev()}; \`node bench/run.mjs\` took ${seconds} s (after the build).
+
+**Machine:** ${m.nproc} cores (nproc), ${m.cpu}, ${m.memGb} GB, Linux ${m.kernel}.
+**Software:** node ${ver.node}, wrangler ${ver.wrangler}, workerd ${ver.workerd}, nginx ${ver.nginx}, wrk ${ver.wrk}, rustc ${ver.rustc}, hono ${ver.hono}, hono-sessions ${ver.honoSessions}.
+
+Each variant runs twice: in a plain \`workerd serve\` (bench/workerd.capnp.in) and in
+\`wrangler dev\`, each instance its own workerd process, all in front of one nginx-light
+origin on loopback. Medians of ${ROUNDS} alternating rounds, ${DURATION} s each (\`wrk -t1 -c${CONNECTIONS}\`,
+after a ${WARMUP} s warm-up). **CPU** is the utime+stime of the workerd process running the Worker,
+per request completed; "vs A" is the ratio to the JS pass-through in the same host.
+${quiet}
+
+${tables}
+
+| variant | what runs |
+| --- | --- |
+${variants.map((s) => `| ${s.name} | ${s.what} |`).join("\n")}
+
+**Targets:**
+
+${targets}
+
+**wasm:** build/index_bg.wasm is ${wasmSize.raw} bytes raw, ${wasmSize.gzip} bytes gzipped (zlib level 9).
+
+**Criterion, native core** (\`${crit.cmd ?? "skipped"}\`; time per iteration, µs, same profile as the release build):
+
+${crit.skipped ? "skipped (BENCH_SKIP_CRITERION)" : crit.ok ? mdTable(["benchmark", "median µs", "95% interval"], critRows) : "cargo bench failed"}
+
+**Path checks before measuring** (5 sequential requests each to the origin's \`/verify\`, which echoes what it received):
+
+${summary.map((s) => `- ${s.name} (${s.host}): ${s.check}`).join("\n")}
+
+During the measured runs the origin logged the X-Session-Status of every request it received; the
+last column of the tables shows that every K and H request carried a valid session.
+
+**Commands** (\`make bench\` = \`scripts/setup.sh bench\` + \`make build\` + \`node bench/run.mjs\`):
+
+\`\`\`sh
+nginx -p <scratch> -c <scratch>/nginx.conf                    # bench/nginx.conf on a free 127.0.0.1 port
+workerd serve <scratch>/workerd.capnp                         # bench/workerd.capnp.in, per variant
+VSCODE_INSPECTOR_OPTIONS=':::{}' WRANGLER_SEND_METRICS=false \\
+  node node_modules/wrangler/bin/wrangler.js dev -c wrangler.toml --ip 127.0.0.1 --port <free> \\
+  --persist-to state --log-level warn --show-interactive-dev-session=false   # per variant
+${wrkCmd}   # per measurement, at the port of the Worker's own workerd
+# CPU: utime+stime of that workerd from /proc/<pid>/stat before and after, divided by requests
+${crit.cmd ?? "cargo bench --bench core"}
+\`\`\`
+
+Knobs: \`BENCH_ROUNDS\` (3), \`BENCH_DURATION\` (5 s), \`BENCH_CONNECTIONS\` (10), \`BENCH_WARMUP\` (3 s),
+\`BENCH_HOSTS=workerd,wrangler\`, \`BENCH_ONLY=A,K-cookie\`, \`BENCH_SKIP_CRITERION=1\`, \`BENCH_OUT\` (\`-\` prints only).
+
+<details><summary>Every measurement</summary>
+
+${mdTable(["round", "variant", "host", "CPU µs/req", "other µs/req", "req/s", "p50 ms", "p99 ms", "requests", "non-2xx", "machine busy %", "background %"], roundRows)}
+
+"machine busy" is the whole machine's CPU use during the measurement; "background" is what
+remains after the measured workerd, its wrangler tree and nginx (so it includes wrk). "other"
+is the CPU of the rest of the wrangler dev tree per request: near zero shows the load bypassed
+wrangler's proxy.
+</details>`;
+  const terminal = HOSTS.map((h) => `${HOST_TITLE[h]}\n${hostTable(summary, h)}`).join("\n\n") + "\n\n" + targets;
+  return { terminal, full };
+}
+
+main().catch((e) => {
+  console.error("bench:", e.stack || e.message);
+  cleanup();
+  process.exit(1);
+});

@@ -1,0 +1,28 @@
+// The KV backend for the plain-workerd K-kv variant: workerd's KV binding speaks HTTP
+// to a service (GET/PUT/DELETE /<key>, the protocol miniflare's KV implements); this
+// one keeps the values in memory. It runs in the same workerd process as the Worker,
+// so its CPU is counted with the Worker's: an upper bound on what a KV read costs the
+// Worker (on Cloudflare the read is a subrequest served elsewhere). Expiry is ignored.
+const store = new Map();
+
+export default {
+  async fetch(request) {
+    const url = new URL(request.url);
+    let key = url.pathname.slice(1);
+    if (url.searchParams.get("urlencoded") === "true") key = decodeURIComponent(key);
+    switch (request.method) {
+      case "GET": {
+        const value = store.get(key);
+        return value === undefined ? new Response("Not Found", { status: 404 }) : new Response(value);
+      }
+      case "PUT":
+        store.set(key, await request.text());
+        return new Response();
+      case "DELETE":
+        store.delete(key);
+        return new Response();
+      default:
+        return new Response("Method Not Allowed", { status: 405 });
+    }
+  },
+};
