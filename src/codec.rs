@@ -216,7 +216,10 @@ pub fn decode(ring: &KeyRing, name: &str, value: &str) -> Result<Verified, Decod
         mac_over(keys, name, signed_part)
             .verify_slice(&tag)
             .map_err(|_| DecodeError::BadMac)?;
-        let payload = &signed_part[version.len() + 1 + kid.len() + 1..];
+        // `v1.<kid>.<mac>` has no payload: `get` rather than a slice that would panic.
+        let payload = signed_part
+            .get(version.len() + 1 + kid.len() + 1..)
+            .ok_or(DecodeError::Malformed)?;
         let fields: Vec<&str> = payload.split('.').collect();
         parse_payload(&fields)?
     };
@@ -353,6 +356,19 @@ mod tests {
         if std_tag.trim_end_matches('=') != tag {
             assert!(decode(&ring, NAME, &format!("{head}.{std_tag}")).is_err());
         }
+    }
+
+    /// Found by fuzzing (`fuzz/regressions/cookie_decode/`): a correctly signed
+    /// `v1.<kid>` with no payload at all panicked slicing past its end. Only the key
+    /// holder can make one, but a panic aborts the Worker.
+    #[test]
+    fn signed_cookie_without_payload_is_malformed_not_a_panic() {
+        let ring = ring();
+        let keys = ring.current();
+        let signed_part = format!("{SIGNED}.{}", keys.kid());
+        let tag = mac_over(keys, NAME, &signed_part).finalize().into_bytes();
+        let value = format!("{signed_part}.{}", b64(tag));
+        assert_eq!(decode(&ring, NAME, &value), Err(DecodeError::Malformed));
     }
 
     /// A forged cookie with the right structure but claims out of order is refused

@@ -305,7 +305,13 @@ impl Config {
 
         let domain = get("SESSION_COOKIE_DOMAIN").map(|d| d.trim().to_owned());
         if let Some(d) = &domain {
-            if !valid_attr_value(d) || d.contains(['/', ':', ',']) {
+            // One leading dot is legacy and dropped; what is left needs non-empty labels,
+            // or the browser ignores the attribute or rejects the cookie.
+            let bare = d.strip_prefix('.').unwrap_or(d);
+            if !valid_attr_value(d)
+                || d.contains(['/', ':', ','])
+                || bare.split('.').any(str::is_empty)
+            {
                 return Err(err("SESSION_COOKIE_DOMAIN", "is not a valid domain"));
             }
         }
@@ -533,6 +539,21 @@ mod tests {
             assert!(e.to_string().starts_with(var), "{e}");
             assert!(!e.to_string().contains(SECRET), "{e}");
             assert!(!e.to_string().contains("short-secret"), "{e}");
+        }
+    }
+
+    /// Found by fuzzing (`fuzz/regressions/config/`): `SESSION_COOKIE_DOMAIN=.` was
+    /// accepted and sent as an empty `Domain=`, which browsers ignore; a trailing dot or
+    /// an empty label makes browsers reject the cookie outright.
+    #[test]
+    fn cookie_domain_with_empty_labels_is_refused() {
+        for bad in [".", "..", "..example.com", "example.com.", "example..com", ".x.org."] {
+            let e = cfg(&[("SESSION_COOKIE_DOMAIN", bad)]).expect_err(bad);
+            assert_eq!(e.var, "SESSION_COOKIE_DOMAIN", "{bad}");
+        }
+        for good in ["example.com", ".example.com", "localhost"] {
+            let c = cfg(&[("SESSION_COOKIE_DOMAIN", good)]).unwrap();
+            assert_eq!(c.cookie.domain.as_deref(), Some(good));
         }
     }
 

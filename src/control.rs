@@ -165,6 +165,19 @@ mod tests {
         }
     }
 
+    /// Found by fuzzing (`fuzz/regressions/control_headers/`): without serde_json's
+    /// `float_roundtrip`, a number parsed from `X-Session-Set` was not the number read
+    /// back from the stored session, so the data drifted between requests.
+    #[test]
+    fn set_number_survives_the_round_trip() {
+        let (c, e) = parse(Some(r#"{"usap":1111111.11202302222222222}"#), None, None);
+        assert!(e.is_empty());
+        let set = c.set.unwrap();
+        let stored = serde_json::to_string(&set).unwrap();
+        let read: Map<String, Value> = serde_json::from_str(&stored).unwrap();
+        assert_eq!(read, set, "{stored}");
+    }
+
     #[test]
     fn deeply_nested_json_is_refused_not_a_crash() {
         let deep = format!("{{\"a\":{}{}}}", "[".repeat(5000), "]".repeat(5000));
