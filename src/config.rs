@@ -212,6 +212,11 @@ fn parse_origin_url(text: &str) -> Result<OriginBase, String> {
             }
         }
     }
+    // The edge fetches `{base}{path}`, so it must parse by the runtime's WHATWG URL rules.
+    match url::Url::parse(&format!("{scheme}://{authority}/")) {
+        Ok(u) if u.host().is_some() => {}
+        _ => return Err("has an invalid host or port".into()),
+    }
     Ok(OriginBase(format!("{scheme}://{authority}")))
 }
 
@@ -554,6 +559,21 @@ mod tests {
         for good in ["example.com", ".example.com", "localhost"] {
             let c = cfg(&[("SESSION_COOKIE_DOMAIN", good)]).unwrap();
             assert_eq!(c.cookie.domain.as_deref(), Some(good));
+        }
+    }
+
+    /// Found by fuzzing (`fuzz/regressions/config/`): an `ORIGIN_URL` whose host no URL
+    /// parser accepts passed validation, and then every request failed at fetch time
+    /// instead of the config error naming the variable.
+    #[test]
+    fn origin_url_with_an_invalid_host_is_refused() {
+        for bad in ["https://legacy[", "http://[::1", "http://[::1]:x", "http://a<b", "http://exa%mple"] {
+            let e = cfg(&[("ORIGIN_URL", bad)]).expect_err(bad);
+            assert_eq!(e.var, "ORIGIN_URL", "{bad}");
+        }
+        for good in ["http://[::1]:8080", "https://legacy.internal:8443", "http://under_score"] {
+            let c = cfg(&[("ORIGIN_URL", good)]).unwrap();
+            assert_eq!(c.origin_url.unwrap().0, good);
         }
     }
 
