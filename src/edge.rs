@@ -391,6 +391,7 @@ async fn endpoint(
     Ok(match ep {
         Endpoint::Health => plain(200, JSON, &endpoints::health_json(cfg, kv.is_some()), &[]),
         Endpoint::NotFound => opaque(404, "keycard: not found"),
+        Endpoint::AddSlash => plain(308, "text/plain; charset=utf-8", "", &[("location", &cfg.path_prefix)]),
         Endpoint::MethodNotAllowed(allow) => plain(405, "text/plain; charset=utf-8", "keycard: method not allowed", &[("allow", allow)]),
         Endpoint::Inspect => {
             let loaded = load_session(cfg, kv, cookie, now).await?;

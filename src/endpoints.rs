@@ -18,6 +18,9 @@ pub enum Endpoint {
     /// `GET` the inspector page or one of its static files (only with inspect on):
     /// the path below the prefix, empty for the page itself.
     InspectorAsset(String),
+    /// The prefix without its trailing slash: redirect (308) to the prefix, so that
+    /// the inspector's relative links resolve (only with inspect on).
+    AddSlash,
     /// A known endpoint with the wrong method; the allowed method.
     MethodNotAllowed(&'static str),
     /// Anything else under the prefix.
@@ -27,11 +30,11 @@ pub enum Endpoint {
 /// Routes a request. Returns `None` when the path is not under the prefix (forward
 /// it). `path` is the URL path without the query; `query` the raw query, if any.
 pub fn route(cfg: &Config, method: &str, path: &str, query: Option<&str>) -> Option<Endpoint> {
-    let rest = path.strip_prefix(cfg.path_prefix.as_str()).or_else(|| {
-        // The prefix without its trailing slash is the inspector page too.
-        (path == &cfg.path_prefix[..cfg.path_prefix.len() - 1]).then_some("")
-    })?;
     let get = method.eq_ignore_ascii_case("GET") || method.eq_ignore_ascii_case("HEAD");
+    if path == &cfg.path_prefix[..cfg.path_prefix.len() - 1] {
+        return Some(if cfg.inspect && get { Endpoint::AddSlash } else { Endpoint::NotFound });
+    }
+    let rest = path.strip_prefix(cfg.path_prefix.as_str())?;
     Some(match rest {
         "health" if get => Endpoint::Health,
         "health" => Endpoint::MethodNotAllowed("GET"),
@@ -166,10 +169,11 @@ mod tests {
         );
         assert_eq!(route(&cfg, "GET", "/.keycard/session", None), Some(Endpoint::NotFound));
         assert_eq!(route(&cfg, "GET", "/.keycard/", None), Some(Endpoint::NotFound));
+        assert_eq!(route(&cfg, "GET", "/.keycard", None), Some(Endpoint::NotFound));
         let cfg = config(&[("KEYCARD_INSPECT", "true")]);
         assert_eq!(route(&cfg, "GET", "/.keycard/session", None), Some(Endpoint::Inspect));
         assert_eq!(route(&cfg, "GET", "/.keycard/", None), Some(Endpoint::InspectorAsset(String::new())));
-        assert_eq!(route(&cfg, "GET", "/.keycard", None), Some(Endpoint::InspectorAsset(String::new())));
+        assert_eq!(route(&cfg, "GET", "/.keycard", None), Some(Endpoint::AddSlash));
         assert_eq!(route(&cfg, "GET", "/.keycard/../x", None), Some(Endpoint::NotFound));
     }
 }

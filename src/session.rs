@@ -224,11 +224,13 @@ impl Loaded {
 }
 
 /// The values of every cookie called `name` in a `Cookie` header, in order.
+/// A value wrapped in double quotes (allowed by RFC 6265) is unwrapped.
 pub fn cookie_values<'a>(header: &'a str, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
     Cookie::split_parse(header)
         .filter_map(Result::ok)
         .filter(move |c| c.name() == name)
         .filter_map(|c| c.value_raw())
+        .map(|v| v.strip_prefix('"').and_then(|v| v.strip_suffix('"')).unwrap_or(v))
 }
 
 fn check_times(cfg: &Config, claims: &mut Claims, now: u64) -> Result<(), Status> {

@@ -18,13 +18,13 @@ export const COMPAT_DATE = "2026-11-01";
 /**
  * A real HTTP origin on 127.0.0.1. It records every request it receives and answers
  * with JSON describing it. The test steers its answer through the query string:
- *   set=<raw json>  setb64=<b64>  action=<list>  maxage=<n>  status=<code>
+ *   set=<raw json>  setb64=<b64>  setbig=<n>  setdeep=<n>  action=<list>  maxage=<n>  status=<code>
  *   delay=<ms>  header=<name>:<value> (repeatable, e.g. to repeat control headers)
  * A custom `handler(req, res, body)` may answer instead; return true if it did.
  */
 export async function startOrigin(handler) {
   const requests = [];
-  const server = http.createServer((req, res) => {
+  const server = http.createServer({ maxHeaderSize: 512 * 1024 }, (req, res) => {
     const chunks = [];
     req.on("data", (c) => chunks.push(c));
     req.on("end", async () => {
@@ -38,6 +38,9 @@ export async function startOrigin(handler) {
       const extra = [];
       if (q.has("set")) out["x-session-set"] = q.get("set");
       if (q.has("setb64")) out["x-session-set"] = q.get("setb64");
+      // Big or deep values are built here: they do not fit in a request URL.
+      if (q.has("setbig")) out["x-session-set"] = JSON.stringify({ big: "b".repeat(Number(q.get("setbig"))) });
+      if (q.has("setdeep")) out["x-session-set"] = `{"a":${"[".repeat(Number(q.get("setdeep")))}${"]".repeat(Number(q.get("setdeep")))}}`;
       if (q.has("action")) out["x-session-action"] = q.get("action");
       if (q.has("maxage")) out["x-session-max-age"] = q.get("maxage");
       for (const h of q.getAll("header")) {
@@ -218,6 +221,8 @@ export function request(url, { method = "GET", headers = {}, body } = {}) {
       });
     });
     req.on("error", reject);
+    // A hung request fails its test instead of hanging the suite.
+    req.setTimeout(30000, () => req.destroy(new Error(`no answer from ${url} in 30 s`)));
     if (body !== undefined) req.write(body);
     req.end();
   });
