@@ -38,7 +38,7 @@ test-native:
 	cargo test --all-targets
 
 lint:
-	cargo fmt --check
+	cargo +nightly fmt --check
 	cargo clippy --all-targets -- -D warnings
 	cargo clippy --target wasm32-unknown-unknown -- -D warnings
 

@@ -101,7 +101,15 @@ fn payload(c: &Claims) -> String {
     };
     let mut p = String::with_capacity(64 + body.len());
     use std::fmt::Write;
-    let _ = write!(p, "{}.{}.{}.{}.{}", c.issued, c.created, c.abs_exp, c.sid.as_str(), body);
+    let _ = write!(
+        p,
+        "{}.{}.{}.{}.{}",
+        c.issued,
+        c.created,
+        c.abs_exp,
+        c.sid.as_str(),
+        body
+    );
     p
 }
 
@@ -139,14 +147,25 @@ pub fn encode_signed(keys: &KeySet, name: &str, claims: &Claims) -> String {
 
 /// Encodes `claims` as a sealed cookie value: XChaCha20-Poly1305 with a fresh random
 /// nonce from `entropy`, the cookie name bound as associated data.
-pub fn encode_sealed(keys: &KeySet, name: &str, claims: &Claims, entropy: &mut dyn Entropy) -> String {
+pub fn encode_sealed(
+    keys: &KeySet,
+    name: &str,
+    claims: &Claims,
+    entropy: &mut dyn Entropy,
+) -> String {
     let mut nonce = [0u8; 24];
     entropy.fill(&mut nonce);
     let cipher = XChaCha20Poly1305::new(keys.cookie_enc().bytes().into());
     let plain = payload(claims);
     let aad = aad(name, keys.kid());
     let ct = cipher
-        .encrypt(XNonce::from_slice(&nonce), Payload { msg: plain.as_bytes(), aad: &aad })
+        .encrypt(
+            XNonce::from_slice(&nonce),
+            Payload {
+                msg: plain.as_bytes(),
+                aad: &aad,
+            },
+        )
         .expect("XChaCha20-Poly1305 encryption of a short payload cannot fail");
     let mut sealed = Vec::with_capacity(24 + ct.len());
     sealed.extend_from_slice(&nonce);
@@ -155,7 +174,8 @@ pub fn encode_sealed(keys: &KeySet, name: &str, claims: &Claims, entropy: &mut d
 }
 
 fn is_b64url(s: &str) -> bool {
-    s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    s.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 fn parse_payload(fields: &[&str]) -> Result<Claims, DecodeError> {
@@ -176,7 +196,13 @@ fn parse_payload(fields: &[&str]) -> Result<Claims, DecodeError> {
     if created > issued || issued > abs_exp {
         return Err(DecodeError::Malformed);
     }
-    Ok(Claims { issued, created, abs_exp, sid, body })
+    Ok(Claims {
+        issued,
+        created,
+        abs_exp,
+        sid,
+        body,
+    })
 }
 
 /// Verifies a cookie `value` for the cookie `name` against `ring` and returns its
@@ -202,7 +228,13 @@ pub fn decode(ring: &KeyRing, name: &str, value: &str) -> Result<Verified, Decod
         let (nonce, ct) = sealed_bytes.split_at(24);
         let cipher = XChaCha20Poly1305::new(keys.cookie_enc().bytes().into());
         let plain = cipher
-            .decrypt(XNonce::from_slice(nonce), Payload { msg: ct, aad: &aad(name, kid) })
+            .decrypt(
+                XNonce::from_slice(nonce),
+                Payload {
+                    msg: ct,
+                    aad: &aad(name, kid),
+                },
+            )
             .map_err(|_| DecodeError::BadMac)?;
         let text = std::str::from_utf8(&plain).map_err(|_| DecodeError::Malformed)?;
         let fields: Vec<&str> = text.split('.').collect();
@@ -223,7 +255,12 @@ pub fn decode(ring: &KeyRing, name: &str, value: &str) -> Result<Verified, Decod
         let fields: Vec<&str> = payload.split('.').collect();
         parse_payload(&fields)?
     };
-    Ok(Verified { claims, kid: kid.to_owned(), current_key, sealed })
+    Ok(Verified {
+        claims,
+        kid: kid.to_owned(),
+        current_key,
+        sealed,
+    })
 }
 
 #[cfg(test)]
@@ -235,7 +272,10 @@ mod tests {
     const NAME: &str = "__Host-keycard";
 
     fn ring() -> KeyRing {
-        KeyRing::new(&secret("test vector secret: 0123456789abcdef0123456789abcdef"), &[])
+        KeyRing::new(
+            &secret("test vector secret: 0123456789abcdef0123456789abcdef"),
+            &[],
+        )
     }
 
     fn claims(body: Body) -> Claims {
@@ -317,7 +357,11 @@ mod tests {
                     let mut t = bytes.to_vec();
                     t[i] = repl;
                     let t = String::from_utf8(t).unwrap();
-                    assert!(decode(&ring, NAME, &t).is_err(), "byte {i} -> {} accepted: {t}", repl as char);
+                    assert!(
+                        decode(&ring, NAME, &t).is_err(),
+                        "byte {i} -> {} accepted: {t}",
+                        repl as char
+                    );
                 }
             }
             // Truncation at every length is refused too.
@@ -333,7 +377,7 @@ mod tests {
         let new: Secret = secret(&"n".repeat(40));
         let old_ring = KeyRing::new(&old, &[]);
         let value = encode_signed(old_ring.current(), NAME, &claims(data_body()));
-        let rotated = KeyRing::new(&new, &[old.clone()]);
+        let rotated = KeyRing::new(&new, std::slice::from_ref(&old));
         let v = decode(&rotated, NAME, &value).unwrap();
         assert!(!v.current_key);
         let dropped = KeyRing::new(&new, &[]);
@@ -344,15 +388,27 @@ mod tests {
     fn unknown_version_and_junk_are_refused() {
         let ring = ring();
         let value = encode_signed(ring.current(), NAME, &claims(data_body()));
-        assert_eq!(decode(&ring, NAME, &value.replacen("v1", "v2", 1)), Err(DecodeError::Version));
+        assert_eq!(
+            decode(&ring, NAME, &value.replacen("v1", "v2", 1)),
+            Err(DecodeError::Version)
+        );
         assert_eq!(decode(&ring, NAME, ""), Err(DecodeError::Length));
-        assert_eq!(decode(&ring, NAME, &"a".repeat(5000)), Err(DecodeError::Length));
+        assert_eq!(
+            decode(&ring, NAME, &"a".repeat(5000)),
+            Err(DecodeError::Length)
+        );
         assert_eq!(decode(&ring, NAME, "v1"), Err(DecodeError::Malformed));
-        assert_eq!(decode(&ring, NAME, "v1.nokid.x"), Err(DecodeError::UnknownKid));
+        assert_eq!(
+            decode(&ring, NAME, "v1.nokid.x"),
+            Err(DecodeError::UnknownKid)
+        );
         // Padded and standard-alphabet MACs are refused even when they carry the same bytes.
         let (head, tag) = value.rsplit_once('.').unwrap();
         assert!(decode(&ring, NAME, &format!("{head}.{tag}=")).is_err());
-        let std_tag = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, unb64(tag).unwrap());
+        let std_tag = base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            unb64(tag).unwrap(),
+        );
         if std_tag.trim_end_matches('=') != tag {
             assert!(decode(&ring, NAME, &format!("{head}.{std_tag}")).is_err());
         }

@@ -148,12 +148,13 @@ pub fn parse_duration(text: &str) -> Result<u64, String> {
         return Err("is empty; expected seconds or a duration such as 30m, 12h, 7d".into());
     }
     let secs = if t.bytes().all(|b| b.is_ascii_digit()) {
-        t.parse::<u64>()
-            .map_err(|_| "is too large".to_string())?
+        t.parse::<u64>().map_err(|_| "is too large".to_string())?
     } else {
         humantime::parse_duration(t)
             .map_err(|_| {
-                format!("is not a duration: {t:?}; expected seconds or a duration such as 30m, 12h, 7d")
+                format!(
+                    "is not a duration: {t:?}; expected seconds or a duration such as 30m, 12h, 7d"
+                )
             })?
             .as_secs()
     };
@@ -178,9 +179,9 @@ fn parse_bool(var: &'static str, text: &str) -> Result<bool, ConfigError> {
 /// A cookie name must be an RFC 6265 token.
 fn valid_cookie_name(name: &str) -> bool {
     !name.is_empty()
-        && name.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-        })
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 fn valid_attr_value(v: &str) -> bool {
@@ -188,9 +189,9 @@ fn valid_attr_value(v: &str) -> bool {
 }
 
 fn parse_origin_url(text: &str) -> Result<OriginBase, String> {
-    let (scheme, rest) = text
-        .split_once("://")
-        .ok_or_else(|| "must be an absolute http(s) URL such as https://app.internal:8443".to_string())?;
+    let (scheme, rest) = text.split_once("://").ok_or_else(|| {
+        "must be an absolute http(s) URL such as https://app.internal:8443".to_string()
+    })?;
     let scheme = scheme.to_ascii_lowercase();
     if scheme != "http" && scheme != "https" {
         return Err(format!("must use http or https, not {scheme:?}"));
@@ -230,7 +231,10 @@ impl Config {
 
         // Secrets.
         let secret_text = get("SESSION_SECRET").ok_or_else(|| {
-            err("SESSION_SECRET", "is missing; set it with `wrangler secret put SESSION_SECRET` (at least 32 bytes)")
+            err(
+                "SESSION_SECRET",
+                "is missing; set it with `wrangler secret put SESSION_SECRET` (at least 32 bytes)",
+            )
         })?;
         let secret = Secret::try_from(secret_text.as_str()).map_err(|e| match e {
             SecretError::TooShort(_) => err("SESSION_SECRET", e.to_string()),
@@ -241,9 +245,11 @@ impl Config {
                 if part.is_empty() {
                     continue;
                 }
-                previous.push(Secret::try_from(part).map_err(|e| {
-                    err("SESSION_SECRET_PREVIOUS", format!("entry {} {e}", i + 1))
-                })?);
+                previous.push(
+                    Secret::try_from(part).map_err(|e| {
+                        err("SESSION_SECRET_PREVIOUS", format!("entry {} {e}", i + 1))
+                    })?,
+                );
             }
         }
         let keys = KeyRing::new(&secret, &previous);
@@ -254,10 +260,17 @@ impl Config {
                 "cookie" => StoreMode::Cookie,
                 "kv" => StoreMode::Kv,
                 "auto" => StoreMode::Auto,
-                _ => return Err(err("SESSION_STORE", format!("must be cookie, kv or auto, not {s:?}"))),
+                _ => {
+                    return Err(err(
+                        "SESSION_STORE",
+                        format!("must be cookie, kv or auto, not {s:?}"),
+                    ))
+                }
             },
         };
-        let kv_binding = get("SESSION_KV_BINDING").map(|s| s.trim().to_owned()).unwrap_or_else(|| "SESSIONS".into());
+        let kv_binding = get("SESSION_KV_BINDING")
+            .map(|s| s.trim().to_owned())
+            .unwrap_or_else(|| "SESSIONS".into());
         let kv_prefix = lookup("SESSION_KV_PREFIX").unwrap_or_else(|| "keycard:".into());
         if kv_prefix.len() > 128 {
             return Err(err("SESSION_KV_PREFIX", "is longer than 128 bytes"));
@@ -298,7 +311,12 @@ impl Config {
                 "strict" => SameSite::Strict,
                 "lax" => SameSite::Lax,
                 "none" => SameSite::None,
-                _ => return Err(err("SESSION_COOKIE_SAME_SITE", format!("must be Strict, Lax or None, not {s:?}"))),
+                _ => {
+                    return Err(err(
+                        "SESSION_COOKIE_SAME_SITE",
+                        format!("must be Strict, Lax or None, not {s:?}"),
+                    ))
+                }
             },
         };
         if same_site == SameSite::None && !secure {
@@ -320,9 +338,14 @@ impl Config {
                 return Err(err("SESSION_COOKIE_DOMAIN", "is not a valid domain"));
             }
         }
-        let path = get("SESSION_COOKIE_PATH").map(|p| p.trim().to_owned()).unwrap_or_else(|| "/".into());
+        let path = get("SESSION_COOKIE_PATH")
+            .map(|p| p.trim().to_owned())
+            .unwrap_or_else(|| "/".into());
         if !path.starts_with('/') || !valid_attr_value(&path) {
-            return Err(err("SESSION_COOKIE_PATH", "must start with / and contain no spaces, controls or ';'"));
+            return Err(err(
+                "SESSION_COOKIE_PATH",
+                "must start with / and contain no spaces, controls or ';'",
+            ));
         }
         let name = match get("SESSION_COOKIE_NAME") {
             Some(n) => n.trim().to_owned(),
@@ -330,40 +353,68 @@ impl Config {
             None => "keycard".into(),
         };
         if !valid_cookie_name(&name) || name.len() > 64 {
-            return Err(err("SESSION_COOKIE_NAME", "must be a cookie token of at most 64 characters"));
+            return Err(err(
+                "SESSION_COOKIE_NAME",
+                "must be a cookie token of at most 64 characters",
+            ));
         }
         if name.to_ascii_lowercase().starts_with("__host-") {
             if !secure {
-                return Err(err("SESSION_COOKIE_NAME", "has the __Host- prefix, which requires SESSION_COOKIE_SECURE=true"));
+                return Err(err(
+                    "SESSION_COOKIE_NAME",
+                    "has the __Host- prefix, which requires SESSION_COOKIE_SECURE=true",
+                ));
             }
             if domain.is_some() {
-                return Err(err("SESSION_COOKIE_NAME", "has the __Host- prefix, which forbids SESSION_COOKIE_DOMAIN"));
+                return Err(err(
+                    "SESSION_COOKIE_NAME",
+                    "has the __Host- prefix, which forbids SESSION_COOKIE_DOMAIN",
+                ));
             }
             if path != "/" {
-                return Err(err("SESSION_COOKIE_NAME", "has the __Host- prefix, which requires SESSION_COOKIE_PATH=/"));
+                return Err(err(
+                    "SESSION_COOKIE_NAME",
+                    "has the __Host- prefix, which requires SESSION_COOKIE_PATH=/",
+                ));
             }
         }
         if name.to_ascii_lowercase().starts_with("__secure-") && !secure {
-            return Err(err("SESSION_COOKIE_NAME", "has the __Secure- prefix, which requires SESSION_COOKIE_SECURE=true"));
+            return Err(err(
+                "SESSION_COOKIE_NAME",
+                "has the __Secure- prefix, which requires SESSION_COOKIE_SECURE=true",
+            ));
         }
 
         let origin_secret = match get("ORIGIN_SECRET") {
             None => None,
-            Some(s) => Some(Secret::try_from(s.as_str()).map_err(|e| err("ORIGIN_SECRET", e.to_string()))?),
+            Some(s) => Some(
+                Secret::try_from(s.as_str()).map_err(|e| err("ORIGIN_SECRET", e.to_string()))?,
+            ),
         };
         if origin_secret.is_some() && lookup("SESSION_SECRET") == lookup("ORIGIN_SECRET") {
-            return Err(err("ORIGIN_SECRET", "must not equal SESSION_SECRET: it is shared with the origin"));
+            return Err(err(
+                "ORIGIN_SECRET",
+                "must not equal SESSION_SECRET: it is shared with the origin",
+            ));
         }
         let header_format = match get("SESSION_HEADER_FORMAT") {
             None => HeaderFormat::Base64,
             Some(s) => match s.trim().to_ascii_lowercase().as_str() {
                 "base64" => HeaderFormat::Base64,
                 "jwt" => HeaderFormat::Jwt,
-                _ => return Err(err("SESSION_HEADER_FORMAT", format!("must be base64 or jwt, not {s:?}"))),
+                _ => {
+                    return Err(err(
+                        "SESSION_HEADER_FORMAT",
+                        format!("must be base64 or jwt, not {s:?}"),
+                    ))
+                }
             },
         };
         if header_format == HeaderFormat::Jwt && origin_secret.is_none() {
-            return Err(err("ORIGIN_SECRET", "is required when SESSION_HEADER_FORMAT=jwt"));
+            return Err(err(
+                "ORIGIN_SECRET",
+                "is required when SESSION_HEADER_FORMAT=jwt",
+            ));
         }
 
         let origin_url = match get("ORIGIN_URL") {
@@ -377,13 +428,27 @@ impl Config {
             Some(s) => match s.trim().to_ascii_lowercase().as_str() {
                 "closed" => KvFailure::Closed,
                 "open" => KvFailure::Open,
-                _ => return Err(err("SESSION_KV_FAILURE", format!("must be closed or open, not {s:?}"))),
+                _ => {
+                    return Err(err(
+                        "SESSION_KV_FAILURE",
+                        format!("must be closed or open, not {s:?}"),
+                    ))
+                }
             },
         };
 
-        let path_prefix = get("KEYCARD_PATH_PREFIX").map(|p| p.trim().to_owned()).unwrap_or_else(|| "/.keycard/".into());
-        if !path_prefix.starts_with('/') || !path_prefix.ends_with('/') || path_prefix.len() < 3 || !valid_attr_value(&path_prefix) {
-            return Err(err("KEYCARD_PATH_PREFIX", "must start and end with / and name a directory, such as /.keycard/"));
+        let path_prefix = get("KEYCARD_PATH_PREFIX")
+            .map(|p| p.trim().to_owned())
+            .unwrap_or_else(|| "/.keycard/".into());
+        if !path_prefix.starts_with('/')
+            || !path_prefix.ends_with('/')
+            || path_prefix.len() < 3
+            || !valid_attr_value(&path_prefix)
+        {
+            return Err(err(
+                "KEYCARD_PATH_PREFIX",
+                "must start and end with / and name a directory, such as /.keycard/",
+            ));
         }
 
         Ok(Config {
@@ -463,9 +528,24 @@ mod tests {
 
     #[test]
     fn insecure_default_name_has_no_prefix() {
-        assert_eq!(cfg(&[("SESSION_COOKIE_SECURE", "false")]).unwrap().cookie.name, "keycard");
-        assert_eq!(cfg(&[("SESSION_COOKIE_DOMAIN", "example.com")]).unwrap().cookie.name, "keycard");
-        assert_eq!(cfg(&[("SESSION_COOKIE_PATH", "/app")]).unwrap().cookie.name, "keycard");
+        assert_eq!(
+            cfg(&[("SESSION_COOKIE_SECURE", "false")])
+                .unwrap()
+                .cookie
+                .name,
+            "keycard"
+        );
+        assert_eq!(
+            cfg(&[("SESSION_COOKIE_DOMAIN", "example.com")])
+                .unwrap()
+                .cookie
+                .name,
+            "keycard"
+        );
+        assert_eq!(
+            cfg(&[("SESSION_COOKIE_PATH", "/app")]).unwrap().cookie.name,
+            "keycard"
+        );
     }
 
     #[test]
@@ -475,7 +555,15 @@ mod tests {
         assert_eq!(parse_duration("12h"), Ok(43_200));
         assert_eq!(parse_duration("7d"), Ok(604_800));
         assert_eq!(parse_duration("1h 30m"), Ok(5400));
-        for bad in ["", "0", "abc", "-5", "5x", "1 fortnight", "99999999999999999999999"] {
+        for bad in [
+            "",
+            "0",
+            "abc",
+            "-5",
+            "5x",
+            "1 fortnight",
+            "99999999999999999999999",
+        ] {
             assert!(parse_duration(bad).is_err(), "{bad:?}");
         }
     }
@@ -496,7 +584,11 @@ mod tests {
 
     #[test]
     fn booleans_from_toml_literals_work() {
-        let c = cfg(&[("SESSION_COOKIE_SECURE", "false"), ("KEYCARD_INSPECT", "TRUE")]).unwrap();
+        let c = cfg(&[
+            ("SESSION_COOKIE_SECURE", "false"),
+            ("KEYCARD_INSPECT", "TRUE"),
+        ])
+        .unwrap();
         assert!(!c.cookie.secure);
         assert!(c.inspect);
     }
@@ -507,25 +599,88 @@ mod tests {
         let cases: &[(&[(&str, &str)], &str)] = &[
             (&[("SESSION_SECRET", "")], "SESSION_SECRET"),
             (&[("SESSION_SECRET", "short-secret")], "SESSION_SECRET"),
-            (&[("SESSION_SECRET_PREVIOUS", "also-short")], "SESSION_SECRET_PREVIOUS"),
+            (
+                &[("SESSION_SECRET_PREVIOUS", "also-short")],
+                "SESSION_SECRET_PREVIOUS",
+            ),
             (&[("SESSION_STORE", "redis")], "SESSION_STORE"),
-            (&[("SESSION_KV_PREFIX", &"p".repeat(200))], "SESSION_KV_PREFIX"),
-            (&[("SESSION_IDLE_TIMEOUT", "forever")], "SESSION_IDLE_TIMEOUT"),
-            (&[("SESSION_ABSOLUTE_TIMEOUT", "0")], "SESSION_ABSOLUTE_TIMEOUT"),
+            (
+                &[("SESSION_KV_PREFIX", &"p".repeat(200))],
+                "SESSION_KV_PREFIX",
+            ),
+            (
+                &[("SESSION_IDLE_TIMEOUT", "forever")],
+                "SESSION_IDLE_TIMEOUT",
+            ),
+            (
+                &[("SESSION_ABSOLUTE_TIMEOUT", "0")],
+                "SESSION_ABSOLUTE_TIMEOUT",
+            ),
             (&[("SESSION_REFRESH_AFTER", "2d")], "SESSION_REFRESH_AFTER"),
-            (&[("SESSION_COOKIE_NAME", "bad name")], "SESSION_COOKIE_NAME"),
-            (&[("SESSION_COOKIE_NAME", "__Host-x"), ("SESSION_COOKIE_DOMAIN", "example.com")], "SESSION_COOKIE_NAME"),
-            (&[("SESSION_COOKIE_NAME", "__Host-x"), ("SESSION_COOKIE_PATH", "/app")], "SESSION_COOKIE_NAME"),
-            (&[("SESSION_COOKIE_NAME", "__Host-x"), ("SESSION_COOKIE_SECURE", "false")], "SESSION_COOKIE_NAME"),
-            (&[("SESSION_COOKIE_NAME", "__Secure-x"), ("SESSION_COOKIE_SECURE", "false")], "SESSION_COOKIE_NAME"),
-            (&[("SESSION_COOKIE_DOMAIN", "exa mple.com")], "SESSION_COOKIE_DOMAIN"),
+            (
+                &[("SESSION_COOKIE_NAME", "bad name")],
+                "SESSION_COOKIE_NAME",
+            ),
+            (
+                &[
+                    ("SESSION_COOKIE_NAME", "__Host-x"),
+                    ("SESSION_COOKIE_DOMAIN", "example.com"),
+                ],
+                "SESSION_COOKIE_NAME",
+            ),
+            (
+                &[
+                    ("SESSION_COOKIE_NAME", "__Host-x"),
+                    ("SESSION_COOKIE_PATH", "/app"),
+                ],
+                "SESSION_COOKIE_NAME",
+            ),
+            (
+                &[
+                    ("SESSION_COOKIE_NAME", "__Host-x"),
+                    ("SESSION_COOKIE_SECURE", "false"),
+                ],
+                "SESSION_COOKIE_NAME",
+            ),
+            (
+                &[
+                    ("SESSION_COOKIE_NAME", "__Secure-x"),
+                    ("SESSION_COOKIE_SECURE", "false"),
+                ],
+                "SESSION_COOKIE_NAME",
+            ),
+            (
+                &[("SESSION_COOKIE_DOMAIN", "exa mple.com")],
+                "SESSION_COOKIE_DOMAIN",
+            ),
             (&[("SESSION_COOKIE_PATH", "app")], "SESSION_COOKIE_PATH"),
-            (&[("SESSION_COOKIE_SECURE", "maybe")], "SESSION_COOKIE_SECURE"),
-            (&[("SESSION_COOKIE_HTTP_ONLY", "sometimes")], "SESSION_COOKIE_HTTP_ONLY"),
-            (&[("SESSION_COOKIE_SAME_SITE", "loose")], "SESSION_COOKIE_SAME_SITE"),
-            (&[("SESSION_COOKIE_SAME_SITE", "None"), ("SESSION_COOKIE_SECURE", "false")], "SESSION_COOKIE_SAME_SITE"),
-            (&[("SESSION_COOKIE_PERSISTENT", "2")], "SESSION_COOKIE_PERSISTENT"),
-            (&[("SESSION_COOKIE_ENCRYPT", "yes please")], "SESSION_COOKIE_ENCRYPT"),
+            (
+                &[("SESSION_COOKIE_SECURE", "maybe")],
+                "SESSION_COOKIE_SECURE",
+            ),
+            (
+                &[("SESSION_COOKIE_HTTP_ONLY", "sometimes")],
+                "SESSION_COOKIE_HTTP_ONLY",
+            ),
+            (
+                &[("SESSION_COOKIE_SAME_SITE", "loose")],
+                "SESSION_COOKIE_SAME_SITE",
+            ),
+            (
+                &[
+                    ("SESSION_COOKIE_SAME_SITE", "None"),
+                    ("SESSION_COOKIE_SECURE", "false"),
+                ],
+                "SESSION_COOKIE_SAME_SITE",
+            ),
+            (
+                &[("SESSION_COOKIE_PERSISTENT", "2")],
+                "SESSION_COOKIE_PERSISTENT",
+            ),
+            (
+                &[("SESSION_COOKIE_ENCRYPT", "yes please")],
+                "SESSION_COOKIE_ENCRYPT",
+            ),
             (&[("SESSION_HEADER_FORMAT", "xml")], "SESSION_HEADER_FORMAT"),
             (&[("SESSION_HEADER_FORMAT", "jwt")], "ORIGIN_SECRET"),
             (&[("ORIGIN_SECRET", "short")], "ORIGIN_SECRET"),
@@ -536,7 +691,10 @@ mod tests {
             (&[("SESSION_KV_FAILURE", "sideways")], "SESSION_KV_FAILURE"),
             (&[("KEYCARD_PATH_PREFIX", "keycard")], "KEYCARD_PATH_PREFIX"),
             (&[("KEYCARD_INSPECT", "on-ish")], "KEYCARD_INSPECT"),
-            (&[("SESSION_FORWARD_COOKIE", "nah")], "SESSION_FORWARD_COOKIE"),
+            (
+                &[("SESSION_FORWARD_COOKIE", "nah")],
+                "SESSION_FORWARD_COOKIE",
+            ),
         ];
         for (pairs, var) in cases {
             let e = cfg(pairs).expect_err(&format!("{pairs:?} should be refused"));
@@ -552,7 +710,14 @@ mod tests {
     /// an empty label makes browsers reject the cookie outright.
     #[test]
     fn cookie_domain_with_empty_labels_is_refused() {
-        for bad in [".", "..", "..example.com", "example.com.", "example..com", ".x.org."] {
+        for bad in [
+            ".",
+            "..",
+            "..example.com",
+            "example.com.",
+            "example..com",
+            ".x.org.",
+        ] {
             let e = cfg(&[("SESSION_COOKIE_DOMAIN", bad)]).expect_err(bad);
             assert_eq!(e.var, "SESSION_COOKIE_DOMAIN", "{bad}");
         }
@@ -567,11 +732,21 @@ mod tests {
     /// instead of the config error naming the variable.
     #[test]
     fn origin_url_with_an_invalid_host_is_refused() {
-        for bad in ["https://legacy[", "http://[::1", "http://[::1]:x", "http://a<b", "http://exa%mple"] {
+        for bad in [
+            "https://legacy[",
+            "http://[::1",
+            "http://[::1]:x",
+            "http://a<b",
+            "http://exa%mple",
+        ] {
             let e = cfg(&[("ORIGIN_URL", bad)]).expect_err(bad);
             assert_eq!(e.var, "ORIGIN_URL", "{bad}");
         }
-        for good in ["http://[::1]:8080", "https://legacy.internal:8443", "http://under_score"] {
+        for good in [
+            "http://[::1]:8080",
+            "https://legacy.internal:8443",
+            "http://under_score",
+        ] {
             let c = cfg(&[("ORIGIN_URL", good)]).unwrap();
             assert_eq!(c.origin_url.unwrap().0, good);
         }

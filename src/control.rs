@@ -63,7 +63,8 @@ fn parse_set(text: &str) -> Result<Map<String, Value>, ControlError> {
         t.as_bytes()
     } else {
         // base64url, with or without padding.
-        owned = unb64(t.trim_end_matches('=')).ok_or(ControlError::SetNotObject("not base64url"))?;
+        owned =
+            unb64(t.trim_end_matches('=')).ok_or(ControlError::SetNotObject("not base64url"))?;
         &owned
     };
     match serde_json::from_slice::<Value>(json) {
@@ -158,7 +159,16 @@ mod tests {
 
     #[test]
     fn non_objects_and_junk_are_errors() {
-        for bad in ["[1,2]", "42", "\"x\"", "null", "{", "not base64!", "W10", "{\"a\":1}, {\"b\":2}"] {
+        for bad in [
+            "[1,2]",
+            "42",
+            "\"x\"",
+            "null",
+            "{",
+            "not base64!",
+            "W10",
+            "{\"a\":1}, {\"b\":2}",
+        ] {
             let (c, e) = parse(Some(bad), None, None);
             assert!(c.set.is_none(), "{bad}");
             assert_eq!(e.len(), 1, "{bad}");

@@ -12,17 +12,19 @@ use js_sys::{Promise, Reflect};
 use serde_json::json;
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
-use web_sys::{Headers, Request as WsRequest, RequestInit, RequestRedirect, Response as WsResponse, ResponseInit};
+use web_sys::{
+    Headers, Request as WsRequest, RequestInit, RequestRedirect, Response as WsResponse,
+    ResponseInit,
+};
 use worker::{event, Context, Env, Request, Response};
 
 use crate::config::{Config, ConfigError, KvFailure, StoreMode};
-use crate::control;
 use crate::endpoints::{self, Endpoint};
-use crate::forward;
 use crate::keys::OsEntropy;
 use crate::session::{self, Loaded};
 use crate::store::kv::KvSessionStore;
 use crate::store::{self, StoreError};
+use crate::{control, forward};
 
 thread_local! {
     /// The configuration, validated once per isolate (the result, good or bad).
@@ -126,12 +128,25 @@ impl EdgeError {
     fn into_response(self) -> WsResponse {
         match self {
             EdgeError::Misconfigured(e) => {
-                log("error", "misconfigured", json!({ "var": e.var, "problem": e.problem }));
+                log(
+                    "error",
+                    "misconfigured",
+                    json!({ "var": e.var, "problem": e.problem }),
+                );
                 opaque(500, "keycard: misconfigured")
             }
             EdgeError::Store(e) => {
-                log("error", "kv_unavailable", json!({ "op": e.op, "error": e.detail }));
-                plain(503, "text/plain; charset=utf-8", "keycard: session store unavailable", &[("retry-after", "5")])
+                log(
+                    "error",
+                    "kv_unavailable",
+                    json!({ "op": e.op, "error": e.detail }),
+                );
+                plain(
+                    503,
+                    "text/plain; charset=utf-8",
+                    "keycard: session store unavailable",
+                    &[("retry-after", "5")],
+                )
             }
             EdgeError::Origin(msg) => {
                 log("error", "origin_unreachable", json!({ "error": msg }));
@@ -188,12 +203,20 @@ async fn load_session(
 ) -> Result<Loaded, EdgeError> {
     let read = session::read(cfg, cookie, now);
     if let session::Read::Bad(status, why) = &read {
-        log("warn", "bad_cookie", json!({ "status": status.as_str(), "reason": why.to_string() }));
+        log(
+            "warn",
+            "bad_cookie",
+            json!({ "status": status.as_str(), "reason": why.to_string() }),
+        );
     }
     match store::load(read, kv).await {
         Ok(l) => Ok(l),
         Err(e) if cfg.kv_failure == KvFailure::Open => {
-            log("error", "kv_unavailable", json!({ "op": e.op, "error": e.detail, "policy": "open" }));
+            log(
+                "error",
+                "kv_unavailable",
+                json!({ "op": e.op, "error": e.detail, "policy": "open" }),
+            );
             Ok(Loaded::store_unavailable())
         }
         Err(e) => Err(EdgeError::Store(e)),
@@ -210,7 +233,8 @@ async fn handle(req: WsRequest, env: &Env) -> Result<WsResponse, EdgeError> {
     let now = now();
     let url = req.url();
     let method = req.method();
-    let parts = forward::split_url(&url).ok_or_else(|| EdgeError::Js("request URL has no scheme".into()))?;
+    let parts = forward::split_url(&url)
+        .ok_or_else(|| EdgeError::Js("request URL has no scheme".into()))?;
     let (path, query) = match parts.path_and_query.split_once('?') {
         Some((p, q)) => (p, Some(q)),
         None => (parts.path_and_query, None),
@@ -275,7 +299,9 @@ async fn handle(req: WsRequest, env: &Env) -> Result<WsResponse, EdgeError> {
             if binding.is_undefined() {
                 return Err(EdgeError::Misconfigured(ConfigError {
                     var: "ORIGIN_SERVICE",
-                    problem: format!("names {name:?}, which is not a service binding of this Worker"),
+                    problem: format!(
+                        "names {name:?}, which is not a service binding of this Worker"
+                    ),
                 }));
             }
             binding
@@ -328,14 +354,27 @@ async fn respond(
         control::Changes::default()
     } else {
         let get = |n: &str| o_headers.get(n).ok().flatten();
-        let (set, action, max_age) = (get("x-session-set"), get("x-session-action"), get("x-session-max-age"));
+        let (set, action, max_age) = (
+            get("x-session-set"),
+            get("x-session-action"),
+            get("x-session-max-age"),
+        );
         if status >= 500 {
-            log("warn", "control_ignored", json!({ "reason": "origin answered 5xx", "status": status }));
+            log(
+                "warn",
+                "control_ignored",
+                json!({ "reason": "origin answered 5xx", "status": status }),
+            );
             control::Changes::default()
         } else {
-            let (changes, errors) = control::parse(set.as_deref(), action.as_deref(), max_age.as_deref());
+            let (changes, errors) =
+                control::parse(set.as_deref(), action.as_deref(), max_age.as_deref());
             for e in errors {
-                log("error", "bad_control_header", json!({ "error": e.to_string() }));
+                log(
+                    "error",
+                    "bad_control_header",
+                    json!({ "error": e.to_string() }),
+                );
             }
             changes
         }
@@ -353,7 +392,11 @@ async fn respond(
                 KvFailure::Open => {
                     // Keep the browser's current cookie rather than point it at a
                     // record that was never written.
-                    log("error", "kv_unavailable", json!({ "op": e.op, "error": e.detail, "policy": "open" }));
+                    log(
+                        "error",
+                        "kv_unavailable",
+                        json!({ "op": e.op, "error": e.detail, "policy": "open" }),
+                    );
                     if outcome.kv_put.is_some() {
                         set_cookie = None;
                     }
@@ -375,7 +418,10 @@ async fn respond(
             let _ = Reflect::set(&init, &JsValue::from_str("webSocket"), &ws);
         }
     }
-    Ok(WsResponse::new_with_opt_readable_stream_and_init(origin.body().as_ref(), &init)?)
+    Ok(WsResponse::new_with_opt_readable_stream_and_init(
+        origin.body().as_ref(),
+        &init,
+    )?)
 }
 
 async fn endpoint(
@@ -391,32 +437,67 @@ async fn endpoint(
     Ok(match ep {
         Endpoint::Health => plain(200, JSON, &endpoints::health_json(cfg, kv.is_some()), &[]),
         Endpoint::NotFound => opaque(404, "keycard: not found"),
-        Endpoint::AddSlash => plain(308, "text/plain; charset=utf-8", "", &[("location", &cfg.path_prefix)]),
-        Endpoint::MethodNotAllowed(allow) => plain(405, "text/plain; charset=utf-8", "keycard: method not allowed", &[("allow", allow)]),
+        Endpoint::AddSlash => plain(
+            308,
+            "text/plain; charset=utf-8",
+            "",
+            &[("location", &cfg.path_prefix)],
+        ),
+        Endpoint::MethodNotAllowed(allow) => plain(
+            405,
+            "text/plain; charset=utf-8",
+            "keycard: method not allowed",
+            &[("allow", allow)],
+        ),
         Endpoint::Inspect => {
             let loaded = load_session(cfg, kv, cookie, now).await?;
             let len = cookie
-                .and_then(|c| session::cookie_values(c, &cfg.cookie.name).next().map(|v| v.len() + cfg.cookie.name.len() + 1))
+                .and_then(|c| {
+                    session::cookie_values(c, &cfg.cookie.name)
+                        .next()
+                        .map(|v| v.len() + cfg.cookie.name.len() + 1)
+                })
                 .unwrap_or(0);
-            plain(200, JSON, &endpoints::inspect_json(cfg, &loaded, len, now), &[])
+            plain(
+                200,
+                JSON,
+                &endpoints::inspect_json(cfg, &loaded, len, now),
+                &[],
+            )
         }
         Endpoint::InspectorAsset(name) => inspector_asset(env, req, &name).await?,
         Endpoint::Logout { next } => {
             let site = req.headers().get("sec-fetch-site").ok().flatten();
             if site.as_deref() == Some("cross-site") {
-                log("warn", "logout_refused", json!({ "reason": "cross-site request" }));
+                log(
+                    "warn",
+                    "logout_refused",
+                    json!({ "reason": "cross-site request" }),
+                );
                 return Ok(opaque(403, "keycard: cross-site logout refused"));
             }
             let loaded = load_session(cfg, kv, cookie, now).await?;
-            let destroy = control::Changes { destroy: true, ..Default::default() };
+            let destroy = control::Changes {
+                destroy: true,
+                ..Default::default()
+            };
             let outcome = session::finish(cfg, loaded, destroy, now, &mut OsEntropy, kv.is_some())
                 .map_err(|_| EdgeError::Js("destroy cannot overflow".into()))?;
             if let Some(store) = kv {
-                store::apply(&outcome, store).await.map_err(EdgeError::Store)?;
+                store::apply(&outcome, store)
+                    .await
+                    .map_err(EdgeError::Store)?;
             }
-            let sc = outcome.set_cookie.unwrap_or_else(|| session::clearing_cookie(cfg));
+            let sc = outcome
+                .set_cookie
+                .unwrap_or_else(|| session::clearing_cookie(cfg));
             match next {
-                Some(n) => plain(303, "text/plain; charset=utf-8", "", &[("location", &n), ("set-cookie", &sc)]),
+                Some(n) => plain(
+                    303,
+                    "text/plain; charset=utf-8",
+                    "",
+                    &[("location", &n), ("set-cookie", &sc)],
+                ),
                 None => plain(204, "text/plain; charset=utf-8", "", &[("set-cookie", &sc)]),
             }
         }
@@ -437,6 +518,8 @@ async fn inspector_asset(env: &Env, req: &WsRequest, name: &str) -> Result<WsRes
         .map(|p| format!("{}://{}/{file}", p.scheme, p.host))
         .ok_or_else(|| EdgeError::Js("bad URL".into()))?;
     let fetcher: worker::worker_sys::Fetcher = assets.unchecked_into();
-    let resp: WsResponse = JsFuture::from(fetcher.fetch_with_str(&url)?).await?.unchecked_into();
+    let resp: WsResponse = JsFuture::from(fetcher.fetch_with_str(&url)?)
+        .await?
+        .unchecked_into();
     Ok(resp)
 }

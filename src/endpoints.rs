@@ -32,7 +32,11 @@ pub enum Endpoint {
 pub fn route(cfg: &Config, method: &str, path: &str, query: Option<&str>) -> Option<Endpoint> {
     let get = method.eq_ignore_ascii_case("GET") || method.eq_ignore_ascii_case("HEAD");
     if path == &cfg.path_prefix[..cfg.path_prefix.len() - 1] {
-        return Some(if cfg.inspect && get { Endpoint::AddSlash } else { Endpoint::NotFound });
+        return Some(if cfg.inspect && get {
+            Endpoint::AddSlash
+        } else {
+            Endpoint::NotFound
+        });
     }
     let rest = path.strip_prefix(cfg.path_prefix.as_str())?;
     Some(match rest {
@@ -45,7 +49,9 @@ pub fn route(cfg: &Config, method: &str, path: &str, query: Option<&str>) -> Opt
         "session" if !cfg.inspect => Endpoint::NotFound,
         "session" if get => Endpoint::Inspect,
         "session" => Endpoint::MethodNotAllowed("GET"),
-        asset if cfg.inspect && get && is_asset_name(asset) => Endpoint::InspectorAsset(asset.to_owned()),
+        asset if cfg.inspect && get && is_asset_name(asset) => {
+            Endpoint::InspectorAsset(asset.to_owned())
+        }
         _ => Endpoint::NotFound,
     })
 }
@@ -54,7 +60,8 @@ fn is_asset_name(s: &str) -> bool {
     s.is_empty()
         || (s.len() < 64
             && !s.starts_with('.')
-            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'_'))
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'_'))
 }
 
 fn next_param(query: &str) -> Option<String> {
@@ -157,23 +164,52 @@ mod tests {
     fn routing() {
         let cfg = config(&[]);
         assert_eq!(route(&cfg, "GET", "/other", None), None);
-        assert_eq!(route(&cfg, "GET", "/.keycard/health", None), Some(Endpoint::Health));
-        assert_eq!(route(&cfg, "POST", "/.keycard/health", None), Some(Endpoint::MethodNotAllowed("GET")));
+        assert_eq!(
+            route(&cfg, "GET", "/.keycard/health", None),
+            Some(Endpoint::Health)
+        );
+        assert_eq!(
+            route(&cfg, "POST", "/.keycard/health", None),
+            Some(Endpoint::MethodNotAllowed("GET"))
+        );
         assert_eq!(
             route(&cfg, "POST", "/.keycard/logout", Some("next=%2Fbye")),
-            Some(Endpoint::Logout { next: Some("/bye".into()) })
+            Some(Endpoint::Logout {
+                next: Some("/bye".into())
+            })
         );
         assert_eq!(
             route(&cfg, "POST", "/.keycard/logout", Some("next=%2F%2Fevil")),
             Some(Endpoint::Logout { next: None })
         );
-        assert_eq!(route(&cfg, "GET", "/.keycard/session", None), Some(Endpoint::NotFound));
-        assert_eq!(route(&cfg, "GET", "/.keycard/", None), Some(Endpoint::NotFound));
-        assert_eq!(route(&cfg, "GET", "/.keycard", None), Some(Endpoint::NotFound));
+        assert_eq!(
+            route(&cfg, "GET", "/.keycard/session", None),
+            Some(Endpoint::NotFound)
+        );
+        assert_eq!(
+            route(&cfg, "GET", "/.keycard/", None),
+            Some(Endpoint::NotFound)
+        );
+        assert_eq!(
+            route(&cfg, "GET", "/.keycard", None),
+            Some(Endpoint::NotFound)
+        );
         let cfg = config(&[("KEYCARD_INSPECT", "true")]);
-        assert_eq!(route(&cfg, "GET", "/.keycard/session", None), Some(Endpoint::Inspect));
-        assert_eq!(route(&cfg, "GET", "/.keycard/", None), Some(Endpoint::InspectorAsset(String::new())));
-        assert_eq!(route(&cfg, "GET", "/.keycard", None), Some(Endpoint::AddSlash));
-        assert_eq!(route(&cfg, "GET", "/.keycard/../x", None), Some(Endpoint::NotFound));
+        assert_eq!(
+            route(&cfg, "GET", "/.keycard/session", None),
+            Some(Endpoint::Inspect)
+        );
+        assert_eq!(
+            route(&cfg, "GET", "/.keycard/", None),
+            Some(Endpoint::InspectorAsset(String::new()))
+        );
+        assert_eq!(
+            route(&cfg, "GET", "/.keycard", None),
+            Some(Endpoint::AddSlash)
+        );
+        assert_eq!(
+            route(&cfg, "GET", "/.keycard/../x", None),
+            Some(Endpoint::NotFound)
+        );
     }
 }

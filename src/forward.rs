@@ -6,9 +6,7 @@
 /// response.
 pub fn is_reserved(name: &str) -> bool {
     let n = name.as_bytes();
-    n.len() >= 9
-        && n[..9].eq_ignore_ascii_case(b"x-session")
-        && (n.len() == 9 || n[9] == b'-')
+    n.len() >= 9 && n[..9].eq_ignore_ascii_case(b"x-session") && (n.len() == 9 || n[9] == b'-')
 }
 
 /// The `Cookie` header without the session cookie `name`, or `None` if nothing is
@@ -48,7 +46,11 @@ pub fn split_url(url: &str) -> Option<UrlParts<'_>> {
     let cut = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let (host, tail) = rest.split_at(cut);
     let path_and_query = tail.split('#').next().unwrap_or("");
-    Some(UrlParts { scheme, host, path_and_query })
+    Some(UrlParts {
+        scheme,
+        host,
+        path_and_query,
+    })
 }
 
 /// The URL to forward to: `base` (scheme, host and port from `ORIGIN_URL`) with the
@@ -56,7 +58,11 @@ pub fn split_url(url: &str) -> Option<UrlParts<'_>> {
 pub fn origin_url(base: Option<&str>, request_url: &str) -> String {
     match (base, split_url(request_url)) {
         (Some(b), Some(p)) => {
-            let pq = if p.path_and_query.is_empty() { "/" } else { p.path_and_query };
+            let pq = if p.path_and_query.is_empty() {
+                "/"
+            } else {
+                p.path_and_query
+            };
             let mut u = String::with_capacity(b.len() + pq.len());
             u.push_str(b);
             u.push_str(pq);
@@ -76,7 +82,9 @@ pub fn url_without_query(url: &str) -> &str {
 /// existing list, or the existing list alone when the address is unknown.
 pub fn forwarded_for(existing: Option<&str>, client_ip: Option<&str>) -> Option<String> {
     match (existing.map(str::trim).filter(|e| !e.is_empty()), client_ip) {
-        (Some(e), Some(ip)) if e.rsplit(',').next().map(str::trim) == Some(ip) => Some(e.to_owned()),
+        (Some(e), Some(ip)) if e.rsplit(',').next().map(str::trim) == Some(ip) => {
+            Some(e.to_owned())
+        }
         (Some(e), Some(ip)) => Some(format!("{e}, {ip}")),
         (None, Some(ip)) => Some(ip.to_owned()),
         (Some(e), None) => Some(e.to_owned()),
@@ -90,26 +98,50 @@ mod tests {
 
     #[test]
     fn reserved_namespace() {
-        for yes in ["X-Session", "x-session", "X-SESSION-Set", "x-session-id", "x-session-"] {
+        for yes in [
+            "X-Session",
+            "x-session",
+            "X-SESSION-Set",
+            "x-session-id",
+            "x-session-",
+        ] {
             assert!(is_reserved(yes), "{yes}");
         }
-        for no in ["X-Sessions", "x-sessionid", "session", "X-Forwarded-For", "x-sessio"] {
+        for no in [
+            "X-Sessions",
+            "x-sessionid",
+            "session",
+            "X-Forwarded-For",
+            "x-sessio",
+        ] {
             assert!(!is_reserved(no), "{no}");
         }
     }
 
     #[test]
     fn strip_cookie_keeps_others() {
-        assert_eq!(strip_cookie("a=1; kc=x; b=2", "kc").as_deref(), Some("a=1; b=2"));
+        assert_eq!(
+            strip_cookie("a=1; kc=x; b=2", "kc").as_deref(),
+            Some("a=1; b=2")
+        );
         assert_eq!(strip_cookie("kc=x", "kc"), None);
-        assert_eq!(strip_cookie("kc=x; kc=y;a=\"q\"", "kc").as_deref(), Some("a=\"q\""));
-        assert_eq!(strip_cookie("kcx=1; flag", "kc").as_deref(), Some("kcx=1; flag"));
+        assert_eq!(
+            strip_cookie("kc=x; kc=y;a=\"q\"", "kc").as_deref(),
+            Some("a=\"q\"")
+        );
+        assert_eq!(
+            strip_cookie("kcx=1; flag", "kc").as_deref(),
+            Some("kcx=1; flag")
+        );
     }
 
     #[test]
     fn origin_url_replaces_scheme_host_port_only() {
         assert_eq!(
-            origin_url(Some("http://127.0.0.1:9000"), "https://app.example.com/a/b?c=d#e"),
+            origin_url(
+                Some("http://127.0.0.1:9000"),
+                "https://app.example.com/a/b?c=d#e"
+            ),
             "http://127.0.0.1:9000/a/b?c=d"
         );
         assert_eq!(origin_url(Some("http://o"), "https://h"), "http://o/");
@@ -119,15 +151,27 @@ mod tests {
     #[test]
     fn split_url_parts() {
         let p = split_url("https://h:8443/p?q=1").unwrap();
-        assert_eq!((p.scheme, p.host, p.path_and_query), ("https", "h:8443", "/p?q=1"));
+        assert_eq!(
+            (p.scheme, p.host, p.path_and_query),
+            ("https", "h:8443", "/p?q=1")
+        );
         assert_eq!(url_without_query("https://h/p?q=1"), "https://h/p");
     }
 
     #[test]
     fn forwarded_for_appends() {
-        assert_eq!(forwarded_for(None, Some("1.2.3.4")).as_deref(), Some("1.2.3.4"));
-        assert_eq!(forwarded_for(Some("9.9.9.9"), Some("1.2.3.4")).as_deref(), Some("9.9.9.9, 1.2.3.4"));
-        assert_eq!(forwarded_for(Some("9.9.9.9, 1.2.3.4"), Some("1.2.3.4")).as_deref(), Some("9.9.9.9, 1.2.3.4"));
+        assert_eq!(
+            forwarded_for(None, Some("1.2.3.4")).as_deref(),
+            Some("1.2.3.4")
+        );
+        assert_eq!(
+            forwarded_for(Some("9.9.9.9"), Some("1.2.3.4")).as_deref(),
+            Some("9.9.9.9, 1.2.3.4")
+        );
+        assert_eq!(
+            forwarded_for(Some("9.9.9.9, 1.2.3.4"), Some("1.2.3.4")).as_deref(),
+            Some("9.9.9.9, 1.2.3.4")
+        );
         assert_eq!(forwarded_for(None, None), None);
     }
 }

@@ -18,7 +18,15 @@ pub const ISSUER: &str = "keycard";
 
 /// Signs the session header for one request. `data_json` is the session's JSON object,
 /// `url` the request URL (its query and fragment are cut for `htu`).
-pub fn session_jwt(key: &Secret, handle: &str, iat: u64, exp: u64, data_json: &str, method: &str, url: &str) -> String {
+pub fn session_jwt(
+    key: &Secret,
+    handle: &str,
+    iat: u64,
+    exp: u64,
+    data_json: &str,
+    method: &str,
+    url: &str,
+) -> String {
     let htu = crate::forward::url_without_query(url);
     let claims = format!(
         "{{\"iss\":\"{ISSUER}\",\"sub\":{},\"iat\":{iat},\"exp\":{exp},\"session\":{data_json},\"htm\":{},\"htu\":{}}}",

@@ -160,7 +160,10 @@ impl KeyRing {
                 prev.push(k);
             }
         }
-        KeyRing { current, previous: prev }
+        KeyRing {
+            current,
+            previous: prev,
+        }
     }
 
     /// The key set new cookies are issued under.
@@ -174,7 +177,10 @@ impl KeyRing {
         if self.current.kid == kid {
             return Some((&self.current, true));
         }
-        self.previous.iter().find(|k| k.kid == kid).map(|k| (k, false))
+        self.previous
+            .iter()
+            .find(|k| k.kid == kid)
+            .map(|k| (k, false))
     }
 
     /// How many previous key sets the ring holds.

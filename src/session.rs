@@ -209,17 +209,29 @@ pub struct Loaded {
 impl Loaded {
     /// An anonymous visitor with the given status.
     pub fn without(status: Status) -> Loaded {
-        Loaded { status, session: None, store_unavailable: false }
+        Loaded {
+            status,
+            session: None,
+            store_unavailable: false,
+        }
     }
 
     /// The store could not be read; forward as `invalid` but keep the cookie.
     pub fn store_unavailable() -> Loaded {
-        Loaded { status: Status::Invalid, session: None, store_unavailable: true }
+        Loaded {
+            status: Status::Invalid,
+            session: None,
+            store_unavailable: true,
+        }
     }
 
     /// A valid session.
     pub fn with(session: Session) -> Loaded {
-        Loaded { status: Status::Valid, session: Some(session), store_unavailable: false }
+        Loaded {
+            status: Status::Valid,
+            session: Some(session),
+            store_unavailable: false,
+        }
     }
 }
 
@@ -230,7 +242,11 @@ pub fn cookie_values<'a>(header: &'a str, name: &'a str) -> impl Iterator<Item =
         .filter_map(Result::ok)
         .filter(move |c| c.name() == name)
         .filter_map(|c| c.value_raw())
-        .map(|v| v.strip_prefix('"').and_then(|v| v.strip_suffix('"')).unwrap_or(v))
+        .map(|v| {
+            v.strip_prefix('"')
+                .and_then(|v| v.strip_suffix('"'))
+                .unwrap_or(v)
+        })
 }
 
 fn check_times(cfg: &Config, claims: &mut Claims, now: u64) -> Result<(), Status> {
@@ -239,7 +255,9 @@ fn check_times(cfg: &Config, claims: &mut Claims, now: u64) -> Result<(), Status
     }
     // A cookie issued under a longer absolute timeout than the current one is held to
     // the current one.
-    claims.abs_exp = claims.abs_exp.min(claims.issued.saturating_add(cfg.absolute_timeout));
+    claims.abs_exp = claims
+        .abs_exp
+        .min(claims.issued.saturating_add(cfg.absolute_timeout));
     if now >= claims.abs_exp || now >= claims.issued.saturating_add(cfg.idle_timeout) {
         return Err(Status::Expired);
     }
@@ -309,9 +327,20 @@ pub struct Forward {
 
 /// What the origin is told. `method` and `url` feed the `jwt` format's `htm` and
 /// `htu` claims (the query and fragment are cut from `url`).
-pub fn forward_headers(cfg: &Config, loaded: &Loaded, now: u64, method: &str, url: &str) -> Forward {
+pub fn forward_headers(
+    cfg: &Config,
+    loaded: &Loaded,
+    now: u64,
+    method: &str,
+    url: &str,
+) -> Forward {
     let Some(s) = &loaded.session else {
-        return Forward { session: None, status: loaded.status.as_str(), handle: None, expires: None };
+        return Forward {
+            session: None,
+            status: loaded.status.as_str(),
+            handle: None,
+            expires: None,
+        };
     };
     let expires = if s.refresh_due(cfg, now) {
         (now + cfg.idle_timeout).min(s.abs_exp)
@@ -322,11 +351,27 @@ pub fn forward_headers(cfg: &Config, loaded: &Loaded, now: u64, method: &str, ur
     let session = match cfg.header_format {
         HeaderFormat::Base64 => s.data_b64.clone(),
         HeaderFormat::Jwt => {
-            let key = cfg.origin_secret.as_ref().expect("config requires ORIGIN_SECRET for jwt");
-            crate::jwt::session_jwt(key, &handle, now, now + JWT_LIFETIME, &s.data_json(), method, url)
+            let key = cfg
+                .origin_secret
+                .as_ref()
+                .expect("config requires ORIGIN_SECRET for jwt");
+            crate::jwt::session_jwt(
+                key,
+                &handle,
+                now,
+                now + JWT_LIFETIME,
+                &s.data_json(),
+                method,
+                url,
+            )
         }
     };
-    Forward { session: Some(session), status: Status::Valid.as_str(), handle: Some(handle), expires: Some(expires) }
+    Forward {
+        session: Some(session),
+        status: Status::Valid.as_str(),
+        handle: Some(handle),
+        expires: Some(expires),
+    }
 }
 
 /// A KV write.
@@ -380,7 +425,15 @@ pub enum FinishError {
 /// Builds the `Set-Cookie` value for `value`, with every configured attribute.
 /// `max_age` is sent only for persistent cookies.
 pub fn set_cookie(cfg: &Config, value: &str, max_age: u64) -> String {
-    build_cookie(cfg, value, if cfg.cookie.persistent { Some(max_age) } else { None })
+    build_cookie(
+        cfg,
+        value,
+        if cfg.cookie.persistent {
+            Some(max_age)
+        } else {
+            None
+        },
+    )
 }
 
 /// The clearing cookie: same name, path and domain, empty value, `Max-Age=0`.
@@ -403,19 +456,33 @@ fn build_cookie(cfg: &Config, value: &str, max_age: Option<u64>) -> String {
         b = b.domain(d.as_str());
     }
     if let Some(m) = max_age {
-        b = b.max_age(cookie::time::Duration::seconds(m.min(i64::MAX as u64) as i64));
+        b = b.max_age(cookie::time::Duration::seconds(
+            m.min(i64::MAX as u64) as i64
+        ));
     }
     b.build().to_string()
 }
 
 fn record(s: &Session) -> String {
     let mut r = String::with_capacity(64 + s.data_b64.len());
-    let _ = write!(r, "{{\"v\":1,\"created\":{},\"abs_exp\":{},\"data\":{}}}", s.created, s.abs_exp, s.data_json());
+    let _ = write!(
+        r,
+        "{{\"v\":1,\"created\":{},\"abs_exp\":{},\"data\":{}}}",
+        s.created,
+        s.abs_exp,
+        s.data_json()
+    );
     r
 }
 
 fn claims_of(s: &Session, body: Body) -> Claims {
-    Claims { issued: s.issued, created: s.created, abs_exp: s.abs_exp, sid: s.sid.clone(), body }
+    Claims {
+        issued: s.issued,
+        created: s.created,
+        abs_exp: s.abs_exp,
+        sid: s.sid.clone(),
+        body,
+    }
 }
 
 fn encode(cfg: &Config, claims: &Claims, entropy: &mut dyn Entropy) -> String {
@@ -440,7 +507,8 @@ pub fn finish(
     kv_available: bool,
 ) -> Result<Outcome, FinishError> {
     let mut kv_delete = Vec::new();
-    let bad_cookie = matches!(loaded.status, Status::Invalid | Status::Expired) && !loaded.store_unavailable;
+    let bad_cookie =
+        matches!(loaded.status, Status::Invalid | Status::Expired) && !loaded.store_unavailable;
     let mut session = loaded.session;
 
     if changes.destroy || changes.max_age == Some(0) {
@@ -470,12 +538,11 @@ pub fn finish(
         let json = serde_json::to_string(&data).expect("a JSON map always serializes");
         let data_b64 = b64(json);
         match &mut session {
-            Some(s) => {
-                if s.data_b64 != data_b64 {
-                    s.data_b64 = data_b64;
-                    changed = true;
-                }
+            Some(s) if s.data_b64 != data_b64 => {
+                s.data_b64 = data_b64;
+                changed = true;
             }
+            Some(_) => {}
             None if !data.is_empty() => {
                 session = Some(Session {
                     sid: SessionId::generate(entropy),
@@ -498,7 +565,11 @@ pub fn finish(
             set_cookie: bad_cookie.then(|| clearing_cookie(cfg)),
             kv_put: None,
             kv_delete,
-            change: if bad_cookie { Change::Purged } else { Change::Unchanged },
+            change: if bad_cookie {
+                Change::Purged
+            } else {
+                Change::Unchanged
+            },
             session: None,
         });
     };
@@ -521,7 +592,13 @@ pub fn finish(
 
     let time_refresh = s.time_refresh_due(cfg, now);
     if !changed && !time_refresh && s.current_key {
-        return Ok(Outcome { set_cookie: None, kv_put: None, kv_delete, change: Change::Unchanged, session: Some(s) });
+        return Ok(Outcome {
+            set_cookie: None,
+            kv_put: None,
+            kv_delete,
+            change: Change::Unchanged,
+            session: Some(s),
+        });
     }
 
     s.issued = now;
@@ -530,7 +607,11 @@ pub fn finish(
     let max_age = cfg.idle_timeout.min(s.abs_exp.saturating_sub(now));
 
     let inline = |s: &Session, entropy: &mut dyn Entropy| {
-        let value = encode(cfg, &claims_of(s, Body::Inline(s.data_b64.clone())), entropy);
+        let value = encode(
+            cfg,
+            &claims_of(s, Body::Inline(s.data_b64.clone())),
+            entropy,
+        );
         set_cookie(cfg, &value, max_age)
     };
     let (cookie, location) = match cfg.store {
@@ -570,7 +651,11 @@ pub fn finish(
         set_cookie: Some(cookie),
         kv_put,
         kv_delete,
-        change: if changed { Change::Changed } else { Change::Renewed },
+        change: if changed {
+            Change::Changed
+        } else {
+            Change::Renewed
+        },
         session: Some(s),
     })
 }
@@ -613,7 +698,9 @@ pub(crate) mod tests {
         changes: Changes,
         now: u64,
     ) -> (Loaded, Forward, Outcome) {
-        let header = jar.as_ref().map(|v| format!("other=1; {}={v}", cfg.cookie.name));
+        let header = jar
+            .as_ref()
+            .map(|v| format!("other=1; {}={v}", cfg.cookie.name));
         let loaded = match read(cfg, header.as_deref(), now) {
             Read::None => Loaded::without(Status::None),
             Read::Bad(s, _) => Loaded::without(s),
@@ -627,7 +714,15 @@ pub(crate) mod tests {
             }
         };
         let fwd = forward_headers(cfg, &loaded, now, "GET", "https://example.com/x?y=1");
-        let out = finish(cfg, loaded.clone(), changes, now, &mut CountingEntropy(now as u8), true).unwrap();
+        let out = finish(
+            cfg,
+            loaded.clone(),
+            changes,
+            now,
+            &mut CountingEntropy(now as u8),
+            true,
+        )
+        .unwrap();
         for k in &out.kv_delete {
             kv.remove(k);
         }
@@ -636,7 +731,11 @@ pub(crate) mod tests {
         }
         if let Some(sc) = &out.set_cookie {
             let c = Cookie::parse(sc.clone()).unwrap();
-            *jar = if c.max_age() == Some(cookie::time::Duration::ZERO) { None } else { Some(c.value().to_owned()) };
+            *jar = if c.max_age() == Some(cookie::time::Duration::ZERO) {
+                None
+            } else {
+                Some(c.value().to_owned())
+            };
         }
         (loaded, fwd, out)
     }
@@ -668,7 +767,13 @@ pub(crate) mod tests {
         assert_eq!(o.change, Change::Changed);
         let sc = o.set_cookie.unwrap();
         assert!(sc.starts_with("__Host-keycard=v1."), "{sc}");
-        for attr in ["HttpOnly", "SameSite=Lax", "Secure", "Path=/", "Max-Age=1000"] {
+        for attr in [
+            "HttpOnly",
+            "SameSite=Lax",
+            "Secure",
+            "Path=/",
+            "Max-Age=1000",
+        ] {
             assert!(sc.contains(attr), "{sc} lacks {attr}");
         }
         let (l, f, o) = request(&cfg, &mut jar, &mut kv, Changes::default(), T0 + 1);
@@ -683,7 +788,11 @@ pub(crate) mod tests {
     #[test]
     fn idle_expiry_boundaries() {
         let cfg = config(&[("SESSION_REFRESH_AFTER", "999")]);
-        for (offset, want) in [(999, Status::Valid), (1000, Status::Expired), (1001, Status::Expired)] {
+        for (offset, want) in [
+            (999, Status::Valid),
+            (1000, Status::Expired),
+            (1001, Status::Expired),
+        ] {
             let (mut jar, mut kv) = (None, HashMap::new());
             request(&cfg, &mut jar, &mut kv, set(r#"{"a":1}"#), T0);
             let (l, f, o) = request(&cfg, &mut jar, &mut kv, Changes::default(), T0 + offset);
@@ -700,7 +809,11 @@ pub(crate) mod tests {
     #[test]
     fn absolute_expiry_boundaries() {
         let cfg = config(&[]);
-        for (offset, want) in [(4999, Status::Valid), (5000, Status::Expired), (5001, Status::Expired)] {
+        for (offset, want) in [
+            (4999, Status::Valid),
+            (5000, Status::Expired),
+            (5001, Status::Expired),
+        ] {
             let (mut jar, mut kv) = (None, HashMap::new());
             request(&cfg, &mut jar, &mut kv, set(r#"{"a":1}"#), T0);
             let mut t = T0;
@@ -729,7 +842,13 @@ pub(crate) mod tests {
                 assert_ne!(jar, before);
                 assert_eq!(f.expires, Some(T0 + offset + 1000));
                 // The refreshed cookie carries the new issue time.
-                let (l, _, _) = request(&cfg, &mut jar, &mut kv, Changes::default(), T0 + offset + 999);
+                let (l, _, _) = request(
+                    &cfg,
+                    &mut jar,
+                    &mut kv,
+                    Changes::default(),
+                    T0 + offset + 999,
+                );
                 assert_eq!(l.status, Status::Valid);
             } else {
                 assert_eq!(f.expires, Some(T0 + 1000));
@@ -741,7 +860,13 @@ pub(crate) mod tests {
     fn far_future_issue_time_is_invalid() {
         let cfg = config(&[]);
         let (mut jar, mut kv) = (None, HashMap::new());
-        request(&cfg, &mut jar, &mut kv, set(r#"{"a":1}"#), T0 + MAX_SKEW + 1);
+        request(
+            &cfg,
+            &mut jar,
+            &mut kv,
+            set(r#"{"a":1}"#),
+            T0 + MAX_SKEW + 1,
+        );
         let (l, _, _) = request(&cfg, &mut jar, &mut kv, Changes::default(), T0);
         assert_eq!(l.status, Status::Invalid);
         let (mut jar, mut kv) = (None, HashMap::new());
@@ -836,7 +961,10 @@ pub(crate) mod tests {
         request(&cfg, &mut jar, &mut kv, set(r#"{"a":1}"#), T0);
         let good = jar.unwrap();
         let n = &cfg.cookie.name;
-        for header in [format!("{n}=garbage; {n}={good}"), format!("{n}={good}; {n}=garbage")] {
+        for header in [
+            format!("{n}=garbage; {n}={good}"),
+            format!("{n}={good}; {n}=garbage"),
+        ] {
             match read(&cfg, Some(&header), T0 + 1) {
                 Read::Ready(_) => {}
                 other => panic!("{header}: {other:?}"),
@@ -853,7 +981,15 @@ pub(crate) mod tests {
     #[test]
     fn store_outage_does_not_clear_the_cookie() {
         let cfg = config(&[("SESSION_STORE", "kv")]);
-        let out = finish(&cfg, Loaded::store_unavailable(), Changes::default(), T0, &mut CountingEntropy(0), true).unwrap();
+        let out = finish(
+            &cfg,
+            Loaded::store_unavailable(),
+            Changes::default(),
+            T0,
+            &mut CountingEntropy(0),
+            true,
+        )
+        .unwrap();
         assert_eq!(out.set_cookie, None);
         assert_eq!(out.change, Change::Unchanged);
     }
@@ -881,7 +1017,13 @@ pub(crate) mod tests {
         assert_eq!(l.session.unwrap().location, Location::Kv);
         assert_eq!(data_of(&f)["blob"].as_str().unwrap().len(), 6000);
         assert_eq!(o.kv_put, None, "no write without a change");
-        let (_, _, o) = request(&cfg, &mut jar, &mut kv, set(r#"{"blob":null,"small":1}"#), T0 + 2);
+        let (_, _, o) = request(
+            &cfg,
+            &mut jar,
+            &mut kv,
+            set(r#"{"blob":null,"small":1}"#),
+            T0 + 2,
+        );
         assert_eq!(o.kv_delete.len(), 1);
         assert!(kv.is_empty());
         let (l, f, _) = request(&cfg, &mut jar, &mut kv, Changes::default(), T0 + 3);
@@ -912,7 +1054,10 @@ pub(crate) mod tests {
         let old = config(&[]);
         let (mut jar, mut kv) = (None, HashMap::new());
         request(&old, &mut jar, &mut kv, set(r#"{"a":1}"#), T0);
-        let new = config(&[("SESSION_SECRET", &"n".repeat(40)), ("SESSION_SECRET_PREVIOUS", SECRET)]);
+        let new = config(&[
+            ("SESSION_SECRET", &"n".repeat(40)),
+            ("SESSION_SECRET_PREVIOUS", SECRET),
+        ]);
         let (l, _, o) = request(&new, &mut jar, &mut kv, Changes::default(), T0 + 1);
         assert_eq!(l.status, Status::Valid);
         assert_eq!(o.change, Change::Renewed);
@@ -920,6 +1065,10 @@ pub(crate) mod tests {
         assert!(jar.as_ref().unwrap().starts_with(&format!("v1.{kid}.")));
         let only_new = config(&[("SESSION_SECRET", &"n".repeat(40))]);
         let (l, _, _) = request(&only_new, &mut jar, &mut kv, Changes::default(), T0 + 2);
-        assert_eq!(l.status, Status::Valid, "re-issued cookie no longer needs the old key");
+        assert_eq!(
+            l.status,
+            Status::Valid,
+            "re-issued cookie no longer needs the old key"
+        );
     }
 }

@@ -35,7 +35,16 @@ mod tests {
     fn parse_u64_is_strict() {
         assert_eq!(parse_u64("0"), Some(0));
         assert_eq!(parse_u64("1700000000"), Some(1_700_000_000));
-        for bad in ["", "01", "+1", "-1", " 1", "1 ", "1e3", "99999999999999999999"] {
+        for bad in [
+            "",
+            "01",
+            "+1",
+            "-1",
+            " 1",
+            "1 ",
+            "1e3",
+            "99999999999999999999",
+        ] {
             assert_eq!(parse_u64(bad), None, "{bad:?}");
         }
     }

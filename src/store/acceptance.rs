@@ -25,16 +25,36 @@ impl Client {
     }
 
     /// One request through the core with `store`; returns the forwarded headers.
-    async fn go<S: SessionStore>(&mut self, cfg: &Config, store: &S, changes: Changes, now: u64) -> Forward {
-        let header = self.jar.as_ref().map(|v| format!("{}={v}", cfg.cookie.name));
-        let loaded = load(read(cfg, header.as_deref(), now), Some(store)).await.unwrap();
+    async fn go<S: SessionStore>(
+        &mut self,
+        cfg: &Config,
+        store: &S,
+        changes: Changes,
+        now: u64,
+    ) -> Forward {
+        let header = self
+            .jar
+            .as_ref()
+            .map(|v| format!("{}={v}", cfg.cookie.name));
+        let loaded = load(read(cfg, header.as_deref(), now), Some(store))
+            .await
+            .unwrap();
         let fwd = forward_headers(cfg, &loaded, now, "GET", "https://h/");
         self.seed = self.seed.wrapping_add(1);
-        let out = finish(cfg, loaded, changes, now, &mut CountingEntropy(self.seed), true).unwrap();
+        let out = finish(
+            cfg,
+            loaded,
+            changes,
+            now,
+            &mut CountingEntropy(self.seed),
+            true,
+        )
+        .unwrap();
         apply(&out, store).await.unwrap();
         if let Some(sc) = out.set_cookie {
             let c = cookie::Cookie::parse(sc).unwrap();
-            self.jar = (c.max_age() != Some(cookie::time::Duration::ZERO)).then(|| c.value().to_owned());
+            self.jar =
+                (c.max_age() != Some(cookie::time::Duration::ZERO)).then(|| c.value().to_owned());
         }
         fwd
     }
@@ -175,7 +195,9 @@ fn auto_mode_spills_and_shrinks_back() {
         c.go(&cfg, &store, set(r#"{"blob":null}"#), T0 + 40).await;
         assert!(store.is_empty());
         let h = format!("{}={}", cfg.cookie.name, c.jar.as_ref().unwrap());
-        let loaded = load(read(&cfg, Some(&h), T0 + 41), Some(&store)).await.unwrap();
+        let loaded = load(read(&cfg, Some(&h), T0 + 41), Some(&store))
+            .await
+            .unwrap();
         assert_eq!(loaded.status, Status::Valid);
         assert_eq!(loaded.session.unwrap().location, Location::Cookie);
     });

@@ -8,7 +8,10 @@ use super::{SessionStore, StoreError};
 pub struct KvSessionStore(pub KvStore);
 
 fn fail(op: &'static str, e: impl std::fmt::Display) -> StoreError {
-    StoreError { op, detail: e.to_string() }
+    StoreError {
+        op,
+        detail: e.to_string(),
+    }
 }
 
 impl SessionStore for KvSessionStore {

@@ -28,7 +28,11 @@ impl MemoryStore {
     /// How many live records there are.
     pub fn len(&self) -> usize {
         let now = self.now.get();
-        self.records.borrow().values().filter(|(_, exp)| *exp > now).count()
+        self.records
+            .borrow()
+            .values()
+            .filter(|(_, exp)| *exp > now)
+            .count()
     }
 
     /// Whether there are no live records.
@@ -43,7 +47,10 @@ impl MemoryStore {
 
     fn check(&self, op: &'static str) -> Result<(), StoreError> {
         if self.failing.get() {
-            Err(StoreError { op, detail: "injected failure".into() })
+            Err(StoreError {
+                op,
+                detail: "injected failure".into(),
+            })
         } else {
             Ok(())
         }
@@ -54,12 +61,19 @@ impl SessionStore for MemoryStore {
     async fn get(&self, key: &str) -> Result<Option<String>, StoreError> {
         self.check("get")?;
         let now = self.now.get();
-        Ok(self.records.borrow().get(key).filter(|(_, exp)| *exp > now).map(|(v, _)| v.clone()))
+        Ok(self
+            .records
+            .borrow()
+            .get(key)
+            .filter(|(_, exp)| *exp > now)
+            .map(|(v, _)| v.clone()))
     }
 
     async fn put(&self, key: &str, value: &str, ttl: u64) -> Result<(), StoreError> {
         self.check("put")?;
-        self.records.borrow_mut().insert(key.to_owned(), (value.to_owned(), self.now.get() + ttl));
+        self.records
+            .borrow_mut()
+            .insert(key.to_owned(), (value.to_owned(), self.now.get() + ttl));
         self.puts.set(self.puts.get() + 1);
         Ok(())
     }

@@ -32,7 +32,8 @@ pub trait SessionStore {
     /// The record at `key`, or `None` when there is none.
     fn get(&self, key: &str) -> impl Future<Output = Result<Option<String>, StoreError>>;
     /// Writes `value` at `key`, to expire after `ttl` seconds.
-    fn put(&self, key: &str, value: &str, ttl: u64) -> impl Future<Output = Result<(), StoreError>>;
+    fn put(&self, key: &str, value: &str, ttl: u64)
+        -> impl Future<Output = Result<(), StoreError>>;
     /// Deletes `key`; deleting a missing key is not an error.
     fn delete(&self, key: &str) -> impl Future<Output = Result<(), StoreError>>;
 }
