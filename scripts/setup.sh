@@ -5,6 +5,7 @@
 #   scripts/setup.sh browser    # also Debian chromium for the browser test
 #   scripts/setup.sh php        # also Debian php-cli for the PHP origin example
 #   scripts/setup.sh bench      # also nginx-light and wrk for `make bench`
+#   scripts/setup.sh fuzz       # also the nightly toolchain and cargo-fuzz for `make fuzz`
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -73,6 +74,10 @@ for extra in "$@"; do
     php) command -v php >/dev/null || apt_install php-cli ;;
     bench) { command -v nginx >/dev/null && command -v wrk >/dev/null; } || apt_install nginx-light wrk ;;
     fuzz)
+      if ! rustup run nightly rustc --version >/dev/null 2>&1; then
+        say "installing the nightly toolchain (cargo-fuzz needs it)"
+        rustup toolchain install nightly --profile minimal
+      fi
       if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
         say "installing cargo-fuzz"
         cargo +nightly install cargo-fuzz --locked || cargo +nightly install cargo-fuzz
