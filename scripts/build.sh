@@ -7,4 +7,15 @@ root="$(pwd)"
 export WASM_BINDGEN_BIN="$(command -v wasm-bindgen)"
 export WASM_OPT_BIN="$root/node_modules/.bin/wasm-opt"
 export ESBUILD_BIN="$root/node_modules/.bin/esbuild"
-exec worker-build --release "$@"
+worker-build --release "$@"
+
+# wasm-opt, as worker-build would run it (the same explicit feature set, which workerd
+# supports) but without --debuginfo: the name section only serves stack traces.
+WASM_OPT_LEVEL="${WASM_OPT_LEVEL:--O3}"
+"$WASM_OPT_BIN" build/index_bg.wasm "$WASM_OPT_LEVEL" --strip-debug --strip-producers \
+  --enable-mutable-globals --enable-sign-ext --enable-nontrapping-float-to-int \
+  --enable-bulk-memory --enable-multivalue --enable-reference-types --enable-exception-handling \
+  -o build/index_bg.wasm
+raw=$(wc -c < build/index_bg.wasm)
+gz=$(gzip -9c build/index_bg.wasm | wc -c)
+echo "build: build/index_bg.wasm is $raw bytes, $gz gzipped (wasm-opt $WASM_OPT_LEVEL)"

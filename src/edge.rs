@@ -10,6 +10,7 @@ use std::rc::Rc;
 
 use js_sys::{Promise, Reflect};
 use serde_json::json;
+use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{
@@ -91,16 +92,29 @@ fn opaque(status: u16, body: &str) -> WsResponse {
     plain(status, "text/plain; charset=utf-8", body, &[])
 }
 
-fn header_names(headers: &Headers) -> Vec<String> {
-    let mut names = Vec::new();
-    if let Ok(Some(iter)) = js_sys::try_iter(&headers.keys()) {
-        for name in iter.flatten() {
-            if let Some(n) = name.as_string() {
-                names.push(n);
-            }
-        }
-    }
-    names
+#[wasm_bindgen(inline_js = r#"
+export function reserved_names(headers) {
+  const out = [];
+  for (const k of headers.keys()) {
+    if (k.startsWith("x-session") && (k.length === 9 || k.charCodeAt(9) === 45)) out.push(k);
+  }
+  return out;
+}
+"#)]
+extern "C" {
+    /// The names in the reserved `X-Session*` namespace present in `headers`
+    /// (lower-cased, as `Headers` keeps them). One call across the JS boundary instead of
+    /// one per header: usually it returns an empty array.
+    fn reserved_names(headers: &Headers) -> js_sys::Array;
+}
+
+/// The reserved header names in `headers`, checked again on the Rust side.
+fn reserved(headers: &Headers) -> Vec<String> {
+    reserved_names(headers)
+        .iter()
+        .filter_map(|v| v.as_string())
+        .filter(|n| forward::is_reserved(n))
+        .collect()
 }
 
 /// Any error inside the edge that is not the client's doing.
@@ -252,10 +266,8 @@ async fn handle(req: WsRequest, env: &Env) -> Result<WsResponse, EdgeError> {
     // The forwarded request: the client's headers minus the reserved namespace, the
     // session cookie removed, and ours added.
     let out_headers = Headers::new_with_headers(&in_headers)?;
-    for name in header_names(&in_headers) {
-        if forward::is_reserved(&name) {
-            out_headers.delete(&name)?;
-        }
+    for name in reserved(&in_headers) {
+        out_headers.delete(&name)?;
     }
     if !cfg.forward_cookie {
         if let Some(c) = &cookie {
@@ -341,15 +353,8 @@ async fn respond(
 ) -> Result<WsResponse, EdgeError> {
     let status = origin.status();
     let o_headers = origin.headers();
-    let names = header_names(&o_headers);
-    let mut has_control = false;
-    let headers = Headers::new_with_headers(&o_headers)?;
-    for name in &names {
-        if forward::is_reserved(name) {
-            has_control = true;
-            headers.delete(name)?;
-        }
-    }
+    let names = reserved(&o_headers);
+    let has_control = !names.is_empty();
     let changes = if !has_control {
         control::Changes::default()
     } else {
@@ -403,6 +408,15 @@ async fn respond(
                 }
             }
         }
+    }
+    if !has_control && set_cookie.is_none() {
+        // Nothing to strip or add: hand the origin's response through untouched (the
+        // common read-only request; this also keeps WebSocket upgrades as they are).
+        return Ok(origin);
+    }
+    let headers = Headers::new_with_headers(&o_headers)?;
+    for name in &names {
+        headers.delete(name)?;
     }
     if let Some(sc) = &set_cookie {
         headers.append("set-cookie", sc)?;
