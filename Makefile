@@ -4,7 +4,7 @@ SHELL := /bin/bash
 export WRANGLER_SEND_METRICS := false
 export PATH := $(CURDIR)/node_modules/.bin:$(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: help setup build dev test test-native test-e2e lint fmt check-deploy fuzz loadtest bench clean
+.PHONY: help setup build dev test test-native test-e2e lint fmt check-deploy fuzz fuzz-smoke loadtest bench clean
 
 help:
 	@echo "make dev       keycard on http://127.0.0.1:8787 in front of the demo app (local KV)"
@@ -31,8 +31,8 @@ dev: build
 	@echo
 	npx wrangler dev -c wrangler.toml -c www/wrangler.toml --env dev --ip 127.0.0.1 --port 8787
 
-test: SETUP_EXTRAS = browser php
-test: build test-native lint test-e2e check-deploy
+test: SETUP_EXTRAS = browser php fuzz
+test: build test-native lint test-e2e fuzz-smoke check-deploy
 
 test-native:
 	cargo test --all-targets
@@ -43,7 +43,12 @@ lint:
 	cargo clippy --target wasm32-unknown-unknown -- -D warnings
 
 test-e2e:
-	node --test --test-concurrency=1 --test-timeout=300000 tests/e2e/
+	node --test --test-concurrency=1 --test-timeout=300000 tests/e2e/*.test.mjs
+
+# A short, seeded run of every fuzz target plus its regressions (not a fuzzing campaign:
+# that is `make fuzz`).
+fuzz-smoke:
+	scripts/fuzz.sh --smoke
 
 check-deploy:
 	npx wrangler deploy --dry-run --outdir build/dry-run
