@@ -4,6 +4,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root="$(pwd)"
+
+# `make dev` builds, then wrangler's [build] command asks again: skip when nothing that
+# goes into the Worker changed since the last build.
+if [ -f build/index_bg.wasm ] && [ -f build/index.js ] && [ "${KEYCARD_FORCE_BUILD:-}" != 1 ] \
+   && [ -z "$(find src Cargo.toml Cargo.lock .cargo rust-toolchain.toml scripts/build.sh -newer build/index_bg.wasm -print -quit)" ]; then
+  echo "build: up to date (build/index_bg.wasm)"
+  exit 0
+fi
 export WASM_BINDGEN_BIN="$(command -v wasm-bindgen)"
 export WASM_OPT_BIN="$root/node_modules/.bin/wasm-opt"
 export ESBUILD_BIN="$root/node_modules/.bin/esbuild"
