@@ -188,6 +188,44 @@ fn valid_attr_value(v: &str) -> bool {
     !v.is_empty() && v.bytes().all(|b| (0x21..0x7f).contains(&b) && b != b';')
 }
 
+/// Checks a registered name or IPv4 address the way the runtime's WHATWG URL parser
+/// will read it (hand-checked: the `url` crate would add ~70 KB of wasm). Stricter than
+/// WHATWG where it is ambiguous: a host whose last label is a number must be a plain
+/// dotted quad, and punycode (`xn--`) labels are refused.
+fn check_host(host: &str) -> Result<(), String> {
+    let labels: Vec<&str> = host.split('.').collect();
+    if labels.iter().any(|l| l.is_empty())
+        || !host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+    {
+        return Err("has an invalid host".into());
+    }
+    if labels
+        .iter()
+        .any(|l| l.len() >= 4 && l[..4].eq_ignore_ascii_case("xn--"))
+    {
+        return Err("has a punycode (xn--) host; use its IP address or another name".into());
+    }
+    let last = labels[labels.len() - 1];
+    let numeric = last.bytes().all(|b| b.is_ascii_digit())
+        || (last.len() >= 2 && last[..2].eq_ignore_ascii_case("0x"));
+    if numeric {
+        // WHATWG parses such a host as IPv4: accept only an unambiguous dotted quad.
+        let quad = labels.len() == 4
+            && labels.iter().all(|l| {
+                l.len() <= 3
+                    && l.bytes().all(|b| b.is_ascii_digit())
+                    && (l.len() == 1 || !l.starts_with('0'))
+                    && l.parse::<u16>().is_ok_and(|n| n <= 255)
+            });
+        if !quad {
+            return Err("has a host ending in a number that is not an IPv4 address".into());
+        }
+    }
+    Ok(())
+}
+
 fn parse_origin_url(text: &str) -> Result<OriginBase, String> {
     let (scheme, rest) = text.split_once("://").ok_or_else(|| {
         "must be an absolute http(s) URL such as https://app.internal:8443".to_string()
@@ -234,15 +272,8 @@ fn parse_origin_url(text: &str) -> Result<OriginBase, String> {
             return Err(format!("has a bad port {p:?}"));
         }
     }
-    // A registered name or IPv4 address: letters, digits, '-', '_' and non-empty
-    // dot-separated labels (hand-checked: the `url` crate would add ~70 KB of wasm).
-    if !host.starts_with('[')
-        && (host.split('.').any(str::is_empty)
-            || !host
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.'))
-    {
-        return Err("has an invalid host".into());
+    if !host.starts_with('[') {
+        check_host(host)?;
     }
     Ok(OriginBase(format!("{scheme}://{authority}")))
 }
@@ -775,6 +806,35 @@ mod tests {
         ] {
             let c = cfg(&[("ORIGIN_URL", good)]).unwrap();
             assert_eq!(c.origin_url.unwrap().0, good);
+        }
+    }
+
+    /// Found by the fuzz smoke (`fuzz/regressions/config/origin-url-numeric-last-label`):
+    /// a host whose last label is a number is read as IPv4 by the runtime's URL parser,
+    /// so `legacy.internal.example.34567` passed validation and failed every request.
+    #[test]
+    fn origin_url_with_a_numeric_last_label_must_be_ipv4() {
+        for bad in [
+            "https://legacy.internal.example.34567",
+            "http://a.0x10",
+            "http://256.1.1.1",
+            "http://127.1",
+            "http://01.2.3.4",
+            "http://xn--a.com",
+        ] {
+            let e = cfg(&[("ORIGIN_URL", bad)]).expect_err(bad);
+            assert_eq!(e.var, "ORIGIN_URL", "{bad}");
+        }
+        for good in [
+            "http://127.0.0.1:9000",
+            "http://10.0.0.255",
+            "http://host-1.internal",
+            "http://a1.b2",
+        ] {
+            assert_eq!(
+                cfg(&[("ORIGIN_URL", good)]).unwrap().origin_url.unwrap().0,
+                good
+            );
         }
     }
 
