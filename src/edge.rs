@@ -100,12 +100,48 @@ export function reserved_names(headers) {
   }
   return out;
 }
+
+// Builds the forwarded request's headers in one call: a copy of the client's headers
+// without the reserved namespace, the Cookie header rewritten (mode 1: set to `cookie`,
+// 2: removed, 0: untouched) and keycard's own headers set. Every decision was made in
+// Rust; this only applies them, to cross the JS boundary once instead of ~12 times.
+export function forward_headers(h, cookieMode, cookie, session, status, id, expires, xff, host, proto) {
+  const out = new Headers(h);
+  for (const k of h.keys()) {
+    if (k.startsWith("x-session") && (k.length === 9 || k.charCodeAt(9) === 45)) out.delete(k);
+  }
+  if (cookieMode === 1) out.set("cookie", cookie);
+  else if (cookieMode === 2) out.delete("cookie");
+  if (session !== undefined) out.set("x-session", session);
+  out.set("x-session-status", status);
+  if (id !== undefined) out.set("x-session-id", id);
+  if (expires !== undefined) out.set("x-session-expires", expires);
+  if (xff !== undefined) out.set("x-forwarded-for", xff);
+  out.set("x-forwarded-host", host);
+  out.set("x-forwarded-proto", proto);
+  return out;
+}
 "#)]
 extern "C" {
     /// The names in the reserved `X-Session*` namespace present in `headers`
     /// (lower-cased, as `Headers` keeps them). One call across the JS boundary instead of
     /// one per header: usually it returns an empty array.
     fn reserved_names(headers: &Headers) -> js_sys::Array;
+
+    /// See the JS above: applies the forwarding decisions to a copy of `headers`.
+    #[allow(clippy::too_many_arguments)]
+    fn forward_headers(
+        headers: &Headers,
+        cookie_mode: u32,
+        cookie: &str,
+        session: Option<String>,
+        status: &str,
+        id: Option<String>,
+        expires: Option<String>,
+        xff: Option<String>,
+        host: &str,
+        proto: &str,
+    ) -> Headers;
 }
 
 /// The reserved header names in `headers`, checked again on the Rust side.
@@ -265,35 +301,27 @@ async fn handle(req: WsRequest, env: &Env) -> Result<WsResponse, EdgeError> {
 
     // The forwarded request: the client's headers minus the reserved namespace, the
     // session cookie removed, and ours added.
-    let out_headers = Headers::new_with_headers(&in_headers)?;
-    for name in reserved(&in_headers) {
-        out_headers.delete(&name)?;
-    }
-    if !cfg.forward_cookie {
-        if let Some(c) = &cookie {
-            match forward::strip_cookie(c, &cfg.cookie.name) {
-                Some(rest) => out_headers.set("cookie", &rest)?,
-                None => out_headers.delete("cookie")?,
-            }
-        }
-    }
-    if let Some(s) = &fwd.session {
-        out_headers.set("x-session", s)?;
-    }
-    out_headers.set("x-session-status", fwd.status)?;
-    if let Some(h) = &fwd.handle {
-        out_headers.set("x-session-id", h)?;
-    }
-    if let Some(e) = fwd.expires {
-        out_headers.set("x-session-expires", &e.to_string())?;
-    }
+    let (cookie_mode, rest) = match (&cookie, cfg.forward_cookie) {
+        (Some(c), false) => match forward::strip_cookie(c, &cfg.cookie.name) {
+            Some(rest) => (1, rest),
+            None => (2, String::new()),
+        },
+        _ => (0, String::new()),
+    };
     let client_ip = in_headers.get("cf-connecting-ip").ok().flatten();
     let xff = in_headers.get("x-forwarded-for").ok().flatten();
-    if let Some(v) = forward::forwarded_for(xff.as_deref(), client_ip.as_deref()) {
-        out_headers.set("x-forwarded-for", &v)?;
-    }
-    out_headers.set("x-forwarded-host", parts.host)?;
-    out_headers.set("x-forwarded-proto", parts.scheme)?;
+    let out_headers = forward_headers(
+        &in_headers,
+        cookie_mode,
+        &rest,
+        fwd.session,
+        fwd.status,
+        fwd.handle,
+        fwd.expires.map(|e| e.to_string()),
+        forward::forwarded_for(xff.as_deref(), client_ip.as_deref()),
+        parts.host,
+        parts.scheme,
+    );
 
     let init = RequestInit::new();
     init.set_method(&method);
