@@ -17,7 +17,7 @@ use web_sys::{
     Headers, Request as WsRequest, RequestInit, RequestRedirect, Response as WsResponse,
     ResponseInit,
 };
-use worker::{event, Context, Env, Request, Response};
+use worker::Env;
 
 use crate::config::{Config, ConfigError, KvFailure, StoreMode};
 use crate::endpoints::{self, Endpoint};
@@ -219,14 +219,21 @@ impl EdgeError {
     }
 }
 
-#[event(fetch)]
-pub async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response> {
-    let req: WsRequest = Clone::clone(req.inner());
+/// The Worker's `fetch` entry, exported the way `#[event(fetch)]` would export it but
+/// working on the runtime's own `Request` and `Response`: the macro's `worker::Request`
+/// and `worker::Response` wrappers re-read the request and rebuild every response,
+/// which cost CPU on every request and would lose a WebSocket upgrade's socket.
+#[wasm_bindgen]
+pub async fn fetch(
+    req: WsRequest,
+    env: Env,
+    _ctx: worker::worker_sys::Context,
+) -> Result<JsValue, JsValue> {
     let resp = match handle(req, &env).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
     };
-    Ok(Response::from(resp))
+    Ok(resp.into())
 }
 
 /// The KV store, when the configuration uses one and the binding exists.
