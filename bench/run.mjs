@@ -24,6 +24,7 @@
 // Knobs: BENCH_ROUNDS (3), BENCH_DURATION (5, seconds per measurement),
 // BENCH_CONNECTIONS (10), BENCH_WARMUP (3, seconds per instance),
 // BENCH_HOSTS (workerd,wrangler), BENCH_ONLY (e.g. A,K-cookie), BENCH_SKIP_CRITERION=1,
+// BENCH_BUILD_B (a second keycard build dir to A/B against, e.g. a scratch build),
 // BENCH_OUT (BENCHMARKS.md; "-" prints only).
 import { spawn, spawnSync, execFileSync } from "node:child_process";
 import fs from "node:fs";
@@ -74,6 +75,15 @@ const VARIANTS = [
     vars: { SESSION_SECRET: SECRET },
   },
 ].filter((v) => !process.env.BENCH_ONLY || process.env.BENCH_ONLY.split(",").includes(v.name));
+// BENCH_BUILD_B=<dir with index.js + index_bg.wasm>: an A/B run. Every K variant also
+// runs from that build, as "<name> B", alternating with the others in the same rounds.
+const BUILD_B = process.env.BENCH_BUILD_B ? path.resolve(process.env.BENCH_BUILD_B) : null;
+if (BUILD_B) {
+  for (const v of [...VARIANTS]) {
+    if (v.main !== KEYCARD) continue;
+    VARIANTS.push({ ...v, name: `${v.name} B`, what: `${v.what}; the build in ${BUILD_B}`, build: BUILD_B });
+  }
+}
 
 const log = (...a) => console.error("bench:", ...a);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -248,9 +258,10 @@ async function waitForOrigin(url, alive, what) {
 
 /** The variant in `wrangler dev`, driven at the port of the workerd that runs it. */
 async function startWrangler(v, origin) {
-  const dir = path.join(scratch, `wrangler-${v.name}`);
+  const slug = v.name.toLowerCase().replace(/[^a-z0-9]+/g, "-");
+  const dir = path.join(scratch, `wrangler-${slug}`);
   fs.mkdirSync(dir, { recursive: true });
-  const lines = [`name = ${toml("bench-" + v.name.toLowerCase())}`, `main = ${toml(v.main)}`, `compatibility_date = ${toml(COMPAT_DATE)}`];
+  const lines = [`name = ${toml("bench-" + slug)}`, `main = ${toml(v.main)}`, `compatibility_date = ${toml(COMPAT_DATE)}`];
   if (v.kv) lines.push(`kv_namespaces = [{ binding = "SESSIONS", id = "bench" }]`);
   lines.push("[vars]", `ORIGIN_URL = ${toml(origin.url)}`);
   const secrets = [];
@@ -317,7 +328,7 @@ async function ensureRuntime(w) {
 
 /** The variant in a plain `workerd serve` (the binary wrangler ships) from bench/workerd.capnp.in. */
 async function startWorkerd(v, origin) {
-  const dir = path.join(scratch, `workerd-${v.name}`);
+  const dir = path.join(scratch, `workerd-${v.name.toLowerCase().replace(/[^a-z0-9]+/g, "-")}`);
   fs.mkdirSync(dir, { recursive: true });
   fs.copyFileSync(path.join(BENCH, "workers/memory-kv.mjs"), path.join(dir, "memory-kv.mjs"));
   const modules = [];
@@ -507,9 +518,13 @@ async function main() {
   scratch = fs.mkdtempSync(path.join(os.tmpdir(), "keycard-bench-"));
   // A private copy of the build: wrangler dev reloads when its entry changes, and a
   // rebuild in the checkout during the run must not swap the Worker under measurement.
-  const kdir = path.join(scratch, "keycard-build");
-  fs.mkdirSync(kdir);
-  for (const f of ["index.js", "index_bg.wasm"]) fs.copyFileSync(path.join(ROOT, "build", f), path.join(kdir, f));
+  const copyBuild = (from, to) => {
+    fs.mkdirSync(to);
+    for (const f of ["index.js", "index_bg.wasm"]) fs.copyFileSync(path.join(from, f), path.join(to, f));
+    return to;
+  };
+  const kdir = copyBuild(path.join(ROOT, "build"), path.join(scratch, "keycard-build"));
+  const kdirB = BUILD_B && copyBuild(BUILD_B, path.join(scratch, "keycard-build-b"));
   const wasm = fs.readFileSync(path.join(kdir, "index_bg.wasm"));
   const wasmSize = { raw: wasm.length, gzip: zlib.gzipSync(wasm, { level: 9 }).length };
   log(`wasm ${wasmSize.raw} bytes raw, ${wasmSize.gzip} gzipped`);
@@ -522,8 +537,9 @@ async function main() {
   }
   for (const v of VARIANTS) {
     if (v.main === KEYCARD) {
-      v.main = path.join(kdir, "index.js");
-      v.modules = [{ file: path.join(kdir, "index.js"), type: "esModule" }, { file: path.join(kdir, "index_bg.wasm"), type: "wasm" }];
+      const dir = v.build ? kdirB : kdir;
+      v.main = path.join(dir, "index.js");
+      v.modules = [{ file: path.join(dir, "index.js"), type: "esModule" }, { file: path.join(dir, "index_bg.wasm"), type: "wasm" }];
     } else if (v.name === "H") {
       v.modules = [{ file: hBundle, type: "esModule" }];
     } else {
@@ -581,6 +597,7 @@ async function main() {
     return {
       name: w.name, host: w.host, what: w.what, check: w.check, session: w.session,
       cpuUs: median(rs.map((x) => x.cpuUs)), otherUs: median(rs.map((x) => x.otherUs)),
+      cpuMin: Math.min(...rs.map((x) => x.cpuUs)), cpuMax: Math.max(...rs.map((x) => x.cpuUs)),
       rps: median(rs.map((x) => x.rps)), p50: median(rs.map((x) => x.p50)), p99: median(rs.map((x) => x.p99)),
       reqs: rs.reduce((s, x) => s + x.reqs, 0), non2xx: rs.reduce((s, x) => s + x.non2xx, 0),
       originSaw: rs.reduce((s, x) => s + x.originSaw, 0), originValid: rs.reduce((s, x) => s + x.originValid, 0),
@@ -630,10 +647,10 @@ function hostTable(summary, host) {
   const A = rowsOf.find((s) => s.name === "A");
   const ratio = (x, a) => (a ? `${f2(x / a)}×` : "");
   return mdTable(
-    ["variant", "CPU µs/req", "vs A", "req/s", "vs A", "p50 ms", "vs A", "p99 ms", "vs A", "origin saw valid/total"],
+    ["variant", "CPU µs/req", "(range)", "vs A", "req/s", "vs A", "p50 ms", "vs A", "p99 ms", "vs A", "origin saw valid/total"],
     rowsOf.map((s) => [
       s.name,
-      f0(s.cpuUs), ratio(s.cpuUs, A?.cpuUs),
+      f0(s.cpuUs), `${f0(s.cpuMin)}–${f0(s.cpuMax)}`, ratio(s.cpuUs, A?.cpuUs),
       f0(s.rps), ratio(s.rps, A?.rps),
       f2(s.p50), ratio(s.p50, A?.p50),
       f2(s.p99), ratio(s.p99, A?.p99),
@@ -737,7 +754,8 @@ ${crit.cmd ?? "cargo bench --bench core"}
 \`\`\`
 
 Knobs: \`BENCH_ROUNDS\` (3), \`BENCH_DURATION\` (5 s), \`BENCH_CONNECTIONS\` (10), \`BENCH_WARMUP\` (3 s),
-\`BENCH_HOSTS=workerd,wrangler\`, \`BENCH_ONLY=A,K-cookie\`, \`BENCH_SKIP_CRITERION=1\`, \`BENCH_OUT\` (\`-\` prints only).
+\`BENCH_HOSTS=workerd,wrangler\`, \`BENCH_ONLY=A,K-cookie\`, \`BENCH_SKIP_CRITERION=1\`, \`BENCH_OUT\` (\`-\` prints only),
+\`BENCH_BUILD_B=<dir>\` (A/B: every K variant also runs from that build, as "K-… B", in the same rounds).
 
 <details><summary>Every measurement</summary>
 
