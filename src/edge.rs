@@ -88,8 +88,10 @@ fn plain(status: u16, content_type: &str, body: &str, extra: &[(&str, &str)]) ->
     WsResponse::new_with_opt_str_and_init(body, &init).expect("a plain Response can be built")
 }
 
+const TEXT: &str = "text/plain; charset=utf-8";
+
 fn opaque(status: u16, body: &str) -> WsResponse {
-    plain(status, "text/plain; charset=utf-8", body, &[])
+    plain(status, TEXT, body, &[])
 }
 
 #[wasm_bindgen(inline_js = r#"
@@ -107,9 +109,7 @@ export function reserved_names(headers) {
 // Rust; this only applies them, to cross the JS boundary once instead of ~12 times.
 export function forward_headers(h, cookieMode, cookie, session, status, id, expires, xff, host, proto) {
   const out = new Headers(h);
-  for (const k of h.keys()) {
-    if (k.startsWith("x-session") && (k.length === 9 || k.charCodeAt(9) === 45)) out.delete(k);
-  }
+  for (const k of reserved_names(h)) out.delete(k);
   if (cookieMode === 1) out.set("cookie", cookie);
   else if (cookieMode === 2) out.delete("cookie");
   if (session !== undefined) out.set("x-session", session);
@@ -162,14 +162,17 @@ enum EdgeError {
     Js(String),
 }
 
+/// The message of a thrown JS value, for the log.
+fn js_message(v: &JsValue) -> String {
+    v.dyn_ref::<js_sys::Error>()
+        .map(|e| String::from(e.message()))
+        .or_else(|| v.as_string())
+        .unwrap_or_else(|| "unknown JS error".into())
+}
+
 impl From<JsValue> for EdgeError {
     fn from(v: JsValue) -> Self {
-        EdgeError::Js(
-            v.dyn_ref::<js_sys::Error>()
-                .map(|e| String::from(e.message()))
-                .or_else(|| v.as_string())
-                .unwrap_or_else(|| "unknown JS error".into()),
-        )
+        EdgeError::Js(js_message(&v))
     }
 }
 
@@ -193,7 +196,7 @@ impl EdgeError {
                 );
                 plain(
                     503,
-                    "text/plain; charset=utf-8",
+                    TEXT,
                     "keycard: session store unavailable",
                     &[("retry-after", "5")],
                 )
@@ -354,7 +357,7 @@ async fn handle(req: WsRequest, env: &Env) -> Result<WsResponse, EdgeError> {
             binding
                 .unchecked_into::<worker::worker_sys::Fetcher>()
                 .fetch(&out_req)
-                .map_err(|e| EdgeError::Origin(EdgeError::from(e).message()))?
+                .map_err(|e| EdgeError::Origin(js_message(&e)))?
         }
         None => {
             let global: web_sys::WorkerGlobalScope = js_sys::global().unchecked_into();
@@ -363,19 +366,10 @@ async fn handle(req: WsRequest, env: &Env) -> Result<WsResponse, EdgeError> {
     };
     let origin_resp: WsResponse = match JsFuture::from(promise).await {
         Ok(r) => r.unchecked_into(),
-        Err(e) => return Err(EdgeError::Origin(EdgeError::from(e).message())),
+        Err(e) => return Err(EdgeError::Origin(js_message(&e))),
     };
 
     respond(cfg, kv.as_ref(), loaded, origin_resp, now).await
-}
-
-impl EdgeError {
-    fn message(self) -> String {
-        match self {
-            EdgeError::Js(m) | EdgeError::Origin(m) => m,
-            _ => "error".into(),
-        }
-    }
 }
 
 /// Applies the origin's control headers, strips them, and issues the cookie.
@@ -486,15 +480,10 @@ async fn endpoint(
     Ok(match ep {
         Endpoint::Health => plain(200, JSON, &endpoints::health_json(cfg, kv.is_some()), &[]),
         Endpoint::NotFound => opaque(404, "keycard: not found"),
-        Endpoint::AddSlash => plain(
-            308,
-            "text/plain; charset=utf-8",
-            "",
-            &[("location", &cfg.path_prefix)],
-        ),
+        Endpoint::AddSlash => plain(308, TEXT, "", &[("location", &cfg.path_prefix)]),
         Endpoint::MethodNotAllowed(allow) => plain(
             405,
-            "text/plain; charset=utf-8",
+            TEXT,
             "keycard: method not allowed",
             &[("allow", allow)],
         ),
@@ -541,13 +530,8 @@ async fn endpoint(
                 .set_cookie
                 .unwrap_or_else(|| session::clearing_cookie(cfg));
             match next {
-                Some(n) => plain(
-                    303,
-                    "text/plain; charset=utf-8",
-                    "",
-                    &[("location", &n), ("set-cookie", &sc)],
-                ),
-                None => plain(204, "text/plain; charset=utf-8", "", &[("set-cookie", &sc)]),
+                Some(n) => plain(303, TEXT, "", &[("location", &n), ("set-cookie", &sc)]),
+                None => plain(204, TEXT, "", &[("set-cookie", &sc)]),
             }
         }
     })

@@ -117,7 +117,7 @@ pub fn inspect_json(cfg: &Config, loaded: &Loaded, cookie_len: usize, now: u64) 
         "current_kid": cfg.keys.current().kid(),
         "created": s.map(|s| s.created),
         "issued": s.map(|s| s.issued),
-        "idle_expires": s.map(|s| (s.issued + cfg.idle_timeout).min(s.abs_exp)),
+        "idle_expires": s.map(|s| s.expires(cfg)),
         "absolute_expires": s.map(|s| s.abs_exp),
         "expires": s.map(|s| s.expires(cfg)),
         "idle_timeout": cfg.idle_timeout,
