@@ -29,12 +29,12 @@
 import { spawn, spawnSync, execFileSync } from "node:child_process";
 import fs from "node:fs";
 import http from "node:http";
-import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { isDeepStrictEqual } from "node:util";
 import zlib from "node:zlib";
+import { freePort } from "../tests/e2e/lib/harness.mjs";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const BENCH = path.join(ROOT, "bench");
@@ -109,17 +109,6 @@ const deadline = setTimeout(() => {
 }, DEADLINE_MS);
 
 // ----------------------------------------------------------------- helpers --
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.on("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 /** One HTTP request without keep-alive; resolves with status, headers, body. */
 function get(url, headers = {}, timeoutMs = 5000) {
