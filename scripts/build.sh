@@ -1,6 +1,14 @@
 #!/usr/bin/env bash
-# Builds the Worker into build/ with worker-build, pointed at the locally installed
-# wasm-bindgen, wasm-opt and esbuild (it would otherwise try to download them).
+# Builds the Worker into build/: index.js (src/entry.js bundled with the wasm-bindgen
+# glue) and index_bg.wasm. Three steps, all with local tools:
+#   1. cargo builds the crate for wasm32-unknown-unknown (release profile);
+#   2. wasm-bindgen (the CLI matching Cargo.lock, from scripts/setup.sh) writes the glue
+#      as an ES module that instantiates the wasm itself, with a reset function that
+#      src/entry.js calls after a trap;
+#   3. esbuild bundles src/entry.js with that glue, and wasm-opt shrinks the module.
+# worker-build's generated entry is not used: it wraps every request in a
+# WorkerEntrypoint proxy and an async Rust `fetch`, which cost more CPU than keycard's
+# own work (BENCHMARKS.md). The JS driver calls synchronous wasm exports instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root="$(pwd)"
@@ -12,18 +20,35 @@ if [ -f build/index_bg.wasm ] && [ -f build/index.js ] && [ "${KEYCARD_FORCE_BUI
   echo "build: up to date (build/index_bg.wasm)"
   exit 0
 fi
-export WASM_BINDGEN_BIN="$(command -v wasm-bindgen)"
-export WASM_OPT_BIN="$root/node_modules/.bin/wasm-opt"
-export ESBUILD_BIN="$root/node_modules/.bin/esbuild"
-worker-build --release "$@"
 
-# wasm-opt, as worker-build would run it (the same explicit feature set, which workerd
-# supports) but without --debuginfo: the name section only serves stack traces.
+target_dir="${CARGO_TARGET_DIR:-$root/target}"
+stage="$target_dir/keycard-js"
+cargo build --release --lib --target wasm32-unknown-unknown
+rm -rf "$stage"
+wasm-bindgen --target module --out-dir "$stage" --out-name index \
+  --experimental-reset-state-function --no-typescript \
+  "$target_dir/wasm32-unknown-unknown/release/keycard.wasm"
+# The glue imports the module with `import source` (a source-phase import); Workers
+# give a plain import of a .wasm file the same WebAssembly.Module.
+sed -i 's/^import source /import /' "$stage/index.js"
+cp src/entry.js "$stage/entry.js"
+
+mkdir -p build
+tmp="$(mktemp -d build/.tmp.XXXXXX)"
+trap 'rm -rf "$tmp"' EXIT
+"$root/node_modules/.bin/esbuild" "$stage/entry.js" --bundle --format=esm --minify \
+  --external:./index_bg.wasm --external:cloudflare:* --log-level=warning --outfile="$tmp/index.js"
+# The same explicit feature set worker-build would give wasm-opt (workerd supports it),
+# without the name section, which only serves stack traces.
 WASM_OPT_LEVEL="${WASM_OPT_LEVEL:--O3}"
-"$WASM_OPT_BIN" build/index_bg.wasm "$WASM_OPT_LEVEL" --strip-debug --strip-producers \
+"$root/node_modules/.bin/wasm-opt" "$stage/index_bg.wasm" "$WASM_OPT_LEVEL" --strip-debug --strip-producers \
   --enable-mutable-globals --enable-sign-ext --enable-nontrapping-float-to-int \
   --enable-bulk-memory --enable-multivalue --enable-reference-types --enable-exception-handling \
-  -o build/index_bg.wasm
+  -o "$tmp/index_bg.wasm"
+# Swap both in together, the wasm last (it is what the up-to-date check looks at).
+mv "$tmp/index.js" build/index.js
+mv "$tmp/index_bg.wasm" build/index_bg.wasm
+rm -rf build/worker build/package.json
 raw=$(wc -c < build/index_bg.wasm)
 gz=$(gzip -9c build/index_bg.wasm | wc -c)
 echo "build: build/index_bg.wasm is $raw bytes, $gz gzipped (wasm-opt $WASM_OPT_LEVEL)"

@@ -9,7 +9,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-WORKER_BUILD_VERSION=0.8.7
 say() { printf '\033[1msetup:\033[0m %s\n' "$*" >&2; }
 
 # 1. Rust toolchain and the wasm target (rust-toolchain.toml pins both).
@@ -18,14 +17,7 @@ if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknow
   rustup target add wasm32-unknown-unknown
 fi
 
-# 2. worker-build, at the pinned version.
-have_wb="$(worker-build --version 2>/dev/null | awk '{print $NF}' || true)"
-if [ "$have_wb" != "$WORKER_BUILD_VERSION" ]; then
-  say "installing worker-build $WORKER_BUILD_VERSION (found: ${have_wb:-none}); takes a few minutes"
-  cargo install worker-build --version "$WORKER_BUILD_VERSION" --force
-fi
-
-# 3. The wasm-bindgen CLI must match the wasm-bindgen crate in Cargo.lock exactly.
+# 2. The wasm-bindgen CLI must match the wasm-bindgen crate in Cargo.lock exactly.
 want_wbg="$(awk '/^name = "wasm-bindgen"$/{getline; gsub(/version = |"/,""); print; exit}' Cargo.lock)"
 have_wbg="$(wasm-bindgen --version 2>/dev/null | awk '{print $NF}' || true)"
 if [ -z "$want_wbg" ]; then
@@ -37,7 +29,7 @@ if [ "$have_wbg" != "$want_wbg" ]; then
   cargo install wasm-bindgen-cli --version "$want_wbg" --force
 fi
 
-# 4. npm packages, exactly as package-lock.json pins them.
+# 3. npm packages, exactly as package-lock.json pins them.
 stamp=node_modules/.keycard-lock
 if [ ! -f "$stamp" ] || ! cmp -s package-lock.json "$stamp"; then
   # `npm install` rather than `npm ci`: this registry mirror lacks workerd's darwin and

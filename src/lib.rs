@@ -34,6 +34,7 @@ pub mod codec;
 pub mod config;
 pub mod control;
 pub mod endpoints;
+pub mod exchange;
 pub mod forward;
 pub mod jwt;
 pub mod keys;

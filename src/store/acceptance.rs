@@ -6,12 +6,12 @@
 use serde_json::{json, Value};
 
 use super::memory::MemoryStore;
-use super::{apply, load, SessionStore};
+use super::{settle, SessionStore};
 use crate::config::Config;
-use crate::control::{self, Changes};
+use crate::exchange::{Answer, Bindings, Exchange, Incoming, Step};
 use crate::keys::tests::CountingEntropy;
 use crate::session::tests::{config, T0};
-use crate::session::{finish, forward_headers, read, Forward, Location, Status};
+use crate::session::{read, Forward, Location, Read, Status};
 use crate::util::unb64;
 
 struct Client {
@@ -19,53 +19,108 @@ struct Client {
     seed: u8,
 }
 
+/// What the origin answers with: its control headers.
+#[derive(Default)]
+struct Origin {
+    set: Option<String>,
+    action: Option<String>,
+}
+
 impl Client {
     fn new(seed: u8) -> Client {
         Client { jar: None, seed }
     }
 
-    /// One request through the core with `store`; returns the forwarded headers.
+    /// One request through an [`Exchange`] with `store`, the origin answering 200 with
+    /// `origin`'s headers; returns what the origin was told.
     async fn go<S: SessionStore>(
         &mut self,
         cfg: &Config,
         store: &S,
-        changes: Changes,
+        origin: Origin,
         now: u64,
     ) -> Forward {
         let header = self
             .jar
             .as_ref()
             .map(|v| format!("{}={v}", cfg.cookie.name));
-        let loaded = load(read(cfg, header.as_deref(), now), Some(store))
-            .await
-            .unwrap();
-        let fwd = forward_headers(cfg, &loaded, now, "GET", "https://h/");
+        let req = Incoming {
+            method: "GET",
+            url: "https://h/",
+            cookie: header.as_deref(),
+            ..Default::default()
+        };
         self.seed = self.seed.wrapping_add(1);
-        let out = finish(
-            cfg,
-            loaded,
-            changes,
-            now,
-            &mut CountingEntropy(self.seed),
-            true,
-        )
-        .unwrap();
-        apply(&out, store).await.unwrap();
-        if let Some(sc) = out.set_cookie {
-            let c = cookie::Cookie::parse(sc).unwrap();
-            self.jar =
-                (c.max_age() != Some(cookie::time::Duration::ZERO)).then(|| c.value().to_owned());
+        let entropy = &mut CountingEntropy(self.seed);
+        let bindings = Bindings {
+            kv: true,
+            ..Default::default()
+        };
+        let (mut ex, step) = Exchange::start(cfg, bindings, &req, now, entropy);
+        let Step::Forward(fwd) = settle(&mut ex, cfg, step, store, entropy).await else {
+            panic!("not forwarded: {:?}", ex.take_logs())
+        };
+        let answer = Answer {
+            status: 200,
+            reserved: origin.set.is_some() || origin.action.is_some(),
+            set: origin.set.as_deref(),
+            action: origin.action.as_deref(),
+            max_age: None,
+        };
+        let step = ex.answered(cfg, &answer, entropy);
+        match settle(&mut ex, cfg, step, store, entropy).await {
+            Step::Rewrap {
+                set_cookie: Some(sc),
+            } => {
+                let c = cookie::Cookie::parse(sc).unwrap();
+                self.jar = (c.max_age() != Some(cookie::time::Duration::ZERO))
+                    .then(|| c.value().to_owned());
+            }
+            Step::Rewrap { set_cookie: None } | Step::Pass => {}
+            other => panic!("{other:?}: {:?}", ex.take_logs()),
         }
-        fwd
+        fwd.session
+    }
+
+    /// The session as the next request would load it (a KV read included).
+    async fn loaded<S: SessionStore>(
+        &self,
+        cfg: &Config,
+        store: &S,
+        now: u64,
+    ) -> Result<Forward, Step> {
+        let h = format!("{}={}", cfg.cookie.name, self.jar.as_ref().unwrap());
+        let req = Incoming {
+            method: "GET",
+            url: "https://h/",
+            cookie: Some(&h),
+            ..Default::default()
+        };
+        let bindings = Bindings {
+            kv: true,
+            ..Default::default()
+        };
+        let entropy = &mut CountingEntropy(0);
+        let (mut ex, step) = Exchange::start(cfg, bindings, &req, now, entropy);
+        match settle(&mut ex, cfg, step, store, entropy).await {
+            Step::Forward(f) => Ok(f.session),
+            other => Err(other),
+        }
     }
 }
 
-fn set(j: &str) -> Changes {
-    control::parse(Some(j), None, None).0
+fn set(j: &str) -> Origin {
+    Origin {
+        set: Some(j.to_owned()),
+        action: None,
+    }
 }
 
-fn act(a: &str) -> Changes {
-    control::parse(None, Some(a), None).0
+fn act(a: &str) -> Origin {
+    Origin {
+        set: None,
+        action: Some(a.to_owned()),
+    }
 }
 
 fn data(f: &Forward) -> Value {
@@ -88,7 +143,7 @@ macro_rules! store_suite {
                 c.go(&cfg, &store, set(r#"{"user":"ada"}"#), T0).await;
                 assert_eq!(store.puts.get(), 1);
                 for i in 1..20 {
-                    let f = c.go(&cfg, &store, Changes::default(), T0 + i).await;
+                    let f = c.go(&cfg, &store, Origin::default(), T0 + i).await;
                     assert_eq!(data(&f), json!({"user":"ada"}));
                 }
                 assert_eq!(store.puts.get(), 1, "requests that change nothing write nothing");
@@ -107,7 +162,7 @@ macro_rules! store_suite {
                 assert!(c.jar.is_none());
                 assert!(store.is_empty());
                 let mut thief = Client { jar: stolen, seed: 9 };
-                let f = thief.go(&cfg, &store, Changes::default(), T0 + 2).await;
+                let f = thief.go(&cfg, &store, Origin::default(), T0 + 2).await;
                 assert_eq!(f.status, "invalid");
                 assert!(thief.jar.is_none(), "the replayed cookie is cleared");
             }));+
@@ -123,10 +178,10 @@ macro_rules! store_suite {
                 let old = c.jar.clone();
                 c.go(&cfg, &store, act("regenerate"), T0 + 1).await;
                 assert_eq!(store.len(), 1, "the old record is deleted");
-                let f = c.go(&cfg, &store, Changes::default(), T0 + 2).await;
+                let f = c.go(&cfg, &store, Origin::default(), T0 + 2).await;
                 assert_eq!(data(&f), json!({"n":1}));
                 let mut replay = Client { jar: old, seed: 7 };
-                assert_eq!(replay.go(&cfg, &store, Changes::default(), T0 + 3).await.status, "invalid");
+                assert_eq!(replay.go(&cfg, &store, Origin::default(), T0 + 3).await.status, "invalid");
             }));+
         }
 
@@ -141,13 +196,13 @@ macro_rules! store_suite {
                 let key = {
                     let h = format!("{}={}", cfg.cookie.name, c.jar.as_ref().unwrap());
                     match read(&cfg, Some(&h), T0) {
-                        crate::session::Read::NeedsRecord(p) => p.key,
+                        Read::NeedsRecord(p) => p.key,
                         other => panic!("{other:?}"),
                     }
                 };
                 assert_eq!(store.expiry(&key), Some(T0 + 1000));
                 store.set_now(T0 + 100);
-                c.go(&cfg, &store, Changes::default(), T0 + 100).await;
+                c.go(&cfg, &store, Origin::default(), T0 + 100).await;
                 assert_eq!(store.puts.get(), 2, "the refresh touches the record");
                 assert_eq!(store.expiry(&key), Some(T0 + 1100));
             }));+
@@ -161,9 +216,10 @@ macro_rules! store_suite {
                 let mut c = Client::new(5);
                 c.go(&cfg, &store, set(r#"{"n":1}"#), T0).await;
                 store.failing.set(true);
-                let h = format!("{}={}", cfg.cookie.name, c.jar.as_ref().unwrap());
-                let e = load(read(&cfg, Some(&h), T0 + 1), Some(&store)).await.unwrap_err();
-                assert_eq!(e.op, "get");
+                match c.loaded(&cfg, &store, T0 + 1).await {
+                    Err(Step::Reply(r)) => assert_eq!(r.status, 503),
+                    other => panic!("{other:?}"),
+                }
             }));+
         }
     };
@@ -188,17 +244,18 @@ fn auto_mode_spills_and_shrinks_back() {
         assert_eq!(store.len(), 1);
         assert!(c.jar.as_ref().unwrap().len() < 4096);
         for i in 2..30 {
-            let f = c.go(&cfg, &store, Changes::default(), T0 + i).await;
+            let f = c.go(&cfg, &store, Origin::default(), T0 + i).await;
             assert_eq!(data(&f)["blob"].as_str().unwrap().len(), 7000);
         }
         assert_eq!(store.puts.get(), 1);
         c.go(&cfg, &store, set(r#"{"blob":null}"#), T0 + 40).await;
         assert!(store.is_empty());
+        let f = c.loaded(&cfg, &store, T0 + 41).await.unwrap();
+        assert_eq!(f.status, Status::Valid.as_str());
         let h = format!("{}={}", cfg.cookie.name, c.jar.as_ref().unwrap());
-        let loaded = load(read(&cfg, Some(&h), T0 + 41), Some(&store))
-            .await
-            .unwrap();
-        assert_eq!(loaded.status, Status::Valid);
-        assert_eq!(loaded.session.unwrap().location, Location::Cookie);
+        let Read::Ready(s) = read(&cfg, Some(&h), T0 + 41) else {
+            panic!("the session is back in the cookie")
+        };
+        assert_eq!(s.location, Location::Cookie);
     });
 }

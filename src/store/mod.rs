@@ -2,20 +2,20 @@
 //!
 //! [`SessionStore`] is the storage trait, in the style of actix-session: methods return
 //! `impl Future` with no `Send` bound, which suits single-threaded wasm. The core never
-//! talks to a store directly; it decides ([`crate::session::Outcome`]) and
-//! [`load`] / [`apply`] carry the decisions out against any store.
+//! talks to a store directly: an [`Exchange`] asks for reads and writes as data
+//! ([`Step::KvGet`], [`Step::KvPut`], [`Step::KvDelete`]), and a driver carries them out,
+//! [`settle`] against any [`SessionStore`], `src/entry.js` against Workers KV.
 //!
 //! The record is versioned JSON, `{"v":1,"created":..,"abs_exp":..,"data":{..}}`, at
 //! the key `SESSION_KV_PREFIX` + base64url(SHA-256(session id)).
 
 use std::future::Future;
 
-use crate::session::{Loaded, Outcome, Read, Status};
+use crate::config::Config;
+use crate::exchange::{Exchange, Step};
+use crate::keys::Entropy;
 
 pub mod memory;
-
-#[cfg(target_arch = "wasm32")]
-pub mod kv;
 
 /// A store operation failed (network, quota, binding gone). Never a client's fault.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -38,36 +38,25 @@ pub trait SessionStore {
     fn delete(&self, key: &str) -> impl Future<Output = Result<(), StoreError>>;
 }
 
-/// Finishes a [`Read`], loading the record from `store` when the cookie points to KV.
-/// Without a store, a KV-backed cookie is invalid.
-pub async fn load<S: SessionStore>(read: Read, store: Option<&S>) -> Result<Loaded, StoreError> {
-    Ok(match read {
-        Read::None => Loaded::without(Status::None),
-        Read::Bad(status, _) => Loaded::without(status),
-        Read::Ready(s) => Loaded::with(s),
-        Read::NeedsRecord(p) => {
-            let Some(store) = store else {
-                return Ok(Loaded::without(Status::Invalid));
-            };
-            let record = store.get(&p.key).await?;
-            match p.complete(record.as_deref()) {
-                Some(s) => Loaded::with(s),
-                None => Loaded::without(Status::Invalid),
-            }
+/// Carries out an [`Exchange`]'s KV steps against `store` until the exchange asks
+/// for something else (the origin, an asset, or its answer), which it returns. This is
+/// the store-generic driver the tests use; the Worker's own driver is `src/entry.js`,
+/// which does the same against the KV binding.
+pub async fn settle<S: SessionStore>(
+    ex: &mut Exchange,
+    cfg: &Config,
+    mut step: Step,
+    store: &S,
+    entropy: &mut dyn Entropy,
+) -> Step {
+    loop {
+        step = match step {
+            Step::KvGet { key } => ex.record(cfg, store.get(&key).await, entropy),
+            Step::KvPut(p) => ex.written(cfg, store.put(&p.key, &p.value, p.ttl).await),
+            Step::KvDelete { key } => ex.written(cfg, store.delete(&key).await),
+            other => return other,
         }
-    })
-}
-
-/// Carries out an outcome's writes and deletes: the put first, so that a session that
-/// moves keys never exists nowhere.
-pub async fn apply<S: SessionStore>(outcome: &Outcome, store: &S) -> Result<(), StoreError> {
-    if let Some(p) = &outcome.kv_put {
-        store.put(&p.key, &p.value, p.ttl).await?;
     }
-    for k in &outcome.kv_delete {
-        store.delete(k).await?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]
