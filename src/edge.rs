@@ -59,44 +59,6 @@ fn has_binding(env: &JsValue, name: &str) -> bool {
     Reflect::get(env, &JsValue::from_str(name)).is_ok_and(|v| v.is_object())
 }
 
-#[wasm_bindgen(inline_js = r#"
-// Builds the forwarded request's headers in one call: a copy of the client's headers
-// without the reserved X-Session* namespace, the Cookie header rewritten (mode 1: set
-// to `cookie`, 2: removed, 0: untouched) and keycard's own headers set. Every decision
-// was made in Rust; this only applies them, crossing the JS boundary once.
-export function forward_headers(h, cookieMode, cookie, session, status, id, expires, xff, host, proto) {
-  const out = new Headers(h);
-  for (const k of h.keys()) {
-    if (k.startsWith("x-session") && (k.length === 9 || k.charCodeAt(9) === 45)) out.delete(k);
-  }
-  if (cookieMode === 1) out.set("cookie", cookie);
-  else if (cookieMode === 2) out.delete("cookie");
-  if (session !== undefined) out.set("x-session", session);
-  out.set("x-session-status", status);
-  if (id !== undefined) out.set("x-session-id", id);
-  if (expires !== undefined) out.set("x-session-expires", expires);
-  if (xff !== undefined) out.set("x-forwarded-for", xff);
-  out.set("x-forwarded-host", host);
-  out.set("x-forwarded-proto", proto);
-  return out;
-}
-"#)]
-extern "C" {
-    #[allow(clippy::too_many_arguments)]
-    fn forward_headers(
-        headers: &Headers,
-        cookie_mode: u32,
-        cookie: &str,
-        session: Option<String>,
-        status: &str,
-        id: Option<String>,
-        expires: Option<String>,
-        xff: Option<String>,
-        host: &str,
-        proto: &str,
-    ) -> Headers;
-}
-
 /// What the driver must do next; the data for it is on the [`Exchange`].
 #[wasm_bindgen]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,9 +71,8 @@ pub enum Do {
     KvPut = 2,
     /// Delete `key`, then `written(..)`.
     KvDelete = 3,
-    /// Send the client's request to `url` with `forward_headers(..)`, through the
-    /// service binding named `service` or the network; then `answered(..)` or
-    /// `unreachable(..)`.
+    /// Send the client's request to the origin as `plan` says; then `answered(..)`
+    /// or `unreachable(..)`.
     Forward = 4,
     /// Answer with the assets binding's response for `url`; done.
     Asset = 5,
@@ -230,23 +191,52 @@ impl Exchange {
             .unwrap_or_default()
     }
 
-    /// The name of the service binding to forward through, when the origin is one.
-    #[wasm_bindgen(getter)]
-    pub fn service(&self) -> Option<String> {
-        match (&self.step, &*self.cfg) {
-            (Step::Forward(f), Ok(c)) if f.via_service => c.origin_service.clone(),
-            _ => None,
-        }
-    }
-
-    /// Where to forward the request, or the asset to fetch.
+    /// The asset to fetch.
     #[wasm_bindgen(getter)]
     pub fn url(&self) -> String {
         match &self.step {
-            Step::Forward(f) => f.url.clone(),
             Step::Asset { url } => url.clone(),
             _ => String::new(),
         }
+    }
+
+    /// The forwarding decisions, as one string of newline-separated fields (one
+    /// crossing of the JS boundary instead of eleven; no header value or URL can hold a
+    /// newline). An empty field is an absent value. In order: the URL to forward to;
+    /// the service binding to forward through; the `Cookie` edit (`k` keep, `s` set,
+    /// `r` remove) and the value to set; `X-Session`, `X-Session-Status`,
+    /// `X-Session-Id`, `X-Session-Expires`, `X-Forwarded-For`, `X-Forwarded-Host`,
+    /// `X-Forwarded-Proto`.
+    #[wasm_bindgen(getter)]
+    pub fn plan(&self) -> String {
+        let (Step::Forward(f), Ok(cfg)) = (&self.step, &*self.cfg) else {
+            return String::new();
+        };
+        let service = match (&cfg.origin_service, f.via_service) {
+            (Some(s), true) => s.as_str(),
+            _ => "",
+        };
+        let (edit, cookie) = match &f.cookie {
+            CookieEdit::Keep => ("k", ""),
+            CookieEdit::Set(c) => ("s", c.as_str()),
+            CookieEdit::Remove => ("r", ""),
+        };
+        let s = &f.session;
+        let expires = s.expires.map(|e| e.to_string()).unwrap_or_default();
+        let fields = [
+            f.url.as_str(),
+            service,
+            edit,
+            cookie,
+            s.session.as_deref().unwrap_or(""),
+            s.status,
+            s.handle.as_deref().unwrap_or(""),
+            &expires,
+            f.forwarded_for.as_deref().unwrap_or(""),
+            &f.forwarded_host,
+            &f.forwarded_proto,
+        ];
+        fields.join("\n")
     }
 
     /// The `Set-Cookie` value to append to the origin's response, if any.
@@ -256,31 +246,6 @@ impl Exchange {
             Step::Rewrap { set_cookie } => set_cookie.clone(),
             _ => None,
         }
-    }
-
-    /// The forwarded request's headers, built from the client's `headers`.
-    pub fn forward_headers(&self, headers: &Headers) -> Headers {
-        let Step::Forward(f) = &self.step else {
-            return headers.clone();
-        };
-        let (mode, cookie) = match &f.cookie {
-            CookieEdit::Keep => (0, ""),
-            CookieEdit::Set(c) => (1, c.as_str()),
-            CookieEdit::Remove => (2, ""),
-        };
-        let s = &f.session;
-        forward_headers(
-            headers,
-            mode,
-            cookie,
-            s.session.clone(),
-            s.status,
-            s.handle.clone(),
-            s.expires.map(|e| e.to_string()),
-            f.forwarded_for.clone(),
-            &f.forwarded_host,
-            &f.forwarded_proto,
-        )
     }
 
     /// keycard's own response (never cached).

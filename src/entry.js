@@ -64,23 +64,33 @@ async function drive(ex, request, env) {
         break;
       }
       case Do.Forward: {
-        const out = new Request(ex.url, {
-          method: request.method,
-          headers: ex.forward_headers(request.headers),
-          body: request.body,
-          redirect: "manual",
-        });
-        const service = ex.service;
+        const [url, service, cookieEdit, cookie, session, status, id, expires, xff, host, proto] =
+          ex.plan.split("\n");
+        const headers = new Headers(request.headers);
+        for (const n of reservedNames(request.headers)) headers.delete(n);
+        if (cookieEdit === "s") headers.set("cookie", cookie);
+        else if (cookieEdit === "r") headers.delete("cookie");
+        if (session) headers.set("x-session", session);
+        headers.set("x-session-status", status);
+        if (id) headers.set("x-session-id", id);
+        if (expires) headers.set("x-session-expires", expires);
+        if (xff) headers.set("x-forwarded-for", xff);
+        headers.set("x-forwarded-host", host);
+        headers.set("x-forwarded-proto", proto);
+        const out = new Request(url, { method: request.method, headers, body: request.body, redirect: "manual" });
         try {
-          origin = await (service === undefined ? fetch(out) : env[service].fetch(out));
+          origin = await (service ? env[service].fetch(out) : fetch(out));
         } catch (e) {
           ex.unreachable(message(e));
           break;
         }
         const h = origin.headers;
         names = reservedNames(h);
-        ex.answered(origin.status, names.length > 0, h.get("x-session-set") ?? undefined,
-          h.get("x-session-action") ?? undefined, h.get("x-session-max-age") ?? undefined);
+        if (names.length === 0) ex.answered(origin.status, false, undefined, undefined, undefined);
+        else {
+          ex.answered(origin.status, true, h.get("x-session-set") ?? undefined,
+            h.get("x-session-action") ?? undefined, h.get("x-session-max-age") ?? undefined);
+        }
         break;
       }
       case Do.Asset:
