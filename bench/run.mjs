@@ -6,11 +6,14 @@
 //   K-cookie   build/index.js, SESSION_STORE=cookie, a valid ~200-byte session, no refresh
 //   K-refresh  the same on the re-issue path (SESSION_REFRESH_AFTER=1, cookie older than 1 s)
 //   K-kv       SESSION_STORE=kv: one KV read per request, no write
+//   F-hdr      bench/workers/floor.mjs: keycard's header work in JS, no session logic
+//   F-kv       the same plus one KV read per request (plain workerd only, both floors)
 //   H          bench/workers/hono-session.mjs, hono + hono-sessions at their defaults
 //
 // Each variant runs in two hosts, each instance its own workerd process:
 //   workerd    a plain `workerd serve` (bench/workerd.capnp.in; K-kv's KV is the
-//              in-memory bench/workers/memory-kv.mjs in the same process)
+//              in-memory bench/workers/memory-kv.mjs in a workerd process of its own,
+//              bench/kv-server.capnp.in, so only the Worker's side of a read is counted)
 //   wrangler   `wrangler dev` with local KV, as issue 7 prescribes; its runtime process
 //              also runs miniflare's per-request plumbing, which costs far more than A
 //              itself and so compresses every ratio
@@ -69,6 +72,14 @@ const VARIANTS = [
   {
     name: "K-kv", what: "keycard, SESSION_STORE=kv, local KV read per request", main: KEYCARD, cookieName: "keycard", session: true, kv: true,
     vars: keycardVars({ SESSION_STORE: "kv" }),
+  },
+  {
+    name: "F-hdr", what: "floor: keycard's header work in JS, no session logic (bench/workers/floor.mjs)", main: path.join(BENCH, "workers/floor.mjs"), session: false,
+    cookieFrom: "K-cookie", hosts: ["workerd"], vars: { FLOOR_SESSION: Buffer.from(SESSION_JSON).toString("base64url"), FLOOR_DATA: SESSION_JSON },
+  },
+  {
+    name: "F-kv", what: "floor: F-hdr plus one KV read per request", main: path.join(BENCH, "workers/floor.mjs"), session: false, kv: true,
+    cookieFrom: "K-cookie", hosts: ["workerd"], vars: { FLOOR_SESSION: Buffer.from(SESSION_JSON).toString("base64url"), FLOOR_DATA: SESSION_JSON },
   },
   {
     name: "H", what: "hono + hono-sessions defaults (bench/workers/hono-session.mjs)", main: path.join(BENCH, "workers/hono-session.mjs"), cookieName: "session", session: true,
@@ -315,11 +326,35 @@ async function ensureRuntime(w) {
   throw new Error(`${w.label}: lost its workerd process`);
 }
 
+/** K-kv's KV backend in a workerd process of its own (not measured); returns its port. */
+async function startKvServer(dir) {
+  const kvDir = path.join(dir, "kv-server");
+  fs.mkdirSync(kvDir, { recursive: true });
+  fs.copyFileSync(path.join(BENCH, "workers/memory-kv.mjs"), path.join(kvDir, "memory-kv.mjs"));
+  const port = await freePort();
+  const conf = fs.readFileSync(path.join(BENCH, "kv-server.capnp.in"), "utf8")
+    .replaceAll("@PORT@", String(port))
+    .replaceAll("@COMPAT_DATE@", COMPAT_DATE);
+  fs.writeFileSync(path.join(kvDir, "kv-server.capnp"), conf);
+  const out = fs.openSync(path.join(kvDir, "workerd.log"), "w");
+  const child = spawn(WORKERD, ["serve", path.join(kvDir, "kv-server.capnp")], { cwd: kvDir, detached: true, stdio: ["ignore", out, out] });
+  children.push(child);
+  let gone = false;
+  child.on("exit", () => { gone = true; });
+  for (let i = 0; ; i++) {
+    if (gone || i > 150) throw new Error("the KV server did not start");
+    try {
+      await get(`http://127.0.0.1:${port}/probe`, {}, 2000);
+      return port;
+    } catch {}
+    await sleep(200);
+  }
+}
+
 /** The variant in a plain `workerd serve` (the binary wrangler ships) from bench/workerd.capnp.in. */
 async function startWorkerd(v, origin) {
   const dir = path.join(scratch, `workerd-${v.name.toLowerCase().replace(/[^a-z0-9]+/g, "-")}`);
   fs.mkdirSync(dir, { recursive: true });
-  fs.copyFileSync(path.join(BENCH, "workers/memory-kv.mjs"), path.join(dir, "memory-kv.mjs"));
   const modules = [];
   for (const m of v.modules) {
     const name = path.basename(m.file);
@@ -328,9 +363,15 @@ async function startWorkerd(v, origin) {
   }
   const bindings = [`(name = "ORIGIN_URL", text = ${toml(origin.url)})`];
   for (const [k, val] of Object.entries(v.vars)) bindings.push(`(name = ${toml(k)}, text = ${toml(val)})`);
-  if (v.kv) bindings.push(`(name = "SESSIONS", kvNamespace = "kv")`);
+  let kvService = "";
+  if (v.kv) {
+    bindings.push(`(name = "SESSIONS", kvNamespace = "kv")`);
+    const kvPort = await startKvServer(dir);
+    kvService = `(name = "kv", external = (address = "127.0.0.1:${kvPort}", http = ())),`;
+  }
   const port = await freePort();
   const conf = fs.readFileSync(path.join(BENCH, "workerd.capnp.in"), "utf8")
+    .replaceAll("@KV_SERVICE@", kvService)
     .replaceAll("@PORT@", String(port))
     .replaceAll("@COMPAT_DATE@", COMPAT_DATE)
     .replaceAll("@MODULES@", modules.join(", "))
@@ -366,12 +407,15 @@ async function verify(w) {
   const fail = (m) => { throw new Error(`${w.label}: ${m}`); };
   const n = 5;
   let setCookies = 0;
+  let lastStatus;
   for (let i = 0; i < n; i++) {
     const r = await get(w.url + "/verify", w.cookie ? { cookie: w.cookie } : {});
     if (r.status !== 200 || !r.headers["x-bench-origin"]) fail(`GET /verify gave ${r.status}`);
     if (Object.keys(r.headers).some((h) => /^x-session/.test(h))) fail("an X-Session* header reached the client");
     const sc = [].concat(r.headers["set-cookie"] ?? []).filter((c) => c.startsWith(w.cookieName + "="));
     if (sc.length) setCookies++;
+    lastStatus = r.headers["x-saw-status"];
+    if (w.name.startsWith("F-") && (r.headers["x-saw-cookie"] ?? "").includes("keycard=")) fail("the session cookie was forwarded");
     if (!w.session) continue;
     if (r.headers["x-saw-status"] !== "valid") fail(`origin saw X-Session-Status ${r.headers["x-saw-status"]}, not valid`);
     const data = JSON.parse(Buffer.from(r.headers["x-saw-session"] ?? "", "base64url").toString());
@@ -385,6 +429,7 @@ async function verify(w) {
   if (w.session) notes.push(`origin saw X-Session-Status: valid and the ~${SESSION_JSON.length}-byte data ${n}/${n}`);
   if (w.cookieName) notes.push(`Set-Cookie on ${setCookies}/${n} responses`);
   if (w.name === "A") notes.push("forwards untouched");
+  if (w.name.startsWith("F-")) notes.push(`forwards; the origin saw X-Session-Status: ${lastStatus} (a constant) and no session cookie`);
   return notes.join("; ");
 }
 
@@ -541,7 +586,10 @@ async function main() {
   log(`starting ${VARIANTS.length} variants × ${HOSTS.join(" + ")}`);
   const starts = [];
   for (const v of VARIANTS) {
-    for (const host of HOSTS) starts.push((host === "wrangler" ? startWrangler : startWorkerd)(v, origin));
+    for (const host of HOSTS) {
+      if (v.hosts && !v.hosts.includes(host)) continue;
+      starts.push((host === "wrangler" ? startWrangler : startWorkerd)(v, origin));
+    }
   }
   const workers = await Promise.all(starts);
   for (const w of workers) {
@@ -550,6 +598,8 @@ async function main() {
   }
 
   for (const w of workers) if (w.cookieName) w.cookie = await signIn(w);
+  // The floor variants get K-cookie's request, cookie included.
+  for (const w of workers) if (w.cookieFrom) w.cookie = workers.find((x) => x.name === w.cookieFrom && x.host === w.host)?.cookie;
   if (workers.some((w) => w.refresh)) await sleep(1200); // K-refresh's cookie must be older than 1 s
   for (const w of workers) {
     w.check = await verify(w);
@@ -569,6 +619,7 @@ async function main() {
       const hosts = r % 2 ? [...HOSTS].reverse() : HOSTS;
       for (const host of hosts) {
         const w = workers.find((x) => x.name === name && x.host === host);
+        if (!w) continue; // a variant that runs in one host only
         const m = await measure(w, origin);
         rounds.push({ round: r + 1, variant: w.name, host, ...m });
         log(`round ${r + 1} ${pad(w.label, 22)} ${f0(m.cpuUs).padStart(5)} µs/req ${f0(m.rps).padStart(6)} req/s  p50 ${f2(m.p50)} ms  p99 ${f2(m.p99)} ms  machine busy ${f0(m.busyPct)}%` +
@@ -670,6 +721,16 @@ function targetTable(summary, wasmSize, crit) {
   add("K-cookie req/s ≥ 2× H", ratioCheck("K-cookie", "H", "rps", 2, true));
   add("K-refresh req/s ≥ 2× H (both re-issue)", ratioCheck("K-refresh", "H", "rps", 2, true));
   add("K-cookie CPU ≤ 0.5× H (the CPU view of the same)", ratioCheck("K-cookie", "H", "cpuUs", 0.5));
+  // Not targets: the floors say how much of each gap any forwarding Worker would pay.
+  const ratio = (a, b) => (host) => {
+    const x = by(host, a), y = by(host, b);
+    return x && y ? `${f2(x.cpuUs / y.cpuUs)}×` : "–";
+  };
+  const info = (label, f) => rows.push([label, ...HOSTS.map((h) => f(h))]);
+  info("*floor:* F-hdr CPU vs A (header work, no sessions)", ratio("F-hdr", "A"));
+  info("*floor:* F-kv CPU vs A (F-hdr + one KV read)", ratio("F-kv", "A"));
+  info("*keycard's own:* K-cookie CPU vs F-hdr", ratio("K-cookie", "F-hdr"));
+  info("*keycard's own:* K-kv CPU vs F-kv", ratio("K-kv", "F-kv"));
   const fixed = (label, text, ok) => rows.push([label, ...HOSTS.map(() => `${text} ${ok ? "met" : "**not met**"}`)]);
   fixed("wasm ≤ 180 KB gzipped", `${(wasmSize.gzip / 1000).toFixed(1)} KB`, wasmSize.gzip <= 180_000);
   const read = crit.results.find((r) => r.name.startsWith("session::read"));

@@ -24,9 +24,11 @@
 //!
 //! Everything in this crate except [`edge`] is a pure core: plain functions and types
 //! that take `now` (unix seconds) as an argument and never touch the platform, so
-//! `cargo test` runs them natively. [`edge`] (wasm32 only) reads the Worker `Env` into a
-//! [`config::Config`], calls the core, and carries out its decisions with the Workers
-//! runtime.
+//! `cargo test` runs them natively. One request is an [`exchange::Exchange`]: a state
+//! machine that returns each step (read or write a KV record, forward, answer) as data.
+//! [`edge`] (wasm32 only) reads the Worker's `env` into a [`config::Config`] and exports
+//! the exchange as synchronous calls; `src/entry.js`, the Worker's entry, carries out
+//! the steps with the Workers runtime.
 
 #![forbid(unsafe_code)]
 

@@ -1,8 +1,8 @@
 //! Sessions: reading them from the cookie, the expiry and refresh policy, and turning
 //! the origin's [`Changes`] into decisions for the edge to carry out.
 //!
-//! The flow of one request is three pure steps, with the edge doing the I/O between
-//! them:
+//! The flow of one request is three pure steps, which [`crate::exchange`] strings
+//! together, with the edge doing the I/O between them:
 //!
 //! 1. [`read`] the `Cookie` header into a [`Read`]: no session, a bad one, a complete
 //!    session (data in the cookie) or one whose record must be loaded from KV

@@ -1,8 +1,9 @@
 // The KV backend for the plain-workerd K-kv variant: workerd's KV binding speaks HTTP
 // to a service (GET/PUT/DELETE /<key>, the protocol miniflare's KV implements); this
-// one keeps the values in memory. It runs in the same workerd process as the Worker,
-// so its CPU is counted with the Worker's: an upper bound on what a KV read costs the
-// Worker (on Cloudflare the read is a subrequest served elsewhere). Expiry is ignored.
+// one keeps the values in memory. It runs in a workerd process of its own
+// (bench/kv-server.capnp.in), so the Worker's measured CPU holds only its side of each
+// read, as on Cloudflare, where the read is a subrequest served elsewhere. Expiry is
+// ignored.
 const store = new Map();
 
 export default {
