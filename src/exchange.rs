@@ -710,6 +710,26 @@ mod tests {
         Exchange::start(cfg, b, req, now, &mut CountingEntropy(1))
     }
 
+    /// The origin's plain 200, with no control headers.
+    const OK: Answer<'static> = Answer {
+        status: 200,
+        reserved: false,
+        set: None,
+        action: None,
+        max_age: None,
+    };
+
+    /// An anonymous request, forwarded: the exchange waits for the origin's answer.
+    fn forwarded(cfg: &Config) -> Exchange {
+        let (ex, step) = start(cfg, Bindings::default(), &get(None), T0);
+        forward(step);
+        ex
+    }
+
+    fn answer_with(ex: &mut Exchange, cfg: &Config, a: &Answer<'_>) -> Step {
+        ex.answered(cfg, a, &mut CountingEntropy(1))
+    }
+
     fn forward(step: Step) -> Forward {
         match step {
             Step::Forward(f) => f,
@@ -778,14 +798,8 @@ mod tests {
             (f.forwarded_host.as_str(), f.forwarded_proto.as_str()),
             ("app.example", "https")
         );
-        let answer = Answer {
-            status: 200,
-            ..Default::default()
-        };
-        assert_eq!(
-            ex.answered(&cfg, &answer, &mut CountingEntropy(1)),
-            Step::Pass
-        );
+        let answer = OK;
+        assert_eq!(answer_with(&mut ex, &cfg, &answer), Step::Pass);
         assert!(ex.take_logs().is_empty());
     }
 
@@ -803,14 +817,7 @@ mod tests {
         assert_eq!(f.cookie, CookieEdit::Remove);
         assert_eq!(f.session.status, "valid");
         assert!(f.session.session.is_some() && f.session.handle.is_some());
-        let pass = ex.answered(
-            &cfg,
-            &Answer {
-                status: 200,
-                ..Default::default()
-            },
-            &mut CountingEntropy(3),
-        );
+        let pass = ex.answered(&cfg, &OK, &mut CountingEntropy(3));
         assert_eq!(
             pass,
             Step::Pass,
@@ -821,15 +828,14 @@ mod tests {
     #[test]
     fn reserved_headers_alone_are_stripped_without_a_cookie() {
         let cfg = config(&[]);
-        let (mut ex, step) = start(&cfg, Bindings::default(), &get(None), T0);
-        forward(step);
+        let mut ex = forwarded(&cfg);
         let answer = Answer {
             status: 200,
             reserved: true,
             ..Default::default()
         };
         assert_eq!(
-            ex.answered(&cfg, &answer, &mut CountingEntropy(1)),
+            answer_with(&mut ex, &cfg, &answer),
             Step::Rewrap { set_cookie: None }
         );
     }
@@ -837,8 +843,7 @@ mod tests {
     #[test]
     fn control_headers_on_5xx_are_ignored_and_logged() {
         let cfg = config(&[]);
-        let (mut ex, step) = start(&cfg, Bindings::default(), &get(None), T0);
-        forward(step);
+        let mut ex = forwarded(&cfg);
         let answer = Answer {
             status: 503,
             reserved: true,
@@ -846,7 +851,7 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            ex.answered(&cfg, &answer, &mut CountingEntropy(1)),
+            answer_with(&mut ex, &cfg, &answer),
             Step::Rewrap { set_cookie: None }
         );
         let logs = ex.take_logs();
@@ -857,15 +862,14 @@ mod tests {
     #[test]
     fn bad_control_header_is_logged_without_its_value() {
         let cfg = config(&[]);
-        let (mut ex, step) = start(&cfg, Bindings::default(), &get(None), T0);
-        forward(step);
+        let mut ex = forwarded(&cfg);
         let answer = Answer {
             status: 200,
             reserved: true,
             set: Some(r#"{"secret-value":"#),
             ..Default::default()
         };
-        ex.answered(&cfg, &answer, &mut CountingEntropy(1));
+        answer_with(&mut ex, &cfg, &answer);
         let logs = ex.take_logs();
         assert_eq!(logs[0].event, "bad_control_header");
         assert!(
@@ -891,10 +895,7 @@ mod tests {
         );
         let f = forward(ex.record(&cfg, Ok(Some(put.value.clone())), &mut CountingEntropy(3)));
         assert_eq!(f.session.status, "valid");
-        let answer = Answer {
-            status: 200,
-            ..Default::default()
-        };
+        let answer = OK;
         assert_eq!(
             ex.answered(&cfg, &answer, &mut CountingEntropy(4)),
             Step::Pass
@@ -908,14 +909,7 @@ mod tests {
         let (mut ex, _) = start(&cfg, kv(), &get(Some(&cookie)), T0 + 1);
         let f = forward(ex.record(&cfg, Ok(None), &mut CountingEntropy(3)));
         assert_eq!(f.session.status, "invalid");
-        let sc = set_cookie(ex.answered(
-            &cfg,
-            &Answer {
-                status: 200,
-                ..Default::default()
-            },
-            &mut CountingEntropy(4),
-        ));
+        let sc = set_cookie(ex.answered(&cfg, &OK, &mut CountingEntropy(4)));
         assert!(sc.contains("Max-Age=0"), "{sc}");
     }
 
@@ -987,8 +981,7 @@ mod tests {
     fn auto_mode_without_a_binding_keeps_sessions_in_the_cookie() {
         let cfg = config(&[]);
         let big = format!(r#"{{"blob":"{}"}}"#, "y".repeat(7000));
-        let (mut ex, step) = start(&cfg, Bindings::default(), &get(None), T0);
-        forward(step);
+        let mut ex = forwarded(&cfg);
         let answer = Answer {
             status: 200,
             reserved: true,
@@ -1058,10 +1051,7 @@ mod tests {
             500
         );
         let answer = Answer::default();
-        assert_eq!(
-            reply(ex.answered(&cfg, &answer, &mut CountingEntropy(1))).status,
-            500
-        );
+        assert_eq!(reply(answer_with(&mut ex, &cfg, &answer)).status, 500);
         assert_eq!(reply(ex.unreachable("x")).status, 500);
     }
 
@@ -1184,11 +1174,8 @@ mod tests {
         let logs = ex.take_logs();
         assert_eq!(logs[0].event, "bad_cookie");
         assert!(!logs[0].line().contains("forged-value"));
-        let answer = Answer {
-            status: 200,
-            ..Default::default()
-        };
-        let sc = set_cookie(ex.answered(&cfg, &answer, &mut CountingEntropy(1)));
+        let answer = OK;
+        let sc = set_cookie(answer_with(&mut ex, &cfg, &answer));
         assert!(sc.starts_with(&format!("{}=;", cfg.cookie.name)), "{sc}");
         assert!(sc.contains("Max-Age=0"), "{sc}");
     }
