@@ -23,7 +23,7 @@ case "${1:-}" in
   *) seconds="$1" ;;
 esac
 smoke_runs="${FUZZ_SMOKE_RUNS:-20000}"
-targets=(${FUZZ_TARGETS:-cookie_decode cookie_header control_headers config logout_next})
+targets=(${FUZZ_TARGETS:-cookie_decode cookie_header control_headers config logout_next exchange})
 
 # Longest input per target: past each parser's own limit, so the limits are exercised.
 max_len() {
@@ -31,6 +31,7 @@ max_len() {
     cookie_decode) echo 5000 ;;      # codec::MAX_VALUE_LEN is 4096
     cookie_header) echo 20000 ;;     # 16 KB Cookie headers
     control_headers) echo 20000 ;;
+    exchange) echo 20000 ;;
     *) echo 4096 ;;
   esac
 }

@@ -203,6 +203,69 @@ fn main() {
     );
     println!("cookie_header: {} seeds", c.count);
 
+    // exchange: config, bindings (1 KV, 2 assets), when, script, then
+    // method \0 path \0 cookie \0 fetch-site \0 set \0 action \0 max-age.
+    let mut c = Corpus::new(&root, "exchange");
+    let fields = |f: &[&str]| f.join("\0");
+    let host0 = format!("__Host-keycard={h0}");
+    let kv = format!("x=y; kc={kc}");
+    let host3 = format!("__Host-keycard={h3}");
+    let seeds: [(&str, [u8; 4], [&str; 7]); 9] = [
+        ("anonymous", [0, 0, 0, 1], ["GET", "/", "", "", "", "", ""]),
+        (
+            "sign-in",
+            [0, 1, 0, 1],
+            ["POST", "/login", "", "", DATA, "", ""],
+        ),
+        (
+            "session",
+            [0, 1, 1, 1],
+            ["GET", "/x?y=1", &host0, "", "", "", ""],
+        ),
+        (
+            "kv-session",
+            [1, 1, 2, 5],
+            ["GET", "/a", &kv, "", "", "", ""],
+        ),
+        (
+            "kv-regenerate",
+            [1, 1, 2, 9],
+            ["GET", "/a", &kv, "", "", "regenerate", ""],
+        ),
+        (
+            "logout",
+            [1, 1, 2, 1],
+            [
+                "POST",
+                "/.keycard/logout?next=/bye",
+                &kv,
+                "same-origin",
+                "",
+                "",
+                "",
+            ],
+        ),
+        (
+            "logout-cross-site",
+            [0, 0, 0, 1],
+            ["POST", "/.keycard/logout", "", "cross-site", "", "", ""],
+        ),
+        (
+            "health",
+            [0, 1, 0, 1],
+            ["GET", "/.keycard/health", "", "", "", "", ""],
+        ),
+        (
+            "destroy-jwt",
+            [3, 0, 1, 3],
+            ["GET", "/", &host3, "", "", "destroy", ""],
+        ),
+    ];
+    for (label, head, f) in &seeds {
+        c.framed(label, head, &fields(f));
+    }
+    println!("exchange: {} seeds", c.count);
+
     // control_headers: flags, extra, set \0 action \0 max-age.
     // flags: 1 set, 2 action, 4 max-age; config << 3; session kind << 5 (0 none,
     // 1 bad cookie, 2 cookie data, 3 KV data). extra: 1 KV available, 2 previous key,
@@ -237,8 +300,16 @@ fn main() {
         "{\"user\":\"bob\"}\0clear, regenerate\0",
     );
     c.framed("regenerate-kv", &[flags(2, 1, 3), 5], "\0Regenerate\0");
-    c.framed("max-age", &[flags(4, 0, 2), 1], &["", "", "3600"].join("\0"));
-    c.framed("max-age-zero", &[flags(4, 0, 3), 1], &["", "", "0"].join("\0"));
+    c.framed(
+        "max-age",
+        &[flags(4, 0, 2), 1],
+        &["", "", "3600"].join("\0"),
+    );
+    c.framed(
+        "max-age-zero",
+        &[flags(4, 0, 3), 1],
+        &["", "", "0"].join("\0"),
+    );
     c.framed(
         "all-three",
         &[flags(7, 0, 2), 3 | 40 << 2],

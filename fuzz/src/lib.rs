@@ -15,6 +15,7 @@
 //! | `control_headers` | `flags` byte, `extra` byte, then `set \0 action \0 max-age` |
 //! | `config` | records separated by `\0`: one variable-picking char, then the value |
 //! | `logout_next` | the `next` text |
+//! | `exchange` | `config`, `bindings`, `when`, `script` bytes, then `method \0 path \0 cookie \0 fetch-site \0 set \0 action \0 max-age` |
 
 use std::sync::OnceLock;
 

@@ -1,0 +1,197 @@
+//! A whole request through `exchange::Exchange`, the state machine the Worker drives:
+//! any method, path, `Cookie` and `Sec-Fetch-Site` from the client; any KV results
+//! (records, missing, garbage, failures); any origin answer (status and control
+//! headers), or none; and, now and then, a call out of order.
+//!
+//! Input: a `config` byte (picks one of `keycard_fuzz::CONFIGS`), a `bindings` byte
+//! (bit 0 KV, bit 1 assets), a `when` byte (`now = T0 + when * 900 s`), a `script` byte
+//! (its bits choose the KV and origin results, in the order the steps ask for them),
+//! then `method \0 path \0 cookie \0 fetch-site \0 set \0 action \0 max-age`.
+//!
+//! Properties: nothing panics; every exchange ends within a bounded number of steps; the
+//! origin is only told `valid` for a cookie that reads as a session; a client alone
+//! (KV and the origin working, the bindings the configuration needs present, the origin
+//! setting no more data than a cookie can hold without KV) never gets a 5xx; a call out
+//! of order is an opaque 500, never a panic; no session cookie value is logged.
+
+#![no_main]
+
+use keycard::config::StoreMode;
+use keycard::exchange::{Answer, Bindings, Exchange, Incoming, Step};
+use keycard::session::{self, Read};
+use keycard::store::StoreError;
+use keycard_fuzz::{configs, Counter, T0};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let [pick, bind, when, script, rest @ ..] = data else {
+        return;
+    };
+    let Ok(text) = std::str::from_utf8(rest) else {
+        return;
+    };
+    let mut f = text.split('\0');
+    let mut field = || f.next().filter(|s| !s.is_empty());
+    let method = field().unwrap_or("GET");
+    let path = field().unwrap_or("/");
+    let (cookie, fetch_site) = (field(), field());
+    let (set, action, max_age) = (field(), field(), field());
+
+    let cfgs = configs();
+    let cfg = &cfgs[usize::from(*pick) % cfgs.len()];
+    let now = T0 + u64::from(*when) * 900;
+    let bindings = Bindings {
+        kv: bind & 1 != 0,
+        origin_service: false,
+        assets: bind & 2 != 0,
+    };
+    // A method or path the runtime would never hand over (it parses the request line).
+    if method.bytes().any(|b| !b.is_ascii_graphic()) || path.bytes().any(|b| b <= b' ') {
+        return;
+    }
+    let url = format!("https://app.example/{}", path.trim_start_matches('/'));
+    let req = Incoming {
+        method,
+        url: &url,
+        cookie,
+        client_ip: Some("203.0.113.7"),
+        forwarded_for: None,
+        fetch_site,
+    };
+    let reads_valid = matches!(
+        session::read(cfg, cookie, now),
+        Read::Ready(_) | Read::NeedsRecord(_)
+    );
+
+    let mut entropy = Counter(*script);
+    let (mut ex, mut step) = Exchange::start(cfg, bindings, &req, now, &mut entropy);
+    let mut bits = u32::from(*script) | (u32::from(*when) << 8);
+    let mut next_bits = |n: u32| {
+        let v = bits & ((1 << n) - 1);
+        bits = bits.rotate_right(n);
+        v
+    };
+    // Whether anything but the client went wrong: a store or origin failure, a
+    // configuration that needs a binding that is missing, or origin data too big for a
+    // cookie with no KV to spill to.
+    let mut not_the_client = cfg.store == StoreMode::Kv && !bindings.kv;
+    let mut steps = 0;
+    while !step.is_final() {
+        steps += 1;
+        assert!(steps < 16, "the exchange did not end: {step:?}");
+        step = match step {
+            Step::KvGet { .. } => {
+                let found = match next_bits(2) {
+                    0 => Ok(None),
+                    1 => Ok(Some(
+                        r#"{"v":1,"created":1,"abs_exp":2,"data":{"n":1}}"#.to_owned(),
+                    )),
+                    2 => Ok(Some(text.to_owned())),
+                    _ => {
+                        not_the_client = true;
+                        Err(StoreError {
+                            op: "get",
+                            detail: "injected".into(),
+                        })
+                    }
+                };
+                ex.record(cfg, found, &mut entropy)
+            }
+            Step::KvPut(_) | Step::KvDelete { .. } => {
+                let result = if next_bits(3) == 0 {
+                    not_the_client = true;
+                    Err(StoreError {
+                        op: "put",
+                        detail: "injected".into(),
+                    })
+                } else {
+                    Ok(())
+                };
+                ex.written(cfg, result)
+            }
+            Step::Forward(fwd) => {
+                if fwd.session.status == "valid" {
+                    assert!(
+                        reads_valid,
+                        "valid forwarded for a cookie that does not read"
+                    );
+                    assert!(fwd.session.session.is_some() && fwd.session.handle.is_some());
+                } else {
+                    assert!(fwd.session.session.is_none() && fwd.session.handle.is_none());
+                }
+                if next_bits(4) == 0 {
+                    not_the_client = true;
+                    ex.unreachable("injected")
+                } else {
+                    let status = [200, 204, 302, 404, 500, 503][next_bits(3) as usize % 6];
+                    let control = set.is_some() || action.is_some() || max_age.is_some();
+                    if status >= 500 {
+                        not_the_client = true; // the origin's own error, passed through
+                    }
+                    let answer = Answer {
+                        status,
+                        reserved: control || next_bits(1) == 1,
+                        set,
+                        action,
+                        max_age,
+                    };
+                    // Data over the cookie limit with no KV is the origin's doing.
+                    if set.is_some_and(|s| s.len() > 2000) {
+                        not_the_client = true;
+                    }
+                    ex.answered(cfg, &answer, &mut entropy)
+                }
+            }
+            other => other,
+        };
+        if next_bits(5) == 0 && !step.is_final() {
+            // The edge misbehaves: any call that does not fit is an opaque 500.
+            let wrong = match step {
+                Step::KvGet { .. } => ex.written(cfg, Ok(())),
+                _ => ex.record(cfg, Ok(None), &mut entropy),
+            };
+            match wrong {
+                Step::Reply(r) => {
+                    assert_eq!(
+                        (r.status, r.body.as_str()),
+                        (500, "keycard: internal error")
+                    )
+                }
+                other => panic!("an out-of-order call went on: {other:?}"),
+            }
+            return;
+        }
+    }
+    if let Step::Reply(r) = &step {
+        if r.status >= 500 {
+            assert!(
+                not_the_client,
+                "the client alone caused {}: {:?}",
+                r.status,
+                ex.take_logs()
+            );
+            assert!(r.body.starts_with("keycard: "), "5xx bodies are opaque");
+        }
+    }
+    // Session cookie values (the ones long and cookie-like enough not to turn up in a
+    // log line by chance) never appear in one.
+    let secrets: Vec<&str> = cookie
+        .map(|c| session::cookie_values(c, &cfg.cookie.name).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|v| {
+            v.len() >= 24
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        })
+        .collect();
+    for log in ex.take_logs() {
+        let line = log.line();
+        for v in &secrets {
+            assert!(
+                !line.contains(v),
+                "a session cookie value was logged: {line}"
+            );
+        }
+    }
+});
