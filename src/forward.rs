@@ -1,13 +1,9 @@
-//! Request rewriting: the reserved header namespace, the forwarded `Cookie` header,
-//! the origin URL and the `X-Forwarded-*` headers.
-
-/// Whether `name` is in the reserved namespace: `X-Session` or `X-Session-*`, in any
-/// case. Such headers are stripped from the client's request and from the origin's
-/// response.
-pub fn is_reserved(name: &str) -> bool {
-    let n = name.as_bytes();
-    n.len() >= 9 && n[..9].eq_ignore_ascii_case(b"x-session") && (n.len() == 9 || n[9] == b'-')
-}
+//! Request rewriting: the forwarded `Cookie` header, the origin URL and the
+//! `X-Forwarded-*` headers.
+//!
+//! The reserved namespace (`X-Session` and `X-Session-*`, in any case) is stripped from
+//! the client's request and the origin's response by `src/entry.js`, which holds the
+//! header objects (tested end to end in `tests/e2e`).
 
 /// The `Cookie` header without the session cookie `name`, or `None` if nothing is
 /// left. Other cookies are kept byte for byte, which is why this splits on `;` by hand
@@ -95,28 +91,6 @@ pub fn forwarded_for(existing: Option<&str>, client_ip: Option<&str>) -> Option<
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn reserved_namespace() {
-        for yes in [
-            "X-Session",
-            "x-session",
-            "X-SESSION-Set",
-            "x-session-id",
-            "x-session-",
-        ] {
-            assert!(is_reserved(yes), "{yes}");
-        }
-        for no in [
-            "X-Sessions",
-            "x-sessionid",
-            "session",
-            "X-Forwarded-For",
-            "x-sessio",
-        ] {
-            assert!(!is_reserved(no), "{no}");
-        }
-    }
 
     #[test]
     fn strip_cookie_keeps_others() {
