@@ -654,18 +654,24 @@ impl Exchange {
     }
 
     fn next_write(&mut self, cfg: &Config) -> Step {
-        let State::Writing { ops, .. } = &mut self.state else {
+        let State::Writing {
+            mut ops,
+            set_cookie,
+            put,
+            after,
+        } = mem::replace(&mut self.state, State::Done)
+        else {
             return self.out_of_order("next_write");
         };
         if let Some(op) = ops.pop_front() {
+            self.state = State::Writing {
+                ops,
+                set_cookie,
+                put,
+                after,
+            };
             return op;
         }
-        let State::Writing {
-            set_cookie, after, ..
-        } = mem::replace(&mut self.state, State::Done)
-        else {
-            unreachable!("matched above")
-        };
         match after {
             After::Origin { reserved } if !reserved && set_cookie.is_none() => Step::Pass,
             After::Origin { .. } => Step::Rewrap { set_cookie },
