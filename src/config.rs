@@ -108,6 +108,9 @@ pub struct Config {
     pub origin_url: Option<OriginBase>,
     /// `ORIGIN_SERVICE`: a service binding to forward to instead of the network.
     pub origin_service: Option<String>,
+    /// `ORIGIN_TIMEOUT` in seconds: how long to wait for the origin's answer before
+    /// giving up with a 504; default none (the platform's own limit).
+    pub origin_timeout: Option<u64>,
     /// `SESSION_KV_FAILURE`; default `closed`.
     pub kv_failure: KvFailure,
     /// `KEYCARD_PATH_PREFIX`; default `/.keycard/`.
@@ -448,11 +451,20 @@ impl Config {
                 Secret::try_from(s.as_str()).map_err(|e| err("ORIGIN_SECRET", e.to_string()))?,
             ),
         };
-        if origin_secret.is_some() && lookup("SESSION_SECRET") == lookup("ORIGIN_SECRET") {
-            return Err(err(
-                "ORIGIN_SECRET",
-                "must not equal SESSION_SECRET: it is shared with the origin",
-            ));
+        // The origin holds ORIGIN_SECRET: it must not be able to sign session cookies,
+        // now or with a secret still accepted for verification. Compared after trimming,
+        // since a stray space in one place must not make two equal secrets "different".
+        if let Some(o) = get("ORIGIN_SECRET").filter(|_| origin_secret.is_some()) {
+            let previous = get("SESSION_SECRET_PREVIOUS").unwrap_or_default();
+            let reused = std::iter::once(secret_text.as_str())
+                .chain(previous.split(','))
+                .any(|s| s.trim() == o.trim());
+            if reused {
+                return Err(err(
+                    "ORIGIN_SECRET",
+                    "must differ from SESSION_SECRET and from every SESSION_SECRET_PREVIOUS entry: it is shared with the origin",
+                ));
+            }
         }
         let header_format = match get("SESSION_HEADER_FORMAT") {
             None => HeaderFormat::Base64,
@@ -479,6 +491,10 @@ impl Config {
             Some(u) => Some(parse_origin_url(u.trim()).map_err(|p| err("ORIGIN_URL", p))?),
         };
         let origin_service = get("ORIGIN_SERVICE").map(|s| s.trim().to_owned());
+        let origin_timeout = match get("ORIGIN_TIMEOUT") {
+            None => None,
+            Some(t) => Some(parse_duration(&t).map_err(|p| err("ORIGIN_TIMEOUT", p))?),
+        };
 
         let kv_failure = match get("SESSION_KV_FAILURE") {
             None => KvFailure::Closed,
@@ -530,6 +546,7 @@ impl Config {
             origin_secret,
             origin_url,
             origin_service,
+            origin_timeout,
             kv_failure,
             path_prefix,
             inspect,
@@ -742,6 +759,16 @@ mod tests {
             (&[("SESSION_HEADER_FORMAT", "jwt")], "ORIGIN_SECRET"),
             (&[("ORIGIN_SECRET", "short")], "ORIGIN_SECRET"),
             (&[("ORIGIN_SECRET", SECRET)], "ORIGIN_SECRET"),
+            // Regression: only an exact, untrimmed match with the current secret was
+            // refused, so the origin could hold a key that signs session cookies.
+            (&[("ORIGIN_SECRET", &format!(" {SECRET}\n"))], "ORIGIN_SECRET"),
+            (
+                &[
+                    ("SESSION_SECRET_PREVIOUS", "other-secret-0123456789abcdef012345678, old-secret-0123456789abcdef0123456789"),
+                    ("ORIGIN_SECRET", "old-secret-0123456789abcdef0123456789"),
+                ],
+                "ORIGIN_SECRET",
+            ),
             (&[("ORIGIN_URL", "ftp://x")], "ORIGIN_URL"),
             (&[("ORIGIN_URL", "https://x/path")], "ORIGIN_URL"),
             (&[("ORIGIN_URL", "legacy.internal")], "ORIGIN_URL"),

@@ -16,7 +16,8 @@ use wasm_bindgen::JsValue;
 use web_sys::{Headers, Response, ResponseInit};
 
 use crate::config::{Config, ConfigError, StoreMode};
-use crate::exchange::{self, Answer, Bindings, CookieEdit, Incoming, Step};
+use crate::exchange::{self, Answer, Bindings, Incoming, Step};
+use crate::headers::HeaderList;
 use crate::keys::OsEntropy;
 use crate::store::StoreError;
 
@@ -65,25 +66,26 @@ fn has_binding(env: &JsValue, name: &str) -> bool {
 pub enum Do {
     /// Answer with `reply()`; done.
     Reply = 0,
-    /// Read `key` from the KV binding named `binding`, then `record(..)`.
+    /// Read `key` from the KV binding named `binding` with `cacheTtl: cache_ttl`, then
+    /// `record(..)`.
     KvGet = 1,
     /// Write `key` = `value` with `expirationTtl: ttl`, then `written(..)`.
     KvPut = 2,
     /// Delete `key`, then `written(..)`.
     KvDelete = 3,
-    /// Send the client's request to the origin as `plan` says; then `answered(..)`
-    /// or `unreachable(..)`.
+    /// Send the client's request to the origin as `plan` says; then `answered(..)`,
+    /// `unreachable(..)` or `timed_out()`.
     Forward = 4,
     /// Answer with the assets binding's response for `url`; done.
     Asset = 5,
     /// Answer with the origin's response untouched; done.
     Pass = 6,
-    /// Answer with the origin's response without its `X-Session*` headers, with
-    /// `set_cookie` appended when it is defined; done.
+    /// Answer with the origin's response with `edits` applied to its headers; done.
     Rewrap = 7,
 }
 
-/// One request in flight, as the JS driver sees it.
+/// One request in flight, as the JS driver sees it. A getter asked for at a step that
+/// has no such data throws: that is a bug in the driver.
 #[wasm_bindgen]
 pub struct Exchange {
     cfg: Loaded,
@@ -100,24 +102,19 @@ fn kind(step: &Step) -> Do {
         Step::Forward(_) => Do::Forward,
         Step::Asset { .. } => Do::Asset,
         Step::Pass => Do::Pass,
-        Step::Rewrap { .. } => Do::Rewrap,
+        Step::Rewrap(_) => Do::Rewrap,
     }
+}
+
+fn wrong_step(getter: &str) -> JsValue {
+    JsValue::from_str(&format!("{getter} asked for at the wrong step"))
 }
 
 #[wasm_bindgen]
 impl Exchange {
-    /// Starts the exchange for a request; `now_ms` is `Date.now()`.
-    #[allow(clippy::too_many_arguments)]
-    pub fn start(
-        env: &JsValue,
-        method: &str,
-        url: &str,
-        cookie: Option<String>,
-        client_ip: Option<String>,
-        forwarded_for: Option<String>,
-        fetch_site: Option<String>,
-        now_ms: f64,
-    ) -> Exchange {
+    /// Starts the exchange for a request. `headers` is every request header as
+    /// `name:value` lines (see [`HeaderList`]); `now_ms` is `Date.now()`.
+    pub fn start(env: &JsValue, method: &str, url: &str, headers: &str, now_ms: f64) -> Exchange {
         let cfg = config(env);
         let (inner, step) = match &*cfg {
             Err(e) => exchange::Exchange::misconfigured(e),
@@ -133,10 +130,7 @@ impl Exchange {
                 let req = Incoming {
                     method,
                     url,
-                    cookie: cookie.as_deref(),
-                    client_ip: client_ip.as_deref(),
-                    forwarded_for: forwarded_for.as_deref(),
-                    fetch_site: fetch_site.as_deref(),
+                    headers: HeaderList(headers),
                 };
                 let now = (now_ms / 1000.0) as u64;
                 exchange::Exchange::start(c, bindings, &req, now, &mut OsEntropy)
@@ -149,109 +143,89 @@ impl Exchange {
 
     /// What to do now.
     #[wasm_bindgen(getter)]
-    pub fn todo(&self) -> Do {
+    pub fn step(&self) -> Do {
         kind(&self.step)
     }
 
     /// The KV key to read, write or delete.
     #[wasm_bindgen(getter)]
-    pub fn key(&self) -> String {
+    pub fn key(&self) -> Result<String, JsValue> {
         match &self.step {
-            Step::KvGet { key } | Step::KvDelete { key } => key.clone(),
-            Step::KvPut(p) => p.key.clone(),
-            _ => String::new(),
+            Step::KvGet { key } | Step::KvDelete { key } => Ok(key.clone()),
+            Step::KvPut(p) => Ok(p.key.clone()),
+            _ => Err(wrong_step("key")),
         }
     }
 
-    /// The record to write.
+    /// The value to write.
     #[wasm_bindgen(getter)]
-    pub fn value(&self) -> String {
+    pub fn value(&self) -> Result<String, JsValue> {
         match &self.step {
-            Step::KvPut(p) => p.value.clone(),
-            _ => String::new(),
+            Step::KvPut(p) => Ok(p.value.clone()),
+            _ => Err(wrong_step("value")),
         }
     }
 
-    /// The record's `expirationTtl`, in seconds.
+    /// The value's `expirationTtl`, in seconds.
     #[wasm_bindgen(getter)]
-    pub fn ttl(&self) -> f64 {
+    pub fn ttl(&self) -> Result<f64, JsValue> {
         match &self.step {
-            Step::KvPut(p) => p.ttl as f64,
-            _ => 0.0,
+            Step::KvPut(p) => Ok(p.ttl as f64),
+            _ => Err(wrong_step("ttl")),
+        }
+    }
+
+    /// The `cacheTtl` of a read, in seconds.
+    #[wasm_bindgen(getter)]
+    pub fn cache_ttl(&self) -> Result<f64, JsValue> {
+        match &self.step {
+            Step::KvGet { .. } => Ok(exchange::KV_CACHE_TTL as f64),
+            _ => Err(wrong_step("cache_ttl")),
         }
     }
 
     /// The name of the KV namespace binding (`SESSION_KV_BINDING`).
     #[wasm_bindgen(getter)]
-    pub fn binding(&self) -> String {
-        self.cfg
-            .as_ref()
-            .as_ref()
-            .map(|c| c.kv_binding.clone())
-            .unwrap_or_default()
+    pub fn binding(&self) -> Result<String, JsValue> {
+        match (&self.step, &*self.cfg) {
+            (Step::KvGet { .. } | Step::KvPut(_) | Step::KvDelete { .. }, Ok(c)) => {
+                Ok(c.kv_binding.clone())
+            }
+            _ => Err(wrong_step("binding")),
+        }
     }
 
     /// The asset to fetch.
     #[wasm_bindgen(getter)]
-    pub fn url(&self) -> String {
+    pub fn url(&self) -> Result<String, JsValue> {
         match &self.step {
-            Step::Asset { url } => url.clone(),
-            _ => String::new(),
+            Step::Asset { url } => Ok(url.clone()),
+            _ => Err(wrong_step("url")),
         }
     }
 
-    /// The forwarding decisions, as one string of newline-separated fields (one
-    /// crossing of the JS boundary instead of eleven; no header value or URL can hold a
-    /// newline). An empty field is an absent value. In order: the URL to forward to;
-    /// the service binding to forward through; the `Cookie` edit (`k` keep, `s` set,
-    /// `r` remove) and the value to set; `X-Session`, `X-Session-Status`,
-    /// `X-Session-Id`, `X-Session-Expires`, `X-Forwarded-For`, `X-Forwarded-Host`,
-    /// `X-Forwarded-Proto`.
+    /// The forwarding plan, in the wire form described on `exchange::Forward::wire`.
     #[wasm_bindgen(getter)]
-    pub fn plan(&self) -> String {
-        let (Step::Forward(f), Ok(cfg)) = (&self.step, &*self.cfg) else {
-            return String::new();
-        };
-        let service = match (&cfg.origin_service, f.via_service) {
-            (Some(s), true) => s.as_str(),
-            _ => "",
-        };
-        let (edit, cookie) = match &f.cookie {
-            CookieEdit::Keep => ("k", ""),
-            CookieEdit::Set(c) => ("s", c.as_str()),
-            CookieEdit::Remove => ("r", ""),
-        };
-        let s = &f.session;
-        let expires = s.expires.map(|e| e.to_string()).unwrap_or_default();
-        let fields = [
-            f.url.as_str(),
-            service,
-            edit,
-            cookie,
-            s.session.as_deref().unwrap_or(""),
-            s.status,
-            s.handle.as_deref().unwrap_or(""),
-            &expires,
-            f.forwarded_for.as_deref().unwrap_or(""),
-            &f.forwarded_host,
-            &f.forwarded_proto,
-        ];
-        fields.join("\n")
+    pub fn plan(&self) -> Result<String, JsValue> {
+        match &self.step {
+            Step::Forward(f) => Ok(f.wire()),
+            _ => Err(wrong_step("plan")),
+        }
     }
 
-    /// The `Set-Cookie` value to append to the origin's response, if any.
+    /// The edits to the origin's response headers, in the same wire form.
     #[wasm_bindgen(getter)]
-    pub fn set_cookie(&self) -> Option<String> {
+    pub fn edits(&self) -> Result<String, JsValue> {
         match &self.step {
-            Step::Rewrap { set_cookie } => set_cookie.clone(),
-            _ => None,
+            Step::Rewrap(r) => Ok(r.wire()),
+            _ => Err(wrong_step("edits")),
         }
     }
 
     /// keycard's own response (never cached).
     pub fn reply(&self) -> Result<Response, JsValue> {
         let Step::Reply(r) = &self.step else {
-            return Err(JsValue::from_str("no reply at this step"));
+            return Err(wrong_step("reply"));
         };
         let headers = Headers::new()?;
         headers.set("content-type", r.content_type)?;
@@ -266,7 +240,7 @@ impl Exchange {
         Response::new_with_opt_str_and_init(body, &init)
     }
 
-    /// The KV read's result: the record (`undefined` when there is none), or the
+    /// The KV read's result: the value (`undefined` when there is none), or the
     /// error's message.
     pub fn record(&mut self, value: Option<String>, error: Option<String>) -> Do {
         let found = match error {
@@ -290,22 +264,12 @@ impl Exchange {
         self.advance(|ex, cfg| ex.written(cfg, result))
     }
 
-    /// The origin's answer: its status, whether any `X-Session*` header was present,
-    /// and the three control headers.
-    pub fn answered(
-        &mut self,
-        status: u16,
-        reserved: bool,
-        set: Option<String>,
-        action: Option<String>,
-        max_age: Option<String>,
-    ) -> Do {
+    /// The origin's answer: its status and every response header as `name:value`
+    /// lines.
+    pub fn answered(&mut self, status: u16, headers: &str) -> Do {
         let answer = Answer {
             status,
-            reserved,
-            set: set.as_deref(),
-            action: action.as_deref(),
-            max_age: max_age.as_deref(),
+            headers: HeaderList(headers),
         };
         self.advance(|ex, cfg| ex.answered(cfg, &answer, &mut OsEntropy))
     }
@@ -313,6 +277,11 @@ impl Exchange {
     /// The origin could not be reached; `error` is for the log.
     pub fn unreachable(&mut self, error: &str) -> Do {
         self.advance(|ex, _| ex.unreachable(error))
+    }
+
+    /// The origin did not answer within the plan's timeout.
+    pub fn timed_out(&mut self) -> Do {
+        self.advance(|ex, cfg| ex.timed_out(cfg))
     }
 }
 

@@ -43,7 +43,10 @@ pub fn route(cfg: &Config, method: &str, path: &str, query: Option<&str>) -> Opt
         "health" if get => Endpoint::Health,
         "health" => Endpoint::MethodNotAllowed("GET"),
         "logout" if method.eq_ignore_ascii_case("POST") => Endpoint::Logout {
-            next: query.and_then(next_param).and_then(|n| safe_next(&n)),
+            next: query
+                .and_then(next_param)
+                .and_then(|n| safe_next(&n))
+                .map(|n| location(&n)),
         },
         "logout" => Endpoint::MethodNotAllowed("POST"),
         "session" if !cfg.inspect => Endpoint::NotFound,
@@ -84,6 +87,30 @@ pub fn safe_next(next: &str) -> Option<String> {
     let decoded: String = percent_decode(next)?;
     let twice: String = percent_decode(&decoded)?;
     (ok(next) && ok(&decoded) && ok(&twice)).then(|| next.to_owned())
+}
+
+/// What a `Location` may not hold as it is: controls, space, non-ASCII (always
+/// encoded) and the characters that are not allowed or mean something else in a URL.
+/// `%` and `+` are encoded too, so the browser goes to exactly the decoded `next`, not
+/// to a second decoding of it. `#` stays: a fragment cannot leave the page's origin.
+const LOCATION: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'%')
+    .add(b'+')
+    .add(b'<')
+    .add(b'>')
+    .add(b'\\')
+    .add(b'^')
+    .add(b'`')
+    .add(b'{')
+    .add(b'|')
+    .add(b'}');
+
+/// The `Location` for a validated, form-decoded `next`: percent-encoded again, so that
+/// it is ASCII and means what was decoded.
+fn location(next: &str) -> String {
+    percent_encoding::utf8_percent_encode(next, LOCATION).to_string()
 }
 
 fn percent_decode(s: &str) -> Option<String> {
@@ -157,6 +184,28 @@ mod tests {
             "",
         ] {
             assert_eq!(safe_next(bad), None, "{bad}");
+        }
+    }
+
+    /// Regression: the `Location` was the form-decoded value as it was, so non-ASCII
+    /// went out as raw bytes, and `%2B` as a `+` that the target reads as a space.
+    #[test]
+    fn logout_next_is_percent_encoded_again() {
+        let cfg = config(&[]);
+        for (query, want) in [
+            ("next=%2Fcaf%C3%A9%3Fq%3Da%2Bb", "/caf%C3%A9?q=a%2Bb"),
+            ("next=/a%2Bb", "/a%2Bb"),
+            ("next=/caf\u{e9}", "/caf%C3%A9"),
+            ("next=/p%2525", "/p%2525"),
+            ("next=/x%3Fa%3D1%26b%3D2%23top", "/x?a=1&b=2#top"),
+        ] {
+            assert_eq!(
+                route(&cfg, "POST", "/.keycard/logout", Some(query)),
+                Some(Endpoint::Logout {
+                    next: Some(want.into())
+                }),
+                "{query}"
+            );
         }
     }
 

@@ -3,7 +3,9 @@
 // For each request the core is asked, through synchronous wasm calls, what to do next:
 // read or write a KV record, forward to the origin, serve an inspector asset, or
 // answer. This file does exactly that I/O and hands each result back. All decisions
-// (sessions, cookies, policies, errors) are made in Rust; the awaits live here, so no
+// (sessions, cookies, policies, errors, and every header name set or removed) are made
+// in Rust; header edits arrive as lines this file applies without reading them (the
+// wire form is documented on `Wire` in src/exchange.rs). The awaits live here, so no
 // Rust future or promise plumbing runs per request (BENCHMARKS.md has the numbers).
 // scripts/build.sh bundles it with the wasm-bindgen glue into build/index.js.
 import { Do, Exchange, __wbg_reset_state } from "./index.js";
@@ -12,37 +14,78 @@ const TEXT = { "content-type": "text/plain; charset=utf-8", "cache-control": "no
 
 const message = (e) => (e instanceof Error ? e.message : String(e));
 
-/** The `X-Session*` names among `headers` (lower-cased, as Headers keeps them). */
-function reservedNames(headers) {
-  const out = [];
-  for (const k of headers.keys()) {
-    if (k.startsWith("x-session") && (k.length === 9 || k.charCodeAt(9) === 45)) out.push(k);
-  }
+/** Every header as `name:value` lines, the form the core reads. */
+function lines(headers) {
+  let out = "";
+  for (const [k, v] of headers) out += `${k}:${v}\n`;
   return out;
 }
 
-/** The origin's response without its reserved headers, with `setCookie` appended. */
-function rewrap(origin, names, setCookie) {
+/** Applies the core's header edits (`-name`, `=name:value`, `+name:value`) to `headers`;
+ * returns the other lines (the forwarding instructions) by their tag. */
+function applyEdits(headers, wire) {
+  const rest = {};
+  for (const line of wire.split("\n")) {
+    const tag = line[0];
+    if (tag === "-") headers.delete(line.slice(1));
+    else if (tag === "=" || tag === "+") {
+      const i = line.indexOf(":");
+      if (tag === "=") headers.set(line.slice(1, i), line.slice(i + 1));
+      else headers.append(line.slice(1, i), line.slice(i + 1));
+    } else if (tag !== undefined) rest[tag] = line.slice(1);
+  }
+  return rest;
+}
+
+/** The origin's response with the core's edits applied to its headers. */
+function rewrap(origin, wire) {
   const headers = new Headers(origin.headers);
-  for (const n of names) headers.delete(n);
-  if (setCookie !== undefined) headers.append("set-cookie", setCookie);
+  applyEdits(headers, wire);
   const init = { status: origin.status, statusText: origin.statusText, headers };
   // A WebSocket upgrade: hand the socket through.
   if (origin.status === 101) init.webSocket = origin.webSocket;
   return new Response(origin.body, init);
 }
 
+const TIMED_OUT = Symbol("timed out");
+
+/** Sends the client's request to the origin as the plan says. Resolves to the origin's
+ * response, or to TIMED_OUT when the plan's timeout passes first. */
+async function forward(request, env, plan) {
+  const headers = new Headers(request.headers);
+  const { U: url, S: service, T: timeout, B: dropBody } = applyEdits(headers, plan);
+  const init = { method: request.method, headers, redirect: "manual" };
+  if (dropBody === undefined) init.body = request.body;
+  let timer, expired;
+  if (timeout !== undefined) {
+    const abort = new AbortController();
+    init.signal = abort.signal;
+    expired = new Promise((resolve) => {
+      timer = setTimeout(() => {
+        abort.abort();
+        resolve(TIMED_OUT);
+      }, Number(timeout));
+    });
+  }
+  const out = new Request(url, init);
+  const sent = service !== undefined ? env[service].fetch(out) : fetch(out);
+  try {
+    return await (expired ? Promise.race([sent, expired]) : sent);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 async function drive(ex, request, env) {
   let origin; // the origin's response, once there is one
-  let names; // its reserved header names
   for (;;) {
-    switch (ex.todo) {
+    switch (ex.step) {
       case Do.Reply:
         return ex.reply();
       case Do.KvGet: {
         let value;
         try {
-          value = await env[ex.binding].get(ex.key);
+          value = await env[ex.binding].get(ex.key, { cacheTtl: ex.cache_ttl });
         } catch (e) {
           ex.record(undefined, message(e));
           break;
@@ -54,7 +97,7 @@ async function drive(ex, request, env) {
       case Do.KvDelete: {
         const kv = env[ex.binding];
         try {
-          if (ex.todo === Do.KvPut) await kv.put(ex.key, ex.value, { expirationTtl: ex.ttl });
+          if (ex.step === Do.KvPut) await kv.put(ex.key, ex.value, { expirationTtl: ex.ttl });
           else await kv.delete(ex.key);
         } catch (e) {
           ex.written(message(e));
@@ -64,33 +107,14 @@ async function drive(ex, request, env) {
         break;
       }
       case Do.Forward: {
-        const [url, service, cookieEdit, cookie, session, status, id, expires, xff, host, proto] =
-          ex.plan.split("\n");
-        const headers = new Headers(request.headers);
-        for (const n of reservedNames(request.headers)) headers.delete(n);
-        if (cookieEdit === "s") headers.set("cookie", cookie);
-        else if (cookieEdit === "r") headers.delete("cookie");
-        if (session) headers.set("x-session", session);
-        headers.set("x-session-status", status);
-        if (id) headers.set("x-session-id", id);
-        if (expires) headers.set("x-session-expires", expires);
-        if (xff) headers.set("x-forwarded-for", xff);
-        headers.set("x-forwarded-host", host);
-        headers.set("x-forwarded-proto", proto);
-        const out = new Request(url, { method: request.method, headers, body: request.body, redirect: "manual" });
         try {
-          origin = await (service ? env[service].fetch(out) : fetch(out));
+          origin = await forward(request, env, ex.plan);
         } catch (e) {
           ex.unreachable(message(e));
           break;
         }
-        const h = origin.headers;
-        names = reservedNames(h);
-        if (names.length === 0) ex.answered(origin.status, false, undefined, undefined, undefined);
-        else {
-          ex.answered(origin.status, true, h.get("x-session-set") ?? undefined,
-            h.get("x-session-action") ?? undefined, h.get("x-session-max-age") ?? undefined);
-        }
+        if (origin === TIMED_OUT) ex.timed_out();
+        else ex.answered(origin.status, lines(origin.headers));
         break;
       }
       case Do.Asset:
@@ -98,9 +122,9 @@ async function drive(ex, request, env) {
       case Do.Pass:
         return origin;
       case Do.Rewrap:
-        return rewrap(origin, names, ex.set_cookie);
+        return rewrap(origin, ex.edits);
       default:
-        throw new Error(`unknown step ${ex.todo}`);
+        throw new Error(`unknown step ${ex.step}`);
     }
   }
 }
@@ -117,10 +141,7 @@ export default {
     }
     let ex;
     try {
-      const h = request.headers;
-      ex = Exchange.start(env, request.method, request.url, h.get("cookie") ?? undefined,
-        h.get("cf-connecting-ip") ?? undefined, h.get("x-forwarded-for") ?? undefined,
-        h.get("sec-fetch-site") ?? undefined, Date.now());
+      ex = Exchange.start(env, request.method, request.url, lines(request.headers), Date.now());
       return await drive(ex, request, env);
     } catch (e) {
       if (e instanceof WebAssembly.RuntimeError || message(e) === "Module terminated") broken = true;

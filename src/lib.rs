@@ -35,9 +35,11 @@
 pub mod codec;
 pub mod config;
 pub mod control;
+pub mod cross_origin;
 pub mod endpoints;
 pub mod exchange;
 pub mod forward;
+pub mod headers;
 pub mod jwt;
 pub mod keys;
 pub mod session;

@@ -41,6 +41,11 @@ pub const JWT_LIFETIME: u64 = 60;
 /// KV's minimum `expirationTtl`.
 pub const KV_MIN_TTL: u64 = 60;
 
+/// The tombstone key for the record at `record_key` (which starts with `prefix`).
+fn tombstone_key(prefix: &str, record_key: &str) -> String {
+    format!("{prefix}revoked.{}", &record_key[prefix.len()..])
+}
+
 /// The session status forwarded in `X-Session-Status`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
@@ -138,6 +143,13 @@ impl Session {
     /// The KV key of its record.
     pub fn kv_key(&self, cfg: &Config) -> String {
         self.sid.kv_key(&cfg.kv_prefix)
+    }
+
+    /// The KV key of its tombstone: [`Session::kv_key`] with `revoked.` after the
+    /// prefix. A record key never holds a dot after the prefix, so no session write can
+    /// touch it.
+    pub fn tombstone_key(&self, cfg: &Config) -> String {
+        tombstone_key(&cfg.kv_prefix, &self.kv_key(cfg))
     }
 }
 
@@ -254,10 +266,11 @@ fn check_times(cfg: &Config, claims: &mut Claims, now: u64) -> Result<(), Status
         return Err(Status::Invalid);
     }
     // A cookie issued under a longer absolute timeout than the current one is held to
-    // the current one.
+    // the current one, counted from when its absolute lifetime started (creation, or
+    // the origin's last `X-Session-Max-Age`), not from its last issue.
     claims.abs_exp = claims
         .abs_exp
-        .min(claims.issued.saturating_add(cfg.absolute_timeout));
+        .min(claims.created.saturating_add(cfg.absolute_timeout));
     if now >= claims.abs_exp || now >= claims.issued.saturating_add(cfg.idle_timeout) {
         return Err(Status::Expired);
     }
@@ -314,7 +327,7 @@ pub fn read(cfg: &Config, cookie_header: Option<&str>, now: u64) -> Read {
 
 /// The headers the origin receives about the session.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Forward {
+pub struct SessionHeaders {
     /// `X-Session`, with a valid session only.
     pub session: Option<String>,
     /// `X-Session-Status`, always.
@@ -333,9 +346,9 @@ pub fn forward_headers(
     now: u64,
     method: &str,
     url: &str,
-) -> Forward {
+) -> SessionHeaders {
     let Some(s) = &loaded.session else {
-        return Forward {
+        return SessionHeaders {
             session: None,
             status: loaded.status.as_str(),
             handle: None,
@@ -366,7 +379,7 @@ pub fn forward_headers(
             )
         }
     };
-    Forward {
+    SessionHeaders {
         session: Some(session),
         status: Status::Valid.as_str(),
         handle: Some(handle),
@@ -404,14 +417,32 @@ pub enum Change {
 pub struct Outcome {
     /// The `Set-Cookie` header value for the session cookie, if any.
     pub set_cookie: Option<String>,
+    /// The tombstone key to read before [`Outcome::kv_put`]: if a tombstone is there,
+    /// the session was revoked and must not be written again.
+    pub kv_check: Option<String>,
     /// The record to write, if any.
     pub kv_put: Option<KvPut>,
-    /// Records to delete.
+    /// Sessions to revoke: write each tombstone, then delete each record.
+    pub kv_revoke: Vec<Revocation>,
+    /// Records to delete that are no longer needed (the data moved into the cookie).
     pub kv_delete: Vec<String>,
     /// What happened, for the log.
     pub change: Change,
     /// The session after the changes, if it lives on.
     pub session: Option<Session>,
+}
+
+/// The end of a session whose record is in KV: a tombstone under a key that session
+/// writes never touch, kept until the session's absolute expiry, then the record's
+/// deletion. KV is eventually consistent, so a stale location may still serve the
+/// record for a while; the tombstone makes sure that no request anywhere can write it
+/// back (every write of an existing id reads the tombstone key first).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revocation {
+    /// The tombstone to write.
+    pub tombstone: KvPut,
+    /// The record to delete.
+    pub record: String,
 }
 
 /// Why [`finish`] could not honour the origin's answer.
@@ -494,39 +525,30 @@ fn encode(cfg: &Config, claims: &Claims, entropy: &mut dyn Entropy) -> String {
     }
 }
 
-/// Applies the origin's `changes` to the loaded session and decides what to send and
-/// store. `kv_available` says whether a KV binding exists. Change order: `destroy`
-/// (which ignores everything else), `clear`, the `Set` merge, `regenerate`, then
-/// `Max-Age` (`0` ends the session like `destroy`).
-pub fn finish(
+/// A session after the origin's changes were applied, before it is placed.
+struct Applied {
+    /// The session that lives on, if any.
+    session: Option<Session>,
+    /// Whether its data, id or lifetime changed.
+    changed: bool,
+    /// Whether its id is new in this request (created or regenerated): no tombstone
+    /// can exist for it.
+    new_id: bool,
+    /// The session as it was before `regenerate`, whose id is now revoked.
+    replaced: Option<Session>,
+}
+
+/// Applies `clear`, the `Set` merge, `regenerate` and `Max-Age` (in that order) to
+/// `session`, creating one when a `Set` leaves data and there was none.
+fn apply(
     cfg: &Config,
-    loaded: Loaded,
+    mut session: Option<Session>,
     changes: Changes,
     now: u64,
     entropy: &mut dyn Entropy,
-    kv_available: bool,
-) -> Result<Outcome, FinishError> {
-    let mut kv_delete = Vec::new();
-    let bad_cookie =
-        matches!(loaded.status, Status::Invalid | Status::Expired) && !loaded.store_unavailable;
-    let mut session = loaded.session;
-
-    if changes.destroy || changes.max_age == Some(0) {
-        if let Some(s) = &session {
-            if s.location == Location::Kv {
-                kv_delete.push(s.kv_key(cfg));
-            }
-        }
-        return Ok(Outcome {
-            set_cookie: Some(clearing_cookie(cfg)),
-            kv_put: None,
-            kv_delete,
-            change: Change::Purged,
-            session: None,
-        });
-    }
-
+) -> Applied {
     let mut changed = false;
+    let mut new_id = false;
     if changes.clear || changes.set.is_some() {
         let mut data = match &session {
             Some(s) if !changes.clear => s.data(),
@@ -555,109 +577,166 @@ pub fn finish(
                     current_key: true,
                 });
                 changed = true;
+                new_id = true;
             }
             None => {}
         }
     }
+    let mut replaced = None;
+    if let Some(s) = &mut session {
+        if changes.regenerate {
+            replaced = Some(s.clone());
+            s.sid = SessionId::generate(entropy);
+            changed = true;
+            new_id = true;
+        }
+        if let Some(secs) = changes.max_age {
+            let abs = now + secs.min(cfg.absolute_timeout);
+            if abs != s.abs_exp {
+                // The absolute lifetime now counts from here (see `check_times`).
+                s.created = now;
+                s.abs_exp = abs;
+                changed = true;
+            }
+        }
+    }
+    Applied {
+        session,
+        changed,
+        new_id,
+        replaced,
+    }
+}
 
-    let Some(mut s) = session else {
-        return Ok(Outcome {
-            set_cookie: bad_cookie.then(|| clearing_cookie(cfg)),
-            kv_put: None,
-            kv_delete,
-            change: if bad_cookie {
-                Change::Purged
-            } else {
-                Change::Unchanged
-            },
-            session: None,
-        });
+/// Encodes the session's cookie and decides where its data lives: in the cookie while
+/// it fits (`cookie`, `auto`), in KV in `kv` mode or past the limit in `auto`.
+fn place(
+    cfg: &Config,
+    s: &Session,
+    max_age: u64,
+    entropy: &mut dyn Entropy,
+    kv_available: bool,
+) -> Result<(String, Location), FinishError> {
+    let in_kv = |entropy: &mut dyn Entropy| {
+        let value = encode(cfg, &claims_of(s, Body::InKv), entropy);
+        (set_cookie(cfg, &value, max_age), Location::Kv)
+    };
+    if cfg.store == StoreMode::Kv {
+        return Ok(in_kv(entropy));
+    }
+    let value = encode(
+        cfg,
+        &claims_of(s, Body::Inline(s.data_b64.clone())),
+        entropy,
+    );
+    let inline = set_cookie(cfg, &value, max_age);
+    if inline.len() <= MAX_COOKIE_LEN {
+        Ok((inline, Location::Cookie))
+    } else if cfg.store == StoreMode::Auto && kv_available {
+        Ok(in_kv(entropy))
+    } else {
+        Err(FinishError::TooLarge { size: inline.len() })
+    }
+}
+
+/// The revocation of a session whose record is in KV: its tombstone, then the
+/// record's deletion.
+fn revoke(cfg: &Config, s: &Session, now: u64) -> Option<Revocation> {
+    (s.location == Location::Kv).then(|| Revocation {
+        tombstone: KvPut {
+            key: s.tombstone_key(cfg),
+            value: format!("{{\"v\":1,\"revoked\":{now}}}"),
+            ttl: s.abs_exp.saturating_sub(now).max(KV_MIN_TTL),
+        },
+        record: s.kv_key(cfg),
+    })
+}
+
+/// Applies the origin's `changes` to the loaded session and decides what to send and
+/// store. `kv_available` says whether a KV binding exists. Change order: `destroy`
+/// (which ignores everything else), `clear`, the `Set` merge, `regenerate`, then
+/// `Max-Age` (`0` ends the session like `destroy`).
+pub fn finish(
+    cfg: &Config,
+    loaded: Loaded,
+    changes: Changes,
+    now: u64,
+    entropy: &mut dyn Entropy,
+    kv_available: bool,
+) -> Result<Outcome, FinishError> {
+    let bad_cookie =
+        matches!(loaded.status, Status::Invalid | Status::Expired) && !loaded.store_unavailable;
+    let mut out = Outcome {
+        set_cookie: None,
+        kv_check: None,
+        kv_put: None,
+        kv_revoke: Vec::new(),
+        kv_delete: Vec::new(),
+        change: Change::Unchanged,
+        session: None,
     };
 
-    let was_kv = s.location == Location::Kv;
-    if changes.regenerate {
-        if was_kv {
-            kv_delete.push(s.kv_key(cfg));
-        }
-        s.sid = SessionId::generate(entropy);
-        changed = true;
+    if changes.destroy || changes.max_age == Some(0) {
+        out.kv_revoke
+            .extend(loaded.session.as_ref().and_then(|s| revoke(cfg, s, now)));
+        out.set_cookie = Some(clearing_cookie(cfg));
+        out.change = Change::Purged;
+        return Ok(out);
     }
-    if let Some(secs) = changes.max_age {
-        let abs = now + secs.min(cfg.absolute_timeout);
-        if abs != s.abs_exp {
-            s.abs_exp = abs;
-            changed = true;
+
+    let Applied {
+        session,
+        changed,
+        new_id,
+        replaced,
+    } = apply(cfg, loaded.session, changes, now, entropy);
+    let Some(mut s) = session else {
+        if bad_cookie {
+            out.set_cookie = Some(clearing_cookie(cfg));
+            out.change = Change::Purged;
         }
-    }
+        return Ok(out);
+    };
+    // A regenerated session's old id dies with its record.
+    out.kv_revoke
+        .extend(replaced.as_ref().and_then(|old| revoke(cfg, old, now)));
 
     let time_refresh = s.time_refresh_due(cfg, now);
     if !changed && !time_refresh && s.current_key {
-        return Ok(Outcome {
-            set_cookie: None,
-            kv_put: None,
-            kv_delete,
-            change: Change::Unchanged,
-            session: Some(s),
-        });
+        out.session = Some(s);
+        return Ok(out);
     }
 
     s.issued = now;
     s.kid = cfg.keys.current().kid().to_owned();
     s.current_key = true;
     let max_age = cfg.idle_timeout.min(s.abs_exp.saturating_sub(now));
-
-    let inline = |s: &Session, entropy: &mut dyn Entropy| {
-        let value = encode(
-            cfg,
-            &claims_of(s, Body::Inline(s.data_b64.clone())),
-            entropy,
-        );
-        set_cookie(cfg, &value, max_age)
-    };
-    let (cookie, location) = match cfg.store {
-        StoreMode::Kv => {
-            let value = encode(cfg, &claims_of(&s, Body::InKv), entropy);
-            (set_cookie(cfg, &value, max_age), Location::Kv)
-        }
-        StoreMode::Cookie | StoreMode::Auto => {
-            let c = inline(&s, entropy);
-            if c.len() <= MAX_COOKIE_LEN {
-                (c, Location::Cookie)
-            } else if cfg.store == StoreMode::Auto && kv_available {
-                let value = encode(cfg, &claims_of(&s, Body::InKv), entropy);
-                (set_cookie(cfg, &value, max_age), Location::Kv)
-            } else {
-                return Err(FinishError::TooLarge { size: c.len() });
-            }
-        }
-    };
+    let (cookie, location) = place(cfg, &s, max_age, entropy, kv_available)?;
     debug_assert!(cookie.len() <= MAX_COOKIE_LEN);
 
-    let mut kv_put = None;
-    if location == Location::Kv {
-        if changed || time_refresh || !was_kv {
-            kv_put = Some(KvPut {
-                key: s.kv_key(cfg),
-                value: record(&s),
-                ttl: max_age.max(KV_MIN_TTL),
-            });
-        }
-    } else if was_kv && !changes.regenerate {
+    let was_kv = s.location == Location::Kv && replaced.is_none();
+    if location == Location::Kv && (changed || time_refresh || !was_kv) {
+        // An id that existed before may have been revoked meanwhile: its tombstone is
+        // looked at first, so a revoked session can never be written again.
+        out.kv_check = (!new_id).then(|| s.tombstone_key(cfg));
+        out.kv_put = Some(KvPut {
+            key: s.kv_key(cfg),
+            value: record(&s),
+            ttl: max_age.max(KV_MIN_TTL),
+        });
+    } else if location == Location::Cookie && was_kv {
         // The data moved back into the cookie: the record is no longer needed.
-        kv_delete.push(s.kv_key(cfg));
+        out.kv_delete.push(s.kv_key(cfg));
     }
     s.location = location;
-    Ok(Outcome {
-        set_cookie: Some(cookie),
-        kv_put,
-        kv_delete,
-        change: if changed {
-            Change::Changed
-        } else {
-            Change::Renewed
-        },
-        session: Some(s),
-    })
+    out.set_cookie = Some(cookie);
+    out.change = if changed {
+        Change::Changed
+    } else {
+        Change::Renewed
+    };
+    out.session = Some(s);
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -697,7 +776,7 @@ pub(crate) mod tests {
         kv: &mut HashMap<String, String>,
         changes: Changes,
         now: u64,
-    ) -> (Loaded, Forward, Outcome) {
+    ) -> (Loaded, SessionHeaders, Outcome) {
         let header = jar
             .as_ref()
             .map(|v| format!("other=1; {}={v}", cfg.cookie.name));
@@ -740,7 +819,7 @@ pub(crate) mod tests {
         (loaded, fwd, out)
     }
 
-    fn data_of(fwd: &Forward) -> Value {
+    fn data_of(fwd: &SessionHeaders) -> Value {
         serde_json::from_slice(&unb64(fwd.session.as_ref().unwrap()).unwrap()).unwrap()
     }
 
@@ -828,6 +907,48 @@ pub(crate) mod tests {
     }
 
     /// Refresh boundaries: not before `refresh_after`, at and after it yes.
+    /// Regression: after `SESSION_ABSOLUTE_TIMEOUT` was lowered, the cap counted from a
+    /// cookie's last issue, so an active session outlived the new limit.
+    #[test]
+    fn a_lowered_absolute_timeout_counts_from_creation() {
+        let long = config(&[]);
+        let short = config(&[("SESSION_ABSOLUTE_TIMEOUT", "2000")]);
+        let (mut jar, mut kv) = (None, HashMap::new());
+        request(&long, &mut jar, &mut kv, set(r#"{"a":1}"#), T0);
+        for t in [500, 1000, 1500, 1900] {
+            let (l, _, _) = request(&long, &mut jar, &mut kv, Changes::default(), T0 + t);
+            assert_eq!(l.status, Status::Valid, "kept alive at {t}");
+        }
+        let (l, _, _) = request(&short, &mut jar, &mut kv, Changes::default(), T0 + 1999);
+        assert_eq!(l.status, Status::Valid);
+        let (l, _, _) = request(&short, &mut jar, &mut kv, Changes::default(), T0 + 2000);
+        assert_eq!(l.status, Status::Expired, "created + the current timeout");
+    }
+
+    /// ...unless the origin set the lifetime itself: `X-Session-Max-Age` starts the
+    /// absolute lifetime anew, still capped by the current timeout from then.
+    #[test]
+    fn max_age_restarts_the_absolute_lifetime() {
+        let cfg = config(&[("SESSION_ABSOLUTE_TIMEOUT", "2000")]);
+        let (mut jar, mut kv) = (None, HashMap::new());
+        request(&cfg, &mut jar, &mut kv, set(r#"{"a":1}"#), T0);
+        for t in [500, 1000, 1500] {
+            request(&cfg, &mut jar, &mut kv, Changes::default(), T0 + t);
+        }
+        let (c, _) = control::parse(None, None, Some("1500"));
+        request(&cfg, &mut jar, &mut kv, c, T0 + 1800);
+        for t in [2000, 2500, 3000, 3299] {
+            let (l, _, _) = request(&cfg, &mut jar, &mut kv, Changes::default(), T0 + t);
+            assert_eq!(
+                l.status,
+                Status::Valid,
+                "extended past creation + 2000, at {t}"
+            );
+        }
+        let (l, _, _) = request(&cfg, &mut jar, &mut kv, Changes::default(), T0 + 3300);
+        assert_eq!(l.status, Status::Expired);
+    }
+
     #[test]
     fn refresh_boundaries() {
         let cfg = config(&[]);

@@ -204,33 +204,34 @@ fn main() {
     println!("cookie_header: {} seeds", c.count);
 
     // exchange: config, bindings (1 KV, 2 assets), when, script, then
-    // method \0 path \0 cookie \0 fetch-site \0 set \0 action \0 max-age.
+    // method \0 path \0 cookie \0 fetch-site \0 set \0 action \0 max-age \0
+    // client headers \0 origin headers.
     let mut c = Corpus::new(&root, "exchange");
     let fields = |f: &[&str]| f.join("\0");
     let host0 = format!("__Host-keycard={h0}");
     let kv = format!("x=y; kc={kc}");
     let host3 = format!("__Host-keycard={h3}");
-    let seeds: [(&str, [u8; 4], [&str; 7]); 9] = [
-        ("anonymous", [0, 0, 0, 1], ["GET", "/", "", "", "", "", ""]),
+    let seeds: [(&str, [u8; 4], [&str; 9]); 11] = [
+        ("anonymous", [0, 0, 0, 1], ["GET", "/", "", "", "", "", "", "", ""]),
         (
             "sign-in",
             [0, 1, 0, 1],
-            ["POST", "/login", "", "", DATA, "", ""],
+            ["POST", "/login", "", "", DATA, "", "", "", ""],
         ),
         (
             "session",
             [0, 1, 1, 1],
-            ["GET", "/x?y=1", &host0, "", "", "", ""],
+            ["GET", "/x?y=1", &host0, "", "", "", "", "", ""],
         ),
         (
             "kv-session",
             [1, 1, 2, 5],
-            ["GET", "/a", &kv, "", "", "", ""],
+            ["GET", "/a", &kv, "", "", "", "", "", ""],
         ),
         (
             "kv-regenerate",
             [1, 1, 2, 9],
-            ["GET", "/a", &kv, "", "", "regenerate", ""],
+            ["GET", "/a", &kv, "", "", "regenerate", "", "", ""],
         ),
         (
             "logout",
@@ -243,22 +244,54 @@ fn main() {
                 "",
                 "",
                 "",
+                "",
+                "",
             ],
         ),
         (
             "logout-cross-site",
             [0, 0, 0, 1],
-            ["POST", "/.keycard/logout", "", "cross-site", "", "", ""],
+            ["POST", "/.keycard/logout", "", "cross-site", "", "", "", "", ""],
         ),
         (
             "health",
             [0, 1, 0, 1],
-            ["GET", "/.keycard/health", "", "", "", "", ""],
+            ["GET", "/.keycard/health", "", "", "", "", "", "", ""],
+        ),
+        (
+            "client-header-aliases",
+            [0, 1, 1, 1],
+            [
+                "GET",
+                "/",
+                &host0,
+                "",
+                "",
+                "",
+                "",
+                "x_session:eyJ1c2VyIjoicm9vdCJ9\nX.Session-Status:valid\nx_forwarded_user:root\nforwarded:for=1.2.3.4\nx_real_ip:6.6.6.6",
+                "",
+            ],
+        ),
+        (
+            "origin-header-aliases",
+            [0, 1, 0, 1],
+            [
+                "GET",
+                "/",
+                "",
+                "",
+                DATA,
+                "",
+                "",
+                "",
+                "x_session_set:{\"user\":\"root\"}\nx.session.action:destroy\ncache-control:public",
+            ],
         ),
         (
             "destroy-jwt",
             [3, 0, 1, 3],
-            ["GET", "/", &host3, "", "", "destroy", ""],
+            ["GET", "/", &host3, "", "", "destroy", "", "", ""],
         ),
     ];
     for (label, head, f) in &seeds {

@@ -96,7 +96,7 @@ fuzz_target!(|data: &[u8]| {
         );
         if let Some((key, _)) = &kv_before {
             assert!(
-                out.kv_delete.contains(key),
+                out.kv_revoke.iter().any(|r| &r.record == key),
                 "destroy left the record behind"
             );
         }

@@ -1,23 +1,30 @@
 //! A whole request through `exchange::Exchange`, the state machine the Worker drives:
-//! any method, path, `Cookie` and `Sec-Fetch-Site` from the client; any KV results
-//! (records, missing, garbage, failures); any origin answer (status and control
-//! headers), or none; and, now and then, a call out of order.
+//! any method, path, `Cookie`, `Sec-Fetch-Site` and other headers from the client; any
+//! KV results (records, missing, garbage, failures); any origin answer (status, control
+//! headers and other headers), or none; and, now and then, a call out of order.
 //!
 //! Input: a `config` byte (picks one of `keycard_fuzz::CONFIGS`), a `bindings` byte
 //! (bit 0 KV, bit 1 assets), a `when` byte (`now = T0 + when * 900 s`), a `script` byte
 //! (its bits choose the KV and origin results, in the order the steps ask for them),
-//! then `method \0 path \0 cookie \0 fetch-site \0 set \0 action \0 max-age`.
+//! then `method \0 path \0 cookie \0 fetch-site \0 set \0 action \0 max-age \0
+//! client headers \0 origin headers`, the last two as `name:value` lines.
 //!
 //! Properties: nothing panics; every exchange ends within a bounded number of steps; the
 //! origin is only told `valid` for a cookie that reads as a session; a client alone
 //! (KV and the origin working, the bindings the configuration needs present, the origin
 //! setting no more data than a cookie can hold without KV) never gets a 5xx; a call out
-//! of order is an opaque 500, never a panic; no session cookie value is logged.
+//! of order is an opaque 500, never a panic; no session cookie value is logged; the
+//! alias rule holds both ways: every client header whose name, lower-cased with every
+//! character outside `a-z0-9` read as `-`, is `x-session`, `x-session-*`,
+//! `x-forwarded-*`, `forwarded` or `x-real-ip` is deleted before forwarding, and every
+//! origin header whose name reads as `x-session` or `x-session-*` is deleted before the
+//! client sees the response (the rule restated here independently of `keycard::headers`).
 
 #![no_main]
 
 use keycard::config::StoreMode;
 use keycard::exchange::{Answer, Bindings, Exchange, Incoming, Step};
+use keycard::headers::HeaderList;
 use keycard::session::{self, Read};
 use keycard::store::StoreError;
 use keycard_fuzz::{configs, Counter, T0};
@@ -36,6 +43,7 @@ fuzz_target!(|data: &[u8]| {
     let path = field().unwrap_or("/");
     let (cookie, fetch_site) = (field(), field());
     let (set, action, max_age) = (field(), field(), field());
+    let (client_extra, origin_extra) = (field().unwrap_or(""), field().unwrap_or(""));
 
     let cfgs = configs();
     let cfg = &cfgs[usize::from(*pick) % cfgs.len()];
@@ -50,13 +58,21 @@ fuzz_target!(|data: &[u8]| {
         return;
     }
     let url = format!("https://app.example/{}", path.trim_start_matches('/'));
+    let mut client = header_lines(client_extra);
+    for (name, value) in [
+        ("cookie", cookie),
+        ("sec-fetch-site", fetch_site),
+        ("cf-connecting-ip", Some("203.0.113.7")),
+    ] {
+        if let Some(v) = value.filter(|v| !v.contains('\n')) {
+            client.push_str(&format!("{name}:{v}\n"));
+        }
+    }
+    let cookie = HeaderList(&client).get("cookie");
     let req = Incoming {
         method,
         url: &url,
-        cookie,
-        client_ip: Some("203.0.113.7"),
-        forwarded_for: None,
-        fetch_site,
+        headers: HeaderList(&client),
     };
     let reads_valid = matches!(
         session::read(cfg, cookie, now),
@@ -75,6 +91,8 @@ fuzz_target!(|data: &[u8]| {
     // configuration that needs a binding that is missing, or origin data too big for a
     // cookie with no KV to spill to.
     let mut not_the_client = cfg.store == StoreMode::Kv && !bindings.kv;
+    // The origin's headers, once it answered.
+    let mut origin = String::new();
     let mut steps = 0;
     while !step.is_final() {
         steps += 1;
@@ -110,6 +128,11 @@ fuzz_target!(|data: &[u8]| {
                 ex.written(cfg, result)
             }
             Step::Forward(fwd) => {
+                for (name, _) in HeaderList(&client).iter() {
+                    if reserved_request(name) {
+                        assert!(fwd.strip.iter().any(|n| n == name), "{name:?} reached the origin");
+                    }
+                }
                 if fwd.session.status == "valid" {
                     assert!(
                         reads_valid,
@@ -128,12 +151,23 @@ fuzz_target!(|data: &[u8]| {
                     if status >= 500 {
                         not_the_client = true; // the origin's own error, passed through
                     }
+                    let mut lines = header_lines(origin_extra);
+                    for (name, value) in [
+                        ("x-session-set", set),
+                        ("x-session-action", action),
+                        ("x-session-max-age", max_age),
+                    ] {
+                        if let Some(v) = value.filter(|v| !v.contains('\n')) {
+                            lines.push_str(&format!("{name}:{v}\n"));
+                        }
+                    }
+                    if control || next_bits(1) == 1 {
+                        lines.push_str("x-session-debug:1\n");
+                    }
+                    origin = lines;
                     let answer = Answer {
                         status,
-                        reserved: control || next_bits(1) == 1,
-                        set,
-                        action,
-                        max_age,
+                        headers: HeaderList(&origin),
                     };
                     // Data over the cookie limit with no KV is the origin's doing.
                     if set.is_some_and(|s| s.len() > 2000) {
@@ -161,6 +195,21 @@ fuzz_target!(|data: &[u8]| {
             }
             return;
         }
+    }
+    let aliases = || {
+        HeaderList(&origin)
+            .iter()
+            .map(|(n, _)| n)
+            .filter(|n| session_alias(n))
+    };
+    match &step {
+        Step::Pass => assert_eq!(aliases().count(), 0, "a control header reached the client"),
+        Step::Rewrap(r) => {
+            for name in aliases() {
+                assert!(r.strip.iter().any(|n| n == name), "{name:?} reached the client");
+            }
+        }
+        _ => {}
     }
     if let Step::Reply(r) = &step {
         if r.status >= 500 {
@@ -195,3 +244,43 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 });
+
+/// `name` lower-cased, with every character outside `a-z0-9` read as `-`.
+fn normal(name: &str) -> String {
+    name.chars()
+        .map(|c| match c.to_ascii_lowercase() {
+            l @ ('a'..='z' | '0'..='9') => l,
+            _ => '-',
+        })
+        .collect()
+}
+
+fn session_alias(name: &str) -> bool {
+    let n = normal(name);
+    n == "x-session" || n.starts_with("x-session-")
+}
+
+fn reserved_request(name: &str) -> bool {
+    let n = normal(name);
+    session_alias(name) || n.starts_with("x-forwarded-") || n == "forwarded" || n == "x-real-ip"
+}
+
+/// The fuzzer's header lines, as the runtime would hand them over: names that are
+/// HTTP tokens, lower-cased; values without control characters.
+fn header_lines(text: &str) -> String {
+    let mut out = String::new();
+    for line in text.split('\n') {
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
+        let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+        if name.is_empty() || !name.bytes().all(token) || value.chars().any(char::is_control) {
+            continue;
+        }
+        out.push_str(&name.to_ascii_lowercase());
+        out.push(':');
+        out.push_str(value);
+        out.push('\n');
+    }
+    out
+}

@@ -9,9 +9,10 @@ use super::memory::MemoryStore;
 use super::{settle, SessionStore};
 use crate::config::Config;
 use crate::exchange::{Answer, Bindings, Exchange, Incoming, Step};
+use crate::headers::HeaderList;
 use crate::keys::tests::CountingEntropy;
 use crate::session::tests::{config, T0};
-use crate::session::{read, Forward, Location, Read, Status};
+use crate::session::{read, Location, Read, SessionHeaders, Status};
 use crate::util::unb64;
 
 struct Client {
@@ -39,16 +40,16 @@ impl Client {
         store: &S,
         origin: Origin,
         now: u64,
-    ) -> Forward {
+    ) -> SessionHeaders {
         let header = self
             .jar
             .as_ref()
-            .map(|v| format!("{}={v}", cfg.cookie.name));
+            .map(|v| format!("cookie:{}={v}\n", cfg.cookie.name))
+            .unwrap_or_default();
         let req = Incoming {
             method: "GET",
             url: "https://h/",
-            cookie: header.as_deref(),
-            ..Default::default()
+            headers: HeaderList(&header),
         };
         self.seed = self.seed.wrapping_add(1);
         let entropy = &mut CountingEntropy(self.seed);
@@ -60,23 +61,27 @@ impl Client {
         let Step::Forward(fwd) = settle(&mut ex, cfg, step, store, entropy).await else {
             panic!("not forwarded: {:?}", ex.take_logs())
         };
+        let mut answer = String::new();
+        for (name, value) in [
+            ("x-session-set", &origin.set),
+            ("x-session-action", &origin.action),
+        ] {
+            if let Some(v) = value {
+                answer.push_str(&format!("{name}:{v}\n"));
+            }
+        }
         let answer = Answer {
             status: 200,
-            reserved: origin.set.is_some() || origin.action.is_some(),
-            set: origin.set.as_deref(),
-            action: origin.action.as_deref(),
-            max_age: None,
+            headers: HeaderList(&answer),
         };
         let step = ex.answered(cfg, &answer, entropy);
         match settle(&mut ex, cfg, step, store, entropy).await {
-            Step::Rewrap {
-                set_cookie: Some(sc),
-            } => {
-                let c = cookie::Cookie::parse(sc).unwrap();
+            Step::Rewrap(r) if r.set_cookie.is_some() => {
+                let c = cookie::Cookie::parse(r.set_cookie.unwrap()).unwrap();
                 self.jar = (c.max_age() != Some(cookie::time::Duration::ZERO))
                     .then(|| c.value().to_owned());
             }
-            Step::Rewrap { set_cookie: None } | Step::Pass => {}
+            Step::Rewrap(_) | Step::Pass => {}
             other => panic!("{other:?}: {:?}", ex.take_logs()),
         }
         fwd.session
@@ -88,13 +93,16 @@ impl Client {
         cfg: &Config,
         store: &S,
         now: u64,
-    ) -> Result<Forward, Step> {
-        let h = format!("{}={}", cfg.cookie.name, self.jar.as_ref().unwrap());
+    ) -> Result<SessionHeaders, Step> {
+        let h = format!(
+            "cookie:{}={}\n",
+            cfg.cookie.name,
+            self.jar.as_ref().unwrap()
+        );
         let req = Incoming {
             method: "GET",
             url: "https://h/",
-            cookie: Some(&h),
-            ..Default::default()
+            headers: HeaderList(&h),
         };
         let bindings = Bindings {
             kv: true,
@@ -107,6 +115,20 @@ impl Client {
             other => Err(other),
         }
     }
+}
+
+/// How many session records `store` holds, tombstones aside.
+fn records(store: &MemoryStore) -> usize {
+    store
+        .keys()
+        .iter()
+        .filter(|k| !k.contains("revoked."))
+        .count()
+}
+
+/// How many tombstones `store` holds.
+fn tombstones(store: &MemoryStore) -> usize {
+    store.keys().len() - records(store)
 }
 
 fn set(j: &str) -> Origin {
@@ -123,7 +145,7 @@ fn act(a: &str) -> Origin {
     }
 }
 
-fn data(f: &Forward) -> Value {
+fn data(f: &SessionHeaders) -> Value {
     serde_json::from_slice(&unb64(f.session.as_ref().unwrap()).unwrap()).unwrap()
 }
 
@@ -160,7 +182,7 @@ macro_rules! store_suite {
                 let stolen = c.jar.clone();
                 c.go(&cfg, &store, act("destroy"), T0 + 1).await;
                 assert!(c.jar.is_none());
-                assert!(store.is_empty());
+                assert_eq!((records(&store), tombstones(&store)), (0, 1));
                 let mut thief = Client { jar: stolen, seed: 9 };
                 let f = thief.go(&cfg, &store, Origin::default(), T0 + 2).await;
                 assert_eq!(f.status, "invalid");
@@ -177,7 +199,8 @@ macro_rules! store_suite {
                 c.go(&cfg, &store, set(r#"{"n":1}"#), T0).await;
                 let old = c.jar.clone();
                 c.go(&cfg, &store, act("regenerate"), T0 + 1).await;
-                assert_eq!(store.len(), 1, "the old record is deleted");
+                assert_eq!(records(&store), 1, "the old record is deleted");
+                assert_eq!(tombstones(&store), 1, "and its id revoked");
                 let f = c.go(&cfg, &store, Origin::default(), T0 + 2).await;
                 assert_eq!(data(&f), json!({"n":1}));
                 let mut replay = Client { jar: old, seed: 7 };
@@ -204,6 +227,7 @@ macro_rules! store_suite {
                 store.set_now(T0 + 100);
                 c.go(&cfg, &store, Origin::default(), T0 + 100).await;
                 assert_eq!(store.puts.get(), 2, "the refresh touches the record");
+                assert_eq!(store.gets.get(), 2, "its record, then its tombstone");
                 assert_eq!(store.expiry(&key), Some(T0 + 1100));
             }));+
         }

@@ -11,6 +11,8 @@ use super::{SessionStore, StoreError};
 pub struct MemoryStore {
     records: RefCell<HashMap<String, (String, u64)>>,
     now: Cell<u64>,
+    /// How many `get` calls succeeded.
+    pub gets: Cell<usize>,
     /// How many `put` calls succeeded.
     pub puts: Cell<usize>,
     /// How many `delete` calls succeeded.
@@ -33,6 +35,20 @@ impl MemoryStore {
             .values()
             .filter(|(_, exp)| *exp > now)
             .count()
+    }
+
+    /// The keys of the live records, sorted.
+    pub fn keys(&self) -> Vec<String> {
+        let now = self.now.get();
+        let mut keys: Vec<String> = self
+            .records
+            .borrow()
+            .iter()
+            .filter(|(_, (_, exp))| *exp > now)
+            .map(|(k, _)| k.clone())
+            .collect();
+        keys.sort();
+        keys
     }
 
     /// Whether there are no live records.
@@ -60,6 +76,7 @@ impl MemoryStore {
 impl SessionStore for MemoryStore {
     async fn get(&self, key: &str) -> Result<Option<String>, StoreError> {
         self.check("get")?;
+        self.gets.set(self.gets.get() + 1);
         let now = self.now.get();
         Ok(self
             .records

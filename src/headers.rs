@@ -1,0 +1,140 @@
+//! Header lists as the edge hands them over, and the rule for keycard's reserved names.
+//!
+//! # The alias rule
+//!
+//! CGI-style gateways (PHP, WSGI, Rack, Puma and others) read `X-Session`, `X_Session`
+//! and `X.Session` as the same variable, `HTTP_X_SESSION`. Stripping only the exact
+//! spelling would let a client forge the session through an alias. So every name is
+//! compared in its *normal form*: lower-cased, with every character outside `a-z0-9`
+//! read as `-`. A client header is dropped when its normal form is `x-session` or
+//! starts with `x-session-`, starts with `x-forwarded-`, or is `forwarded` or
+//! `x-real-ip`; that covers every name keycard sets on the forwarded request. An
+//! origin header whose normal form is `x-session` or starts with `x-session-` never
+//! reaches the client.
+
+/// A header list in the edge's wire form: one `name:value` line per header, names
+/// lower-case (as the runtime's `Headers` gives them), repeated headers already joined
+/// by the runtime. Header names cannot hold `:` and values cannot hold a newline, so
+/// the form is unambiguous.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HeaderList<'a>(pub &'a str);
+
+impl<'a> HeaderList<'a> {
+    /// Every header as `(name, value)`, in order. A line without `:` is skipped.
+    pub fn iter(&self) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
+        self.0.split('\n').filter_map(|line| line.split_once(':'))
+    }
+
+    /// The value of the header `name` (lower-case), if present.
+    pub fn get(&self, name: &str) -> Option<&'a str> {
+        self.iter().find(|(n, _)| *n == name).map(|(_, v)| v)
+    }
+}
+
+/// `name` in normal form, one character at a time.
+fn normal_form(name: &str) -> impl Iterator<Item = char> + '_ {
+    name.chars().map(|c| match c.to_ascii_lowercase() {
+        l @ ('a'..='z' | '0'..='9') => l,
+        _ => '-',
+    })
+}
+
+/// Whether `name`'s normal form starts with `prefix` (itself in normal form).
+fn normal_starts_with(name: &str, prefix: &str) -> bool {
+    let mut n = normal_form(name);
+    prefix.chars().all(|p| n.next() == Some(p))
+}
+
+/// Whether `name`'s normal form is `exact` (itself in normal form).
+fn normal_eq(name: &str, exact: &str) -> bool {
+    normal_form(name).eq(exact.chars())
+}
+
+/// Whether `name` is an alias of the control namespace: `x-session` or `x-session-*`.
+pub fn is_session_alias(name: &str) -> bool {
+    normal_eq(name, "x-session") || normal_starts_with(name, "x-session-")
+}
+
+/// Whether a client header called `name` must be dropped before forwarding: see the
+/// module docs.
+pub fn is_reserved_request(name: &str) -> bool {
+    is_session_alias(name)
+        || normal_starts_with(name, "x-forwarded-")
+        || normal_eq(name, "forwarded")
+        || normal_eq(name, "x-real-ip")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_list_reads_name_value_lines() {
+        let h = HeaderList("cookie:a=1; b=2\nx-empty:\nbroken\nhost:h:8443");
+        assert_eq!(h.get("cookie"), Some("a=1; b=2"));
+        assert_eq!(h.get("x-empty"), Some(""));
+        assert_eq!(h.get("host"), Some("h:8443"), "only the first colon splits");
+        assert_eq!(h.get("broken"), None);
+        assert_eq!(h.iter().count(), 3);
+        assert_eq!(HeaderList("").iter().count(), 0);
+    }
+
+    /// Regression: only names starting exactly with `x-session` were stripped, so
+    /// `X_Session` reached PHP and WSGI apps as `HTTP_X_SESSION`.
+    #[test]
+    fn cgi_aliases_of_the_session_headers_are_reserved() {
+        for name in [
+            "x-session",
+            "X-Session",
+            "x_session",
+            "X_Session",
+            "x.session",
+            "x~session",
+            "x-session-status",
+            "X_Session_Status",
+            "x.session.id",
+            "x_session-expires",
+            "x-session-set",
+            "x-session-",
+        ] {
+            assert!(is_session_alias(name), "{name}");
+            assert!(is_reserved_request(name), "{name}");
+        }
+        for name in [
+            "x-sessions",
+            "x-sessionid",
+            "xsession",
+            "x--session",
+            "session",
+        ] {
+            assert!(!is_session_alias(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn forwarding_headers_and_their_aliases_are_reserved() {
+        for name in [
+            "x-forwarded-for",
+            "X_Forwarded_For",
+            "x.forwarded.host",
+            "x-forwarded-proto",
+            "x-forwarded-user",
+            "forwarded",
+            "Forwarded",
+            "x-real-ip",
+            "X_Real_IP",
+        ] {
+            assert!(is_reserved_request(name), "{name}");
+        }
+        for name in [
+            "x-forwarded",
+            "forwarded-for",
+            "x-real-ipv6",
+            "cookie",
+            "user-agent",
+            "cf-connecting-ip",
+        ] {
+            assert!(!is_reserved_request(name), "{name}");
+        }
+    }
+}
