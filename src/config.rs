@@ -1,10 +1,8 @@
-//! Configuration: every setting is a Worker environment binding (SPEC §2).
+//! Configuration: every setting is a Worker environment binding.
 //!
 //! [`Config::from_lookup`] reads them through a lookup function, so the same code serves
 //! the Worker `Env` and native tests. Everything is validated up front; an error names
 //! the variable and what is wrong with it, never its value when that value is secret.
-
-use std::time::Duration;
 
 use crate::keys::{KeyRing, Secret, SecretError};
 
@@ -43,7 +41,7 @@ pub enum SameSite {
 pub enum HeaderFormat {
     /// base64url of the data's JSON.
     Base64,
-    /// A JWS signed HS256 under `ORIGIN_SECRET` (SPEC §5).
+    /// A JWS signed HS256 under `ORIGIN_SECRET` (the README's `jwt` header format).
     Jwt,
 }
 
@@ -554,27 +552,28 @@ impl Config {
         })
     }
 
-    /// The idle timeout as a `Duration`.
-    pub fn idle(&self) -> Duration {
-        Duration::from_secs(self.idle_timeout)
+    /// [`Config::from_lookup`] over `(name, value)` pairs; a later pair wins.
+    pub fn from_pairs(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        Config::from_lookup(|name| {
+            pairs
+                .iter()
+                .rev()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| (*v).to_owned())
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
 
     use super::*;
 
     pub const SECRET: &str = "0123456789abcdef0123456789abcdef-test-secret";
 
+    /// `pairs` over the defaults, with [`SECRET`].
     fn cfg(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let mut map: HashMap<String, String> = HashMap::new();
-        map.insert("SESSION_SECRET".into(), SECRET.into());
-        for (k, v) in pairs {
-            map.insert((*k).into(), (*v).into());
-        }
-        Config::from_lookup(|k| map.get(k).cloned())
+        Config::from_pairs(&[&[("SESSION_SECRET", SECRET)], pairs].concat())
     }
 
     #[test]

@@ -15,17 +15,16 @@ use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::JsValue;
 use web_sys::{Headers, Response, ResponseInit};
 
-use crate::config::{Config, ConfigError, StoreMode};
-use crate::exchange::{self, Answer, Bindings, Incoming, Step};
+use crate::config::{Config, ConfigError};
+use crate::exchange::{self, Answer, Binding, Bindings, Incoming, Level, Log, Step};
 use crate::headers::HeaderList;
 use crate::keys::OsEntropy;
-use crate::store::StoreError;
 
-type Loaded = Rc<Result<Config, ConfigError>>;
+/// The isolate's configuration, validated once: the result, good or bad.
+type IsolateConfig = Result<Rc<Config>, ConfigError>;
 
 thread_local! {
-    /// The configuration, validated once per isolate (the result, good or bad).
-    static CONFIG: RefCell<Option<Loaded>> = const { RefCell::new(None) };
+    static CONFIG: RefCell<Option<IsolateConfig>> = const { RefCell::new(None) };
 }
 
 /// A binding's value as a string: a secret or string var as it is, a TOML boolean or
@@ -47,17 +46,58 @@ fn lookup(env: &JsValue, name: &str) -> Option<String> {
     None
 }
 
-fn config(env: &JsValue) -> Loaded {
+fn config(env: &JsValue) -> IsolateConfig {
     CONFIG.with(|c| {
         c.borrow_mut()
-            .get_or_insert_with(|| Rc::new(Config::from_lookup(|name| lookup(env, name))))
+            .get_or_insert_with(|| Config::from_lookup(|name| lookup(env, name)).map(Rc::new))
             .clone()
     })
 }
 
-/// Whether `env` has a binding (an object: KV namespace, service, assets) called `name`.
-fn has_binding(env: &JsValue, name: &str) -> bool {
-    Reflect::get(env, &JsValue::from_str(name)).is_ok_and(|v| v.is_object())
+/// Whether `value` has a method called `name`.
+fn has_method(value: &JsValue, name: &str) -> bool {
+    Reflect::get(value, &JsValue::from_str(name)).is_ok_and(|f| f.is_function())
+}
+
+/// The kinds of binding keycard uses, told apart by their methods.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// A KV namespace: `get`, `put`, no `fetch`.
+    Kv,
+    /// A service binding or the assets binding: `fetch`.
+    Fetcher,
+}
+
+/// Whether `env` has a binding called `name` of the kind `want`.
+fn binding(env: &JsValue, name: &str, want: Kind) -> Binding {
+    let Ok(v) = Reflect::get(env, &JsValue::from_str(name)) else {
+        return Binding::Absent;
+    };
+    if !v.is_object() {
+        return Binding::Absent;
+    }
+    let kind = if has_method(&v, "fetch") {
+        Some(Kind::Fetcher)
+    } else if has_method(&v, "get") && has_method(&v, "put") {
+        Some(Kind::Kv)
+    } else {
+        None
+    };
+    match kind == Some(want) {
+        true => Binding::Present,
+        false => Binding::WrongKind,
+    }
+}
+
+/// Writes the core's log lines to the console.
+fn write_logs(logs: impl IntoIterator<Item = Log>) {
+    for l in logs {
+        let line = JsValue::from_str(&l.line());
+        match l.level {
+            Level::Error => web_sys::console::error_1(&line),
+            Level::Warn => web_sys::console::warn_1(&line),
+        }
+    }
 }
 
 /// What the driver must do next; the data for it is on the [`Exchange`].
@@ -84,12 +124,12 @@ pub enum Do {
     Rewrap = 7,
 }
 
-/// One request in flight, as the JS driver sees it. A getter asked for at a step that
-/// has no such data throws: that is a bug in the driver.
-#[wasm_bindgen]
-pub struct Exchange {
-    cfg: Loaded,
-    inner: exchange::Exchange,
+/// One request in flight, as the JS driver sees it (`Exchange` in JS). A getter asked
+/// for at a step that has no such data throws: that is a bug in the driver.
+#[wasm_bindgen(js_name = Exchange)]
+pub struct JsExchange {
+    /// `None` when the request could not start (misconfigured): `step` is its answer.
+    inner: Option<exchange::Exchange>,
     step: Step,
 }
 
@@ -110,35 +150,39 @@ fn wrong_step(getter: &str) -> JsValue {
     JsValue::from_str(&format!("{getter} asked for at the wrong step"))
 }
 
-#[wasm_bindgen]
-impl Exchange {
+#[wasm_bindgen(js_class = Exchange)]
+impl JsExchange {
     /// Starts the exchange for a request. `headers` is every request header as
     /// `name:value` lines (see [`HeaderList`]); `now_ms` is `Date.now()`.
-    pub fn start(env: &JsValue, method: &str, url: &str, headers: &str, now_ms: f64) -> Exchange {
-        let cfg = config(env);
-        let (inner, step) = match &*cfg {
-            Err(e) => exchange::Exchange::misconfigured(e),
-            Ok(c) => {
-                let bindings = Bindings {
-                    kv: c.store != StoreMode::Cookie && has_binding(env, &c.kv_binding),
-                    origin_service: c
-                        .origin_service
-                        .as_ref()
-                        .is_some_and(|n| has_binding(env, n)),
-                    assets: c.inspect && has_binding(env, "ASSETS"),
-                };
-                let req = Incoming {
-                    method,
-                    url,
-                    headers: HeaderList(headers),
-                };
-                let now = (now_ms / 1000.0) as u64;
-                exchange::Exchange::start(c, bindings, &req, now, &mut OsEntropy)
+    pub fn start(env: &JsValue, method: &str, url: &str, headers: &str, now_ms: f64) -> JsExchange {
+        let cfg = match config(env) {
+            Ok(cfg) => cfg,
+            Err(e) => {
+                let (step, log) = exchange::misconfigured(&e);
+                write_logs([log]);
+                return JsExchange { inner: None, step };
             }
         };
-        let mut ex = Exchange { cfg, inner, step };
-        ex.write_logs();
-        ex
+        let bindings = Bindings {
+            kv: binding(env, &cfg.kv_binding, Kind::Kv),
+            origin_service: cfg
+                .origin_service
+                .as_ref()
+                .map_or(Binding::Absent, |n| binding(env, n, Kind::Fetcher)),
+            assets: binding(env, "ASSETS", Kind::Fetcher),
+        };
+        let req = Incoming {
+            method,
+            url,
+            headers: HeaderList(headers),
+        };
+        let now = (now_ms / 1000.0) as u64;
+        let (mut inner, step) = exchange::Exchange::start(cfg, bindings, &req, now, OsEntropy);
+        write_logs(inner.take_logs());
+        JsExchange {
+            inner: Some(inner),
+            step,
+        }
     }
 
     /// What to do now.
@@ -179,7 +223,7 @@ impl Exchange {
     #[wasm_bindgen(getter)]
     pub fn cache_ttl(&self) -> Result<f64, JsValue> {
         match &self.step {
-            Step::KvGet { .. } => Ok(exchange::KV_CACHE_TTL as f64),
+            Step::KvGet { .. } => Ok(crate::record::KV_CACHE_TTL as f64),
             _ => Err(wrong_step("cache_ttl")),
         }
     }
@@ -187,9 +231,9 @@ impl Exchange {
     /// The name of the KV namespace binding (`SESSION_KV_BINDING`).
     #[wasm_bindgen(getter)]
     pub fn binding(&self) -> Result<String, JsValue> {
-        match (&self.step, &*self.cfg) {
-            (Step::KvGet { .. } | Step::KvPut(_) | Step::KvDelete { .. }, Ok(c)) => {
-                Ok(c.kv_binding.clone())
+        match (&self.step, &self.inner) {
+            (Step::KvGet { .. } | Step::KvPut(_) | Step::KvDelete { .. }, Some(ex)) => {
+                Ok(ex.config().kv_binding.clone())
             }
             _ => Err(wrong_step("binding")),
         }
@@ -244,24 +288,15 @@ impl Exchange {
     /// error's message.
     pub fn record(&mut self, value: Option<String>, error: Option<String>) -> Do {
         let found = match error {
-            Some(detail) => Err(StoreError { op: "get", detail }),
+            Some(e) => Err(e),
             None => Ok(value),
         };
-        self.advance(|ex, cfg| ex.record(cfg, found, &mut OsEntropy))
+        self.advance(|ex| ex.record(found))
     }
 
     /// The KV write's or delete's result: `undefined`, or the error's message.
     pub fn written(&mut self, error: Option<String>) -> Do {
-        let op = if matches!(self.step, Step::KvDelete { .. }) {
-            "delete"
-        } else {
-            "put"
-        };
-        let result = match error {
-            Some(detail) => Err(StoreError { op, detail }),
-            None => Ok(()),
-        };
-        self.advance(|ex, cfg| ex.written(cfg, result))
+        self.advance(|ex| ex.written(error.map_or(Ok(()), Err)))
     }
 
     /// The origin's answer: its status and every response header as `name:value`
@@ -271,40 +306,28 @@ impl Exchange {
             status,
             headers: HeaderList(headers),
         };
-        self.advance(|ex, cfg| ex.answered(cfg, &answer, &mut OsEntropy))
+        self.advance(|ex| ex.answered(&answer))
     }
 
     /// The origin could not be reached; `error` is for the log.
     pub fn unreachable(&mut self, error: &str) -> Do {
-        self.advance(|ex, _| ex.unreachable(error))
+        self.advance(|ex| ex.unreachable(error))
     }
 
     /// The origin did not answer within the plan's timeout.
     pub fn timed_out(&mut self) -> Do {
-        self.advance(|ex, cfg| ex.timed_out(cfg))
+        self.advance(|ex| ex.timed_out())
     }
 }
 
-impl Exchange {
-    fn advance(&mut self, f: impl FnOnce(&mut exchange::Exchange, &Config) -> Step) -> Do {
-        let cfg = Rc::clone(&self.cfg);
-        self.step = match &*cfg {
-            Ok(c) => f(&mut self.inner, c),
-            // A misconfigured exchange ends at its first step; the driver never gets here.
-            Err(e) => exchange::Exchange::misconfigured(e).1,
-        };
-        self.write_logs();
-        kind(&self.step)
-    }
-
-    fn write_logs(&mut self) {
-        for l in self.inner.take_logs() {
-            let line = JsValue::from_str(&l.line());
-            match l.level {
-                "error" => web_sys::console::error_1(&line),
-                "warn" => web_sys::console::warn_1(&line),
-                _ => web_sys::console::log_1(&line),
-            }
+impl JsExchange {
+    fn advance(&mut self, f: impl FnOnce(&mut exchange::Exchange) -> Step) -> Do {
+        // A request that could not start (misconfigured) ended at its first step; a
+        // driver that goes on is answered with that step again.
+        if let Some(ex) = &mut self.inner {
+            self.step = f(ex);
+            write_logs(ex.take_logs());
         }
+        kind(&self.step)
     }
 }

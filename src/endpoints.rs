@@ -1,4 +1,4 @@
-//! The edge's own endpoints under `KEYCARD_PATH_PREFIX` (SPEC §4). They are never
+//! The edge's own endpoints under `KEYCARD_PATH_PREFIX`. They are never
 //! forwarded to the origin.
 
 use serde_json::json;
@@ -132,9 +132,9 @@ pub fn health_json(cfg: &Config, kv_available: bool) -> String {
 /// The `session` (inspect) body: the decoded session, status, expiry, store and cookie
 /// size. It is only served with `KEYCARD_INSPECT=true`, to the holder of the cookie.
 pub fn inspect_json(cfg: &Config, loaded: &Loaded, cookie_len: usize, now: u64) -> String {
-    let s: Option<&Session> = loaded.session.as_ref();
+    let s: Option<&Session> = loaded.session();
     json!({
-        "status": loaded.status.as_str(),
+        "status": loaded.status().as_str(),
         "now": now,
         "store": cfg.store.as_str(),
         "location": s.map(|s| s.location.as_str()),
@@ -161,7 +161,7 @@ pub fn inspect_json(cfg: &Config, loaded: &Loaded, cookie_len: usize, now: u64) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::session::tests::config;
+    use crate::testing::config;
 
     #[test]
     fn next_accepts_relative_paths_only() {

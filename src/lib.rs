@@ -42,9 +42,12 @@ pub mod forward;
 pub mod headers;
 pub mod jwt;
 pub mod keys;
+pub mod record;
 pub mod session;
-pub mod store;
 pub mod util;
+
+#[cfg(test)]
+mod testing;
 
 #[cfg(target_arch = "wasm32")]
 mod edge;

@@ -19,8 +19,6 @@
 //!   second refreshes), or when it was signed under a previous key.
 //! - A cookie issued more than [`MAX_SKEW`] seconds in the future is invalid.
 
-use std::fmt::Write as _;
-
 use cookie::{Cookie, SameSite as CookieSameSite};
 use serde_json::{Map, Value};
 
@@ -28,6 +26,7 @@ use crate::codec::{self, Body, Claims, DecodeError};
 use crate::config::{Config, HeaderFormat, SameSite, StoreMode};
 use crate::control::{merge, Changes};
 use crate::keys::{Entropy, SessionId};
+use crate::record;
 use crate::util::{b64, unb64};
 
 /// The largest `Set-Cookie` value (name, value and attributes) keycard sends.
@@ -38,13 +37,6 @@ pub const MAX_SKEW: u64 = 300;
 pub const MAX_CANDIDATES: usize = 4;
 /// The lifetime of the `jwt`-format `X-Session` header.
 pub const JWT_LIFETIME: u64 = 60;
-/// KV's minimum `expirationTtl`.
-pub const KV_MIN_TTL: u64 = 60;
-
-/// The tombstone key for the record at `record_key` (which starts with `prefix`).
-fn tombstone_key(prefix: &str, record_key: &str) -> String {
-    format!("{prefix}revoked.{}", &record_key[prefix.len()..])
-}
 
 /// The session status forwarded in `X-Session-Status`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,14 +134,12 @@ impl Session {
 
     /// The KV key of its record.
     pub fn kv_key(&self, cfg: &Config) -> String {
-        self.sid.kv_key(&cfg.kv_prefix)
+        record::record_key(&cfg.kv_prefix, &self.sid)
     }
 
-    /// The KV key of its tombstone: [`Session::kv_key`] with `revoked.` after the
-    /// prefix. A record key never holds a dot after the prefix, so no session write can
-    /// touch it.
+    /// The KV key of its tombstone.
     pub fn tombstone_key(&self, cfg: &Config) -> String {
-        tombstone_key(&cfg.kv_prefix, &self.kv_key(cfg))
+        record::tombstone_key(&cfg.kv_prefix, &self.sid)
     }
 }
 
@@ -163,29 +153,18 @@ pub struct Pending {
     pub key: String,
 }
 
-/// The versioned KV record.
-#[derive(serde::Deserialize)]
-struct RecordIn<'a> {
-    v: u32,
-    #[serde(borrow)]
-    data: &'a serde_json::value::RawValue,
-}
-
 impl Pending {
     /// Finishes loading with the record text found in KV (`None` when missing).
     /// A missing, unreadable or wrong-version record gives `None`: the session is
     /// invalid.
     pub fn complete(self, record: Option<&str>) -> Option<Session> {
-        let rec: RecordIn = serde_json::from_str(record?).ok()?;
-        if rec.v != 1 || !rec.data.get().starts_with('{') {
-            return None;
-        }
+        let data = record::decode(record?)?;
         Some(Session {
             sid: self.claims.sid,
             created: self.claims.created,
             abs_exp: self.claims.abs_exp,
             issued: self.claims.issued,
-            data_b64: b64(rec.data.get()),
+            data_b64: b64(data),
             location: Location::Kv,
             kid: self.kid,
             current_key: self.current_key,
@@ -208,41 +187,36 @@ pub enum Read {
 
 /// What is known about the request's session once reading is over.
 #[derive(Debug, Clone)]
-pub struct Loaded {
-    /// The forwarded status.
-    pub status: Status,
-    /// The session, when valid.
-    pub session: Option<Session>,
-    /// The store could not be read (`SESSION_KV_FAILURE=open`): the status is
-    /// `invalid`, but the browser's cookie is left alone rather than cleared.
-    pub store_unavailable: bool,
+pub enum Loaded {
+    /// No session cookie.
+    None,
+    /// Session cookies, none usable: `Invalid` or `Expired`. The browser's cookie is
+    /// cleared.
+    Bad(Status),
+    /// A valid session.
+    Valid(Session),
+    /// The store could not be read (`SESSION_KV_FAILURE=open`): forwarded as
+    /// `invalid`, but the browser's cookie is left alone rather than cleared, and
+    /// nothing is created or issued.
+    StoreUnavailable,
 }
 
 impl Loaded {
-    /// An anonymous visitor with the given status.
-    pub fn without(status: Status) -> Loaded {
-        Loaded {
-            status,
-            session: None,
-            store_unavailable: false,
+    /// The status forwarded in `X-Session-Status`.
+    pub fn status(&self) -> Status {
+        match self {
+            Loaded::None => Status::None,
+            Loaded::Bad(s) => *s,
+            Loaded::Valid(_) => Status::Valid,
+            Loaded::StoreUnavailable => Status::Invalid,
         }
     }
 
-    /// The store could not be read; forward as `invalid` but keep the cookie.
-    pub fn store_unavailable() -> Loaded {
-        Loaded {
-            status: Status::Invalid,
-            session: None,
-            store_unavailable: true,
-        }
-    }
-
-    /// A valid session.
-    pub fn with(session: Session) -> Loaded {
-        Loaded {
-            status: Status::Valid,
-            session: Some(session),
-            store_unavailable: false,
+    /// The session, when valid.
+    pub fn session(&self) -> Option<&Session> {
+        match self {
+            Loaded::Valid(s) => Some(s),
+            _ => None,
         }
     }
 }
@@ -312,7 +286,7 @@ pub fn read(cfg: &Config, cookie_header: Option<&str>, now: u64) -> Read {
                 current_key: verified.current_key,
             }),
             Body::InKv => Read::NeedsRecord(Pending {
-                key: claims.sid.kv_key(&cfg.kv_prefix),
+                key: record::record_key(&cfg.kv_prefix, &claims.sid),
                 claims,
                 kid: verified.kid,
                 current_key: verified.current_key,
@@ -347,10 +321,10 @@ pub fn forward_headers(
     method: &str,
     url: &str,
 ) -> SessionHeaders {
-    let Some(s) = &loaded.session else {
+    let Some(s) = loaded.session() else {
         return SessionHeaders {
             session: None,
-            status: loaded.status.as_str(),
+            status: loaded.status().as_str(),
             handle: None,
             expires: None,
         };
@@ -395,7 +369,7 @@ pub struct KvPut {
     /// The versioned JSON record.
     pub value: String,
     /// `expirationTtl` in seconds: the smaller of the idle and absolute time left, at
-    /// least [`KV_MIN_TTL`].
+    /// least [`record::KV_MIN_TTL`].
     pub ttl: u64,
 }
 
@@ -492,18 +466,6 @@ fn build_cookie(cfg: &Config, value: &str, max_age: Option<u64>) -> String {
         ));
     }
     b.build().to_string()
-}
-
-fn record(s: &Session) -> String {
-    let mut r = String::with_capacity(64 + s.data_b64.len());
-    let _ = write!(
-        r,
-        "{{\"v\":1,\"created\":{},\"abs_exp\":{},\"data\":{}}}",
-        s.created,
-        s.abs_exp,
-        s.data_json()
-    );
-    r
 }
 
 fn claims_of(s: &Session, body: Body) -> Claims {
@@ -645,8 +607,8 @@ fn revoke(cfg: &Config, s: &Session, now: u64) -> Option<Revocation> {
     (s.location == Location::Kv).then(|| Revocation {
         tombstone: KvPut {
             key: s.tombstone_key(cfg),
-            value: format!("{{\"v\":1,\"revoked\":{now}}}"),
-            ttl: s.abs_exp.saturating_sub(now).max(KV_MIN_TTL),
+            value: record::tombstone(now),
+            ttl: s.abs_exp.saturating_sub(now).max(record::KV_MIN_TTL),
         },
         record: s.kv_key(cfg),
     })
@@ -664,8 +626,11 @@ pub fn finish(
     entropy: &mut dyn Entropy,
     kv_available: bool,
 ) -> Result<Outcome, FinishError> {
-    let bad_cookie =
-        matches!(loaded.status, Status::Invalid | Status::Expired) && !loaded.store_unavailable;
+    let (bad_cookie, session) = match loaded {
+        Loaded::Bad(_) => (true, None),
+        Loaded::Valid(s) => (false, Some(s)),
+        Loaded::None | Loaded::StoreUnavailable => (false, None),
+    };
     let mut out = Outcome {
         set_cookie: None,
         kv_check: None,
@@ -678,7 +643,7 @@ pub fn finish(
 
     if changes.destroy || changes.max_age == Some(0) {
         out.kv_revoke
-            .extend(loaded.session.as_ref().and_then(|s| revoke(cfg, s, now)));
+            .extend(session.as_ref().and_then(|s| revoke(cfg, s, now)));
         out.set_cookie = Some(clearing_cookie(cfg));
         out.change = Change::Purged;
         return Ok(out);
@@ -689,7 +654,7 @@ pub fn finish(
         changed,
         new_id,
         replaced,
-    } = apply(cfg, loaded.session, changes, now, entropy);
+    } = apply(cfg, session, changes, now, entropy);
     let Some(mut s) = session else {
         if bad_cookie {
             out.set_cookie = Some(clearing_cookie(cfg));
@@ -721,8 +686,8 @@ pub fn finish(
         out.kv_check = (!new_id).then(|| s.tombstone_key(cfg));
         out.kv_put = Some(KvPut {
             key: s.kv_key(cfg),
-            value: record(&s),
-            ttl: max_age.max(KV_MIN_TTL),
+            value: record::encode(s.created, s.abs_exp, &s.data_json()),
+            ttl: max_age.max(record::KV_MIN_TTL),
         });
     } else if location == Location::Cookie && was_kv {
         // The data moved back into the cookie: the record is no longer needed.
@@ -740,29 +705,14 @@ pub fn finish(
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use std::collections::HashMap;
 
     use serde_json::json;
 
     use super::*;
     use crate::control;
-    use crate::keys::tests::CountingEntropy;
-
-    pub const SECRET: &str = "session-test-secret-0123456789abcdef0123456789";
-    pub const T0: u64 = 1_700_000_000;
-
-    pub fn config(pairs: &[(&str, &str)]) -> Config {
-        let mut map: HashMap<String, String> = HashMap::new();
-        map.insert("SESSION_SECRET".into(), SECRET.into());
-        map.insert("SESSION_IDLE_TIMEOUT".into(), "1000".into());
-        map.insert("SESSION_ABSOLUTE_TIMEOUT".into(), "5000".into());
-        map.insert("SESSION_REFRESH_AFTER".into(), "100".into());
-        for (k, v) in pairs {
-            map.insert((*k).into(), (*v).into());
-        }
-        Config::from_lookup(|k| map.get(k).cloned()).unwrap()
-    }
+    use crate::testing::{config, CountingEntropy, SECRET, T0};
 
     fn set(json: &str) -> Changes {
         control::parse(Some(json), None, None).0
@@ -781,14 +731,14 @@ pub(crate) mod tests {
             .as_ref()
             .map(|v| format!("other=1; {}={v}", cfg.cookie.name));
         let loaded = match read(cfg, header.as_deref(), now) {
-            Read::None => Loaded::without(Status::None),
-            Read::Bad(s, _) => Loaded::without(s),
-            Read::Ready(s) => Loaded::with(s),
+            Read::None => Loaded::None,
+            Read::Bad(s, _) => Loaded::Bad(s),
+            Read::Ready(s) => Loaded::Valid(s),
             Read::NeedsRecord(p) => {
                 let rec = kv.get(&p.key).cloned();
                 match p.complete(rec.as_deref()) {
-                    Some(s) => Loaded::with(s),
-                    None => Loaded::without(Status::Invalid),
+                    Some(s) => Loaded::Valid(s),
+                    None => Loaded::Bad(Status::Invalid),
                 }
             }
         };
@@ -828,7 +778,7 @@ pub(crate) mod tests {
         let cfg = config(&[]);
         let (mut jar, mut kv) = (None, HashMap::new());
         let (l, f, o) = request(&cfg, &mut jar, &mut kv, Changes::default(), T0);
-        assert_eq!(l.status, Status::None);
+        assert_eq!(l.status(), Status::None);
         assert_eq!(f.status, "none");
         assert!(f.session.is_none() && f.handle.is_none());
         assert_eq!(o.set_cookie, None);
@@ -856,7 +806,7 @@ pub(crate) mod tests {
             assert!(sc.contains(attr), "{sc} lacks {attr}");
         }
         let (l, f, o) = request(&cfg, &mut jar, &mut kv, Changes::default(), T0 + 1);
-        assert_eq!(l.status, Status::Valid);
+        assert_eq!(l.status(), Status::Valid);
         assert_eq!(data_of(&f), json!({"user":"ada"}));
         assert_eq!(f.expires, Some(T0 + 1000));
         assert_eq!(o.set_cookie, None, "nothing changed, nothing sent");
@@ -875,7 +825,7 @@ pub(crate) mod tests {
             let (mut jar, mut kv) = (None, HashMap::new());
             request(&cfg, &mut jar, &mut kv, set(r#"{"a":1}"#), T0);
             let (l, f, o) = request(&cfg, &mut jar, &mut kv, Changes::default(), T0 + offset);
-            assert_eq!(l.status, want, "offset {offset}");
+            assert_eq!(l.status(), want, "offset {offset}");
             if want == Status::Expired {
                 assert_eq!(f.status, "expired");
                 assert!(f.session.is_none());
@@ -899,10 +849,10 @@ pub(crate) mod tests {
             while t + 500 < T0 + offset.min(4999) {
                 t += 500;
                 let (l, _, _) = request(&cfg, &mut jar, &mut kv, Changes::default(), t);
-                assert_eq!(l.status, Status::Valid);
+                assert_eq!(l.status(), Status::Valid);
             }
             let (l, _, _) = request(&cfg, &mut jar, &mut kv, Changes::default(), T0 + offset);
-            assert_eq!(l.status, want, "offset {offset}");
+            assert_eq!(l.status(), want, "offset {offset}");
         }
     }
 
@@ -917,12 +867,12 @@ pub(crate) mod tests {
         request(&long, &mut jar, &mut kv, set(r#"{"a":1}"#), T0);
         for t in [500, 1000, 1500, 1900] {
             let (l, _, _) = request(&long, &mut jar, &mut kv, Changes::default(), T0 + t);
-            assert_eq!(l.status, Status::Valid, "kept alive at {t}");
+            assert_eq!(l.status(), Status::Valid, "kept alive at {t}");
         }
         let (l, _, _) = request(&short, &mut jar, &mut kv, Changes::default(), T0 + 1999);
-        assert_eq!(l.status, Status::Valid);
+        assert_eq!(l.status(), Status::Valid);
         let (l, _, _) = request(&short, &mut jar, &mut kv, Changes::default(), T0 + 2000);
-        assert_eq!(l.status, Status::Expired, "created + the current timeout");
+        assert_eq!(l.status(), Status::Expired, "created + the current timeout");
     }
 
     /// ...unless the origin set the lifetime itself: `X-Session-Max-Age` starts the
@@ -940,13 +890,13 @@ pub(crate) mod tests {
         for t in [2000, 2500, 3000, 3299] {
             let (l, _, _) = request(&cfg, &mut jar, &mut kv, Changes::default(), T0 + t);
             assert_eq!(
-                l.status,
+                l.status(),
                 Status::Valid,
                 "extended past creation + 2000, at {t}"
             );
         }
         let (l, _, _) = request(&cfg, &mut jar, &mut kv, Changes::default(), T0 + 3300);
-        assert_eq!(l.status, Status::Expired);
+        assert_eq!(l.status(), Status::Expired);
     }
 
     #[test]
@@ -970,7 +920,7 @@ pub(crate) mod tests {
                     Changes::default(),
                     T0 + offset + 999,
                 );
-                assert_eq!(l.status, Status::Valid);
+                assert_eq!(l.status(), Status::Valid);
             } else {
                 assert_eq!(f.expires, Some(T0 + 1000));
             }
@@ -989,11 +939,11 @@ pub(crate) mod tests {
             T0 + MAX_SKEW + 1,
         );
         let (l, _, _) = request(&cfg, &mut jar, &mut kv, Changes::default(), T0);
-        assert_eq!(l.status, Status::Invalid);
+        assert_eq!(l.status(), Status::Invalid);
         let (mut jar, mut kv) = (None, HashMap::new());
         request(&cfg, &mut jar, &mut kv, set(r#"{"a":1}"#), T0 + MAX_SKEW);
         let (l, _, _) = request(&cfg, &mut jar, &mut kv, Changes::default(), T0);
-        assert_eq!(l.status, Status::Valid);
+        assert_eq!(l.status(), Status::Valid);
     }
 
     #[test]
@@ -1054,7 +1004,7 @@ pub(crate) mod tests {
         let (_, _, o) = request(&cfg, &mut jar, &mut kv, c, T0 + 2);
         assert!(o.set_cookie.unwrap().contains("Max-Age=30"));
         let (l, _, _) = request(&cfg, &mut jar, &mut kv, Changes::default(), T0 + 32);
-        assert_eq!(l.status, Status::Expired);
+        assert_eq!(l.status(), Status::Expired);
         let (mut jar, mut kv) = (None, HashMap::new());
         request(&cfg, &mut jar, &mut kv, set(r#"{"a":1}"#), T0);
         let (c, _) = control::parse(None, None, Some("0"));
@@ -1070,7 +1020,7 @@ pub(crate) mod tests {
         let v = jar.take().unwrap();
         jar = Some(v.replace("v1.", "v1.x"));
         let (l, f, o) = request(&cfg, &mut jar, &mut kv, Changes::default(), T0 + 1);
-        assert_eq!(l.status, Status::Invalid);
+        assert_eq!(l.status(), Status::Invalid);
         assert_eq!(f.status, "invalid");
         assert!(o.set_cookie.unwrap().contains("Max-Age=0"));
     }
@@ -1104,7 +1054,7 @@ pub(crate) mod tests {
         let cfg = config(&[("SESSION_STORE", "kv")]);
         let out = finish(
             &cfg,
-            Loaded::store_unavailable(),
+            Loaded::StoreUnavailable,
             Changes::default(),
             T0,
             &mut CountingEntropy(0),
@@ -1119,7 +1069,7 @@ pub(crate) mod tests {
     fn cookie_mode_overflow_is_refused() {
         let cfg = config(&[("SESSION_STORE", "cookie")]);
         let big = format!(r#"{{"blob":"{}"}}"#, "x".repeat(5000));
-        let loaded = Loaded::without(Status::None);
+        let loaded = Loaded::None;
         let e = finish(&cfg, loaded, set(&big), T0, &mut CountingEntropy(0), true).unwrap_err();
         assert!(matches!(e, FinishError::TooLarge { size } if size > 4096));
     }
@@ -1135,7 +1085,7 @@ pub(crate) mod tests {
         assert_eq!(put.ttl, 1000);
         assert_eq!(kv.len(), 1);
         let (l, f, o) = request(&cfg, &mut jar, &mut kv, Changes::default(), T0 + 1);
-        assert_eq!(l.session.unwrap().location, Location::Kv);
+        assert_eq!(l.session().unwrap().location, Location::Kv);
         assert_eq!(data_of(&f)["blob"].as_str().unwrap().len(), 6000);
         assert_eq!(o.kv_put, None, "no write without a change");
         let (_, _, o) = request(
@@ -1148,7 +1098,7 @@ pub(crate) mod tests {
         assert_eq!(o.kv_delete.len(), 1);
         assert!(kv.is_empty());
         let (l, f, _) = request(&cfg, &mut jar, &mut kv, Changes::default(), T0 + 3);
-        assert_eq!(l.session.unwrap().location, Location::Cookie);
+        assert_eq!(l.session().unwrap().location, Location::Cookie);
         assert_eq!(data_of(&f), json!({"small":1}));
     }
 
@@ -1165,7 +1115,7 @@ pub(crate) mod tests {
         let saved = jar.clone();
         kv.clear();
         let (l, _, o) = request(&cfg, &mut jar, &mut kv, Changes::default(), T0 + 2);
-        assert_eq!(l.status, Status::Invalid);
+        assert_eq!(l.status(), Status::Invalid);
         assert!(o.set_cookie.unwrap().contains("Max-Age=0"));
         drop(saved);
     }
@@ -1180,14 +1130,14 @@ pub(crate) mod tests {
             ("SESSION_SECRET_PREVIOUS", SECRET),
         ]);
         let (l, _, o) = request(&new, &mut jar, &mut kv, Changes::default(), T0 + 1);
-        assert_eq!(l.status, Status::Valid);
+        assert_eq!(l.status(), Status::Valid);
         assert_eq!(o.change, Change::Renewed);
         let kid = new.keys.current().kid();
         assert!(jar.as_ref().unwrap().starts_with(&format!("v1.{kid}.")));
         let only_new = config(&[("SESSION_SECRET", &"n".repeat(40))]);
         let (l, _, _) = request(&only_new, &mut jar, &mut kv, Changes::default(), T0 + 2);
         assert_eq!(
-            l.status,
+            l.status(),
             Status::Valid,
             "re-issued cookie no longer needs the old key"
         );

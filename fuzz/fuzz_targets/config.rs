@@ -8,7 +8,7 @@
 //!
 //! Properties: nothing panics; durations are 1 s to 10 years and print back; an error
 //! names a known variable and never echoes a secret; an accepted config holds every
-//! rule of SPEC §2 (timeouts in order, `__Host-` and `__Secure-` prefixes, `SameSite=None`
+//! configuration rule of the README (timeouts in order, `__Host-` and `__Secure-` prefixes, `SameSite=None`
 //! needs `Secure`, `jwt` needs `ORIGIN_SECRET`), its `Debug` shows no secret, and a
 //! session created under it reads back from the cookie it issues.
 
@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use keycard::config::{self, Config, HeaderFormat, SameSite};
 use keycard::control::Changes;
 use keycard::endpoints::{self, Endpoint};
-use keycard::session::{self, Loaded, Status};
+use keycard::session::{self, Loaded};
 use keycard_fuzz::{read_back, Counter, SECRET_VARS, T0, VARS};
 use libfuzzer_sys::fuzz_target;
 
@@ -177,7 +177,7 @@ fn check_session_cycle(cfg: &Config) {
     };
     let out = session::finish(
         cfg,
-        Loaded::without(Status::None),
+        Loaded::None,
         changes,
         T0,
         &mut Counter(1),
@@ -195,7 +195,7 @@ fn check_session_cycle(cfg: &Config) {
     assert_eq!(back.data(), s.data());
     let fwd = session::forward_headers(
         cfg,
-        &Loaded::with(back),
+        &Loaded::Valid(back),
         T0,
         "GET",
         "https://example.com/a?b",

@@ -57,19 +57,19 @@ fuzz_target!(|data: &[u8]| {
     }
 
     let (loaded, kv_before) = match flags >> 5 & 3 {
-        0 => (Loaded::without(Status::None), None),
-        1 => (Loaded::without(Status::Invalid), None),
+        0 => (Loaded::None, None),
+        1 => (Loaded::Bad(Status::Invalid), None),
         2 => (
-            Loaded::with(session(cfg, T0, DATA, Location::Cookie, previous_key)),
+            Loaded::Valid(session(cfg, T0, DATA, Location::Cookie, previous_key)),
             None,
         ),
         _ => {
             let s = session(cfg, T0, DATA, Location::Kv, previous_key);
             let kv = (s.kv_key(cfg), record(s.created, s.abs_exp, DATA));
-            (Loaded::with(s), Some(kv))
+            (Loaded::Valid(s), Some(kv))
         }
     };
-    let before = loaded.session.clone();
+    let before = loaded.session().cloned();
     let out = match session::finish(
         cfg,
         loaded,
@@ -131,7 +131,7 @@ fuzz_target!(|data: &[u8]| {
     }
     let _ = session::forward_headers(
         cfg,
-        &Loaded::with(s.clone()),
+        &Loaded::Valid(s.clone()),
         now,
         "POST",
         "https://example.com/x",

@@ -37,12 +37,12 @@ fuzz_target!(|data: &[u8]| {
     let loaded = match session::read(cfg, Some(header), now) {
         Read::None => {
             assert_eq!(candidates, 0, "session cookies present but read as none");
-            Loaded::without(Status::None)
+            Loaded::None
         }
         Read::Bad(status, _) => {
             assert!(candidates > 0);
             assert!(matches!(status, Status::Invalid | Status::Expired));
-            Loaded::without(status)
+            Loaded::Bad(status)
         }
         Read::Ready(s) => {
             assert!(candidates > 0);
@@ -51,7 +51,7 @@ fuzz_target!(|data: &[u8]| {
             );
             assert!(s.abs_exp <= s.issued + cfg.absolute_timeout);
             let _ = s.data();
-            Loaded::with(s)
+            Loaded::Valid(s)
         }
         Read::NeedsRecord(p) => {
             assert!(candidates > 0);
@@ -63,12 +63,12 @@ fuzz_target!(|data: &[u8]| {
             if let Some(s) = p.clone().complete(Some(header)) {
                 let _ = s.data();
             }
-            Loaded::with(p.complete(Some(RECORD)).expect("a good record loads"))
+            Loaded::Valid(p.complete(Some(RECORD)).expect("a good record loads"))
         }
     };
-    let bad = matches!(loaded.status, Status::Invalid | Status::Expired);
+    let bad = matches!(loaded.status(), Status::Invalid | Status::Expired);
     let fwd = session::forward_headers(cfg, &loaded, now, "GET", "https://example.com/p?q=1");
-    assert_eq!(fwd.session.is_some(), loaded.session.is_some());
+    assert_eq!(fwd.session.is_some(), loaded.session().is_some());
     match session::finish(cfg, loaded, Changes::default(), now, &mut Counter(0), true) {
         Ok(out) => {
             if bad {

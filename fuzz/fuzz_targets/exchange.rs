@@ -23,10 +23,11 @@
 #![no_main]
 
 use keycard::config::StoreMode;
-use keycard::exchange::{Answer, Bindings, Exchange, Incoming, Step};
+use std::rc::Rc;
+
+use keycard::exchange::{Answer, Binding, Bindings, Exchange, Incoming, Step};
 use keycard::headers::HeaderList;
 use keycard::session::{self, Read};
-use keycard::store::StoreError;
 use keycard_fuzz::{configs, Counter, T0};
 use libfuzzer_sys::fuzz_target;
 
@@ -48,10 +49,18 @@ fuzz_target!(|data: &[u8]| {
     let cfgs = configs();
     let cfg = &cfgs[usize::from(*pick) % cfgs.len()];
     let now = T0 + u64::from(*when) * 900;
+    let present = |bit: u8| match bind & bit != 0 {
+        true => Binding::Present,
+        false => Binding::Absent,
+    };
     let bindings = Bindings {
-        kv: bind & 1 != 0,
-        origin_service: false,
-        assets: bind & 2 != 0,
+        // Bit 2: something else sits under the KV binding's name.
+        kv: match bind & 4 != 0 {
+            true => Binding::WrongKind,
+            false => present(1),
+        },
+        origin_service: Binding::Absent,
+        assets: present(2),
     };
     // A method or path the runtime would never hand over (it parses the request line).
     if method.bytes().any(|b| !b.is_ascii_graphic()) || path.bytes().any(|b| b <= b' ') {
@@ -79,8 +88,8 @@ fuzz_target!(|data: &[u8]| {
         Read::Ready(_) | Read::NeedsRecord(_)
     );
 
-    let mut entropy = Counter(*script);
-    let (mut ex, mut step) = Exchange::start(cfg, bindings, &req, now, &mut entropy);
+    let (mut ex, mut step) =
+        Exchange::start(Rc::new(cfg.clone()), bindings, &req, now, Counter(*script));
     let mut bits = u32::from(*script) | (u32::from(*when) << 8);
     let mut next_bits = |n: u32| {
         let v = bits & ((1 << n) - 1);
@@ -90,7 +99,8 @@ fuzz_target!(|data: &[u8]| {
     // Whether anything but the client went wrong: a store or origin failure, a
     // configuration that needs a binding that is missing, or origin data too big for a
     // cookie with no KV to spill to.
-    let mut not_the_client = cfg.store == StoreMode::Kv && !bindings.kv;
+    let mut not_the_client = (cfg.store == StoreMode::Kv && bindings.kv != Binding::Present)
+        || (cfg.store != StoreMode::Cookie && bindings.kv == Binding::WrongKind);
     // The origin's headers, once it answered.
     let mut origin = String::new();
     let mut steps = 0;
@@ -107,25 +117,19 @@ fuzz_target!(|data: &[u8]| {
                     2 => Ok(Some(text.to_owned())),
                     _ => {
                         not_the_client = true;
-                        Err(StoreError {
-                            op: "get",
-                            detail: "injected".into(),
-                        })
+                        Err("injected".to_owned())
                     }
                 };
-                ex.record(cfg, found, &mut entropy)
+                ex.record(found)
             }
             Step::KvPut(_) | Step::KvDelete { .. } => {
                 let result = if next_bits(3) == 0 {
                     not_the_client = true;
-                    Err(StoreError {
-                        op: "put",
-                        detail: "injected".into(),
-                    })
+                    Err("injected".to_owned())
                 } else {
                     Ok(())
                 };
-                ex.written(cfg, result)
+                ex.written(result)
             }
             Step::Forward(fwd) => {
                 for (name, _) in HeaderList(&client).iter() {
@@ -173,7 +177,7 @@ fuzz_target!(|data: &[u8]| {
                     if set.is_some_and(|s| s.len() > 2000) {
                         not_the_client = true;
                     }
-                    ex.answered(cfg, &answer, &mut entropy)
+                    ex.answered(&answer)
                 }
             }
             other => other,
@@ -181,8 +185,8 @@ fuzz_target!(|data: &[u8]| {
         if next_bits(5) == 0 && !step.is_final() {
             // The edge misbehaves: any call that does not fit is an opaque 500.
             let wrong = match step {
-                Step::KvGet { .. } => ex.written(cfg, Ok(())),
-                _ => ex.record(cfg, Ok(None), &mut entropy),
+                Step::KvGet { .. } => ex.written(Ok(())),
+                _ => ex.record(Ok(None)),
             };
             match wrong {
                 Step::Reply(r) => {

@@ -41,7 +41,7 @@ pub const NAMES: [&str; 2] = ["__Host-keycard", "kc"];
 /// The nonce `cookie_decode` seals with.
 pub const NONCE: [u8; 24] = [7; 24];
 
-/// Every variable `Config::from_lookup` reads (SPEC §2), in a fixed order: the `config`
+/// Every variable `Config::from_lookup` reads, in a fixed order: the `config`
 /// target picks one by index, a record's first char modulo 24 (see [`var_char`]).
 pub const VARS: [&str; 24] = [
     "SESSION_SECRET",
@@ -137,15 +137,8 @@ pub const CONFIGS: [&[(&str, &str)]; 4] = [
 
 /// Builds a config from `pairs` over the fuzz secrets.
 pub fn config_from(pairs: &[(&str, &str)]) -> Result<Config, keycard::config::ConfigError> {
-    Config::from_lookup(|k| match k {
-        "SESSION_SECRET" => Some(SECRET.into()),
-        "SESSION_SECRET_PREVIOUS" => Some(PREVIOUS.into()),
-        _ => pairs
-            .iter()
-            .rev()
-            .find(|(n, _)| *n == k)
-            .map(|(_, v)| (*v).to_owned()),
-    })
+    let secrets = [("SESSION_SECRET", SECRET), ("SESSION_SECRET_PREVIOUS", PREVIOUS)];
+    Config::from_pairs(&[pairs, &secrets].concat())
 }
 
 /// [`CONFIGS`], validated once.

@@ -1,4 +1,4 @@
-// SPEC §1.3: WebSocket upgrades pass through keycard to the origin, with the session
+// WebSocket upgrades pass through keycard to the origin, with the session
 // headers on the upgrade request, and frames flow both ways.
 import { test } from "node:test";
 import assert from "node:assert/strict";

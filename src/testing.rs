@@ -1,0 +1,109 @@
+//! Test fixtures shared by the core's unit tests: one configuration builder and an
+//! in-memory KV that drives an exchange's KV steps, the way quinn's tests drive a
+//! connection pair.
+
+use std::collections::{HashMap, HashSet};
+
+use crate::config::Config;
+use crate::exchange::{Exchange, Step};
+pub use crate::keys::tests::CountingEntropy;
+use crate::keys::Entropy;
+
+/// The session secret of every test configuration.
+pub const SECRET: &str = "session-test-secret-0123456789abcdef0123456789";
+/// The tests' clock starts here.
+pub const T0: u64 = 1_700_000_000;
+
+/// A valid configuration: `pairs` over short test timeouts (idle 1000 s, absolute
+/// 5000 s, refresh after 100 s) and [`SECRET`].
+pub fn config(pairs: &[(&str, &str)]) -> Config {
+    let mut all = vec![
+        ("SESSION_SECRET", SECRET),
+        ("SESSION_IDLE_TIMEOUT", "1000"),
+        ("SESSION_ABSOLUTE_TIMEOUT", "5000"),
+        ("SESSION_REFRESH_AFTER", "100"),
+    ];
+    all.extend_from_slice(pairs);
+    Config::from_pairs(&all).expect("a valid test configuration")
+}
+
+/// Workers KV in memory: values with their expiry, and a clock for it.
+#[derive(Debug, Default)]
+pub struct FakeKv {
+    records: HashMap<String, (String, u64)>,
+    /// The clock that expiry is checked against.
+    pub now: u64,
+    /// How many reads, writes and deletes succeeded.
+    pub gets: usize,
+    pub puts: usize,
+    pub deletes: usize,
+    /// The operations (`get`, `put`, `delete`) that fail.
+    pub failing: HashSet<&'static str>,
+}
+
+impl FakeKv {
+    /// Carries out `ex`'s KV steps, starting with `step`, until it asks for something
+    /// else (the origin, an asset, or its answer), which it returns.
+    pub fn drive<E: Entropy>(&mut self, ex: &mut Exchange<E>, mut step: Step) -> Step {
+        loop {
+            step = match step {
+                Step::KvGet { key } => ex.record(self.get(&key)),
+                Step::KvPut(p) => ex.written(self.put(&p.key, &p.value, p.ttl)),
+                Step::KvDelete { key } => ex.written(self.delete(&key)),
+                other => return other,
+            }
+        }
+    }
+
+    fn fails(&self, op: &'static str) -> Result<(), String> {
+        match self.failing.contains(op) {
+            true => Err("injected failure".into()),
+            false => Ok(()),
+        }
+    }
+
+    /// The live value at `key`.
+    pub fn get(&mut self, key: &str) -> Result<Option<String>, String> {
+        self.fails("get")?;
+        self.gets += 1;
+        Ok(self
+            .records
+            .get(key)
+            .filter(|(_, exp)| *exp > self.now)
+            .map(|(v, _)| v.clone()))
+    }
+
+    /// Writes `value` at `key`, to expire `ttl` seconds from now.
+    pub fn put(&mut self, key: &str, value: &str, ttl: u64) -> Result<(), String> {
+        self.fails("put")?;
+        self.puts += 1;
+        self.records
+            .insert(key.to_owned(), (value.to_owned(), self.now + ttl));
+        Ok(())
+    }
+
+    /// Deletes `key`.
+    pub fn delete(&mut self, key: &str) -> Result<(), String> {
+        self.fails("delete")?;
+        self.deletes += 1;
+        self.records.remove(key);
+        Ok(())
+    }
+
+    /// The keys of the live values, sorted.
+    pub fn keys(&self) -> Vec<String> {
+        let mut keys: Vec<String> = self
+            .records
+            .iter()
+            .filter(|(_, (_, exp))| *exp > self.now)
+            .map(|(k, _)| k.clone())
+            .collect();
+        keys.sort();
+        keys
+    }
+
+    /// When `key` expires, if present.
+    pub fn expiry(&self, key: &str) -> Option<u64> {
+        self.records.get(key).map(|(_, e)| *e)
+    }
+}
