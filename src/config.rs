@@ -37,12 +37,13 @@ pub enum SameSite {
 }
 
 /// How `X-Session` is written (`SESSION_HEADER_FORMAT`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum HeaderFormat {
     /// base64url of the data's JSON.
     Base64,
-    /// A JWS signed HS256 under `ORIGIN_SECRET` (the README's `jwt` header format).
-    Jwt,
+    /// A JWS signed HS256 under this key, `ORIGIN_SECRET` (the README's `jwt` header
+    /// format).
+    Jwt(Secret),
 }
 
 /// What to do when KV cannot be read (`SESSION_KV_FAILURE`).
@@ -98,10 +99,8 @@ pub struct Config {
     pub refresh_after: u64,
     /// The cookie's name and attributes.
     pub cookie: CookieConfig,
-    /// `SESSION_HEADER_FORMAT`; default `base64`.
+    /// `SESSION_HEADER_FORMAT`, with `ORIGIN_SECRET` for `jwt`; default `base64`.
     pub header_format: HeaderFormat,
-    /// `ORIGIN_SECRET`, the HS256 key for the `jwt` format.
-    pub origin_secret: Option<Secret>,
     /// `ORIGIN_URL`; `None` means route mode (the request's own URL).
     pub origin_url: Option<OriginBase>,
     /// `ORIGIN_SERVICE`: a service binding to forward to instead of the network.
@@ -279,16 +278,57 @@ fn parse_origin_url(text: &str) -> Result<OriginBase, String> {
     Ok(OriginBase(format!("{scheme}://{authority}")))
 }
 
-impl Config {
-    /// Reads and validates every setting through `lookup` (which returns a binding's
-    /// string value, or `None` when unset). An empty string counts as unset.
-    ///
-    /// Returns the first problem found, naming its variable.
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
-        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+/// The Worker's variables, as [`Config::from_lookup`] reads them.
+struct Vars<F> {
+    lookup: F,
+}
 
-        // Secrets.
-        let secret_text = get("SESSION_SECRET").ok_or_else(|| {
+impl<F: Fn(&str) -> Option<String>> Vars<F> {
+    /// The value of `name`, trimmed; an empty value counts as unset.
+    fn get(&self, name: &str) -> Option<String> {
+        self.secret(name).map(|v| v.trim().to_owned())
+    }
+
+    /// The value of `name` as it is (a secret's bytes are its key material); one that
+    /// is empty once trimmed counts as unset.
+    fn secret(&self, name: &str) -> Option<String> {
+        (self.lookup)(name).filter(|v| !v.trim().is_empty())
+    }
+
+    fn duration(&self, var: &'static str, default: u64) -> Result<u64, ConfigError> {
+        self.get(var)
+            .map_or(Ok(default), |t| parse_duration(&t).map_err(|p| err(var, p)))
+    }
+
+    fn boolean(&self, var: &'static str, default: bool) -> Result<bool, ConfigError> {
+        self.get(var).map_or(Ok(default), |t| parse_bool(var, &t))
+    }
+
+    /// One of `options` (matched without regard to case), or `default` when unset.
+    fn choice<T: Copy>(
+        &self,
+        var: &'static str,
+        default: T,
+        options: &[(&str, T)],
+    ) -> Result<T, ConfigError> {
+        let Some(text) = self.get(var) else {
+            return Ok(default);
+        };
+        if let Some((_, v)) = options.iter().find(|(n, _)| n.eq_ignore_ascii_case(&text)) {
+            return Ok(*v);
+        }
+        let names: Vec<&str> = options.iter().map(|(n, _)| *n).collect();
+        let (last, rest) = names.split_last().expect("options are never empty");
+        Err(err(
+            var,
+            format!("must be {} or {last}, not {text:?}", rest.join(", ")),
+        ))
+    }
+
+    /// `SESSION_SECRET` and `SESSION_SECRET_PREVIOUS`, and the secrets' trimmed texts
+    /// (to tell `ORIGIN_SECRET` apart from them).
+    fn keys(&self) -> Result<(KeyRing, Vec<String>), ConfigError> {
+        let secret_text = self.secret("SESSION_SECRET").ok_or_else(|| {
             err(
                 "SESSION_SECRET",
                 "is missing; set it with `wrangler secret put SESSION_SECRET` (at least 32 bytes)",
@@ -298,93 +338,54 @@ impl Config {
             SecretError::TooShort(_) => err("SESSION_SECRET", e.to_string()),
         })?;
         let mut previous = Vec::new();
-        if let Some(list) = get("SESSION_SECRET_PREVIOUS") {
-            for (i, part) in list.split(',').map(str::trim).enumerate() {
-                if part.is_empty() {
-                    continue;
-                }
-                previous.push(
-                    Secret::try_from(part).map_err(|e| {
-                        err("SESSION_SECRET_PREVIOUS", format!("entry {} {e}", i + 1))
-                    })?,
-                );
+        let mut texts = vec![secret_text.trim().to_owned()];
+        let list = self.get("SESSION_SECRET_PREVIOUS").unwrap_or_default();
+        for (i, part) in list.split(',').map(str::trim).enumerate() {
+            if part.is_empty() {
+                continue;
             }
+            previous.push(
+                Secret::try_from(part)
+                    .map_err(|e| err("SESSION_SECRET_PREVIOUS", format!("entry {} {e}", i + 1)))?,
+            );
+            texts.push(part.to_owned());
         }
-        let keys = KeyRing::new(&secret, &previous);
+        Ok((KeyRing::new(&secret, &previous), texts))
+    }
 
-        let store = match get("SESSION_STORE").as_deref().map(str::trim) {
-            None => StoreMode::Auto,
-            Some(s) => match s.to_ascii_lowercase().as_str() {
-                "cookie" => StoreMode::Cookie,
-                "kv" => StoreMode::Kv,
-                "auto" => StoreMode::Auto,
-                _ => {
-                    return Err(err(
-                        "SESSION_STORE",
-                        format!("must be cookie, kv or auto, not {s:?}"),
-                    ))
-                }
-            },
-        };
-        let kv_binding = get("SESSION_KV_BINDING")
-            .map(|s| s.trim().to_owned())
-            .unwrap_or_else(|| "SESSIONS".into());
-        let kv_prefix = lookup("SESSION_KV_PREFIX").unwrap_or_else(|| "keycard:".into());
-        if kv_prefix.len() > 128 {
-            return Err(err("SESSION_KV_PREFIX", "is longer than 128 bytes"));
-        }
-
-        let duration = |var: &'static str, default: u64| -> Result<u64, ConfigError> {
-            match get(var) {
-                None => Ok(default),
-                Some(t) => parse_duration(&t).map_err(|p| err(var, p)),
-            }
-        };
-        let idle_timeout = duration("SESSION_IDLE_TIMEOUT", DEFAULT_IDLE)?;
-        let absolute_timeout = duration("SESSION_ABSOLUTE_TIMEOUT", DEFAULT_ABSOLUTE)?;
-        let refresh_after = duration("SESSION_REFRESH_AFTER", (idle_timeout / 4).max(1))?;
-        if refresh_after >= idle_timeout {
+    /// `SESSION_IDLE_TIMEOUT`, `SESSION_ABSOLUTE_TIMEOUT`, `SESSION_REFRESH_AFTER`.
+    fn timeouts(&self) -> Result<(u64, u64, u64), ConfigError> {
+        let idle = self.duration("SESSION_IDLE_TIMEOUT", DEFAULT_IDLE)?;
+        let absolute = self.duration("SESSION_ABSOLUTE_TIMEOUT", DEFAULT_ABSOLUTE)?;
+        let refresh = self.duration("SESSION_REFRESH_AFTER", (idle / 4).max(1))?;
+        if refresh >= idle {
             return Err(err(
                 "SESSION_REFRESH_AFTER",
                 "must be shorter than SESSION_IDLE_TIMEOUT, or sessions expire before they are refreshed",
             ));
         }
+        Ok((idle, absolute, refresh))
+    }
 
-        let boolean = |var: &'static str, default: bool| -> Result<bool, ConfigError> {
-            match get(var) {
-                None => Ok(default),
-                Some(t) => parse_bool(var, &t),
-            }
-        };
-        let secure = boolean("SESSION_COOKIE_SECURE", true)?;
-        let http_only = boolean("SESSION_COOKIE_HTTP_ONLY", true)?;
-        let persistent = boolean("SESSION_COOKIE_PERSISTENT", true)?;
-        let encrypt = boolean("SESSION_COOKIE_ENCRYPT", false)?;
-        let inspect = boolean("KEYCARD_INSPECT", false)?;
-        let forward_cookie = boolean("SESSION_FORWARD_COOKIE", false)?;
-
-        let same_site = match get("SESSION_COOKIE_SAME_SITE") {
-            None => SameSite::Lax,
-            Some(s) => match s.trim().to_ascii_lowercase().as_str() {
-                "strict" => SameSite::Strict,
-                "lax" => SameSite::Lax,
-                "none" => SameSite::None,
-                _ => {
-                    return Err(err(
-                        "SESSION_COOKIE_SAME_SITE",
-                        format!("must be Strict, Lax or None, not {s:?}"),
-                    ))
-                }
-            },
-        };
+    /// The `SESSION_COOKIE_*` settings.
+    fn cookie(&self) -> Result<CookieConfig, ConfigError> {
+        let secure = self.boolean("SESSION_COOKIE_SECURE", true)?;
+        let same_site = self.choice(
+            "SESSION_COOKIE_SAME_SITE",
+            SameSite::Lax,
+            &[
+                ("Strict", SameSite::Strict),
+                ("Lax", SameSite::Lax),
+                ("None", SameSite::None),
+            ],
+        )?;
         if same_site == SameSite::None && !secure {
             return Err(err(
                 "SESSION_COOKIE_SAME_SITE",
                 "is None, which browsers accept only with Secure; set SESSION_COOKIE_SECURE=true",
             ));
         }
-
-        let domain = get("SESSION_COOKIE_DOMAIN").map(|d| d.trim().to_owned());
+        let domain = self.get("SESSION_COOKIE_DOMAIN");
         if let Some(d) = &domain {
             // One leading dot is legacy and dropped; what is left needs non-empty labels,
             // or the browser ignores the attribute or rejects the cookie.
@@ -396,8 +397,8 @@ impl Config {
                 return Err(err("SESSION_COOKIE_DOMAIN", "is not a valid domain"));
             }
         }
-        let path = get("SESSION_COOKIE_PATH")
-            .map(|p| p.trim().to_owned())
+        let path = self
+            .get("SESSION_COOKIE_PATH")
             .unwrap_or_else(|| "/".into());
         if !path.starts_with('/') || !valid_attr_value(&path) {
             return Err(err(
@@ -405,150 +406,174 @@ impl Config {
                 "must start with / and contain no spaces, controls or ';'",
             ));
         }
-        let name = match get("SESSION_COOKIE_NAME") {
-            Some(n) => n.trim().to_owned(),
+        let name = match self.get("SESSION_COOKIE_NAME") {
+            Some(n) => n,
             None if secure && domain.is_none() && path == "/" => "__Host-keycard".into(),
             None => "keycard".into(),
         };
-        if !valid_cookie_name(&name) || name.len() > 64 {
-            return Err(err(
-                "SESSION_COOKIE_NAME",
-                "must be a cookie token of at most 64 characters",
-            ));
-        }
-        if name.to_ascii_lowercase().starts_with("__host-") {
-            if !secure {
-                return Err(err(
-                    "SESSION_COOKIE_NAME",
-                    "has the __Host- prefix, which requires SESSION_COOKIE_SECURE=true",
-                ));
-            }
-            if domain.is_some() {
-                return Err(err(
-                    "SESSION_COOKIE_NAME",
-                    "has the __Host- prefix, which forbids SESSION_COOKIE_DOMAIN",
-                ));
-            }
-            if path != "/" {
-                return Err(err(
-                    "SESSION_COOKIE_NAME",
-                    "has the __Host- prefix, which requires SESSION_COOKIE_PATH=/",
-                ));
-            }
-        }
-        if name.to_ascii_lowercase().starts_with("__secure-") && !secure {
-            return Err(err(
-                "SESSION_COOKIE_NAME",
-                "has the __Secure- prefix, which requires SESSION_COOKIE_SECURE=true",
-            ));
-        }
+        check_cookie_name(&name, secure, domain.is_some(), &path)?;
+        Ok(CookieConfig {
+            name,
+            domain,
+            path,
+            secure,
+            http_only: self.boolean("SESSION_COOKIE_HTTP_ONLY", true)?,
+            same_site,
+            persistent: self.boolean("SESSION_COOKIE_PERSISTENT", true)?,
+            encrypt: self.boolean("SESSION_COOKIE_ENCRYPT", false)?,
+        })
+    }
 
-        let origin_secret = match get("ORIGIN_SECRET") {
+    /// `SESSION_HEADER_FORMAT` with `ORIGIN_SECRET`, which must differ from every
+    /// session secret in `session_secrets`.
+    fn header_format(&self, session_secrets: &[String]) -> Result<HeaderFormat, ConfigError> {
+        let origin_secret = match self.secret("ORIGIN_SECRET") {
             None => None,
-            Some(s) => Some(
-                Secret::try_from(s.as_str()).map_err(|e| err("ORIGIN_SECRET", e.to_string()))?,
-            ),
-        };
-        // The origin holds ORIGIN_SECRET: it must not be able to sign session cookies,
-        // now or with a secret still accepted for verification. Compared after trimming,
-        // since a stray space in one place must not make two equal secrets "different".
-        if let Some(o) = get("ORIGIN_SECRET").filter(|_| origin_secret.is_some()) {
-            let previous = get("SESSION_SECRET_PREVIOUS").unwrap_or_default();
-            let reused = std::iter::once(secret_text.as_str())
-                .chain(previous.split(','))
-                .any(|s| s.trim() == o.trim());
-            if reused {
-                return Err(err(
-                    "ORIGIN_SECRET",
-                    "must differ from SESSION_SECRET and from every SESSION_SECRET_PREVIOUS entry: it is shared with the origin",
-                ));
-            }
-        }
-        let header_format = match get("SESSION_HEADER_FORMAT") {
-            None => HeaderFormat::Base64,
-            Some(s) => match s.trim().to_ascii_lowercase().as_str() {
-                "base64" => HeaderFormat::Base64,
-                "jwt" => HeaderFormat::Jwt,
-                _ => {
+            Some(s) => {
+                let key = Secret::try_from(s.as_str())
+                    .map_err(|e| err("ORIGIN_SECRET", e.to_string()))?;
+                // The origin holds this key: it must not be able to sign session
+                // cookies, now or with a secret still accepted for verification.
+                // Compared after trimming, so a stray space cannot make two equal
+                // secrets "different".
+                if session_secrets.iter().any(|t| t == s.trim()) {
                     return Err(err(
-                        "SESSION_HEADER_FORMAT",
-                        format!("must be base64 or jwt, not {s:?}"),
-                    ))
+                        "ORIGIN_SECRET",
+                        "must differ from SESSION_SECRET and from every SESSION_SECRET_PREVIOUS entry: it is shared with the origin",
+                    ));
                 }
-            },
+                Some(key)
+            }
         };
-        if header_format == HeaderFormat::Jwt && origin_secret.is_none() {
-            return Err(err(
+        let jwt = self.choice(
+            "SESSION_HEADER_FORMAT",
+            false,
+            &[("base64", false), ("jwt", true)],
+        )?;
+        match (jwt, origin_secret) {
+            (false, _) => Ok(HeaderFormat::Base64),
+            (true, Some(key)) => Ok(HeaderFormat::Jwt(key)),
+            (true, None) => Err(err(
                 "ORIGIN_SECRET",
                 "is required when SESSION_HEADER_FORMAT=jwt",
-            ));
+            )),
         }
+    }
 
-        let origin_url = match get("ORIGIN_URL") {
+    /// `ORIGIN_URL`, `ORIGIN_SERVICE`, `ORIGIN_TIMEOUT`.
+    fn origin(&self) -> Result<(Option<OriginBase>, Option<String>, Option<u64>), ConfigError> {
+        let url = match self.get("ORIGIN_URL") {
             None => None,
-            Some(u) => Some(parse_origin_url(u.trim()).map_err(|p| err("ORIGIN_URL", p))?),
+            Some(u) => Some(parse_origin_url(&u).map_err(|p| err("ORIGIN_URL", p))?),
         };
-        let origin_service = get("ORIGIN_SERVICE").map(|s| s.trim().to_owned());
-        let origin_timeout = match get("ORIGIN_TIMEOUT") {
+        let timeout = match self.get("ORIGIN_TIMEOUT") {
             None => None,
             Some(t) => Some(parse_duration(&t).map_err(|p| err("ORIGIN_TIMEOUT", p))?),
         };
+        Ok((url, self.get("ORIGIN_SERVICE"), timeout))
+    }
 
-        let kv_failure = match get("SESSION_KV_FAILURE") {
-            None => KvFailure::Closed,
-            Some(s) => match s.trim().to_ascii_lowercase().as_str() {
-                "closed" => KvFailure::Closed,
-                "open" => KvFailure::Open,
-                _ => {
-                    return Err(err(
-                        "SESSION_KV_FAILURE",
-                        format!("must be closed or open, not {s:?}"),
-                    ))
-                }
-            },
-        };
-
-        let path_prefix = get("KEYCARD_PATH_PREFIX")
-            .map(|p| p.trim().to_owned())
+    /// `KEYCARD_PATH_PREFIX`.
+    fn path_prefix(&self) -> Result<String, ConfigError> {
+        let prefix = self
+            .get("KEYCARD_PATH_PREFIX")
             .unwrap_or_else(|| "/.keycard/".into());
-        if !path_prefix.starts_with('/')
-            || !path_prefix.ends_with('/')
-            || path_prefix.len() < 3
-            || !valid_attr_value(&path_prefix)
+        if !prefix.starts_with('/')
+            || !prefix.ends_with('/')
+            || prefix.len() < 3
+            || !valid_attr_value(&prefix)
         {
             return Err(err(
                 "KEYCARD_PATH_PREFIX",
                 "must start and end with / and name a directory, such as /.keycard/",
             ));
         }
+        Ok(prefix)
+    }
+}
 
+/// The cookie prefixes' rules (RFC 6265bis): `__Host-` needs Secure, no Domain and
+/// Path `/`; `__Secure-` needs Secure. And a name must be a token.
+fn check_cookie_name(
+    name: &str,
+    secure: bool,
+    domain: bool,
+    path: &str,
+) -> Result<(), ConfigError> {
+    let problem = |p: &str| Err(err("SESSION_COOKIE_NAME", p));
+    if !valid_cookie_name(name) || name.len() > 64 {
+        return problem("must be a cookie token of at most 64 characters");
+    }
+    let lower = name.to_ascii_lowercase();
+    if lower.starts_with("__host-") {
+        if !secure {
+            return problem("has the __Host- prefix, which requires SESSION_COOKIE_SECURE=true");
+        }
+        if domain {
+            return problem("has the __Host- prefix, which forbids SESSION_COOKIE_DOMAIN");
+        }
+        if path != "/" {
+            return problem("has the __Host- prefix, which requires SESSION_COOKIE_PATH=/");
+        }
+    }
+    if lower.starts_with("__secure-") && !secure {
+        return problem("has the __Secure- prefix, which requires SESSION_COOKIE_SECURE=true");
+    }
+    Ok(())
+}
+
+impl Config {
+    /// Reads and validates every setting through `lookup` (which returns a binding's
+    /// string value, or `None` when unset). Values are trimmed (secrets are not: their
+    /// bytes are key material), and an empty one counts as unset, except
+    /// `SESSION_KV_PREFIX`, where empty means no prefix.
+    ///
+    /// Returns the first problem found, naming its variable.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let v = Vars { lookup };
+        let (keys, secret_texts) = v.keys()?;
+        let store = v.choice(
+            "SESSION_STORE",
+            StoreMode::Auto,
+            &[
+                ("cookie", StoreMode::Cookie),
+                ("kv", StoreMode::Kv),
+                ("auto", StoreMode::Auto),
+            ],
+        )?;
+        // Empty is a real choice here (keys without a prefix in a namespace of their
+        // own), so it is not "unset".
+        let kv_prefix = (v.lookup)("SESSION_KV_PREFIX").unwrap_or_else(|| "keycard:".into());
+        if kv_prefix.len() > 128 {
+            return Err(err("SESSION_KV_PREFIX", "is longer than 128 bytes"));
+        }
+        let (idle_timeout, absolute_timeout, refresh_after) = v.timeouts()?;
+        let cookie = v.cookie()?;
+        let header_format = v.header_format(&secret_texts)?;
+        let (origin_url, origin_service, origin_timeout) = v.origin()?;
         Ok(Config {
             keys,
             store,
-            kv_binding,
+            kv_binding: v
+                .get("SESSION_KV_BINDING")
+                .unwrap_or_else(|| "SESSIONS".into()),
             kv_prefix,
             idle_timeout,
             absolute_timeout,
             refresh_after,
-            cookie: CookieConfig {
-                name,
-                domain,
-                path,
-                secure,
-                http_only,
-                same_site,
-                persistent,
-                encrypt,
-            },
+            cookie,
             header_format,
-            origin_secret,
             origin_url,
             origin_service,
             origin_timeout,
-            kv_failure,
-            path_prefix,
-            inspect,
-            forward_cookie,
+            kv_failure: v.choice(
+                "SESSION_KV_FAILURE",
+                KvFailure::Closed,
+                &[("closed", KvFailure::Closed), ("open", KvFailure::Open)],
+            )?,
+            path_prefix: v.path_prefix()?,
+            inspect: v.boolean("KEYCARD_INSPECT", false)?,
+            forward_cookie: v.boolean("SESSION_FORWARD_COOKIE", false)?,
         })
     }
 
@@ -576,6 +601,18 @@ mod tests {
         Config::from_pairs(&[&[("SESSION_SECRET", SECRET)], pairs].concat())
     }
 
+    /// Every empty value counts as unset, but for the KV prefix: there, empty means
+    /// no prefix (keys in a namespace of their own), which is a real choice.
+    #[test]
+    fn an_empty_kv_prefix_means_no_prefix() {
+        assert_eq!(cfg(&[]).unwrap().kv_prefix, "keycard:");
+        assert_eq!(cfg(&[("SESSION_KV_PREFIX", "")]).unwrap().kv_prefix, "");
+        assert_eq!(
+            cfg(&[("SESSION_STORE", "")]).unwrap().store,
+            StoreMode::Auto
+        );
+    }
+
     #[test]
     fn defaults_are_secure() {
         let c = cfg(&[]).unwrap();
@@ -591,7 +628,7 @@ mod tests {
         assert!(c.cookie.secure && c.cookie.http_only && c.cookie.persistent);
         assert!(!c.cookie.encrypt);
         assert_eq!(c.cookie.same_site, SameSite::Lax);
-        assert_eq!(c.header_format, HeaderFormat::Base64);
+        assert!(matches!(c.header_format, HeaderFormat::Base64));
         assert_eq!(c.kv_failure, KvFailure::Closed);
         assert_eq!(c.path_prefix, "/.keycard/");
         assert!(!c.inspect);

@@ -772,7 +772,7 @@ impl<E: Entropy> Exchange<E> {
                 json!({ "error": e.to_string() }),
             );
         }
-        let distrust = if changes == Changes::default() {
+        let distrust = if changes.is_empty() {
             None
         } else if answer.status >= 500 {
             Some("origin answered 5xx")

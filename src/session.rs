@@ -335,23 +335,17 @@ pub fn forward_headers(
         s.expires(cfg)
     };
     let handle = cfg.keys.current().handle(&s.sid);
-    let session = match cfg.header_format {
+    let session = match &cfg.header_format {
         HeaderFormat::Base64 => s.data_b64.clone(),
-        HeaderFormat::Jwt => {
-            let key = cfg
-                .origin_secret
-                .as_ref()
-                .expect("config requires ORIGIN_SECRET for jwt");
-            crate::jwt::session_jwt(
-                key,
-                &handle,
-                now,
-                now + JWT_LIFETIME,
-                &s.data_json(),
-                method,
-                url,
-            )
-        }
+        HeaderFormat::Jwt(key) => crate::jwt::session_jwt(
+            key,
+            &handle,
+            now,
+            now + JWT_LIFETIME,
+            &s.data_json(),
+            method,
+            url,
+        ),
     };
     SessionHeaders {
         session: Some(session),
@@ -374,9 +368,10 @@ pub struct KvPut {
 }
 
 /// What happened to the session, for the log (after actix-session's `SessionStatus`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Change {
     /// Nothing to send.
+    #[default]
     Unchanged,
     /// Created or changed.
     Changed,
@@ -387,7 +382,7 @@ pub enum Change {
 }
 
 /// The decisions for the edge to carry out after the origin answered.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Outcome {
     /// The `Set-Cookie` header value for the session cookie, if any.
     pub set_cookie: Option<String>,
@@ -631,15 +626,7 @@ pub fn finish(
         Loaded::Valid(s) => (false, Some(s)),
         Loaded::None | Loaded::StoreUnavailable => (false, None),
     };
-    let mut out = Outcome {
-        set_cookie: None,
-        kv_check: None,
-        kv_put: None,
-        kv_revoke: Vec::new(),
-        kv_delete: Vec::new(),
-        change: Change::Unchanged,
-        session: None,
-    };
+    let mut out = Outcome::default();
 
     if changes.destroy || changes.max_age == Some(0) {
         out.kv_revoke

@@ -17,7 +17,7 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 
-use keycard::config::{self, Config, HeaderFormat, SameSite};
+use keycard::config::{self, Config, SameSite};
 use keycard::control::Changes;
 use keycard::endpoints::{self, Endpoint};
 use keycard::session::{self, Loaded};
@@ -140,9 +140,7 @@ fn check_rules(cfg: &Config) {
     if c.same_site == SameSite::None {
         assert!(c.secure, "SameSite=None without Secure");
     }
-    if cfg.header_format == HeaderFormat::Jwt {
-        assert!(cfg.origin_secret.is_some());
-    }
+    // `jwt` needs `ORIGIN_SECRET`: `HeaderFormat::Jwt` carries the key, by type.
     assert!(c.path.starts_with('/'));
     assert!(
         cfg.path_prefix.starts_with('/')

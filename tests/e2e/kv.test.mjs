@@ -214,6 +214,21 @@ describe("overflow and missing bindings", () => {
     }
   });
 
+  test("a service binding named as the KV binding is a misconfiguration at the first request, in any store mode that uses KV", async () => {
+    const origin = "export default { fetch: () => new Response('origin') };";
+    const kc = await startKeycard({ ORIGIN_SERVICE: "ORIGIN", SESSION_KV_BINDING: "ORIGIN" }, { serviceOrigin: origin });
+    try {
+      const r = await request(kc.url + "/a");
+      assert.equal(r.status, 500);
+      assert.equal(r.text, "keycard: misconfigured");
+      const ev = await kc.waitForEvent("misconfigured");
+      assert.equal(ev.detail.var, "SESSION_KV_BINDING");
+      assert.match(ev.detail.problem, /not a KV namespace/);
+    } finally {
+      await kc.close();
+    }
+  });
+
   test("kv mode without the binding is a misconfiguration naming SESSION_KV_BINDING", async () => {
     const origin = await startOrigin();
     const kc = await startKeycard({ ORIGIN_URL: origin.url, SESSION_STORE: "kv" }, { kv: false });
