@@ -460,17 +460,18 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
         }
     }
 
-    /// `ORIGIN_URL`, `ORIGIN_SERVICE`, `ORIGIN_TIMEOUT`.
-    fn origin(&self) -> Result<(Option<OriginBase>, Option<String>, Option<u64>), ConfigError> {
-        let url = match self.get("ORIGIN_URL") {
-            None => None,
-            Some(u) => Some(parse_origin_url(&u).map_err(|p| err("ORIGIN_URL", p))?),
-        };
-        let timeout = match self.get("ORIGIN_TIMEOUT") {
-            None => None,
-            Some(t) => Some(parse_duration(&t).map_err(|p| err("ORIGIN_TIMEOUT", p))?),
-        };
-        Ok((url, self.get("ORIGIN_SERVICE"), timeout))
+    /// `ORIGIN_URL`.
+    fn origin_url(&self) -> Result<Option<OriginBase>, ConfigError> {
+        self.get("ORIGIN_URL")
+            .map(|u| parse_origin_url(&u).map_err(|p| err("ORIGIN_URL", p)))
+            .transpose()
+    }
+
+    /// A duration that is off when unset.
+    fn optional_duration(&self, var: &'static str) -> Result<Option<u64>, ConfigError> {
+        self.get(var)
+            .map(|t| parse_duration(&t).map_err(|p| err(var, p)))
+            .transpose()
     }
 
     /// `KEYCARD_PATH_PREFIX`.
@@ -550,7 +551,6 @@ impl Config {
         let (idle_timeout, absolute_timeout, refresh_after) = v.timeouts()?;
         let cookie = v.cookie()?;
         let header_format = v.header_format(&secret_texts)?;
-        let (origin_url, origin_service, origin_timeout) = v.origin()?;
         Ok(Config {
             keys,
             store,
@@ -563,9 +563,9 @@ impl Config {
             refresh_after,
             cookie,
             header_format,
-            origin_url,
-            origin_service,
-            origin_timeout,
+            origin_url: v.origin_url()?,
+            origin_service: v.get("ORIGIN_SERVICE"),
+            origin_timeout: v.optional_duration("ORIGIN_TIMEOUT")?,
             kv_failure: v.choice(
                 "SESSION_KV_FAILURE",
                 KvFailure::Closed,
