@@ -4,6 +4,7 @@
 //! the Worker `Env` and native tests. Everything is validated up front; an error names
 //! the variable and what is wrong with it, never its value when that value is secret.
 
+use crate::guards::Guards;
 use crate::keys::{KeyRing, Secret, SecretError};
 
 /// Where session data lives (`SESSION_STORE`).
@@ -116,6 +117,10 @@ pub struct Config {
     pub inspect: bool,
     /// `SESSION_FORWARD_COOKIE`; default false (the session cookie is removed).
     pub forward_cookie: bool,
+    /// The edge guards: `KEYCARD_USER_FIELD`, `KEYCARD_REQUIRE`, `KEYCARD_PUBLIC`,
+    /// `KEYCARD_PATHS_IGNORE_CASE`, `KEYCARD_LOGIN_URL`, `KEYCARD_IDENTITY_HEADERS`,
+    /// `KEYCARD_CSRF`, `KEYCARD_TRUSTED_ORIGINS`, `KEYCARD_CSRF_EXEMPT`.
+    pub guards: Guards,
 }
 
 /// A configuration error: which variable, and what is wrong with it.
@@ -224,6 +229,11 @@ fn check_host(host: &str) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Checks an origin, `scheme://host[:port]` with an http(s) scheme and nothing after.
+pub(crate) fn check_origin(text: &str) -> Result<(), String> {
+    parse_origin_url(text).map(|_| ())
 }
 
 fn parse_origin_url(text: &str) -> Result<OriginBase, String> {
@@ -549,6 +559,13 @@ impl Config {
             return Err(err("SESSION_KV_PREFIX", "is longer than 128 bytes"));
         }
         let (idle_timeout, absolute_timeout, refresh_after) = v.timeouts()?;
+        let path_prefix = v.path_prefix()?;
+        let guards = Guards::parse(
+            |name| v.get(name),
+            &path_prefix,
+            v.boolean("KEYCARD_PATHS_IGNORE_CASE", false)?,
+            v.choice("KEYCARD_CSRF", true, &[("origin", true), ("off", false)])?,
+        )?;
         let cookie = v.cookie()?;
         let header_format = v.header_format(&secret_texts)?;
         Ok(Config {
@@ -571,9 +588,10 @@ impl Config {
                 KvFailure::Closed,
                 &[("closed", KvFailure::Closed), ("open", KvFailure::Open)],
             )?,
-            path_prefix: v.path_prefix()?,
+            path_prefix,
             inspect: v.boolean("KEYCARD_INSPECT", false)?,
             forward_cookie: v.boolean("SESSION_FORWARD_COOKIE", false)?,
+            guards,
         })
     }
 

@@ -32,7 +32,10 @@ use crate::endpoints::{self, Endpoint};
 use crate::forward;
 use crate::headers::{self, HeaderList};
 use crate::keys::{Entropy, OsEntropy};
-use crate::session::{self, FinishError, KvPut, Loaded, Pending, Read, SessionHeaders, Status};
+use crate::path_guard::Verdict;
+use crate::session::{
+    self, FinishError, KvPut, Loaded, Pending, Read, Session, SessionHeaders, Status,
+};
 
 /// What the edge read from the client's request.
 #[derive(Debug, Clone, Copy, Default)]
@@ -225,6 +228,8 @@ pub struct Forward {
     pub forwarded_proto: String,
     /// `X-Real-IP`, from `CF-Connecting-IP` when there is one.
     pub real_ip: Option<String>,
+    /// `KEYCARD_IDENTITY_HEADERS` for a signed-in user: `(name, value)`.
+    pub identity: Vec<(String, String)>,
 }
 
 impl Forward {
@@ -267,6 +272,9 @@ impl Forward {
         w.header('=', "x-forwarded-proto", &self.forwarded_proto);
         if let Some(v) = &self.real_ip {
             w.header('=', "x-real-ip", v);
+        }
+        for (name, value) in &self.identity {
+            w.header('=', name, value);
         }
         w.0
     }
@@ -450,8 +458,10 @@ fn private_cache_control(origin: Option<&str>) -> Option<String> {
 /// What the request is for; decided when it starts.
 #[derive(Debug)]
 enum Purpose {
-    /// Forward it to the origin and hand back its response.
-    Proxy,
+    /// Forward it to the origin and hand back its response. `required`: the path needs
+    /// a signed-in user (`KEYCARD_REQUIRE`); `navigation`: a browser is loading a page,
+    /// so a missing sign-in is a redirect to the login page rather than a 401.
+    Proxy { required: bool, navigation: bool },
     /// Answer the inspector with the session, the cookie being this long.
     Inspect { cookie_len: usize },
     /// Destroy the session, then redirect to `next` (or answer 204).
@@ -573,7 +583,10 @@ impl<E: Entropy> Exchange<E> {
             now,
             method: req.method.to_owned(),
             url: req.url.to_owned(),
-            purpose: Purpose::Proxy,
+            purpose: Purpose::Proxy {
+                required: false,
+                navigation: false,
+            },
             state: State::Done,
             logs: Vec::new(),
         };
@@ -625,8 +638,7 @@ impl<E: Entropy> Exchange<E> {
         };
         let cookie = req.headers.get("cookie");
         let Some(ep) = endpoints::route(&cfg, req.method, path, query) else {
-            let plan = forward_plan(&cfg, req, parts);
-            return self.load(cookie, Some(Box::new(plan)));
+            return self.proxy(req, parts, path);
         };
         let done = |r: Reply| Step::Reply(r);
         match ep {
@@ -672,6 +684,44 @@ impl<E: Entropy> Exchange<E> {
                 self.load(cookie, None)
             }
         }
+    }
+
+    /// A request for the origin: the guards first, then the session.
+    fn proxy(&mut self, req: &Incoming<'_>, parts: forward::UrlParts<'_>, path: &str) -> Step {
+        let cfg = Rc::clone(&self.cfg);
+        let (g, h) = (&cfg.guards, &req.headers);
+        let own = format!("{}://{}", parts.scheme, parts.host);
+        if g.cross_origin_refused(req.method, path, h, &own) {
+            self.log(
+                Level::Warn,
+                "cross_origin_refused",
+                json!({ "method": req.method }),
+            );
+            return Step::Reply(Reply::opaque(403, "keycard: cross-origin request refused"));
+        }
+        let required = match g.paths.check(path) {
+            Verdict::Open => false,
+            Verdict::SignInRequired => true,
+            Verdict::Ambiguous => {
+                self.log(Level::Warn, "ambiguous_path", json!({ "status": 400 }));
+                return Step::Reply(Reply::opaque(400, "keycard: ambiguous path"));
+            }
+        };
+        let page_load = ["GET", "HEAD"]
+            .iter()
+            .any(|m| req.method.eq_ignore_ascii_case(m))
+            && h.get("upgrade").is_none();
+        let navigation = page_load
+            && match h.get("sec-fetch-mode") {
+                Some(mode) => mode.eq_ignore_ascii_case("navigate"),
+                None => h.get("accept").is_some_and(|a| a.contains("text/html")),
+            };
+        self.purpose = Purpose::Proxy {
+            required,
+            navigation,
+        };
+        let plan = forward_plan(&cfg, req, parts);
+        self.load(h.get("cookie"), Some(Box::new(plan)))
     }
 
     /// Reads the cookie; asks for the KV record when the session lives there.
@@ -731,9 +781,36 @@ impl<E: Entropy> Exchange<E> {
 
     fn loaded(&mut self, loaded: Loaded, plan: Option<Box<Forward>>) -> Step {
         match (&self.purpose, plan) {
-            (Purpose::Proxy, Some(mut plan)) => {
+            (
+                &Purpose::Proxy {
+                    required,
+                    navigation,
+                },
+                Some(mut plan),
+            ) => {
+                let cfg = Rc::clone(&self.cfg);
+                let g = &cfg.guards;
+                // Session data is parsed only when a guard needs it.
+                let data = (required || !g.identity.is_empty())
+                    .then(|| loaded.session().map(Session::data))
+                    .flatten();
+                let signed_in = data.as_ref().is_some_and(|d| g.signed_in(d));
+                if required && !signed_in {
+                    return self.sign_in_first(&loaded, navigation);
+                }
+                if let Some(d) = data.filter(|_| signed_in) {
+                    let (sent, skipped) = g.identity_headers(&d);
+                    for header in skipped {
+                        self.log(
+                            Level::Warn,
+                            "identity_header_skipped",
+                            json!({ "header": header, "reason": "not a string, number or list of them in printable ASCII" }),
+                        );
+                    }
+                    plan.identity = sent;
+                }
                 plan.session =
-                    session::forward_headers(&self.cfg, &loaded, self.now, &self.method, &self.url);
+                    session::forward_headers(&cfg, &loaded, self.now, &self.method, &self.url);
                 self.state = State::Forwarding(loaded);
                 Step::Forward(plan)
             }
@@ -749,8 +826,36 @@ impl<E: Entropy> Exchange<E> {
                 };
                 self.decide(loaded, destroy, OriginResponse::default())
             }
-            (Purpose::Proxy, None) => self.out_of_order("loaded"),
+            (Purpose::Proxy { .. }, None) => self.out_of_order("loaded"),
         }
+    }
+
+    /// The answer to a request on a required path without a signed-in user: a page
+    /// load goes to the login page, anything else gets a 401 saying where to sign in.
+    /// Nothing is forwarded; a bad cookie is still cleared.
+    fn sign_in_first(&mut self, loaded: &Loaded, navigation: bool) -> Step {
+        let cfg = Rc::clone(&self.cfg);
+        let (own, path_and_query) = match forward::split_url(&self.url) {
+            Some(p) if !p.path_and_query.is_empty() => {
+                (format!("{}://{}", p.scheme, p.host), p.path_and_query)
+            }
+            Some(p) => (format!("{}://{}", p.scheme, p.host), "/"),
+            None => return self.out_of_order("sign_in_first"),
+        };
+        let login = cfg.guards.login_with_next(&own, path_and_query);
+        let mut reply = match (&login, navigation) {
+            (Some(url), true) => Reply::new(303, TEXT, "").with("location", url.as_str()),
+            _ => Reply::new(
+                401,
+                JSON,
+                json!({ "error": "session_required", "login": login }).to_string(),
+            ),
+        };
+        if matches!(loaded, Loaded::Bad(_)) {
+            reply = reply.with("set-cookie", session::clearing_cookie(&cfg));
+        }
+        self.state = State::Done;
+        Step::Reply(reply)
     }
 
     /// The origin's answer to a [`Step::Forward`]: applies its control headers (unless
@@ -921,7 +1026,7 @@ impl<E: Entropy> Exchange<E> {
     /// closed; otherwise `SESSION_KV_FAILURE` decides.
     fn store_failed(&mut self, mut writes: Writes, e: StoreError) -> Step {
         let revoking = writes.ops.front().is_some_and(|w| w.revokes);
-        let proxy = matches!(self.purpose, Purpose::Proxy);
+        let proxy = matches!(self.purpose, Purpose::Proxy { .. });
         if proxy && !revoking && self.cfg.kv_failure == KvFailure::Open {
             // Keep the browser's current cookie rather than point it at a record that
             // was never written.
@@ -989,6 +1094,7 @@ fn forward_plan(cfg: &Config, req: &Incoming<'_>, parts: forward::UrlParts<'_>) 
         .map(|(name, _)| name)
         .filter(|name| {
             headers::is_reserved_request(name)
+                || cfg.guards.is_identity_alias(name)
                 || (bodiless && matches!(*name, "content-length" | "transfer-encoding"))
         })
         .map(str::to_owned)
@@ -1019,6 +1125,7 @@ fn forward_plan(cfg: &Config, req: &Incoming<'_>, parts: forward::UrlParts<'_>) 
         forwarded_host: parts.host.to_owned(),
         forwarded_proto: parts.scheme.to_owned(),
         real_ip: client_ip.map(str::to_owned),
+        identity: Vec::new(),
     }
 }
 

@@ -32,22 +32,27 @@ impl<'a> HeaderList<'a> {
 }
 
 /// `name` in normal form, one character at a time.
-fn normal_form(name: &str) -> impl Iterator<Item = char> + '_ {
+fn normal_chars(name: &str) -> impl Iterator<Item = char> + '_ {
     name.chars().map(|c| match c.to_ascii_lowercase() {
         l @ ('a'..='z' | '0'..='9') => l,
         _ => '-',
     })
 }
 
+/// `name` in normal form.
+pub fn normal_form(name: &str) -> String {
+    normal_chars(name).collect()
+}
+
 /// Whether `name`'s normal form starts with `prefix` (itself in normal form).
 fn normal_starts_with(name: &str, prefix: &str) -> bool {
-    let mut n = normal_form(name);
+    let mut n = normal_chars(name);
     prefix.chars().all(|p| n.next() == Some(p))
 }
 
 /// Whether `name`'s normal form is `exact` (itself in normal form).
 fn normal_eq(name: &str, exact: &str) -> bool {
-    normal_form(name).eq(exact.chars())
+    normal_chars(name).eq(exact.chars())
 }
 
 /// Whether `name` is an alias of the control namespace: `x-session` or `x-session-*`.

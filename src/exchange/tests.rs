@@ -178,13 +178,14 @@ fn forward_plan_crosses_as_tagged_edit_lines() {
         forwarded_host: "app".into(),
         forwarded_proto: "https".into(),
         real_ip: Some("1.2.3.4".into()),
+        identity: vec![("x-forwarded-user".into(), "ada".into())],
     };
     assert_eq!(
         f.wire(),
         "Uhttp://o/p?q\nSAPP\nT5000\nB\n-x_session\n=cookie:a=1\n=x-session:e30\n\
          =x-session-status:valid\n=x-session-id:h\n=x-session-expires:9\n\
          =x-forwarded-for:1.2.3.4\n=x-forwarded-host:app\n=x-forwarded-proto:https\n\
-         =x-real-ip:1.2.3.4\n"
+         =x-real-ip:1.2.3.4\n=x-forwarded-user:ada\n"
     );
     let r = Rewrap {
         strip: vec!["x-session-set".into()],
@@ -821,4 +822,164 @@ fn a_forged_cookie_is_logged_without_its_value_and_cleared() {
     let sc = set_cookie(ex.answered(&OK));
     assert!(sc.starts_with(&format!("{}=;", cfg.cookie.name)), "{sc}");
     assert!(sc.contains("Max-Age=0"), "{sc}");
+}
+
+/// A request at `url` with `headers`, `method`.
+fn at<'a>(method: &'a str, url: &'a str, headers: &'a str) -> Incoming<'a> {
+    Incoming {
+        method,
+        url,
+        headers: HeaderList(headers),
+    }
+}
+
+#[test]
+fn a_required_path_without_a_signed_in_user_never_reaches_the_origin() {
+    let cfg = config(&[
+        ("KEYCARD_REQUIRE", "/admin"),
+        ("KEYCARD_LOGIN_URL", "/login"),
+    ]);
+    let url = "https://app.example/admin/x?a=1";
+    let page = hdrs(&[("sec-fetch-mode", "navigate")]);
+    let r = reply(start(&cfg, Bindings::default(), &at("GET", url, &page), T0).1);
+    assert_eq!(r.status, 303);
+    assert_eq!(
+        r.headers,
+        [("location", "/login?next=%2Fadmin%2Fx%3Fa%3D1".to_owned())]
+    );
+    // No Sec-Fetch-Mode: an Accept with HTML is a page load too.
+    let html = hdrs(&[("accept", "text/html,*/*")]);
+    assert_eq!(
+        reply(start(&cfg, Bindings::default(), &at("GET", url, &html), T0).1).status,
+        303
+    );
+    for (method, h) in [
+        (
+            "GET",
+            hdrs(&[("sec-fetch-mode", "cors"), ("accept", "text/html")]),
+        ),
+        ("POST", page.clone()),
+        (
+            "GET",
+            hdrs(&[("upgrade", "websocket"), ("accept", "text/html")]),
+        ),
+        ("GET", String::new()),
+    ] {
+        let r = reply(start(&cfg, Bindings::default(), &at(method, url, &h), T0).1);
+        assert_eq!((r.status, r.content_type), (401, JSON), "{method} {h}");
+        assert_eq!(
+            r.body,
+            r#"{"error":"session_required","login":"/login?next=%2Fadmin%2Fx%3Fa%3D1"}"#
+        );
+    }
+    // An anonymous session (a cart) is not a sign-in.
+    let (cookie, _) = sign_in(&cfg, Bindings::default(), r#"{"cart":[1]}"#);
+    let h = hdrs(&[("cookie", &cookie)]);
+    assert_eq!(
+        reply(start(&cfg, Bindings::default(), &at("GET", url, &h), T0 + 1).1).status,
+        401
+    );
+    // Other paths go through as before.
+    let f = forward(
+        start(
+            &cfg,
+            Bindings::default(),
+            &at("GET", "https://app.example/administrator", ""),
+            T0,
+        )
+        .1,
+    );
+    assert_eq!(f.session.status, "none");
+}
+
+#[test]
+fn without_a_login_url_everything_gets_the_401_and_a_bad_cookie_is_still_cleared() {
+    let cfg = config(&[("KEYCARD_REQUIRE", "/")]);
+    let forged = format!(
+        "cookie:{}=v1.AAAA.1.1.1.c2lk.e30.bWFj\nsec-fetch-mode:navigate\n",
+        cfg.cookie.name
+    );
+    let r = reply(
+        start(
+            &cfg,
+            Bindings::default(),
+            &at("GET", "https://h/x", &forged),
+            T0,
+        )
+        .1,
+    );
+    assert_eq!(r.status, 401);
+    assert_eq!(r.body, r#"{"error":"session_required","login":null}"#);
+    assert!(matches!(r.headers.as_slice(), [("set-cookie", sc)] if sc.contains("Max-Age=0")));
+}
+
+#[test]
+fn a_signed_in_user_reaches_the_origin_with_identity_headers() {
+    let cfg = config(&[
+        ("KEYCARD_REQUIRE", "/admin"),
+        (
+            "KEYCARD_IDENTITY_HEADERS",
+            "X-Forwarded-User=user, X-Forwarded-Groups=roles, X-Forwarded-Email=email",
+        ),
+    ]);
+    let (cookie, _) = sign_in(
+        &cfg,
+        Bindings::default(),
+        r#"{"user":"ada","roles":["admin",7],"email":"a\u0007b"}"#,
+    );
+    let h = hdrs(&[
+        ("cookie", &cookie),
+        ("x_forwarded_user", "root"),
+        ("x-forwarded-groups", "root"),
+    ]);
+    let (mut ex, step) = start(
+        &cfg,
+        Bindings::default(),
+        &at("GET", "https://h/admin", &h),
+        T0 + 1,
+    );
+    let f = forward(step);
+    assert_eq!(
+        f.identity,
+        [
+            ("x-forwarded-user".to_owned(), "ada".to_owned()),
+            ("x-forwarded-groups".to_owned(), "admin,7".to_owned())
+        ]
+    );
+    assert!(
+        f.strip.contains(&"x_forwarded_user".to_owned()),
+        "{:?}",
+        f.strip
+    );
+    let logs = ex.take_logs();
+    assert_eq!(logs[0].event, "identity_header_skipped");
+    assert_eq!(logs[0].detail["header"], "x-forwarded-email");
+    assert!(!logs[0].line().contains("a\\u0007b"));
+    // Forged identity headers are dropped for anonymous requests too.
+    let h = hdrs(&[("X-Forwarded-User", "root")]);
+    let f = forward(start(&cfg, Bindings::default(), &at("GET", "https://h/", &h), T0).1);
+    assert_eq!(f.strip, ["X-Forwarded-User"]);
+    assert!(f.identity.is_empty());
+}
+
+#[test]
+fn cross_origin_unsafe_requests_are_refused_before_anything_else() {
+    let cfg = config(&[]);
+    let h = hdrs(&[("sec-fetch-site", "cross-site")]);
+    let (mut ex, step) = start(&cfg, Bindings::default(), &at("POST", URL, &h), T0);
+    let r = reply(step);
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (403, "keycard: cross-origin request refused")
+    );
+    assert_eq!(ex.take_logs()[0].event, "cross_origin_refused");
+    assert!(matches!(
+        start(&cfg, Bindings::default(), &at("GET", URL, &h), T0).1,
+        Step::Forward(_)
+    ));
+    let off = config(&[("KEYCARD_CSRF", "off")]);
+    assert!(matches!(
+        start(&off, Bindings::default(), &at("POST", URL, &h), T0).1,
+        Step::Forward(_)
+    ));
 }

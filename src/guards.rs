@@ -1,0 +1,483 @@
+//! Edge guards for legacy apps: which requests need a signed-in user, what the origin
+//! is told about that user, and cross-origin protection for unsafe methods.
+//!
+//! All of it is off by default and costs nothing then: no path is normalised, no
+//! session data parsed.
+
+use serde_json::{Map, Value};
+
+use crate::config::ConfigError;
+use crate::cross_origin::{self, Provenance};
+use crate::headers::{self, HeaderList};
+use crate::path_guard::{Rules, Verdict};
+
+/// The guards' settings.
+#[derive(Debug, Clone)]
+pub struct Guards {
+    /// `KEYCARD_USER_FIELD`; default `user`.
+    pub user_field: String,
+    /// `KEYCARD_REQUIRE` and `KEYCARD_PUBLIC` (with the login path and
+    /// `KEYCARD_PATH_PREFIX` always public), `KEYCARD_PATHS_IGNORE_CASE`.
+    pub paths: Rules,
+    /// `KEYCARD_LOGIN_URL`.
+    pub login_url: Option<String>,
+    /// `KEYCARD_IDENTITY_HEADERS`: each header's name, lower-case, and its normal form
+    /// (see [`crate::headers`]), and the session field it carries.
+    pub identity: Vec<Identity>,
+    /// `KEYCARD_CSRF=origin` (the default); `None` with `off`.
+    pub csrf: Option<Csrf>,
+}
+
+/// One identity header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// The header's name, lower-case.
+    pub header: String,
+    /// Its name in normal form: client headers that read the same are dropped.
+    pub normal: String,
+    /// The top-level session field whose value it carries.
+    pub field: String,
+}
+
+/// Cross-origin protection for unsafe methods.
+#[derive(Debug, Clone)]
+pub struct Csrf {
+    /// `KEYCARD_TRUSTED_ORIGINS`: other origins allowed, lower-case.
+    pub trusted: Vec<String>,
+    /// `KEYCARD_CSRF_EXEMPT`: paths it does not apply to (webhooks, callbacks).
+    pub exempt: Rules,
+}
+
+fn err(var: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError {
+        var,
+        problem: problem.into(),
+    }
+}
+
+/// Names an identity header may not take: keycard's own, and those that carry the
+/// request itself.
+const NOT_IDENTITY: [&str; 9] = [
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-real-ip",
+    "forwarded",
+    "cookie",
+    "host",
+    "content-length",
+    "transfer-encoding",
+];
+
+fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// A path, or an absolute `https://` URL.
+fn check_login_url(url: &str) -> Result<(), String> {
+    let bad = |s: &str| s.chars().any(|c| c.is_control() || c.is_whitespace());
+    if let Some(rest) = url.strip_prefix("https://") {
+        let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+        crate::config::check_origin(&format!("https://{authority}"))?;
+        if bad(path) || path.contains(['\\', '#']) {
+            return Err("has a path with spaces, controls, \\ or #".into());
+        }
+        return Ok(());
+    }
+    let path = url.split('?').next().unwrap_or("");
+    if !url.starts_with('/') || url.starts_with("//") || bad(url) || url.contains(['\\', '#']) {
+        return Err("must be a path such as /login, or an absolute https:// URL".into());
+    }
+    if path == "/" {
+        return Err("is /, which would make every path public".into());
+    }
+    Ok(())
+}
+
+fn parse_identity(text: &str) -> Result<Vec<Identity>, String> {
+    let mut out: Vec<Identity> = Vec::new();
+    for pair in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let Some((header, field)) = pair.split_once('=') else {
+            return Err(format!("has {pair:?}; expected Header=field"));
+        };
+        let (header, field) = (header.trim().to_ascii_lowercase(), field.trim());
+        if !is_token(&header) || field.is_empty() {
+            return Err(format!("has {pair:?}; expected Header=field"));
+        }
+        let normal = headers::normal_form(&header);
+        if headers::is_session_alias(&header) || NOT_IDENTITY.contains(&normal.as_str()) {
+            return Err(format!(
+                "names {header:?}, which keycard sets itself or the request needs"
+            ));
+        }
+        if out.iter().any(|i| i.normal == normal) {
+            return Err(format!("names {header:?} twice"));
+        }
+        out.push(Identity {
+            header,
+            normal,
+            field: field.to_owned(),
+        });
+    }
+    Ok(out)
+}
+
+fn parse_origins(text: &str) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    for o in text.split(',').map(str::trim).filter(|o| !o.is_empty()) {
+        crate::config::check_origin(o).map_err(|p| format!("has {o:?}, which {p}"))?;
+        out.push(o.trim_end_matches('/').to_ascii_lowercase());
+    }
+    Ok(out)
+}
+
+impl Guards {
+    /// Reads the `KEYCARD_*` guard settings through `get` (trimmed values, `None` when
+    /// unset). `path_prefix` is `KEYCARD_PATH_PREFIX`, always public.
+    pub fn parse(
+        get: impl Fn(&str) -> Option<String>,
+        path_prefix: &str,
+        ignore_case: bool,
+        csrf_on: bool,
+    ) -> Result<Guards, ConfigError> {
+        let prefixes = |var: &'static str| {
+            Rules::parse_prefixes(&get(var).unwrap_or_default()).map_err(|p| err(var, p))
+        };
+        let login_url = get("KEYCARD_LOGIN_URL");
+        if let Some(u) = &login_url {
+            check_login_url(u).map_err(|p| err("KEYCARD_LOGIN_URL", p))?;
+        }
+        let mut public = prefixes("KEYCARD_PUBLIC")?;
+        public.push(path_prefix.to_owned());
+        if let Some(path) = login_url.as_deref().filter(|u| u.starts_with('/')) {
+            public.push(path.split('?').next().unwrap_or(path).to_owned());
+        }
+        let require = prefixes("KEYCARD_REQUIRE")?;
+        let identity = parse_identity(&get("KEYCARD_IDENTITY_HEADERS").unwrap_or_default())
+            .map_err(|p| err("KEYCARD_IDENTITY_HEADERS", p))?;
+        let csrf = match csrf_on {
+            false => None,
+            true => Some(Csrf {
+                trusted: parse_origins(&get("KEYCARD_TRUSTED_ORIGINS").unwrap_or_default())
+                    .map_err(|p| err("KEYCARD_TRUSTED_ORIGINS", p))?,
+                exempt: Rules::new(prefixes("KEYCARD_CSRF_EXEMPT")?, Vec::new(), ignore_case),
+            }),
+        };
+        Ok(Guards {
+            user_field: get("KEYCARD_USER_FIELD").unwrap_or_else(|| "user".into()),
+            paths: Rules::new(require, public, ignore_case),
+            login_url,
+            identity,
+            csrf,
+        })
+    }
+
+    /// Whether the client header `name` must be dropped because it reads as one of the
+    /// identity headers.
+    pub fn is_identity_alias(&self, name: &str) -> bool {
+        !self.identity.is_empty() && {
+            let normal = headers::normal_form(name);
+            self.identity.iter().any(|i| i.normal == normal)
+        }
+    }
+
+    /// Whether a request with `method` to `path` (own origin `own`) is refused as a
+    /// cross-origin request.
+    pub fn cross_origin_refused(
+        &self,
+        method: &str,
+        path: &str,
+        h: &HeaderList<'_>,
+        own: &str,
+    ) -> bool {
+        let Some(csrf) = &self.csrf else {
+            return false;
+        };
+        if ["GET", "HEAD", "OPTIONS"]
+            .iter()
+            .any(|m| method.eq_ignore_ascii_case(m))
+        {
+            return false;
+        }
+        let from = Provenance {
+            fetch_site: h.get("sec-fetch-site"),
+            origin: h.get("origin"),
+        };
+        if cross_origin::allowed(from, own) {
+            return false;
+        }
+        // As in Go, a trusted origin passes whatever `Sec-Fetch-Site` says: a modern
+        // browser on it says `cross-site`.
+        let trusted = from
+            .origin
+            .is_some_and(|o| csrf.trusted.iter().any(|t| t.eq_ignore_ascii_case(o)));
+        !trusted && csrf.exempt.check(path) != Verdict::SignInRequired
+    }
+
+    /// Whether session `data` names a signed-in user: its user field is a non-empty
+    /// string or a number.
+    pub fn signed_in(&self, data: &Map<String, Value>) -> bool {
+        match data.get(&self.user_field) {
+            Some(Value::String(s)) => !s.is_empty(),
+            Some(Value::Number(_)) => true,
+            _ => false,
+        }
+    }
+
+    /// The login URL with `next` set to where the request wanted to go: its path and
+    /// query, or, for a login URL on another origin, its absolute URL.
+    pub fn login_with_next(&self, own: &str, path_and_query: &str) -> Option<String> {
+        let login = self.login_url.as_deref()?;
+        let same_origin = login.starts_with('/')
+            || login
+                .strip_prefix(own)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with(['/', '?']));
+        let next = match same_origin {
+            true => path_and_query.to_owned(),
+            false => format!("{own}{path_and_query}"),
+        };
+        let sep = if login.contains('?') { '&' } else { '?' };
+        let encoded = percent_encoding::utf8_percent_encode(&next, NEXT);
+        Some(format!("{login}{sep}next={encoded}"))
+    }
+
+    /// The identity headers for a signed-in session's `data`, and the names of those
+    /// skipped because the value cannot travel in a header.
+    pub fn identity_headers(
+        &self,
+        data: &Map<String, Value>,
+    ) -> (Vec<(String, String)>, Vec<String>) {
+        let mut out = Vec::new();
+        let mut skipped = Vec::new();
+        for i in &self.identity {
+            match data.get(&i.field).and_then(header_value) {
+                Some(v) => out.push((i.header.clone(), v)),
+                None if data.contains_key(&i.field) => skipped.push(i.header.clone()),
+                None => {}
+            }
+        }
+        (out, skipped)
+    }
+}
+
+/// `next` is encoded whole: everything but the unreserved characters.
+const NEXT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// A field's value as a header value: a string as it is, a number in decimal, an array
+/// of strings and numbers joined with `,`. `None` for anything else, and for a value
+/// with a control character or outside ASCII (the runtime would re-encode it, and log
+/// it).
+fn header_value(v: &Value) -> Option<String> {
+    let text = match v {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        Value::Array(items) => {
+            let parts: Option<Vec<String>> = items
+                .iter()
+                .map(|i| match i {
+                    Value::String(s) => Some(s.clone()),
+                    Value::Number(n) => Some(n.to_string()),
+                    _ => None,
+                })
+                .collect();
+            parts?.join(",")
+        }
+        _ => return None,
+    };
+    text.bytes()
+        .all(|b| (0x20..0x7f).contains(&b))
+        .then_some(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn guards(pairs: &[(&str, &str)]) -> Result<Guards, ConfigError> {
+        let get = |k: &str| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| (*v).to_owned())
+        };
+        Guards::parse(get, "/.keycard/", false, true)
+    }
+
+    fn data(v: Value) -> Map<String, Value> {
+        match v {
+            Value::Object(m) => m,
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn signed_in_means_a_non_empty_string_or_a_number() {
+        let g = guards(&[]).unwrap();
+        assert!(g.signed_in(&data(json!({"user":"ada"}))));
+        assert!(g.signed_in(&data(json!({"user":42}))));
+        for anon in [
+            json!({}),
+            json!({"user":""}),
+            json!({"user":null}),
+            json!({"user":true}),
+            json!({"user":["ada"]}),
+            json!({"cart":[1]}),
+        ] {
+            assert!(!g.signed_in(&data(anon.clone())), "{anon}");
+        }
+        let g = guards(&[("KEYCARD_USER_FIELD", "uid")]).unwrap();
+        assert!(g.signed_in(&data(json!({"uid":"u1"}))));
+        assert!(!g.signed_in(&data(json!({"user":"ada"}))));
+    }
+
+    #[test]
+    fn login_url_gets_next_percent_encoded() {
+        let g = guards(&[("KEYCARD_LOGIN_URL", "/login")]).unwrap();
+        assert_eq!(
+            g.login_with_next("https://app.example", "/admin/x?a=1")
+                .as_deref(),
+            Some("/login?next=%2Fadmin%2Fx%3Fa%3D1")
+        );
+        let g = guards(&[("KEYCARD_LOGIN_URL", "/login?src=kc")]).unwrap();
+        assert_eq!(
+            g.login_with_next("https://app.example", "/a").as_deref(),
+            Some("/login?src=kc&next=%2Fa")
+        );
+        let g = guards(&[("KEYCARD_LOGIN_URL", "https://auth.example/signin")]).unwrap();
+        assert_eq!(
+            g.login_with_next("https://app.example", "/a?b").as_deref(),
+            Some("https://auth.example/signin?next=https%3A%2F%2Fapp.example%2Fa%3Fb")
+        );
+        let g = guards(&[("KEYCARD_LOGIN_URL", "https://app.example/signin")]).unwrap();
+        assert_eq!(
+            g.login_with_next("https://app.example", "/a").as_deref(),
+            Some("https://app.example/signin?next=%2Fa")
+        );
+        assert_eq!(
+            guards(&[]).unwrap().login_with_next("https://h", "/a"),
+            None
+        );
+    }
+
+    #[test]
+    fn bad_settings_name_their_variable() {
+        for (pairs, var) in [
+            (&[("KEYCARD_LOGIN_URL", "login")][..], "KEYCARD_LOGIN_URL"),
+            (
+                &[("KEYCARD_LOGIN_URL", "//evil.example")],
+                "KEYCARD_LOGIN_URL",
+            ),
+            (
+                &[("KEYCARD_LOGIN_URL", "http://auth.example/")],
+                "KEYCARD_LOGIN_URL",
+            ),
+            (&[("KEYCARD_LOGIN_URL", "/")], "KEYCARD_LOGIN_URL"),
+            (
+                &[("KEYCARD_IDENTITY_HEADERS", "X-User")],
+                "KEYCARD_IDENTITY_HEADERS",
+            ),
+            (
+                &[("KEYCARD_IDENTITY_HEADERS", "X-Session=user")],
+                "KEYCARD_IDENTITY_HEADERS",
+            ),
+            (
+                &[("KEYCARD_IDENTITY_HEADERS", "X_Forwarded_For=user")],
+                "KEYCARD_IDENTITY_HEADERS",
+            ),
+            (
+                &[("KEYCARD_IDENTITY_HEADERS", "Cookie=user")],
+                "KEYCARD_IDENTITY_HEADERS",
+            ),
+            (
+                &[("KEYCARD_IDENTITY_HEADERS", "X-A=a, x_a=b")],
+                "KEYCARD_IDENTITY_HEADERS",
+            ),
+            (
+                &[("KEYCARD_IDENTITY_HEADERS", "X A=a")],
+                "KEYCARD_IDENTITY_HEADERS",
+            ),
+            (
+                &[("KEYCARD_TRUSTED_ORIGINS", "https://a.example/path")],
+                "KEYCARD_TRUSTED_ORIGINS",
+            ),
+            (&[("KEYCARD_REQUIRE", "admin")], "KEYCARD_REQUIRE"),
+            (&[("KEYCARD_PUBLIC", "static")], "KEYCARD_PUBLIC"),
+            (&[("KEYCARD_CSRF_EXEMPT", "hooks")], "KEYCARD_CSRF_EXEMPT"),
+        ] {
+            assert_eq!(guards(pairs).unwrap_err().var, var, "{pairs:?}");
+        }
+    }
+
+    #[test]
+    fn identity_headers_carry_strings_numbers_and_lists() {
+        let g = guards(&[(
+            "KEYCARD_IDENTITY_HEADERS",
+            "X-Forwarded-User=user, X-Forwarded-Groups=roles, X-Uid=uid, X-Email=email, X-Flags=flags, X-Name=name",
+        )])
+        .unwrap();
+        let d = data(json!({
+            "user": "ada", "roles": ["admin", 7], "uid": 42, "email": "a\u{7}b",
+            "flags": {"a": 1}, "name": "Zo\u{eb}"
+        }));
+        let (sent, skipped) = g.identity_headers(&d);
+        assert_eq!(
+            sent,
+            [
+                ("x-forwarded-user".to_owned(), "ada".to_owned()),
+                ("x-forwarded-groups".to_owned(), "admin,7".to_owned()),
+                ("x-uid".to_owned(), "42".to_owned())
+            ]
+        );
+        assert_eq!(skipped, ["x-email", "x-flags", "x-name"]);
+        assert!(g.is_identity_alias("X_Forwarded_User"));
+        assert!(g.is_identity_alias("x.uid"));
+        assert!(!g.is_identity_alias("x-forwarded-users"));
+    }
+
+    #[test]
+    fn cross_origin_protection_follows_go() {
+        let g = guards(&[
+            ("KEYCARD_TRUSTED_ORIGINS", "https://partner.example"),
+            ("KEYCARD_CSRF_EXEMPT", "/hooks/"),
+        ])
+        .unwrap();
+        let own = "https://app.example";
+        let refused = |method: &str, path: &str, h: &str| {
+            g.cross_origin_refused(method, path, &HeaderList(h), own)
+        };
+        assert!(refused("POST", "/a", "sec-fetch-site:cross-site\n"));
+        assert!(refused("POST", "/a", "sec-fetch-site:same-site\n"));
+        assert!(refused("DELETE", "/a", "origin:https://evil.example\n"));
+        assert!(!refused("GET", "/a", "sec-fetch-site:cross-site\n"));
+        assert!(!refused("OPTIONS", "/a", "sec-fetch-site:cross-site\n"));
+        assert!(!refused("POST", "/a", "sec-fetch-site:same-origin\n"));
+        assert!(!refused("POST", "/a", "origin:https://app.example\n"));
+        assert!(!refused("POST", "/a", "origin:https://partner.example\n"));
+        assert!(!refused(
+            "POST",
+            "/a",
+            "sec-fetch-site:cross-site\norigin:https://partner.example\n"
+        ));
+        assert!(!refused("POST", "/a", ""), "not a browser");
+        assert!(!refused(
+            "POST",
+            "/hooks/pay",
+            "sec-fetch-site:cross-site\n"
+        ));
+        let off = Guards::parse(|_| None, "/.keycard/", false, false).unwrap();
+        assert!(!off.cross_origin_refused(
+            "POST",
+            "/a",
+            &HeaderList("sec-fetch-site:cross-site\n"),
+            own
+        ));
+    }
+}
