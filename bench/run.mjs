@@ -5,6 +5,7 @@
 //   A          bench/workers/passthrough.mjs, a bare JS pass-through (the floor)
 //   K-cookie   build/index.js, SESSION_STORE=cookie, a valid ~200-byte session, no refresh
 //   K-refresh  the same on the re-issue path (SESSION_REFRESH_AFTER=1, cookie older than 1 s)
+//   K-guard    K-cookie with the guards on (KEYCARD_REQUIRE=/, identity headers)
 //   K-kv       SESSION_STORE=kv: one KV read per request, no write
 //   F-hdr      bench/workers/floor.mjs: keycard's header work in JS, no session logic
 //   F-kv       the same plus one KV read per request (plain workerd only, both floors)
@@ -68,6 +69,10 @@ const VARIANTS = [
   {
     name: "K-refresh", what: "keycard, cookie store, re-issue on every request", main: KEYCARD, cookieName: "keycard", session: true, refresh: true,
     vars: keycardVars({ SESSION_STORE: "cookie", SESSION_REFRESH_AFTER: "1", SESSION_IDLE_TIMEOUT: "30d", SESSION_ABSOLUTE_TIMEOUT: "30d" }),
+  },
+  {
+    name: "K-guard", what: "K-cookie with the guards on: KEYCARD_REQUIRE=/, an identity header, cross-origin protection", main: KEYCARD, cookieName: "keycard", session: true,
+    vars: keycardVars({ SESSION_STORE: "cookie", KEYCARD_REQUIRE: "/", KEYCARD_IDENTITY_HEADERS: "X-Forwarded-User=user, X-Forwarded-Groups=roles" }),
   },
   {
     name: "K-kv", what: "keycard, SESSION_STORE=kv, local KV read per request", main: KEYCARD, cookieName: "keycard", session: true, kv: true,

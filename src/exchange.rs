@@ -27,6 +27,7 @@ use serde_json::{json, Value};
 
 use crate::config::{Config, ConfigError, KvFailure, StoreMode};
 use crate::control::{self, Changes};
+use crate::cookie_header::{self, Stripped};
 use crate::cross_origin::{self, Provenance};
 use crate::endpoints::{self, Endpoint};
 use crate::forward;
@@ -652,7 +653,7 @@ impl<E: Entropy> Exchange<E> {
             }
             Endpoint::Inspect => {
                 let cookie_len = cookie
-                    .and_then(|c| session::cookie_values(c, &cfg.cookie.name).next())
+                    .and_then(|c| cookie_header::values(c, &cfg.cookie.name).next())
                     .map_or(0, |v| v.len() + cfg.cookie.name.len() + 1);
                 self.purpose = Purpose::Inspect { cookie_len };
                 self.load(cookie, None)
@@ -1100,10 +1101,10 @@ fn forward_plan(cfg: &Config, req: &Incoming<'_>, parts: forward::UrlParts<'_>) 
         .map(str::to_owned)
         .collect();
     let cookie = match (h.get("cookie"), cfg.forward_cookie) {
-        (Some(c), false) => match forward::strip_cookie(c, &cfg.cookie.name) {
-            Some(rest) if rest == c => CookieEdit::Keep,
-            Some(rest) => CookieEdit::Set(rest),
-            None => CookieEdit::Remove,
+        (Some(c), false) => match cookie_header::strip(c, &cfg.cookie.name) {
+            Stripped::Unchanged => CookieEdit::Keep,
+            Stripped::Rest(rest) => CookieEdit::Set(rest),
+            Stripped::Empty => CookieEdit::Remove,
         },
         _ => CookieEdit::Keep,
     };

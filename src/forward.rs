@@ -1,31 +1,5 @@
-//! Request rewriting: the forwarded `Cookie` header, the origin URL and the
-//! `X-Forwarded-*` headers.
-//!
-//! The reserved namespace (`X-Session` and `X-Session-*`, in any case) is stripped from
-//! the client's request and the origin's response by `src/entry.js`, which holds the
-//! header objects (tested end to end in `tests/e2e`).
-
-/// The `Cookie` header without the session cookie `name`, or `None` if nothing is
-/// left. Other cookies are kept byte for byte, which is why this splits on `;` by hand
-/// rather than re-serializing parsed cookies.
-pub fn strip_cookie(header: &str, name: &str) -> Option<String> {
-    let mut out = String::with_capacity(header.len());
-    for part in header.split(';') {
-        let trimmed = part.trim();
-        if trimmed.is_empty() {
-            continue;
-        }
-        let n = trimmed.split_once('=').map_or(trimmed, |(n, _)| n).trim();
-        if n == name {
-            continue;
-        }
-        if !out.is_empty() {
-            out.push_str("; ");
-        }
-        out.push_str(trimmed);
-    }
-    (!out.is_empty()).then_some(out)
-}
+//! Request rewriting: the origin URL and `X-Forwarded-For`. The forwarded `Cookie` is
+//! [`crate::cookie_header`]'s, the reserved headers [`crate::headers`]'s.
 
 /// The parts of a request URL: scheme, host (with port) and path with query.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,23 +65,6 @@ pub fn forwarded_for(existing: Option<&str>, client_ip: Option<&str>) -> Option<
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn strip_cookie_keeps_others() {
-        assert_eq!(
-            strip_cookie("a=1; kc=x; b=2", "kc").as_deref(),
-            Some("a=1; b=2")
-        );
-        assert_eq!(strip_cookie("kc=x", "kc"), None);
-        assert_eq!(
-            strip_cookie("kc=x; kc=y;a=\"q\"", "kc").as_deref(),
-            Some("a=\"q\"")
-        );
-        assert_eq!(
-            strip_cookie("kcx=1; flag", "kc").as_deref(),
-            Some("kcx=1; flag")
-        );
-    }
 
     #[test]
     fn origin_url_replaces_scheme_host_port_only() {

@@ -35,6 +35,7 @@
 pub mod codec;
 pub mod config;
 pub mod control;
+pub mod cookie_header;
 pub mod cross_origin;
 pub mod endpoints;
 pub mod exchange;

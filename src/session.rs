@@ -26,15 +26,13 @@ use crate::codec::{self, Body, Claims, DecodeError};
 use crate::config::{Config, HeaderFormat, SameSite, StoreMode};
 use crate::control::{merge, Changes};
 use crate::keys::{Entropy, SessionId};
-use crate::record;
 use crate::util::{b64, unb64};
+use crate::{cookie_header, record};
 
 /// The largest `Set-Cookie` value (name, value and attributes) keycard sends.
 pub const MAX_COOKIE_LEN: usize = 4096;
 /// How far in the future an issue time may be before the cookie is refused.
 pub const MAX_SKEW: u64 = 300;
-/// How many same-name cookies are examined before giving up.
-pub const MAX_CANDIDATES: usize = 4;
 /// The lifetime of the `jwt`-format `X-Session` header.
 pub const JWT_LIFETIME: u64 = 60;
 
@@ -221,20 +219,6 @@ impl Loaded {
     }
 }
 
-/// The values of every cookie called `name` in a `Cookie` header, in order.
-/// A value wrapped in double quotes (allowed by RFC 6265) is unwrapped.
-pub fn cookie_values<'a>(header: &'a str, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-    Cookie::split_parse(header)
-        .filter_map(Result::ok)
-        .filter(move |c| c.name() == name)
-        .filter_map(|c| c.value_raw())
-        .map(|v| {
-            v.strip_prefix('"')
-                .and_then(|v| v.strip_suffix('"'))
-                .unwrap_or(v)
-        })
-}
-
 fn check_times(cfg: &Config, claims: &mut Claims, now: u64) -> Result<(), Status> {
     if claims.issued > now.saturating_add(MAX_SKEW) {
         return Err(Status::Invalid);
@@ -252,13 +236,14 @@ fn check_times(cfg: &Config, claims: &mut Claims, now: u64) -> Result<(), Status
 }
 
 /// Reads the session from a `Cookie` header. Among several cookies with the session
-/// cookie's name, the first valid one wins (at most [`MAX_CANDIDATES`] are tried).
+/// cookie's exact name (see [`cookie_header`]), the first valid one wins; every one is
+/// tried, so junk cookies of that name cannot hide the real one.
 pub fn read(cfg: &Config, cookie_header: Option<&str>, now: u64) -> Read {
     let Some(header) = cookie_header else {
         return Read::None;
     };
     let mut worst: Option<(Status, DecodeError)> = None;
-    for value in cookie_values(header, &cfg.cookie.name).take(MAX_CANDIDATES) {
+    for value in cookie_header::values(header, &cfg.cookie.name) {
         let verified = match codec::decode(&cfg.keys, &cfg.cookie.name, value) {
             Ok(v) => v,
             Err(e) => {
@@ -1032,6 +1017,19 @@ mod tests {
             Read::Bad(Status::Invalid, _) => {}
             other => panic!("{other:?}"),
         }
+    }
+
+    /// Regression: only four same-name candidates were examined, so four junk cookies
+    /// before the real one made keycard clear it, on every request.
+    #[test]
+    fn junk_cookies_of_the_session_name_never_hide_the_real_one() {
+        let cfg = config(&[]);
+        let (mut jar, mut kv) = (None, HashMap::new());
+        request(&cfg, &mut jar, &mut kv, set(r#"{"a":1}"#), T0);
+        let n = &cfg.cookie.name;
+        let junk: String = (0..8).map(|i| format!("{n}=junk{i}; ")).collect();
+        let header = format!("{junk}{n}={}", jar.unwrap());
+        assert!(matches!(read(&cfg, Some(&header), T0 + 1), Read::Ready(_)));
     }
 
     /// Regression: with `SESSION_KV_FAILURE=open`, a KV outage cleared the browser's

@@ -201,6 +201,21 @@ fn main() {
         &[0, 0],
         &format!("__Host-keycard={}x", &h0[..h0.len() - 1]),
     );
+    c.framed(
+        "lookalike-names",
+        &[0, 0],
+        &format!("\u{a0}__Host-keycard={h0}; \u{3000}__Host-keycard=x; __Host-keycard={h0}"),
+    );
+    c.framed(
+        "junk-before-real",
+        &[0, 0],
+        &format!("{}__Host-keycard={h0}", "__Host-keycard=junk; ".repeat(6)),
+    );
+    c.framed(
+        "two-cookie-lines",
+        &[0, 0],
+        &format!("a=1, __Host-keycard={h0}; prefs={{\"a\":1,\"b\":2}}"),
+    );
     println!("cookie_header: {} seeds", c.count);
 
     // exchange: config, bindings (1 KV, 2 assets), when, script, then

@@ -1,20 +1,23 @@
-//! The `Cookie` header: `session::read`, `session::cookie_values` and the forwarded
-//! rewrite `forward::strip_cookie`, then the rest of a request with no changes.
+//! The `Cookie` header: `session::read`, `cookie_header::values` and the forwarded
+//! rewrite `cookie_header::strip`, then the rest of a request with no changes.
 //!
 //! Input: a `config` byte (picks one of `keycard_fuzz::CONFIGS`), a `when` byte
 //! (`now = T0 + when * 900 s`, which crosses the refresh, idle and absolute limits of
 //! the seeds), then the header text.
 //!
 //! Properties: nothing panics; a session read is within its limits at `now`; an
-//! unusable cookie gets a clearing cookie; the stripped header never carries a cookie
-//! with the session cookie's name, and keeps every other cookie as it was.
+//! unusable cookie gets a clearing cookie; the splitter follows RFC 6265bis, restated
+//! here independently: pieces split on `;` and trimmed of SP and HTAB only, names
+//! compared byte for byte (a look-alike such as `\u{a0}name` is never the session
+//! cookie and is forwarded untouched); the stripped header never carries a piece or
+//! comma sub-piece named like the session cookie, and keeps every other piece byte for
+//! byte; an untouched header is reported as such.
 
 #![no_main]
 
-use cookie::Cookie;
 use keycard::config::StoreMode;
 use keycard::control::Changes;
-use keycard::forward;
+use keycard::cookie_header::{self, Stripped};
 use keycard::session::{self, Change, FinishError, Loaded, Read, Status, MAX_SKEW};
 use keycard_fuzz::{configs, Counter, T0};
 use libfuzzer_sys::fuzz_target;
@@ -33,7 +36,7 @@ fuzz_target!(|data: &[u8]| {
     let now = T0 + u64::from(*when) * 900;
     let name = cfg.cookie.name.as_str();
 
-    let candidates = session::cookie_values(header, name).count();
+    let candidates = cookie_header::values(header, name).count();
     let loaded = match session::read(cfg, Some(header), now) {
         Read::None => {
             assert_eq!(candidates, 0, "session cookies present but read as none");
@@ -85,28 +88,46 @@ fuzz_target!(|data: &[u8]| {
         Err(FinishError::TooLarge { .. }) => assert_eq!(cfg.store, StoreMode::Cookie),
     }
 
-    // The forwarded Cookie header.
-    let others = |h: &str| -> Vec<(String, String)> {
-        Cookie::split_parse(h)
-            .filter_map(Result::ok)
-            .filter(|c| c.name() != name)
-            .map(|c| (c.name().to_owned(), c.value_raw().unwrap_or("").to_owned()))
-            .collect()
+    // The forwarded Cookie header, against an independent restatement of the rules.
+    let trim = |p: &str| p.trim_matches([' ', '\t']).to_owned();
+    let pieces = |h: &str| -> Vec<String> {
+        h.split(';').map(trim).filter(|p| !p.is_empty()).collect()
     };
-    match forward::strip_cookie(header, name) {
-        Some(out) => {
+    let name_of = |p: &str| p.split_once('=').map_or(String::new(), |(n, _)| trim(n));
+    let named = |p: &str| {
+        name_of(p) == name || (p.contains(',') && p.split(',').any(|s| name_of(s) == name))
+    };
+    let kept: Vec<String> = pieces(header).into_iter().filter(|p| !named(p)).collect();
+    match cookie_header::strip(header, name) {
+        Stripped::Unchanged => {
+            assert!(!pieces(header).iter().any(|p| named(p)), "a session cookie left in");
+        }
+        Stripped::Empty => assert!(kept.is_empty(), "other cookies were dropped"),
+        Stripped::Rest(out) => {
             assert!(!out.is_empty());
-            assert_eq!(
-                session::cookie_values(&out, name).count(),
-                0,
+            assert!(
+                !pieces(&out).iter().any(|p| named(p)),
                 "session cookie forwarded: {out:?}"
             );
-            for part in out.split(';') {
-                let n = part.split_once('=').map_or(part, |(n, _)| n).trim();
-                assert_ne!(n, name, "session cookie forwarded: {out:?}");
+            assert_eq!(cookie_header::values(&out, name).count(), 0);
+            // Every piece that held no session cookie is there, byte for byte, in order.
+            let mut rest = pieces(&out).into_iter();
+            for p in &kept {
+                assert!(rest.any(|q| &q == p), "{p:?} was changed or dropped: {out:?}");
             }
-            assert_eq!(others(&out), others(header), "another cookie was changed");
         }
-        None => assert!(others(header).is_empty(), "other cookies were dropped"),
     }
+    // The candidates are exactly the pieces and comma sub-pieces named byte for byte
+    // like the session cookie: a look-alike (`\u{a0}name`) is never one.
+    let independent: usize = pieces(header)
+        .iter()
+        .map(|p| {
+            usize::from(name_of(p) == name)
+                + match p.contains(',') {
+                    true => p.split(',').filter(|s| name_of(s) == name).count(),
+                    false => 0,
+                }
+        })
+        .sum();
+    assert_eq!(candidates, independent);
 });

@@ -229,7 +229,7 @@ fuzz_target!(|data: &[u8]| {
     // Session cookie values (the ones long and cookie-like enough not to turn up in a
     // log line by chance) never appear in one.
     let secrets: Vec<&str> = cookie
-        .map(|c| session::cookie_values(c, &cfg.cookie.name).collect::<Vec<_>>())
+        .map(|c| keycard::cookie_header::values(c, &cfg.cookie.name).collect::<Vec<_>>())
         .unwrap_or_default()
         .into_iter()
         .filter(|v| {
