@@ -404,6 +404,21 @@ fn main() {
         ]),
     );
     c.framed(
+        "guards",
+        &[],
+        &rec(&[
+            secret,
+            ("KEYCARD_REQUIRE", "/admin, /api/"),
+            ("KEYCARD_PUBLIC", "/api/public/, /static/"),
+            ("KEYCARD_LOGIN_URL", "/login?from=kc"),
+            ("KEYCARD_IDENTITY_HEADERS", "X-Forwarded-User=user, X-Forwarded-Groups=roles"),
+            ("KEYCARD_TRUSTED_ORIGINS", "https://partner.example"),
+            ("KEYCARD_CSRF_EXEMPT", "/hooks/"),
+            ("KEYCARD_PATHS_IGNORE_CASE", "true"),
+            ("ORIGIN_TIMEOUT", "30s"),
+        ]),
+    );
+    c.framed(
         "production-jwt",
         &[],
         &rec(&[

@@ -2,9 +2,9 @@
 //! `config::parse_duration`.
 //!
 //! Input: records separated by `\0`. A record's first char picks the variable
-//! (`keycard_fuzz::VARS[char % 24]`: the seeds use `` ` `` for `SESSION_SECRET`, `a`
-//! for `SESSION_SECRET_PREVIOUS`, and so on to `w`), the rest is its value; the last
-//! record for a variable wins.
+//! (`keycard_fuzz::VARS[char % 34]`: the seeds use `D` for `SESSION_SECRET`, `E` for
+//! `SESSION_SECRET_PREVIOUS`, and so on to `e`), the rest is its value; the last record
+//! for a variable wins.
 //!
 //! Properties: nothing panics; durations are 1 s to 10 years and print back; an error
 //! names a known variable and never echoes a secret; an accepted config holds every

@@ -42,8 +42,8 @@ pub const NAMES: [&str; 2] = ["__Host-keycard", "kc"];
 pub const NONCE: [u8; 24] = [7; 24];
 
 /// Every variable `Config::from_lookup` reads, in a fixed order: the `config`
-/// target picks one by index, a record's first char modulo 24 (see [`var_char`]).
-pub const VARS: [&str; 24] = [
+/// target picks one by index, a record's first char modulo 34 (see [`var_char`]).
+pub const VARS: [&str; 34] = [
     "SESSION_SECRET",
     "SESSION_SECRET_PREVIOUS",
     "SESSION_STORE",
@@ -68,16 +68,26 @@ pub const VARS: [&str; 24] = [
     "KEYCARD_PATH_PREFIX",
     "KEYCARD_INSPECT",
     "SESSION_FORWARD_COOKIE",
+    "ORIGIN_TIMEOUT",
+    "KEYCARD_USER_FIELD",
+    "KEYCARD_REQUIRE",
+    "KEYCARD_PUBLIC",
+    "KEYCARD_PATHS_IGNORE_CASE",
+    "KEYCARD_LOGIN_URL",
+    "KEYCARD_IDENTITY_HEADERS",
+    "KEYCARD_CSRF",
+    "KEYCARD_TRUSTED_ORIGINS",
+    "KEYCARD_CSRF_EXEMPT",
 ];
 
-/// The char that picks `VARS[index]` in a `config` record: `` ` `` (96, a multiple of
-/// 24) for index 0, then `a` to `w`.
+/// The char that picks `VARS[index]` in a `config` record: `D` (68, a multiple of 34)
+/// for index 0, then `E` to `e`.
 pub fn var_char(name: &str) -> char {
     let i = VARS
         .iter()
         .position(|v| *v == name)
         .expect("a known variable");
-    char::from(b'`' + i as u8)
+    char::from(b'D' + i as u8)
 }
 
 /// The variables whose values are secret.
