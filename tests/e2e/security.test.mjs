@@ -9,7 +9,7 @@ import path from "node:path";
 import { spawn, spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { jwtVerify, decodeJwt, decodeProtectedHeader } from "jose";
-import { startOrigin, startKeycard, Client, request, decodeSession, freePort, q } from "./lib/harness.mjs";
+import { startOrigin, startKeycard, startExample, Client, request, decodeSession, q } from "./lib/harness.mjs";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 const SECRET_A = "rotation-secret-A-0123456789abcdef0123456789abcdef";
@@ -153,28 +153,6 @@ describe("encrypted cookies", () => {
 });
 
 // ---------------------------------------------------------- origin examples --
-
-async function startExample(stack, env) {
-  const port = await freePort();
-  const cmd = {
-    node: [process.execPath, [path.join(ROOT, "examples/node/server.js"), String(port)]],
-    python: ["python3", [path.join(ROOT, "examples/python/app.py"), String(port)]],
-    php: ["php", ["-S", `127.0.0.1:${port}`, path.join(ROOT, "examples/php/index.php")]],
-  }[stack];
-  const child = spawn(cmd[0], cmd[1], { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
-  let out = "";
-  child.stdout.on("data", (d) => (out += d));
-  child.stderr.on("data", (d) => (out += d));
-  for (let i = 0; i < 100; i++) {
-    try {
-      await request(`http://127.0.0.1:${port}/`);
-      break;
-    } catch {
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  }
-  return { url: `http://127.0.0.1:${port}`, output: () => out, close: () => child.kill("SIGTERM") };
-}
 
 describe("the README's origin examples, for real behind the Worker", () => {
   const php = spawnSync("php", ["--version"]).status === 0;

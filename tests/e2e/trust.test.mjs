@@ -5,9 +5,9 @@ import { test, before, after, describe } from "node:test";
 import assert from "node:assert/strict";
 import net from "node:net";
 import path from "node:path";
-import { spawn, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
-import { startOrigin, startKeycard, Client, request, decodeSession, freePort, q, SECRET } from "./lib/harness.mjs";
+import { startOrigin, startKeycard, startExample, Client, request, decodeSession, q, SECRET } from "./lib/harness.mjs";
 import { mint } from "./lib/mint.mjs";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
@@ -15,31 +15,12 @@ const WRAP = path.join(ROOT, "tests/e2e/fixtures/kv-wrap.mjs");
 const ROOT_SESSION = Buffer.from('{"user":"root"}').toString("base64url");
 const now = () => Math.floor(Date.now() / 1000);
 
-/** The README's example app for `stack`, on a free port. */
-async function startExample(stack) {
-  const port = await freePort();
-  const cmd = {
-    python: ["python3", [path.join(ROOT, "examples/python/app.py"), String(port)]],
-    php: ["php", ["-S", `127.0.0.1:${port}`, path.join(ROOT, "examples/php/index.php")]],
-  }[stack];
-  const child = spawn(cmd[0], cmd[1], { env: { ...process.env, ORIGIN_SECRET: "" }, stdio: "ignore" });
-  for (let i = 0; i < 100; i++) {
-    try {
-      await request(`http://127.0.0.1:${port}/`);
-      break;
-    } catch {
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  }
-  return { url: `http://127.0.0.1:${port}`, close: () => child.kill("SIGTERM") };
-}
-
 describe("reserved-header aliases", () => {
   const php = spawnSync("php", ["--version"]).status === 0;
   for (const stack of ["php", "python"]) {
     test(`${stack}: no alias of X-Session forges a session`, async () => {
       assert.ok(stack !== "php" || php, "php-cli must be installed (make test installs it)");
-      const app = await startExample(stack);
+      const app = await startExample(stack, { ORIGIN_SECRET: "" });
       const kc = await startKeycard({ ORIGIN_URL: app.url });
       try {
         // The gateway reads each of these as HTTP_X_SESSION / HTTP_X_SESSION_STATUS.

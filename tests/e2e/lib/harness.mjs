@@ -205,6 +205,32 @@ export async function startKeycard(vars = {}, opts = {}) {
   };
 }
 
+// ------------------------------------------------------------------ examples --
+
+/** The README's example origin for `stack` (`node`, `python`, `php`) on a free port,
+ * with `env` added to its environment. */
+export async function startExample(stack, env = {}) {
+  const port = await freePort();
+  const cmd = {
+    node: [process.execPath, [path.join(ROOT, "examples/node/server.js"), String(port)]],
+    python: ["python3", [path.join(ROOT, "examples/python/app.py"), String(port)]],
+    php: ["php", ["-S", `127.0.0.1:${port}`, path.join(ROOT, "examples/php/index.php")]],
+  }[stack];
+  const child = spawn(cmd[0], cmd[1], { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+  let out = "";
+  child.stdout.on("data", (d) => (out += d));
+  child.stderr.on("data", (d) => (out += d));
+  for (let i = 0; i < 100; i++) {
+    try {
+      await request(`http://127.0.0.1:${port}/`);
+      break;
+    } catch {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+  return { url: `http://127.0.0.1:${port}`, output: () => out, close: () => child.kill("SIGTERM") };
+}
+
 // ------------------------------------------------------------------- clients --
 
 /** One raw HTTP request (node:http, so headers go on the wire exactly as given). */
