@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { spawn, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { jwtVerify, decodeJwt, decodeProtectedHeader } from "jose";
 import { startOrigin, startKeycard, startExample, Client, request, decodeSession, q } from "./lib/harness.mjs";
