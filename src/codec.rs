@@ -27,9 +27,8 @@
 
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
-use hmac::Mac;
 
-use crate::keys::{Entropy, KeyRing, KeySet, SessionId};
+use crate::keys::{mac_tag, verify_mac, Entropy, Key, KeyRing, KeySet, SessionId};
 use crate::util::{b64, parse_u64, unb64};
 
 /// The signed format's version tag.
@@ -113,12 +112,38 @@ fn payload(c: &Claims) -> String {
     p
 }
 
-fn mac_over(keys: &KeySet, name: &str, signed_part: &str) -> hmac::Hmac<sha2::Sha256> {
-    let mut mac = keys.cookie_mac();
-    mac.update(name.as_bytes());
-    mac.update(&[0]);
-    mac.update(signed_part.as_bytes());
-    mac
+/// What the cookie MAC covers: the cookie name, a zero byte, and the signed part.
+fn mac_input<'a>(name: &'a str, signed_part: &'a str) -> [&'a [u8]; 3] {
+    [name.as_bytes(), &[0], signed_part.as_bytes()]
+}
+
+/// The sealed box of the `e1` format: `nonce`, then the XChaCha20-Poly1305 ciphertext
+/// of `plain` under `key` with associated data `aad`, then its 16-byte tag.
+pub fn seal_box(key: &Key, nonce: &[u8; 24], aad: &[u8], plain: &[u8]) -> Vec<u8> {
+    let cipher = XChaCha20Poly1305::new(key.bytes().into());
+    let ct = cipher
+        .encrypt(XNonce::from_slice(nonce), Payload { msg: plain, aad })
+        .expect("XChaCha20-Poly1305 encryption of a short payload cannot fail");
+    let mut sealed = Vec::with_capacity(24 + ct.len());
+    sealed.extend_from_slice(nonce);
+    sealed.extend_from_slice(&ct);
+    sealed
+}
+
+/// Opens a box made by [`seal_box`] and returns the plaintext.
+///
+/// # Errors
+///
+/// [`DecodeError::Malformed`] when `sealed` is shorter than a nonce and a tag,
+/// [`DecodeError::BadMac`] when the tag does not verify under `key` and `aad`.
+pub fn open_box(key: &Key, aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, DecodeError> {
+    if sealed.len() < 24 + 16 {
+        return Err(DecodeError::Malformed);
+    }
+    let (nonce, ct) = sealed.split_at(24);
+    XChaCha20Poly1305::new(key.bytes().into())
+        .decrypt(XNonce::from_slice(nonce), Payload { msg: ct, aad })
+        .map_err(|_| DecodeError::BadMac)
 }
 
 fn aad(name: &str, kid: &str) -> Vec<u8> {
@@ -139,7 +164,7 @@ pub fn encode_signed(keys: &KeySet, name: &str, claims: &Claims) -> String {
     out.push_str(keys.kid());
     out.push('.');
     out.push_str(&payload(claims));
-    let tag = mac_over(keys, name, &out).finalize().into_bytes();
+    let tag = mac_tag(keys.cookie_mac(), &mac_input(name, &out));
     out.push('.');
     out.push_str(&b64(tag));
     out
@@ -155,21 +180,12 @@ pub fn encode_sealed(
 ) -> String {
     let mut nonce = [0u8; 24];
     entropy.fill(&mut nonce);
-    let cipher = XChaCha20Poly1305::new(keys.cookie_enc().bytes().into());
-    let plain = payload(claims);
-    let aad = aad(name, keys.kid());
-    let ct = cipher
-        .encrypt(
-            XNonce::from_slice(&nonce),
-            Payload {
-                msg: plain.as_bytes(),
-                aad: &aad,
-            },
-        )
-        .expect("XChaCha20-Poly1305 encryption of a short payload cannot fail");
-    let mut sealed = Vec::with_capacity(24 + ct.len());
-    sealed.extend_from_slice(&nonce);
-    sealed.extend_from_slice(&ct);
+    let sealed = seal_box(
+        keys.cookie_enc(),
+        &nonce,
+        &aad(name, keys.kid()),
+        payload(claims).as_bytes(),
+    );
     format!("{SEALED}.{}.{}", keys.kid(), b64(sealed))
 }
 
@@ -222,20 +238,7 @@ pub fn decode(ring: &KeyRing, name: &str, value: &str) -> Result<Verified, Decod
     let (keys, current_key) = ring.find(kid).ok_or(DecodeError::UnknownKid)?;
     let claims = if sealed {
         let sealed_bytes = unb64(rest).ok_or(DecodeError::Malformed)?;
-        if sealed_bytes.len() < 24 + 16 {
-            return Err(DecodeError::Malformed);
-        }
-        let (nonce, ct) = sealed_bytes.split_at(24);
-        let cipher = XChaCha20Poly1305::new(keys.cookie_enc().bytes().into());
-        let plain = cipher
-            .decrypt(
-                XNonce::from_slice(nonce),
-                Payload {
-                    msg: ct,
-                    aad: &aad(name, kid),
-                },
-            )
-            .map_err(|_| DecodeError::BadMac)?;
+        let plain = open_box(keys.cookie_enc(), &aad(name, kid), &sealed_bytes)?;
         let text = std::str::from_utf8(&plain).map_err(|_| DecodeError::Malformed)?;
         let fields: Vec<&str> = text.split('.').collect();
         parse_payload(&fields)?
@@ -245,8 +248,7 @@ pub fn decode(ring: &KeyRing, name: &str, value: &str) -> Result<Verified, Decod
             return Err(DecodeError::BadMac);
         }
         let tag = unb64(tag).ok_or(DecodeError::BadMac)?;
-        mac_over(keys, name, signed_part)
-            .verify_slice(&tag)
+        verify_mac(keys.cookie_mac(), &mac_input(name, signed_part), &tag)
             .map_err(|_| DecodeError::BadMac)?;
         // `v1.<kid>.<mac>` has no payload: `get` rather than a slice that would panic.
         let payload = signed_part
@@ -422,7 +424,7 @@ mod tests {
         let ring = ring();
         let keys = ring.current();
         let signed_part = format!("{SIGNED}.{}", keys.kid());
-        let tag = mac_over(keys, NAME, &signed_part).finalize().into_bytes();
+        let tag = mac_tag(keys.cookie_mac(), &mac_input(NAME, &signed_part));
         let value = format!("{signed_part}.{}", b64(tag));
         assert_eq!(decode(&ring, NAME, &value), Err(DecodeError::Malformed));
     }

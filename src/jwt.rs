@@ -4,14 +4,11 @@
 //! header is twenty lines, while `jsonwebtoken` would pull RSA and elliptic-curve code
 //! into the wasm; origins verify it with any JWT library (the e2e suite uses `jose`).
 
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
-
-use crate::keys::Secret;
+use crate::keys::{mac_key, mac_tag, Secret};
 use crate::util::b64;
 
-/// The fixed JOSE header: `{"alg":"HS256","typ":"JWT"}`.
-const HEADER: &str = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9";
+/// The fixed JOSE header.
+const HEADER: &[u8] = br#"{"alg":"HS256","typ":"JWT"}"#;
 
 /// Issuer claim.
 pub const ISSUER: &str = "keycard";
@@ -34,19 +31,27 @@ pub fn session_jwt(
         serde_json::Value::from(method),
         serde_json::Value::from(htu),
     );
-    let mut token = String::with_capacity(HEADER.len() + claims.len() * 4 / 3 + 48);
-    token.push_str(HEADER);
+    compact_hs256(key.expose(), HEADER, claims.as_bytes())
+}
+
+/// A JWS in compact serialization (RFC 7515 §7.1) signed HS256 under `key`:
+/// `base64url(header).base64url(payload).base64url(HMAC-SHA256(key, signing input))`,
+/// where the signing input is the first two parts joined by a dot. `header` and
+/// `payload` are the JOSE header and payload octets, encoded exactly as given.
+pub fn compact_hs256(key: &[u8], header: &[u8], payload: &[u8]) -> String {
+    let mut token = String::with_capacity((header.len() + payload.len()) * 4 / 3 + 48);
+    token.push_str(&b64(header));
     token.push('.');
-    token.push_str(&b64(claims));
-    let mut mac = Hmac::<Sha256>::new_from_slice(key.expose()).expect("HMAC takes any key length");
-    mac.update(token.as_bytes());
+    token.push_str(&b64(payload));
+    let tag = mac_tag(mac_key(key), &[token.as_bytes()]);
     token.push('.');
-    token.push_str(&b64(mac.finalize().into_bytes()));
+    token.push_str(&b64(tag));
     token
 }
 
 #[cfg(test)]
 mod tests {
+    use hmac::Mac;
     use serde_json::Value;
 
     use super::*;
@@ -66,7 +71,7 @@ mod tests {
         assert_eq!(claims["session"]["a"], 1);
         assert_eq!(claims["htm"], "POST");
         assert_eq!(claims["htu"], "https://x/p");
-        let mut mac = Hmac::<Sha256>::new_from_slice(key.expose()).unwrap();
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key.expose()).unwrap();
         mac.update(format!("{}.{}", parts[0], parts[1]).as_bytes());
         mac.verify_slice(&unb64(parts[2]).unwrap()).unwrap();
     }

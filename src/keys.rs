@@ -8,13 +8,60 @@
 use std::fmt;
 
 use hkdf::Hkdf;
+use hmac::digest::MacError;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
 use crate::util::b64;
 
-/// HMAC-SHA256, the MAC for cookies and handles.
+/// HMAC-SHA256, the MAC for cookies, handles and the `jwt` header.
 pub type HmacSha256 = Hmac<Sha256>;
+
+/// An HMAC-SHA256 instance keyed with `key`. HMAC takes a key of any length; keycard's
+/// own MAC keys are 32 bytes.
+pub fn mac_key(key: &[u8]) -> HmacSha256 {
+    HmacSha256::new_from_slice(key).expect("HMAC takes any key length")
+}
+
+/// The HMAC-SHA256 tag, under the keyed instance `mac`, of `parts` concatenated.
+pub fn mac_tag(mut mac: HmacSha256, parts: &[&[u8]]) -> [u8; 32] {
+    for part in parts {
+        mac.update(part);
+    }
+    mac.finalize().into_bytes().into()
+}
+
+/// Checks `tag` against the HMAC-SHA256 of `parts` concatenated under `mac`, in constant
+/// time (`verify_slice`, never `==`).
+///
+/// # Errors
+///
+/// [`MacError`] when the tag differs. Only a full 32-byte tag can verify: a truncated
+/// one is refused whatever its bytes.
+pub fn verify_mac(mut mac: HmacSha256, parts: &[&[u8]], tag: &[u8]) -> Result<(), MacError> {
+    for part in parts {
+        mac.update(part);
+    }
+    mac.verify_slice(tag)
+}
+
+/// HKDF-SHA256 (RFC 5869): extracts a pseudorandom key from `ikm` under `salt`, then
+/// expands it with `info` to fill `okm`. Every purpose key is derived here.
+///
+/// # Errors
+///
+/// [`OkmTooLong`] when `okm` is longer than HKDF-SHA256 can expand (255 × 32 bytes).
+pub fn hkdf_sha256(salt: &[u8], ikm: &[u8], info: &[u8], okm: &mut [u8]) -> Result<(), OkmTooLong> {
+    let len = okm.len();
+    Hkdf::<Sha256>::new(Some(salt), ikm)
+        .expand(info, okm)
+        .map_err(|_| OkmTooLong(len))
+}
+
+/// An HKDF-SHA256 output length over the maximum of 255 × 32 bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("HKDF-SHA256 cannot expand to {0} bytes (at most 8160)")]
+pub struct OkmTooLong(pub usize);
 
 /// The shortest secret accepted, in bytes (SPEC §2).
 pub const MIN_SECRET_LEN: usize = 32;
@@ -61,6 +108,12 @@ impl fmt::Debug for Secret {
 #[derive(Clone)]
 pub struct Key([u8; 32]);
 
+impl From<[u8; 32]> for Key {
+    fn from(bytes: [u8; 32]) -> Key {
+        Key(bytes)
+    }
+}
+
 impl Key {
     /// The raw bytes, for handing to a MAC or cipher.
     pub fn bytes(&self) -> &[u8; 32] {
@@ -92,9 +145,10 @@ impl fmt::Debug for KeySet {
     }
 }
 
-fn expand(hk: &Hkdf<Sha256>, info: &[u8]) -> [u8; 32] {
+/// The 32-byte purpose key labelled `info`, derived from `secret`.
+fn purpose_key(secret: &Secret, info: &[u8]) -> [u8; 32] {
     let mut okm = [0u8; 32];
-    hk.expand(info, &mut okm)
+    hkdf_sha256(HKDF_SALT, &secret.0, info, &mut okm)
         .expect("32 bytes is a valid HKDF-SHA256 output length");
     okm
 }
@@ -103,16 +157,15 @@ impl KeySet {
     /// Derives every purpose key from `secret` with HKDF-SHA256 (salt `keycard v1`,
     /// one `info` label per purpose).
     pub fn derive(secret: &Secret) -> KeySet {
-        let hk = Hkdf::<Sha256>::new(Some(HKDF_SALT), &secret.0);
-        let kid_bytes = expand(&hk, b"keycard kid");
-        let mac = expand(&hk, b"keycard cookie-mac");
-        let enc = expand(&hk, b"keycard cookie-enc");
-        let handle = expand(&hk, b"keycard session-handle");
+        let kid_bytes = purpose_key(secret, b"keycard kid");
+        let mac = purpose_key(secret, b"keycard cookie-mac");
+        let enc = purpose_key(secret, b"keycard cookie-enc");
+        let handle = purpose_key(secret, b"keycard session-handle");
         KeySet {
             kid: b64(&kid_bytes[..6]),
-            mac: HmacSha256::new_from_slice(&mac).expect("HMAC takes any key length"),
+            mac: mac_key(&mac),
             enc: Key(enc),
-            handle: HmacSha256::new_from_slice(&handle).expect("HMAC takes any key length"),
+            handle: mac_key(&handle),
         }
     }
 
@@ -134,9 +187,7 @@ impl KeySet {
     /// The session's public handle: base64url of the first 16 bytes of
     /// `HMAC(handle key, session id)`.
     pub fn handle(&self, sid: &SessionId) -> String {
-        let mut mac = self.handle.clone();
-        mac.update(sid.as_str().as_bytes());
-        let tag = mac.finalize().into_bytes();
+        let tag = mac_tag(self.handle.clone(), &[sid.as_str().as_bytes()]);
         b64(&tag[..16])
     }
 }
