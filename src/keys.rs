@@ -349,6 +349,32 @@ pub(crate) mod tests {
         }
     }
 
+    /// The purpose keys come from [`hkdf_sha256`] (the function the Wycheproof vectors in
+    /// `tests/vectors.rs` check) with salt `keycard v1` and one label per purpose.
+    #[test]
+    fn purpose_keys_are_hkdf_sha256_with_their_labels() {
+        let raw = "purpose key secret, 0123456789abcdef0123456789";
+        let ks = KeySet::derive(&secret(raw));
+        let okm = |info: &[u8]| {
+            let mut okm = [0u8; 32];
+            hkdf_sha256(b"keycard v1", raw.as_bytes(), info, &mut okm).unwrap();
+            okm
+        };
+        assert_eq!(ks.kid(), b64(&okm(b"keycard kid")[..6]));
+        assert_eq!(ks.cookie_enc().bytes(), &okm(b"keycard cookie-enc"));
+        let sid = SessionId::generate(&mut CountingEntropy(0));
+        let handle = mac_tag(
+            mac_key(&okm(b"keycard session-handle")),
+            &[sid.as_str().as_bytes()],
+        );
+        assert_eq!(ks.handle(&sid), b64(&handle[..16]));
+        let cookie = mac_tag(ks.cookie_mac(), &[b"x"]);
+        assert_eq!(
+            cookie,
+            mac_tag(mac_key(&okm(b"keycard cookie-mac")), &[b"x"])
+        );
+    }
+
     #[test]
     fn kid_is_stable_and_differs_per_secret() {
         let a = KeySet::derive(&secret(&"a".repeat(32)));
