@@ -8,6 +8,8 @@ import fs from "node:fs";
 import net from "node:net";
 import os from "node:os";
 import { spawn } from "node:child_process";
+import assert from "node:assert/strict";
+import { Cookie as ToughCookie, CookieJar as ToughCookieJar } from "tough-cookie";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");
 export const SECRET = "e2e-test-secret-0123456789abcdef0123456789abcdef";
@@ -267,11 +269,43 @@ export function parseSetCookie(sc) {
   return { name: pair.slice(0, i), value: pair.slice(i + 1), attrs, raw: sc };
 }
 
-/** A client with a cookie jar that behaves like a browser's for one host. */
+/**
+ * Checks that tough-cookie, a cookie library nobody here wrote, parses the Set-Cookie
+ * `sc` (from `parseSetCookie`) in strict mode and reads every attribute keycard sets as
+ * the harness does. The messages name the cookie, never its value.
+ */
+export function crossCheckSetCookie(sc) {
+  const t = ToughCookie.parse(sc.raw, { loose: false });
+  assert.ok(t, `tough-cookie cannot parse the Set-Cookie of ${JSON.stringify(sc.name)}`);
+  const a = sc.attrs;
+  const agree = (what, ok) => assert.ok(ok, `tough-cookie reads the ${what} of ${JSON.stringify(sc.name)} otherwise`);
+  agree("name", t.key === sc.name);
+  agree("value", t.value === sc.value);
+  agree("Max-Age", a["max-age"] === undefined ? t.maxAge == null : String(t.maxAge) === a["max-age"]);
+  agree("Expires", a.expires === undefined ? t.expires === "Infinity" : t.expires?.getTime?.() === Date.parse(a.expires));
+  agree("Path", (t.path ?? undefined) === a.path);
+  agree("Domain", (t.domain ?? undefined) === a.domain?.replace(/^\./, "").toLowerCase());
+  agree("Secure", t.secure === (a.secure === true));
+  agree("HttpOnly", t.httpOnly === (a.httponly === true));
+  agree("SameSite", (t.sameSite ?? undefined) === a.samesite?.toLowerCase());
+  agree("other attributes", !t.extensions);
+  return t;
+}
+
+/**
+ * A client with a cookie jar that behaves like a browser's for one host. Every
+ * Set-Cookie it receives is also checked with tough-cookie (`crossCheckSetCookie`) and
+ * stored in a tough-cookie `CookieJar` for the request URL, which must then hold, for
+ * the cookie's path, what the harness jar holds.
+ */
 export class Client {
   constructor(base) {
     this.base = base;
     this.jar = new Map();
+    // "strict": a __Host-/__Secure- cookie that breaks its prefix's rules throws. Loopback
+    // counts as a secure context (tough-cookie's default, as in browsers), so Secure
+    // cookies are stored and sent over http://127.0.0.1 too.
+    this.toughJar = new ToughCookieJar(undefined, { prefixSecurity: "strict" });
   }
   cookieHeader() {
     return [...this.jar].map(([k, v]) => `${k}=${v}`).join("; ");
@@ -287,11 +321,22 @@ export class Client {
     }
     const c = this.cookieHeader();
     if (c && !("cookie" in h)) h.cookie = c;
-    const res = await request(this.base + pathAndQuery, { method, headers: h, body });
+    const url = this.base + pathAndQuery;
+    const res = await request(url, { method, headers: h, body });
     res.cookies = (res.headers["set-cookie"] ?? []).map(parseSetCookie);
+    const paths = new Map();
     for (const sc of res.cookies) {
       if (sc.attrs["max-age"] === "0") this.jar.delete(sc.name);
       else this.jar.set(sc.name, sc.value);
+      const t = crossCheckSetCookie(sc);
+      // A Domain cannot match 127.0.0.1, so a browser would not store such a cookie here.
+      if (t.domain) continue;
+      this.toughJar.setCookieSync(sc.raw, url, { ignoreError: false });
+      paths.set(sc.name, t.path ?? "/");
+    }
+    for (const [name, p] of paths) {
+      const sent = this.toughJar.getCookiesSync(new URL(p, url).href).find((t) => t.key === name);
+      assert.ok(sent?.value === this.jar.get(name), `tough-cookie's jar would send ${JSON.stringify(name)} otherwise than the harness jar`);
     }
     return res;
   }
