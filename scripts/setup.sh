@@ -4,6 +4,7 @@
 #   scripts/setup.sh            # build + e2e toolchain
 #   scripts/setup.sh browser    # also Debian chromium for the browser test
 #   scripts/setup.sh php        # also Debian php-cli for the PHP origin example
+#   scripts/setup.sh pyjwt      # also PyJWT (pinned) in .tools/pyjwt for the e2e jwt check
 #   scripts/setup.sh bench      # also nginx-light and wrk for `make bench`
 #   scripts/setup.sh fuzz       # also the nightly toolchain and cargo-fuzz for `make fuzz`
 set -euo pipefail
@@ -64,6 +65,18 @@ for extra in "$@"; do
   case "$extra" in
     browser) command -v chromium >/dev/null || apt_install chromium fonts-dejavu-core ;;
     php) command -v php >/dev/null || apt_install php-cli ;;
+    pyjwt)
+      # Installed with --target into .tools/pyjwt (the e2e suite puts it on PYTHONPATH),
+      # so no system Python is changed and an older system PyJWT cannot stand in for it.
+      want_pyjwt=2.15.1
+      command -v python3 >/dev/null || apt_install python3
+      have_pyjwt="$(PYTHONPATH=.tools/pyjwt python3 -c 'import jwt; print(jwt.__version__)' 2>/dev/null || true)"
+      if [ "$have_pyjwt" != "$want_pyjwt" ]; then
+        python3 -m pip --version >/dev/null 2>&1 || apt_install python3-pip
+        say "installing PyJWT $want_pyjwt into .tools/pyjwt (found: ${have_pyjwt:-none})"
+        rm -rf .tools/pyjwt
+        python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --no-deps --target .tools/pyjwt "PyJWT==$want_pyjwt"
+      fi ;;
     bench) { command -v nginx >/dev/null && command -v wrk >/dev/null; } || apt_install nginx-light wrk ;;
     fuzz)
       if ! rustup run nightly rustc --version >/dev/null 2>&1; then

@@ -1,6 +1,7 @@
 // Issue 4: key rotation, encrypted cookies, the verifiable `jwt` origin header, and
 // the README's origin examples running for real behind the Worker. The JWT is checked
-// with `jose`, a JWT library nobody here wrote.
+// with three JWT libraries nobody here wrote: `jose` and `jsonwebtoken` (npm) and PyJWT
+// (Python, pinned by `scripts/setup.sh pyjwt` in .tools/pyjwt).
 import { test, describe } from "node:test";
 import assert from "node:assert/strict";
 import fs from "node:fs";
@@ -8,7 +9,8 @@ import os from "node:os";
 import path from "node:path";
 import { spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
-import { jwtVerify, decodeJwt, decodeProtectedHeader } from "jose";
+import { jwtVerify, decodeJwt, decodeProtectedHeader, SignJWT } from "jose";
+import jsonwebtoken from "jsonwebtoken";
 import { startOrigin, startKeycard, startExample, Client, request, decodeSession, q } from "./lib/harness.mjs";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
@@ -16,9 +18,40 @@ const SECRET_A = "rotation-secret-A-0123456789abcdef0123456789abcdef";
 const SECRET_B = "rotation-secret-B-fedcba9876543210fedcba9876543210";
 const ORIGIN_SECRET = "origin-shared-secret-0123456789abcdef0123456789";
 const enc = (s) => new TextEncoder().encode(s);
+const OTHER_SECRET = "another-secret-0123456789abcdef0123456789";
+const PYJWT = path.join(ROOT, ".tools/pyjwt");
+
+// Verifies each { token, secret } with PyJWT: HS256 only, `iss` must be keycard. Tokens
+// and secrets go through stdin, never argv. Returns PyJWT's claims or its error's name.
+const PYJWT_VERIFY = `
+import json, sys
+import jwt
+out = []
+for c in json.load(sys.stdin):
+    try:
+        claims = jwt.decode(c["token"], c["secret"], algorithms=["HS256"], issuer="keycard",
+                            options={"require": ["iss", "sub", "iat", "exp"]})
+        out.append({"ok": True, "claims": claims})
+    except jwt.InvalidTokenError as e:
+        out.append({"ok": False, "error": type(e).__name__})
+print(json.dumps({"file": jwt.__file__, "results": out}))
+`;
+function pyjwtVerify(cases) {
+  const r = spawnSync("python3", ["-c", PYJWT_VERIFY], {
+    input: JSON.stringify(cases),
+    env: { ...process.env, PYTHONPATH: PYJWT },
+    encoding: "utf8",
+  });
+  assert.equal(r.status, 0, `PyJWT could not run (run \`scripts/setup.sh pyjwt\`; make test does): ${(r.stderr ?? String(r.error)).split("\n").filter(Boolean).at(-1)}`);
+  const { file, results } = JSON.parse(r.stdout);
+  assert.ok(file.startsWith(PYJWT + path.sep), "the pinned PyJWT from .tools/pyjwt, not another");
+  return results;
+}
+const jsonwebtokenVerify = (token, secret) =>
+  jsonwebtoken.verify(token, secret, { algorithms: ["HS256"], issuer: "keycard", complete: true });
 
 describe("jwt header format", () => {
-  test("the origin's X-Session verifies with jose under ORIGIN_SECRET and matches the request", async () => {
+  test("the origin's X-Session verifies with jose, jsonwebtoken and PyJWT under ORIGIN_SECRET and matches the request", async () => {
     const origin = await startOrigin();
     const kc = await startKeycard({ ORIGIN_URL: origin.url, SESSION_HEADER_FORMAT: "jwt", ORIGIN_SECRET });
     try {
@@ -37,13 +70,51 @@ describe("jwt header format", () => {
       assert.ok(Math.abs(payload.iat - now) <= 5, `iat ${payload.iat}`);
       assert.ok(payload.exp > now && payload.exp - payload.iat <= 60, "a short lifetime");
 
-      await assert.rejects(jwtVerify(token, enc("another-secret-0123456789abcdef0123456789")), /signature/i);
+      await assert.rejects(jwtVerify(token, enc(OTHER_SECRET)), /signature/i);
       const [h, , s] = token.split(".");
       const forgedClaims = { ...decodeJwt(token), session: { user: "admin" } };
       const forged = `${h}.${Buffer.from(JSON.stringify(forgedClaims)).toString("base64url")}.${s}`;
       await assert.rejects(jwtVerify(forged, enc(ORIGIN_SECRET)), /signature/i);
       const flipped = token.slice(0, -2) + (token.at(-2) === "A" ? "B" : "A") + token.at(-1);
       await assert.rejects(jwtVerify(flipped, enc(ORIGIN_SECRET)));
+
+      // Signed right, but not by keycard's rules: another issuer, another algorithm, none.
+      const signed = (alg, iss) => new SignJWT(decodeJwt(token)).setProtectedHeader({ alg, typ: "JWT" }).setIssuer(iss).sign(enc(ORIGIN_SECRET));
+      const otherIssuer = await signed("HS256", "someone-else");
+      const hs512 = await signed("HS512", "keycard");
+      const unsigned = `${Buffer.from(JSON.stringify({ alg: "none", typ: "JWT" })).toString("base64url")}.${token.split(".")[1]}.`;
+      await assert.rejects(jwtVerify(otherIssuer, enc(ORIGIN_SECRET), { issuer: "keycard" }), /iss/);
+
+      // The same token under jsonwebtoken.
+      const jw = jsonwebtokenVerify(token, ORIGIN_SECRET);
+      assert.deepEqual(jw.header, { alg: "HS256", typ: "JWT" });
+      assert.deepEqual(jw.payload, payload);
+      assert.throws(() => jsonwebtokenVerify(token, OTHER_SECRET), /invalid signature/);
+      assert.throws(() => jsonwebtokenVerify(forged, ORIGIN_SECRET), /invalid signature/);
+      assert.throws(() => jsonwebtokenVerify(flipped, ORIGIN_SECRET), /invalid signature/);
+      assert.throws(() => jsonwebtokenVerify(otherIssuer, ORIGIN_SECRET), /jwt issuer invalid/);
+      assert.throws(() => jsonwebtokenVerify(hs512, ORIGIN_SECRET), /invalid algorithm/);
+      assert.throws(() => jsonwebtokenVerify(unsigned, ORIGIN_SECRET), /jwt signature is required|invalid algorithm/);
+
+      // And under PyJWT.
+      const py = pyjwtVerify([
+        { token, secret: ORIGIN_SECRET },
+        { token, secret: OTHER_SECRET },
+        { token: forged, secret: ORIGIN_SECRET },
+        { token: flipped, secret: ORIGIN_SECRET },
+        { token: otherIssuer, secret: ORIGIN_SECRET },
+        { token: hs512, secret: ORIGIN_SECRET },
+        { token: unsigned, secret: ORIGIN_SECRET },
+      ]);
+      assert.deepEqual(py[0], { ok: true, claims: payload });
+      assert.deepEqual(py.slice(1).map((r) => r.error), [
+        "InvalidSignatureError",
+        "InvalidSignatureError",
+        "InvalidSignatureError",
+        "InvalidIssuerError",
+        "InvalidAlgorithmError",
+        "InvalidAlgorithmError",
+      ]);
 
       const anon = await request(kc.url + "/anon");
       assert.equal(anon.json.headers["x-session"], undefined, "no session, no token");
