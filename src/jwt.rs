@@ -2,7 +2,9 @@
 //!
 //! Hand-written on `hmac`/`sha2`/`base64`/`serde_json` because signing one fixed HS256
 //! header is twenty lines, while `jsonwebtoken` would pull RSA and elliptic-curve code
-//! into the wasm; origins verify it with any JWT library (the e2e suite uses `jose`).
+//! into the wasm; origins verify it with any JWT library (the e2e suite checks it with
+//! `jose`, `jsonwebtoken` and PyJWT, and `tests/vectors.rs` checks [`compact_hs256`]
+//! against RFC 7515's HS256 example).
 
 use crate::keys::{mac_key, mac_tag, Secret};
 use crate::util::b64;
