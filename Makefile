@@ -65,4 +65,4 @@ bench: build
 	node bench/run.mjs
 
 clean:
-	rm -rf build target .wrangler node_modules
+	rm -rf build target .wrangler node_modules .tools

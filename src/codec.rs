@@ -73,8 +73,6 @@ pub struct Verified {
     pub kid: String,
     /// Whether that is the current key (if not, the cookie is re-issued).
     pub current_key: bool,
-    /// Whether it was sealed.
-    pub sealed: bool,
 }
 
 /// Why a cookie value was refused. None of these is an error of the edge: the visitor
@@ -261,7 +259,6 @@ pub fn decode(ring: &KeyRing, name: &str, value: &str) -> Result<Verified, Decod
         claims,
         kid: kid.to_owned(),
         current_key,
-        sealed,
     })
 }
 
@@ -306,7 +303,7 @@ mod tests {
         );
         let v = decode(&ring, NAME, &value).unwrap();
         assert_eq!(v.claims, claims(data_body()));
-        assert!(v.current_key && !v.sealed);
+        assert!(v.current_key);
     }
 
     #[test]
@@ -327,7 +324,6 @@ mod tests {
         assert!(a.starts_with("e1."));
         assert!(!a.contains(&b64(br#"{"user":"ada"}"#)));
         let v = decode(&ring, NAME, &a).unwrap();
-        assert!(v.sealed);
         assert_eq!(v.claims, claims(data_body()));
     }
 

@@ -1,4 +1,5 @@
-//! The `jwt` header format (SPEC §5): a compact JWS, HS256 under `ORIGIN_SECRET`.
+//! The `jwt` header format (README, "The `jwt` header format"): a compact JWS, HS256
+//! under `ORIGIN_SECRET`.
 //!
 //! Hand-written on `hmac`/`sha2`/`base64`/`serde_json` because signing one fixed HS256
 //! header is twenty lines, while `jsonwebtoken` would pull RSA and elliptic-curve code

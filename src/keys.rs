@@ -63,7 +63,7 @@ pub fn hkdf_sha256(salt: &[u8], ikm: &[u8], info: &[u8], okm: &mut [u8]) -> Resu
 #[error("HKDF-SHA256 cannot expand to {0} bytes (at most 8160)")]
 pub struct OkmTooLong(pub usize);
 
-/// The shortest secret accepted, in bytes (SPEC §2).
+/// The shortest secret accepted, in bytes.
 pub const MIN_SECRET_LEN: usize = 32;
 
 const HKDF_SALT: &[u8] = b"keycard v1";
@@ -235,7 +235,8 @@ impl KeyRing {
     }
 
     /// How many previous key sets the ring holds.
-    pub fn previous_len(&self) -> usize {
+    #[cfg(test)]
+    fn previous_len(&self) -> usize {
         self.previous.len()
     }
 }

@@ -68,10 +68,8 @@ fn check(name: &str, value: &str) {
         .find(&v.kid)
         .expect("accepted under a kid the ring does not know");
     assert_eq!(current, v.current_key);
-    assert_eq!(v.sealed, value.starts_with(&format!("{SEALED}.")));
-
     // Canonical: encoding the decoded claims again gives the very same value.
-    let again = if v.sealed {
+    let again = if value.starts_with(&format!("{SEALED}.")) {
         let b = value
             .splitn(3, '.')
             .nth(2)
