@@ -31,7 +31,7 @@ dev: build
 	@echo
 	npx wrangler dev -c wrangler.toml -c www/wrangler.toml --env dev --ip 127.0.0.1 --port 8787
 
-test: SETUP_EXTRAS = browser php pyjwt fuzz
+test: SETUP_EXTRAS = browser php pyjwt django fuzz
 test: build test-native lint test-e2e fuzz-smoke check-deploy
 
 test-native:

@@ -5,6 +5,7 @@
 #   scripts/setup.sh browser    # also Debian chromium for the browser test
 #   scripts/setup.sh php        # also Debian php-cli for the PHP origin example
 #   scripts/setup.sh pyjwt      # also PyJWT (pinned) in .tools/pyjwt for the e2e jwt check
+#   scripts/setup.sh django     # also Django (pinned) in .tools/django for examples/django
 #   scripts/setup.sh bench      # also nginx-light and wrk for `make bench`
 #   scripts/setup.sh fuzz       # also the nightly toolchain and cargo-fuzz for `make fuzz`
 set -euo pipefail
@@ -76,6 +77,18 @@ for extra in "$@"; do
         say "installing PyJWT $want_pyjwt into .tools/pyjwt (found: ${have_pyjwt:-none})"
         rm -rf .tools/pyjwt
         python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --no-deps --target .tools/pyjwt "PyJWT==$want_pyjwt"
+      fi ;;
+    django)
+      # Like PyJWT: --target .tools/django (with its dependencies, asgiref and sqlparse),
+      # which the e2e suite puts on PYTHONPATH for examples/django.
+      want_django=5.2.19
+      command -v python3 >/dev/null || apt_install python3
+      have_django="$(PYTHONPATH=.tools/django python3 -c 'import django; print(django.get_version())' 2>/dev/null || true)"
+      if [ "$have_django" != "$want_django" ]; then
+        python3 -m pip --version >/dev/null 2>&1 || apt_install python3-pip
+        say "installing Django $want_django into .tools/django (found: ${have_django:-none})"
+        rm -rf .tools/django
+        python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --target .tools/django "Django==$want_django"
       fi ;;
     bench) { command -v nginx >/dev/null && command -v wrk >/dev/null; } || apt_install nginx-light wrk ;;
     fuzz)
