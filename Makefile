@@ -27,6 +27,7 @@ dev: build
 	@echo "  3. Open http://127.0.0.1:8787/.keycard/ , the session inspector: the decoded data, its status,"
 	@echo "     where it lives (the cookie, then KV past 4 KB), the cookie size and the expiry countdowns."
 	@echo "  4. Sign out: the session and its cookie are gone; even the back button shows nothing."
+	@echo "  5. Signed out, open http://127.0.0.1:8787/account/ : keycard sends you to /login?next=%2Faccount%2F first."
 	@echo "  Stop with Ctrl-C."
 	@echo
 	npx wrangler dev -c wrangler.toml -c www/wrangler.toml --env dev --ip 127.0.0.1 --port 8787

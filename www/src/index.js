@@ -11,6 +11,12 @@
 //
 // Every page that shows session data is sent with `Cache-Control: no-store`, and every
 // form is POST-redirect-GET, so the back button never shows a signed-out user's data.
+//
+// /account/ is for signed-in users only, and this app has no check of its own for that:
+// keycard guards it (`KEYCARD_REQUIRE = "/account/"`, `KEYCARD_LOGIN_URL = "/login"` in
+// wrangler.toml's dev environment) and sends a signed-out visitor to
+// /login?next=%2Faccount%2F. The login page signs in, then goes back to `next` if it is
+// a path on this site (one leading `/`), else home.
 // Nothing here creates a session for a visitor who has done nothing: the visit counter
 // only counts signed-in visits, and a guest's session starts with their first cart item.
 
@@ -77,6 +83,15 @@ function redirect(to, { set, action } = {}) {
   return new Response(null, { status: 303, headers });
 }
 
+/**
+ * `next` if it is a path on this site, else null: one leading `/` (not `//` or `/\`,
+ * which a browser reads as another host), printable ASCII only, no backslash.
+ */
+function safeNext(value) {
+  const next = typeof value === "string" ? value : "";
+  return /^\/(?![/\\])[\x21-\x7e]*$/.test(next) && !next.includes("\\") ? next : null;
+}
+
 // ------------------------------------------------------------------ actions --
 
 async function form(request) {
@@ -113,11 +128,13 @@ function orderHistory(user) {
 
 const actions = {
   async "/login"(request) {
-    const name = String((await form(request)).get("name") ?? "").trim().replace(/\s+/g, " ");
-    if (!name || [...name].length > 40) return redirect("/?m=name");
+    const data = await form(request);
+    const name = String(data.get("name") ?? "").trim().replace(/\s+/g, " ");
+    const next = safeNext(data.get("next"));
+    if (!name || [...name].length > 40) return redirect(next ? `/login?m=name&next=${encodeURIComponent(next)}` : "/?m=name");
     // Store who signed in, then regenerate: a new session id for the same data, so an
     // id planted before sign-in is worth nothing after it.
-    return redirect("/?m=welcome", { set: { user: name, signed_in_at: Math.floor(Date.now() / 1000), visits: 0 }, action: "regenerate" });
+    return redirect(next ?? "/?m=welcome", { set: { user: name, signed_in_at: Math.floor(Date.now() / 1000), visits: 0 }, action: "regenerate" });
   },
   async "/logout"() {
     return redirect("/?m=bye", { action: "destroy" });
@@ -259,6 +276,56 @@ function page(request, session, notice) {
   };
   const [kind, text] = (stillTrue[notice] && NOTICES[notice]) || [];
   const alert = status === "expired" || status === "invalid" ? `<p class="notice warn">${esc(STATUS_TEXT[status])}.</p>` : "";
+  return shell(session, `<p class="intro">This is a legacy app running <b>behind keycard</b>. It has no session code of its own: it reads the session from the
+  <code>X-Session</code> request header and changes it with <code>X-Session-Set</code> and <code>X-Session-Action</code> response headers.
+  keycard signs the cookie, keeps big sessions in KV and does the rest. Session status: <b class="pill ${esc(status)}" id="status-pill">${esc(status)}</b></p>
+  ${text ? `<p class="notice ${kind}" id="notice">${esc(text)}</p>` : ""}${alert}
+  <div class="grid">
+${accountCard(session, status)}
+${historyCard(session)}
+${cartCard(session)}
+${receivedCard(request, status)}
+  </div>`);
+}
+
+/** The sign-in page keycard sends signed-out visitors of /account/ to, with `?next=`. */
+function loginPage(session, next, notice) {
+  const warn = notice === "name" ? `<p class="notice warn" id="notice">${esc(NOTICES.name[1])}</p>` : "";
+  return shell(session, `<div class="grid">
+<section class="card" id="sign-in">
+  <h2>Sign in</h2>
+  ${next ? `<p id="next-note">Sign in to continue to <code id="next">${esc(next)}</code>. keycard sent you here because that page needs a signed-in user.</p>` : ""}
+  ${session.user ? `<p class="hint">You are signed in as <b>${esc(session.user)}</b>; signing in again replaces that.</p>` : ""}${warn}
+  <form method="post" action="/login" id="login" class="row">
+    ${next ? `<input type="hidden" name="next" value="${esc(next)}">` : ""}
+    <input name="name" placeholder="Your name" required maxlength="40" autocomplete="off" aria-label="Your name">
+    <button>Sign in</button>
+  </form>
+  <p class="hint">No password: this is a demo. After signing in you go to <code>${esc(next ?? "/")}</code>.</p>
+</section>
+  </div>`);
+}
+
+/** /account/: only ever reached by a signed-in user, because keycard guards it. */
+function accountPage(request, session) {
+  return shell(session, `<div class="grid">
+<section class="card wide" id="account-page">
+  <h2>Your account</h2>
+  <p class="big">Signed in as <b id="account-user">${esc(session.user)}</b></p>
+  <table class="headers">
+    <tr><th>Session handle</th><td><code id="account-handle">${esc(request.headers.get("x-session-id") ?? "")}</code> <span class="hint">X-Session-Id: stable, safe to log, useless as a cookie</span></td></tr>
+    <tr><th>Signed in at</th><td id="account-since">${session.signed_in_at ? esc(new Date(Number(session.signed_in_at) * 1000).toISOString().replace(".000", "")) : "-"}</td></tr>
+  </table>
+  <p class="hint">This app has no sign-in check for <code>/account/</code>: keycard's <code>KEYCARD_REQUIRE</code> keeps signed-out
+  visitors away from it and sends them to <code>/login?next=%2Faccount%2F</code>.</p>
+  <p><a href="/">Back to the shop</a></p>
+  <form method="post" action="/logout"><button id="signout" class="secondary">Sign out</button></form>
+</section>
+  </div>`);
+}
+
+/** The page around every page's content. */
+function shell(session, main) {
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <title>Acme Supply Co.${session.user ? ` · ${esc(session.user)}` : ""}</title>
@@ -269,19 +336,11 @@ function page(request, session, notice) {
 <header class="top">
   <div class="brand"><span class="logo">A</span><div><b>Acme Supply Co.</b><small>Office supplies since 1998</small></div></div>
   <nav>${session.user ? `<span class="who">Signed in as <b>${esc(session.user)}</b></span>` : `<span class="who">Guest</span>`}
+    <a href="/account/" id="account-link">Your account</a>
     <a href="/.keycard/" class="inspect">Session inspector →</a></nav>
 </header>
 <main>
-  <p class="intro">This is a legacy app running <b>behind keycard</b>. It has no session code of its own: it reads the session from the
-  <code>X-Session</code> request header and changes it with <code>X-Session-Set</code> and <code>X-Session-Action</code> response headers.
-  keycard signs the cookie, keeps big sessions in KV and does the rest. Session status: <b class="pill ${esc(status)}" id="status-pill">${esc(status)}</b></p>
-  ${text ? `<p class="notice ${kind}" id="notice">${esc(text)}</p>` : ""}${alert}
-  <div class="grid">
-${accountCard(session, status)}
-${historyCard(session)}
-${cartCard(session)}
-${receivedCard(request, status)}
-  </div>
+  ${main}
 </main>
 <footer>keycard demo · <a href="/.keycard/">inspector</a> · <a href="/.keycard/health">health</a></footer>
 </body></html>`;
@@ -338,7 +397,18 @@ export default {
       }
       return actions[url.pathname](request, session);
     }
-    if ((request.method === "GET" || request.method === "HEAD") && url.pathname === "/") {
+    const get = request.method === "GET" || request.method === "HEAD";
+    const html = { "content-type": "text/html; charset=utf-8", "cache-control": "no-store" };
+    if (get && url.pathname === "/login") {
+      return new Response(loginPage(session, safeNext(url.searchParams.get("next")), url.searchParams.get("m")), { headers: html });
+    }
+    if (get && url.pathname === "/account/") {
+      // keycard never lets a signed-out visitor through; should it be run without its
+      // guard, the page still shows nobody's data.
+      if (!session.user) return redirect("/login?next=%2Faccount%2F");
+      return new Response(accountPage(request, session), { headers: html });
+    }
+    if (get && url.pathname === "/") {
       const headers = { "content-type": "text/html; charset=utf-8", "cache-control": "no-store" };
       if (session.user && request.method === "GET") {
         // Count visits only once signed in, so a drive-by visitor creates no session.
