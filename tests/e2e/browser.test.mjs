@@ -108,14 +108,15 @@ async function sessionCookies(context) {
 // ---------------------------------------------------------------------------------
 
 describe("browser: demo app and inspector in Chromium", { timeout: 240000 }, () => {
-  /** keycard with the dev settings: inspect on, SESSION_COOKIE_SECURE=false. */
+  /** keycard with the dev settings: inspect on, SESSION_COOKIE_SECURE=false, /account/ guarded. */
   let dev;
   /** keycard with the defaults: inspect off, Secure on (`__Host-keycard`). */
   let prod;
 
   before(async () => {
     [dev, prod] = await Promise.all([
-      startKeycard({ ORIGIN_SERVICE: "ORIGIN", KEYCARD_INSPECT: "true", SESSION_COOKIE_SECURE: "false" }, { assets: true, serviceOrigin: DEMO }),
+      startKeycard({ ORIGIN_SERVICE: "ORIGIN", KEYCARD_INSPECT: "true", SESSION_COOKIE_SECURE: "false",
+        KEYCARD_REQUIRE: "/account/", KEYCARD_LOGIN_URL: "/login" }, { assets: true, serviceOrigin: DEMO }),
       // `undefined` drops the harness's SESSION_COOKIE_SECURE=false: keycard's own default.
       startKeycard({ ORIGIN_SERVICE: "ORIGIN", SESSION_COOKIE_SECURE: undefined }, { assets: true, serviceOrigin: DEMO }),
     ]);
@@ -288,6 +289,56 @@ describe("browser: demo app and inspector in Chromium", { timeout: 240000 }, () 
       assert.equal(info.data, null);
       assert.equal(await text(page, "#status"), "none");
       assert.ok(await page.locator("#empty").isVisible());
+    });
+  });
+
+  test("a protected page: /account/ signed out goes to /login?next=, and back there after sign-in", async () => {
+    await withBrowser(async (context, page) => {
+      const base = dev.url;
+      const here = () => { const u = new URL(page.url()); return u.pathname + u.search; };
+      const redirects = [];
+      page.on("response", (r) => {
+        if (r.status() === 303) redirects.push([new URL(r.url()).pathname, r.headers().location]);
+      });
+
+      // Signed out: the page load is sent to the login page, with where it wanted to go.
+      await page.goto(`${base}/account/`);
+      assert.equal(here(), "/login?next=%2Faccount%2F");
+      assert.deepEqual(redirects, [["/account/", "/login?next=%2Faccount%2F"]]);
+      assert.equal(await text(page, "#next"), "/account/");
+      assert.equal(await page.locator("#account-user").count(), 0);
+      assert.deepEqual(await sessionCookies(context), [], "being sent to sign in creates no session");
+      // The same URL fetched by a script is not a page load: keycard's 401, which only
+      // keycard can give (the demo itself would answer with a redirect).
+      const api = await page.evaluate(async () => {
+        const r = await fetch("/account/", { cache: "no-store" });
+        return { status: r.status, cacheControl: r.headers.get("cache-control"), body: await r.json() };
+      });
+      assert.deepEqual(api, { status: 401, cacheControl: "no-store", body: { error: "session_required", login: "/login?next=%2Faccount%2F" } });
+
+      // Sign in on the login page: back on /account/, showing the name and the handle.
+      await page.fill("#login input[name=name]", "Ada Lovelace");
+      await submit(page, "#login button", "/account/");
+      assert.equal(await text(page, "#account-user"), "Ada Lovelace");
+      assert.match(await text(page, "#account-handle"), /^[A-Za-z0-9_-]{16,}$/);
+      assert.equal((await sessionCookies(context)).length, 1);
+      const res = await page.reload();
+      assert.equal(res.status(), 200);
+      assert.equal(res.headers()["cache-control"], "no-store");
+      assert.equal(await text(page, "#account-user"), "Ada Lovelace");
+      await page.screenshot({ path: path.join(ARTIFACTS, "demo-account.png"), fullPage: true });
+
+      // A next that leaves the site is ignored: home, not elsewhere.
+      await page.goto(`${base}/login?next=${encodeURIComponent("//evil.example/")}`);
+      assert.equal(await page.locator("#next").count(), 0);
+
+      // Signed out again, /account/ is out of reach once more.
+      await page.goto(`${base}/account/`);
+      await submit(page, "#signout", "/?m=bye");
+      assert.deepEqual(await sessionCookies(context), []);
+      await page.goto(`${base}/account/`);
+      assert.equal(here(), "/login?next=%2Faccount%2F");
+      assert.equal(await page.locator("#account-user").count(), 0);
     });
   });
 

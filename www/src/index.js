@@ -12,8 +12,8 @@
 // Every page that shows session data is sent with `Cache-Control: no-store`, and every
 // form is POST-redirect-GET, so the back button never shows a signed-out user's data.
 //
-// /account/ is for signed-in users only, and this app has no check of its own for that:
-// keycard guards it (`KEYCARD_REQUIRE = "/account/"`, `KEYCARD_LOGIN_URL = "/login"` in
+// /account/ is for signed-in users only, and keycard sees to that before this app is
+// asked (its own check below is only a fallback): keycard guards it (`KEYCARD_REQUIRE = "/account/"`, `KEYCARD_LOGIN_URL = "/login"` in
 // wrangler.toml's dev environment) and sends a signed-out visitor to
 // /login?next=%2Faccount%2F. The login page signs in, then goes back to `next` if it is
 // a path on this site (one leading `/`), else home.
@@ -316,8 +316,8 @@ function accountPage(request, session) {
     <tr><th>Session handle</th><td><code id="account-handle">${esc(request.headers.get("x-session-id") ?? "")}</code> <span class="hint">X-Session-Id: stable, safe to log, useless as a cookie</span></td></tr>
     <tr><th>Signed in at</th><td id="account-since">${session.signed_in_at ? esc(new Date(Number(session.signed_in_at) * 1000).toISOString().replace(".000", "")) : "-"}</td></tr>
   </table>
-  <p class="hint">This app has no sign-in check for <code>/account/</code>: keycard's <code>KEYCARD_REQUIRE</code> keeps signed-out
-  visitors away from it and sends them to <code>/login?next=%2Faccount%2F</code>.</p>
+  <p class="hint">keycard's <code>KEYCARD_REQUIRE</code> keeps signed-out visitors away from <code>/account/</code>: a page load
+  is sent to <code>/login?next=%2Faccount%2F</code>, a script's request gets a 401, and this app is never asked.</p>
   <p><a href="/">Back to the shop</a></p>
   <form method="post" action="/logout"><button id="signout" class="secondary">Sign out</button></form>
 </section>
