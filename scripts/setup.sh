@@ -83,7 +83,8 @@ for extra in "$@"; do
       # which the e2e suite puts on PYTHONPATH for examples/django.
       want_django=5.2.19
       command -v python3 >/dev/null || apt_install python3
-      have_django="$(PYTHONPATH=.tools/django python3 -c 'import django; print(django.get_version())' 2>/dev/null || true)"
+      # Only a Django from .tools/django counts: a system one must not stand in for it.
+      have_django="$(PYTHONPATH=.tools/django python3 -c 'import django, os, sys; assert django.__file__.startswith(os.path.abspath(sys.argv[1])); print(django.get_version())' .tools/django 2>/dev/null || true)"
       if [ "$have_django" != "$want_django" ]; then
         python3 -m pip --version >/dev/null 2>&1 || apt_install python3-pip
         say "installing Django $want_django into .tools/django (found: ${have_django:-none})"

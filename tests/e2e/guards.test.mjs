@@ -20,6 +20,8 @@ import { startOrigin, startKeycard, Client, request, decodeSession, freePort, q,
 import { mint } from "./lib/mint.mjs";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+// Django, pinned by `scripts/setup.sh django` in .tools/django.
+const DJANGO = path.join(ROOT, ".tools/django");
 const now = () => Math.floor(Date.now() / 1000);
 
 /** A header name in keycard's normal form: lower-case, anything outside a-z0-9 is `-`. */
@@ -523,7 +525,10 @@ describe("guards: with none configured, requests are forwarded as before", () =>
 
 async function startDjango() {
   const port = await freePort();
-  const child = spawn("python3", [path.join(ROOT, "examples/django/app.py"), String(port)], { stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn("python3", [path.join(ROOT, "examples/django/app.py"), String(port)], {
+    env: { ...process.env, PYTHONPATH: DJANGO },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
   let out = "";
   child.stdout.on("data", (d) => (out += d));
   child.stderr.on("data", (d) => (out += d));
@@ -555,11 +560,15 @@ async function startDjango() {
 }
 
 describe("Django's RemoteUserMiddleware behind keycard", () => {
-  const django = spawnSync("python3", ["-c", "import django; print(django.get_version())"], { encoding: "utf8" });
+  const django = spawnSync("python3", ["-c", "import django; print(django.__file__); print(django.get_version())"],
+    { encoding: "utf8", env: { ...process.env, PYTHONPATH: DJANGO } });
   if (django.status !== 0) console.error("Django is missing: run `scripts/setup.sh django` (make test does)");
 
   test("Django's user follows keycard's session; a forged X-Forwarded-User never signs anyone in", async () => {
-    assert.equal(django.status, 0, "Django must be installed (make test installs it)");
+    assert.equal(django.status, 0, "Django must be installed in .tools/django (make test installs it)");
+    const [file, version] = django.stdout.trim().split("\n");
+    assert.ok(file.startsWith(DJANGO + path.sep), `the pinned Django from .tools/django, not ${file}`);
+    assert.match(version, /^5\.2\./);
     const app = await startDjango();
     const kc = await startKeycard({ ORIGIN_URL: app.url, KEYCARD_IDENTITY_HEADERS: "X-Forwarded-User=user" });
     try {
