@@ -23,7 +23,7 @@ case "${1:-}" in
   *) seconds="$1" ;;
 esac
 smoke_runs="${FUZZ_SMOKE_RUNS:-20000}"
-targets=(${FUZZ_TARGETS:-cookie_decode cookie_header control_headers config logout_next exchange})
+targets=(${FUZZ_TARGETS:-cookie_decode cookie_header control_headers config logout_next exchange path_guard})
 
 # Longest input per target: past each parser's own limit, so the limits are exercised.
 max_len() {

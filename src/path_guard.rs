@@ -6,17 +6,19 @@
 //! # Reading a path
 //!
 //! A path is read in its *canonical* form: percent-escapes of unreserved characters
-//! (`A-Z a-z 0-9 - . _ ~`) decoded, other escapes kept with upper-case hex, `;params`
-//! cut from each segment (Tomcat and other Java servers serve `/admin;x/y` as
-//! `/admin/y`), `.` and `..` segments resolved (`..` above the root stays at the root),
-//! repeated slashes collapsed, the trailing slash dropped.
+//! (`A-Z a-z 0-9 - . _ ~`) decoded, other escapes kept with upper-case hex, `.` and `..`
+//! segments resolved (`..` above the root stays at the root), repeated slashes
+//! collapsed, the trailing slash dropped. It is read twice when it holds a `;`: with
+//! `;params` cut from each segment (Tomcat and other Java servers serve `/admin;x/y` as
+//! `/admin/y`) and without; it is required if either reading is.
 //!
 //! A path is *ambiguous* when servers disagree on what it means: it holds an encoded
-//! `/` (`%2F`), a backslash or `%5C`, NUL (raw or `%00`), or an escape of one of those,
-//! of `.` or of `%` behind a `%25` (an origin that decodes twice). Such a path is also
-//! read the most generous way an origin could (every escape decoded until nothing
-//! changes, `\` as `/`, cut at NUL); if either reading falls in a required area, the
-//! guard says [`Verdict::Ambiguous`] (the edge answers 400) rather than guess.
+//! `/` (`%2F`), a backslash or `%5C`, NUL (raw or `%00`), or a double escape (`%25`
+//! then two hex digits, for an origin that decodes twice). Such a path is also
+//! read the generous ways an origin could (every escape decoded until nothing changes,
+//! then `\` as `/` or not, whole or cut at NUL, `;params` cut or kept); if any reading
+//! falls in a required area, the guard says [`Verdict::Ambiguous`] (the edge answers
+//! 400) rather than guess.
 //!
 //! # Matching
 //!
@@ -81,26 +83,26 @@ fn is_ambiguous(raw: &str) -> bool {
         b'\\' | 0 => true,
         b'%' => match escape_at(s, i) {
             Some(b'/' | b'\\' | 0) => true,
-            // `%25` then the hex of `/`, `\`, NUL, `.` or `%`: what a second decoding
-            // turns into one of those (`%252F`).
-            Some(b'%') => {
-                let twice = s
-                    .get(i + 3..i + 5)
-                    .and_then(|h| Some(hex(h[0])? * 16 + hex(h[1])?));
-                matches!(twice, Some(b'/' | b'\\' | 0 | b'.' | b'%'))
-            }
+            // `%25` then two hex digits: an escape that a second decoding turns into
+            // something else (`%252F`, `%2561dmin`).
+            Some(b'%') => s
+                .get(i + 3..i + 5)
+                .is_some_and(|h| hex(h[0]).is_some() && hex(h[1]).is_some()),
             _ => false,
         },
         _ => false,
     })
 }
 
-/// Resolves dot segments, drops empty ones and `;params`: the canonical path from
-/// already-decoded `segments`.
-fn resolve<'a>(segments: impl Iterator<Item = &'a str>) -> String {
+/// Resolves dot segments and drops empty ones (and `;params`, with `cut_params`): the
+/// canonical path from already-decoded `segments`.
+fn resolve<'a>(segments: impl Iterator<Item = &'a str>, cut_params: bool) -> String {
     let mut out: Vec<&str> = Vec::new();
     for seg in segments {
-        let seg = seg.split(';').next().unwrap_or("");
+        let seg = match cut_params {
+            true => seg.split(';').next().unwrap_or(""),
+            false => seg,
+        };
         match seg {
             "" | "." => {}
             ".." => {
@@ -120,8 +122,9 @@ fn resolve<'a>(segments: impl Iterator<Item = &'a str>) -> String {
     path
 }
 
-/// The canonical reading of `raw` (see the module docs).
-pub fn canonical(raw: &str) -> String {
+/// The canonical reading of `raw` (see the module docs), with `;params` cut from each
+/// segment as Java servers do, or kept as other servers do.
+pub fn canonical(raw: &str, cut_params: bool) -> String {
     let s = raw.as_bytes();
     let mut decoded = String::with_capacity(raw.len());
     let mut i = 0;
@@ -142,12 +145,13 @@ pub fn canonical(raw: &str) -> String {
             }
         }
     }
-    resolve(decoded.split('/'))
+    resolve(decoded.split('/'), cut_params)
 }
 
-/// The most generous reading of `raw`: every escape decoded until nothing changes, `\`
-/// read as `/`, cut at the first NUL.
-fn generous(raw: &str) -> String {
+/// The generous readings of `raw`: every escape decoded until nothing changes; then
+/// each combination of `\` read as `/` or not, the whole of it or the part before the
+/// first NUL (where a C string ends), and `;params` cut or kept.
+fn generous(raw: &str) -> Vec<String> {
     let mut text = raw.to_owned();
     for _ in 0..4 {
         let once: Vec<u8> = percent_encoding::percent_decode_str(&text).collect();
@@ -157,8 +161,16 @@ fn generous(raw: &str) -> String {
         }
         text = next;
     }
-    let cut = text.split('\0').next().unwrap_or("").replace('\\', "/");
-    resolve(cut.split('/'))
+    let slashed = text.replace('\\', "/");
+    let mut readings = Vec::with_capacity(8);
+    for decoded in [&text, &slashed] {
+        for part in [decoded.as_str(), decoded.split('\0').next().unwrap_or("")] {
+            for cut_params in [true, false] {
+                readings.push(resolve(part.split('/'), cut_params));
+            }
+        }
+    }
+    readings
 }
 
 impl Rules {
@@ -212,16 +224,18 @@ impl Rules {
         if self.is_empty() {
             return Verdict::Open;
         }
-        let canonical = canonical(raw_path);
-        if is_ambiguous(raw_path) {
-            if self.required(&canonical) || self.required(&generous(raw_path)) {
-                return Verdict::Ambiguous;
+        // Java servers cut `;params` before resolving dot segments, others do not:
+        // `/admin/..;x/y` is `/y` to one and under `/admin` to the other. Either
+        // reading in a required area makes the path required.
+        let required = self.required(&canonical(raw_path, true))
+            || (raw_path.contains(';') && self.required(&canonical(raw_path, false)));
+        match (is_ambiguous(raw_path), required) {
+            (true, true) => Verdict::Ambiguous,
+            (true, false) if generous(raw_path).iter().any(|p| self.required(p)) => {
+                Verdict::Ambiguous
             }
-            return Verdict::Open;
-        }
-        match self.required(&canonical) {
-            true => Verdict::SignInRequired,
-            false => Verdict::Open,
+            (_, true) => Verdict::SignInRequired,
+            (_, false) => Verdict::Open,
         }
     }
 }
@@ -289,6 +303,7 @@ mod tests {
             "/admin;x/y",
             "/api/public/../../api/v1",
             "/api/./public/..//v1",
+            "/admin/..;x/y",
         ] {
             assert_eq!(r.check(path), SignInRequired, "{path}");
         }
@@ -309,6 +324,7 @@ mod tests {
             "/x/..%2F..%2Fadmin",
             "/admin%252F",
             "/x/%252e%252e/admin",
+            "/%2561dmin",
             "/login%2F..%2Fadmin",
         ] {
             assert_eq!(r.check(path), Ambiguous, "{path:?}");
@@ -331,10 +347,12 @@ mod tests {
 
     #[test]
     fn other_escapes_stay_encoded_with_upper_case_hex() {
-        assert_eq!(canonical("/a%2fb/%7e/%41"), "/a%2Fb/~/A");
-        assert_eq!(canonical("/caf%c3%a9/"), "/caf%C3%A9");
-        assert_eq!(canonical("/a/%zz/100%"), "/a/%zz/100%");
-        assert_eq!(canonical("/../../x"), "/x");
+        assert_eq!(canonical("/a%2fb/%7e/%41", true), "/a%2Fb/~/A");
+        assert_eq!(canonical("/caf%c3%a9/", true), "/caf%C3%A9");
+        assert_eq!(canonical("/a/%zz/100%", true), "/a/%zz/100%");
+        assert_eq!(canonical("/../../x", true), "/x");
+        assert_eq!(canonical("/a;p/..;q/b", true), "/b");
+        assert_eq!(canonical("/a;p/..;q/b", false), "/a;p/..;q/b");
     }
 
     #[test]

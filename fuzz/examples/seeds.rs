@@ -368,6 +368,26 @@ fn main() {
     c.framed("not-an-object", &[flags(1, 0, 2), 1], "[1,2,3]");
     println!("control_headers: {} seeds", c.count);
 
+    // path_guard: a rule-set byte (bit 7: ignore case), then the path.
+    let mut c = Corpus::new(&root, "path_guard");
+    for (label, head, path) in [
+        ("plain", 0u8, "/admin/x"),
+        ("encoded", 0, "/%61dmin/x"),
+        ("dots", 0, "/public/../admin"),
+        ("slashes", 0, "//admin//x"),
+        ("encoded-slash", 0, "/static%2F..%2Fadmin"),
+        ("backslash", 0, "/admin\\x"),
+        ("nul", 0, "/admin%00.png"),
+        ("params", 0, "/admin;jsessionid=1/x"),
+        ("double", 0, "/%2561dmin"),
+        ("everything", 1, "/static/../secret"),
+        ("case", 0x80, "/ADMIN/x"),
+        ("account", 2, "/account/login/../settings"),
+    ] {
+        c.framed(label, &[head], path);
+    }
+    println!("path_guard: {} seeds", c.count);
+
     // config: records `<var char><value>` separated by NUL.
     let mut c = Corpus::new(&root, "config");
     let rec = |pairs: &[(&str, &str)]| {
