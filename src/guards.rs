@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 use crate::config::ConfigError;
 use crate::cross_origin::{self, Provenance};
 use crate::headers::{self, HeaderList};
-use crate::path_guard::{Rules, Verdict};
+use crate::path_guard::Rules;
 
 /// The guards' settings.
 #[derive(Debug, Clone)]
@@ -93,6 +93,8 @@ fn check_login_url(url: &str) -> Result<(), String> {
     if path == "/" {
         return Err("is /, which would make every path public".into());
     }
+    // Its path becomes a public prefix: it must be a plain one.
+    Rules::parse_prefixes(path)?;
     Ok(())
 }
 
@@ -213,7 +215,7 @@ impl Guards {
         let trusted = from
             .origin
             .is_some_and(|o| csrf.trusted.iter().any(|t| t.eq_ignore_ascii_case(o)));
-        !trusted && csrf.exempt.check(path) != Verdict::SignInRequired
+        !trusted && !csrf.exempt.always_required(path)
     }
 
     /// Whether session `data` names a signed-in user: its user field is a non-empty
@@ -380,6 +382,7 @@ mod tests {
                 "KEYCARD_LOGIN_URL",
             ),
             (&[("KEYCARD_LOGIN_URL", "/")], "KEYCARD_LOGIN_URL"),
+            (&[("KEYCARD_LOGIN_URL", "/a/../login")], "KEYCARD_LOGIN_URL"),
             (
                 &[("KEYCARD_IDENTITY_HEADERS", "X-User")],
                 "KEYCARD_IDENTITY_HEADERS",

@@ -218,6 +218,23 @@ impl Rules {
         by(&self.require) && !by(&self.public)
     }
 
+    /// Every reading of `raw_path` that an origin could serve (see the module docs).
+    fn readings(raw_path: &str) -> Vec<String> {
+        let mut all = vec![canonical(raw_path, true), canonical(raw_path, false)];
+        if is_ambiguous(raw_path) {
+            all.extend(generous(raw_path));
+        }
+        all
+    }
+
+    /// Whether every reading of `raw_path` is covered by the required prefixes (and no
+    /// public one): for an exemption (`KEYCARD_CSRF_EXEMPT`), which must hold however
+    /// the origin reads the path, or `/hooks/..;/admin` would reach `/admin` on Tomcat
+    /// exempt. `false` when the rules are empty.
+    pub fn always_required(&self, raw_path: &str) -> bool {
+        !self.is_empty() && Rules::readings(raw_path).iter().all(|p| self.required(p))
+    }
+
     /// The verdict on a request's path (without its query). Costs nothing when the
     /// rules are empty.
     pub fn check(&self, raw_path: &str) -> Verdict {
@@ -333,6 +350,22 @@ mod tests {
         for path in ["/files%2Fa", "/static\\x", "/a%00b", "/100%25off"] {
             assert_eq!(r.check(path), Open, "{path:?}");
         }
+    }
+
+    #[test]
+    fn an_exemption_holds_only_when_every_reading_agrees() {
+        let hooks = rules("/hooks/", "", false);
+        assert!(hooks.always_required("/hooks/pay"));
+        assert!(hooks.always_required("/hooks/a;x/b"));
+        for path in [
+            "/hooks/..;/admin",
+            "/hooks%2F..%2F..%2Fadmin",
+            "/hooksx",
+            "/admin",
+        ] {
+            assert!(!hooks.always_required(path), "{path}");
+        }
+        assert!(!Rules::default().always_required("/x"));
     }
 
     #[test]
