@@ -179,7 +179,8 @@ describe("the session cookie", () => {
       const h = origin.last().headers;
       assert.ok(!(h.cookie ?? "").includes("keycard="), `forwarded: ${h.cookie}`);
       assert.ok(!(h.cookie ?? "").includes(good.slice(0, 20)), "not even its value");
-      assert.equal(h["x-session-status"], "valid", JSON.stringify(lines));
+      // Not read as the session either: behind a comma it could be anyone's.
+      assert.equal(h["x-session-status"], "none", JSON.stringify(lines));
     }
   });
 
