@@ -43,12 +43,15 @@ fn names(piece: &str, name: &str) -> bool {
 }
 
 /// The value of every cookie named exactly `name`, in order (never a comma sub-piece:
-/// see the module docs). A value in double quotes (allowed by RFC 6265) is unwrapped.
+/// see the module docs), up to a comma. A value in double quotes (allowed by RFC 6265)
+/// is unwrapped.
 pub fn values<'a>(header: &'a str, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
     pieces(header)
         .map(pair)
         .filter(move |(n, _)| *n == name)
-        .map(|(_, v)| {
+        // A session value never holds a comma: what follows one is another line's.
+        .map(|(_, v)| v.split(',').next().unwrap_or("").trim_matches(WS))
+        .map(|v| {
             v.strip_prefix('"')
                 .and_then(|v| v.strip_suffix('"'))
                 .unwrap_or(v)
@@ -185,8 +188,8 @@ mod tests {
         assert_eq!(all("x=1, kc=mallory"), Vec::<&str>::new());
         assert_eq!(
             all("kc=S, b=2"),
-            ["S, b=2"],
-            "a whole piece keeps its value"
+            ["S"],
+            "a whole piece's value ends at a comma"
         );
         assert_eq!(
             strip("x=1, kc=mallory; kc=victim", "kc"),
