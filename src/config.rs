@@ -6,6 +6,7 @@
 
 use crate::guards::Guards;
 use crate::keys::{KeyRing, Secret, SecretError};
+use crate::users::{RevocationCheck, UsersConfig};
 
 /// Where session data lives (`SESSION_STORE`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,6 +122,8 @@ pub struct Config {
     /// `KEYCARD_PATHS_IGNORE_CASE`, `KEYCARD_LOGIN_URL`, `KEYCARD_IDENTITY_HEADERS`,
     /// `KEYCARD_CSRF`, `KEYCARD_TRUSTED_ORIGINS`, `KEYCARD_CSRF_EXEMPT`.
     pub guards: Guards,
+    /// Sign-out everywhere: `SESSION_USERS_BINDING`, `SESSION_REVOCATION_CHECK`.
+    pub users: UsersConfig,
 }
 
 /// A configuration error: which variable, and what is wrong with it.
@@ -485,6 +488,22 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
     }
 
     /// `KEYCARD_PATH_PREFIX`.
+    fn users(&self) -> Result<UsersConfig, ConfigError> {
+        let named = self.get("SESSION_USERS_BINDING");
+        Ok(UsersConfig {
+            explicit: named.is_some(),
+            binding: named.unwrap_or_else(|| "KEYCARD_USERS".into()),
+            check: self.choice(
+                "SESSION_REVOCATION_CHECK",
+                RevocationCheck::Writes,
+                &[
+                    ("writes", RevocationCheck::Writes),
+                    ("always", RevocationCheck::Always),
+                ],
+            )?,
+        })
+    }
+
     fn path_prefix(&self) -> Result<String, ConfigError> {
         let prefix = self
             .get("KEYCARD_PATH_PREFIX")
@@ -592,6 +611,7 @@ impl Config {
             inspect: v.boolean("KEYCARD_INSPECT", false)?,
             forward_cookie: v.boolean("SESSION_FORWARD_COOKIE", false)?,
             guards,
+            users: v.users()?,
         })
     }
 
@@ -827,6 +847,10 @@ mod tests {
             (&[("ORIGIN_URL", "https://x/path")], "ORIGIN_URL"),
             (&[("ORIGIN_URL", "legacy.internal")], "ORIGIN_URL"),
             (&[("SESSION_KV_FAILURE", "sideways")], "SESSION_KV_FAILURE"),
+            (
+                &[("SESSION_REVOCATION_CHECK", "sometimes")],
+                "SESSION_REVOCATION_CHECK",
+            ),
             (&[("KEYCARD_PATH_PREFIX", "keycard")], "KEYCARD_PATH_PREFIX"),
             (&[("KEYCARD_INSPECT", "on-ish")], "KEYCARD_INSPECT"),
             (

@@ -3,8 +3,9 @@
 //! | header | meaning |
 //! | --- | --- |
 //! | `X-Session-Set` | a JSON object, raw or base64url; shallow merge, `null` deletes |
-//! | `X-Session-Action` | comma-separated `destroy`, `clear`, `regenerate` |
+//! | `X-Session-Action` | comma-separated `destroy`, `clear`, `regenerate`, `destroy-others`, `destroy-all` |
 //! | `X-Session-Max-Age` | the session's absolute lifetime from now, in seconds |
+//! | `X-Session-Revoke` | comma-separated handles of the user's sessions to end |
 //!
 //! A header that cannot be parsed is ignored and reported as a [`ControlError`]; the
 //! others still apply. Unknown actions in a list are reported and skipped, while the
@@ -31,6 +32,12 @@ pub struct Changes {
     pub regenerate: bool,
     /// `X-Session-Max-Age`: the absolute lifetime from now, in seconds.
     pub max_age: Option<u64>,
+    /// `destroy-others`: end every other session of this user.
+    pub destroy_others: bool,
+    /// `destroy-all`: end every session of this user; implies `destroy`.
+    pub destroy_all: bool,
+    /// `X-Session-Revoke`: the handles of this user's sessions to end.
+    pub revoke: Vec<String>,
 }
 
 impl Changes {
@@ -51,6 +58,8 @@ pub enum ControlError {
     UnknownAction(usize),
     #[error("X-Session-Max-Age is not a whole number of seconds")]
     BadMaxAge,
+    #[error("X-Session-Revoke holds something that is not a session handle")]
+    BadRevoke,
 }
 
 fn parse_set(text: &str) -> Result<Map<String, Value>, ControlError> {
@@ -95,6 +104,11 @@ pub fn parse(
                 "destroy" => changes.destroy = true,
                 "clear" => changes.clear = true,
                 "regenerate" => changes.regenerate = true,
+                "destroy-others" => changes.destroy_others = true,
+                "destroy-all" => {
+                    changes.destroy_all = true;
+                    changes.destroy = true;
+                }
                 _ => errors.push(ControlError::UnknownAction(token.len())),
             }
         }
@@ -106,6 +120,25 @@ pub fn parse(
         }
     }
     (changes, errors)
+}
+
+/// The most handles one `X-Session-Revoke` may name (a user's object keeps at most
+/// [`crate::users::MAX_LIVE`] sessions).
+pub const MAX_REVOKE: usize = 100;
+
+/// Parses `X-Session-Revoke`: comma-separated handles. A list holding anything else,
+/// or more than [`MAX_REVOKE`] handles, is ignored whole.
+pub fn parse_revoke(list: &str) -> Result<Vec<String>, ControlError> {
+    let handles: Vec<String> = list
+        .split(',')
+        .map(str::trim)
+        .filter(|h| !h.is_empty())
+        .map(str::to_owned)
+        .collect();
+    match handles.len() <= MAX_REVOKE && handles.iter().all(|h| crate::users::is_handle(h)) {
+        true => Ok(handles),
+        false => Err(ControlError::BadRevoke),
+    }
 }
 
 /// Applies a shallow merge: each key of `set` replaces the one in `data`, and a
@@ -231,5 +264,29 @@ mod tests {
             let s = err.to_string();
             assert!(!s.contains("secret"), "{s}");
         }
+    }
+
+    #[test]
+    fn sign_out_everywhere_actions_and_revoke_lists() {
+        let (c, e) = parse(None, Some("Destroy-Others"), None);
+        assert!(e.is_empty());
+        assert!(c.destroy_others && !c.destroy && !c.destroy_all);
+        let (c, _) = parse(None, Some("destroy-all"), None);
+        assert!(
+            c.destroy_all && c.destroy,
+            "destroy-all ends this session too"
+        );
+        let h = "AAAAAAAAAAAAAAAAAAAAAA";
+        assert_eq!(
+            parse_revoke(&format!(" {h} , {h}")),
+            Ok(vec![h.to_owned(), h.to_owned()])
+        );
+        assert_eq!(
+            parse_revoke(&format!("{h}, not-a-handle")),
+            Err(ControlError::BadRevoke)
+        );
+        assert_eq!(parse_revoke(""), Ok(vec![]));
+        let many = vec![h; MAX_REVOKE + 1].join(",");
+        assert_eq!(parse_revoke(&many), Err(ControlError::BadRevoke));
     }
 }

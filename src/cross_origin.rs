@@ -7,6 +7,14 @@
 //! neither header does not come from a browser, so no browser can be tricked into
 //! sending it, and it passes.
 
+/// Whether `method` is safe (`GET`, `HEAD`, `OPTIONS`): it only reads, so it needs no
+/// cross-origin protection.
+pub fn is_safe_method(method: &str) -> bool {
+    ["GET", "HEAD", "OPTIONS"]
+        .iter()
+        .any(|m| method.eq_ignore_ascii_case(m))
+}
+
 /// What the request says about where it comes from.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Provenance<'a> {

@@ -66,6 +66,8 @@ enum Kind {
     Kv,
     /// A service binding or the assets binding: `fetch`.
     Fetcher,
+    /// A Durable Object namespace: `idFromName`.
+    Objects,
 }
 
 /// Whether `env` has a binding called `name` of the kind `want`.
@@ -76,7 +78,9 @@ fn binding(env: &JsValue, name: &str, want: Kind) -> Binding {
     if !v.is_object() {
         return Binding::Absent;
     }
-    let kind = if has_method(&v, "fetch") {
+    let kind = if has_method(&v, "idFromName") {
+        Some(Kind::Objects)
+    } else if has_method(&v, "fetch") {
         Some(Kind::Fetcher)
     } else if has_method(&v, "get") && has_method(&v, "put") {
         Some(Kind::Kv)
@@ -122,6 +126,9 @@ pub enum Do {
     Pass = 6,
     /// Answer with the origin's response with `edits` applied to its headers; done.
     Rewrap = 7,
+    /// Send `call` to the object named `object` in the Durable Object namespace
+    /// `binding` (its `answer` method), then `users_answered(..)`.
+    Users = 8,
 }
 
 /// One request in flight, as the JS driver sees it (`Exchange` in JS). A getter asked
@@ -143,6 +150,7 @@ fn kind(step: &Step) -> Do {
         Step::Asset { .. } => Do::Asset,
         Step::Pass => Do::Pass,
         Step::Rewrap(_) => Do::Rewrap,
+        Step::Users(_) => Do::Users,
     }
 }
 
@@ -153,8 +161,16 @@ fn wrong_step(getter: &str) -> JsValue {
 #[wasm_bindgen(js_class = Exchange)]
 impl JsExchange {
     /// Starts the exchange for a request. `headers` is every request header as
-    /// `name:value` lines (see [`HeaderList`]); `now_ms` is `Date.now()`.
-    pub fn start(env: &JsValue, method: &str, url: &str, headers: &str, now_ms: f64) -> JsExchange {
+    /// `name:value` lines (see [`HeaderList`]); `country` is `request.cf.country`;
+    /// `now_ms` is `Date.now()`.
+    pub fn start(
+        env: &JsValue,
+        method: &str,
+        url: &str,
+        headers: &str,
+        country: Option<String>,
+        now_ms: f64,
+    ) -> JsExchange {
         let cfg = match config(env) {
             Ok(cfg) => cfg,
             Err(e) => {
@@ -170,11 +186,13 @@ impl JsExchange {
                 .as_ref()
                 .map_or(Binding::Absent, |n| binding(env, n, Kind::Fetcher)),
             assets: binding(env, "ASSETS", Kind::Fetcher),
+            users: binding(env, &cfg.users.binding, Kind::Objects),
         };
         let req = Incoming {
             method,
             url,
             headers: HeaderList(headers),
+            country: country.as_deref(),
         };
         let now = (now_ms / 1000.0) as u64;
         let (mut inner, step) = exchange::Exchange::start(cfg, bindings, &req, now, OsEntropy);
@@ -228,14 +246,34 @@ impl JsExchange {
         }
     }
 
-    /// The name of the KV namespace binding (`SESSION_KV_BINDING`).
+    /// The name of the binding to use: the KV namespace (`SESSION_KV_BINDING`) or the
+    /// users' Durable Object namespace (`SESSION_USERS_BINDING`).
     #[wasm_bindgen(getter)]
     pub fn binding(&self) -> Result<String, JsValue> {
         match (&self.step, &self.inner) {
             (Step::KvGet { .. } | Step::KvPut(_) | Step::KvDelete { .. }, Some(ex)) => {
                 Ok(ex.config().kv_binding.clone())
             }
+            (Step::Users(_), Some(ex)) => Ok(ex.config().users.binding.clone()),
             _ => Err(wrong_step("binding")),
+        }
+    }
+
+    /// The name of the user's object to call.
+    #[wasm_bindgen(getter)]
+    pub fn object(&self) -> Result<String, JsValue> {
+        match &self.step {
+            Step::Users(u) => Ok(u.object.clone()),
+            _ => Err(wrong_step("object")),
+        }
+    }
+
+    /// The call to send it (JSON).
+    #[wasm_bindgen(getter)]
+    pub fn call(&self) -> Result<String, JsValue> {
+        match &self.step {
+            Step::Users(u) => Ok(u.call.clone()),
+            _ => Err(wrong_step("call")),
         }
     }
 
@@ -309,6 +347,16 @@ impl JsExchange {
         self.advance(|ex| ex.answered(&answer))
     }
 
+    /// The user's object's answer (JSON), or the error's message.
+    pub fn users_answered(&mut self, answer: Option<String>, error: Option<String>) -> Do {
+        let result = match (answer, error) {
+            (_, Some(e)) => Err(e),
+            (Some(a), None) => Ok(a),
+            (None, None) => Err("the object gave no answer".to_owned()),
+        };
+        self.advance(|ex| ex.users_answered(result))
+    }
+
     /// The origin could not be reached; `error` is for the log.
     pub fn unreachable(&mut self, error: &str) -> Do {
         self.advance(|ex| ex.unreachable(error))
@@ -330,4 +378,16 @@ impl JsExchange {
         }
         kind(&self.step)
     }
+}
+
+/// A user's object (`KeycardUsers` in `src/entry.js`) carrying out one call: `state` is
+/// its stored value (`undefined` at first), `call` the call's JSON. Returns
+/// `[answer, state]`: the answer's JSON, and the value to store (`undefined` when it
+/// did not change). Throws when the state or the call does not read.
+#[wasm_bindgen(js_name = usersAnswer)]
+pub fn users_answer(state: Option<String>, call: &str) -> Result<js_sys::Array, JsValue> {
+    let (answer, stored) =
+        crate::users::answer(state.as_deref(), call).map_err(|e| JsValue::from_str(&e))?;
+    let stored = stored.map_or(JsValue::UNDEFINED, |s| JsValue::from_str(&s));
+    Ok(js_sys::Array::of2(&JsValue::from_str(&answer), &stored))
 }

@@ -18,6 +18,11 @@ pub enum Endpoint {
     /// `GET` the inspector page or one of its static files (only with inspect on):
     /// the path below the prefix, empty for the page itself.
     InspectorAsset(String),
+    /// `GET sessions`: the signed-in user's sessions (only with `SESSION_USERS_BINDING`).
+    Sessions,
+    /// `POST sessions/revoke?id=<handle>`: end one of them; `None` when `id` is not a
+    /// handle.
+    RevokeSession(Option<String>),
     /// The prefix without its trailing slash: redirect (308) to the prefix, so that
     /// the inspector's relative links resolve (only with inspect on).
     AddSlash,
@@ -44,7 +49,7 @@ pub fn route(cfg: &Config, method: &str, path: &str, query: Option<&str>) -> Opt
         "health" => Endpoint::MethodNotAllowed("GET"),
         "logout" if method.eq_ignore_ascii_case("POST") => Endpoint::Logout {
             next: query
-                .and_then(next_param)
+                .and_then(|q| param(q, "next"))
                 .and_then(|n| safe_next(&n))
                 .map(|n| location(&n)),
         },
@@ -52,6 +57,14 @@ pub fn route(cfg: &Config, method: &str, path: &str, query: Option<&str>) -> Opt
         "session" if !cfg.inspect => Endpoint::NotFound,
         "session" if get => Endpoint::Inspect,
         "session" => Endpoint::MethodNotAllowed("GET"),
+        "sessions" if get => Endpoint::Sessions,
+        "sessions" => Endpoint::MethodNotAllowed("GET"),
+        "sessions/revoke" if method.eq_ignore_ascii_case("POST") => Endpoint::RevokeSession(
+            query
+                .and_then(|q| param(q, "id"))
+                .filter(|h| crate::users::is_handle(h)),
+        ),
+        "sessions/revoke" => Endpoint::MethodNotAllowed("POST"),
         asset if cfg.inspect && get && is_asset_name(asset) => {
             Endpoint::InspectorAsset(asset.to_owned())
         }
@@ -67,9 +80,9 @@ fn is_asset_name(s: &str) -> bool {
                 .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'_'))
 }
 
-fn next_param(query: &str) -> Option<String> {
+fn param(query: &str, name: &str) -> Option<String> {
     form_urlencoded::parse(query.as_bytes())
-        .find(|(k, _)| k == "next")
+        .find(|(k, _)| k == name)
         .map(|(_, v)| v.into_owned())
 }
 
@@ -119,11 +132,12 @@ fn percent_decode(s: &str) -> Option<String> {
 }
 
 /// The `health` body.
-pub fn health_json(cfg: &Config, kv_available: bool) -> String {
+pub fn health_json(cfg: &Config, kv_available: bool, users_available: bool) -> String {
     json!({
         "status": "ok",
         "store": cfg.store.as_str(),
         "kv": kv_available,
+        "users": users_available,
         "version": crate::VERSION,
     })
     .to_string()

@@ -8,7 +8,8 @@
 // wire form is documented on `Wire` in src/exchange.rs). The awaits live here, so no
 // Rust future or promise plumbing runs per request (BENCHMARKS.md has the numbers).
 // scripts/build.sh bundles it with the wasm-bindgen glue into build/index.js.
-import { Do, Exchange, __wbg_reset_state } from "./index.js";
+import { DurableObject } from "cloudflare:workers";
+import { Do, Exchange, usersAnswer, __wbg_reset_state } from "./index.js";
 
 const TEXT = { "content-type": "text/plain; charset=utf-8", "cache-control": "no-store" };
 
@@ -117,6 +118,18 @@ async function drive(ex, request, env) {
         else ex.answered(origin.status, lines(origin.headers));
         break;
       }
+      case Do.Users: {
+        let answer;
+        try {
+          const ns = env[ex.binding];
+          answer = await ns.get(ns.idFromName(ex.object)).answer(ex.call);
+        } catch (e) {
+          ex.users_answered(undefined, message(e));
+          break;
+        }
+        ex.users_answered(typeof answer === "string" ? answer : undefined, undefined);
+        break;
+      }
       case Do.Asset:
         return env.ASSETS.fetch(ex.url);
       case Do.Pass:
@@ -133,18 +146,53 @@ async function drive(ex, request, env) {
 // the next request starts from a fresh one.
 let broken = false;
 
+/** Replaces a trapped wasm instance before it is used again. */
+function fresh() {
+  if (broken) {
+    __wbg_reset_state();
+    broken = false;
+  }
+}
+
+/** Notes a trap, so that `fresh` replaces the instance. */
+function noteTrap(e) {
+  if (e instanceof WebAssembly.RuntimeError || message(e) === "Module terminated") broken = true;
+}
+
+/**
+ * One signed-in user's sessions, for sign-out everywhere (src/users.rs). The object's
+ * whole state is one JSON value in its storage; what a call does with it is decided in
+ * Rust (`usersAnswer`), so this class only loads, stores and answers. Calls come from
+ * keycard's exchange alone: an object has no route of its own.
+ */
+export class KeycardUsers extends DurableObject {
+  /** Carries out `request` (JSON); returns the answer's JSON. (An RPC method: not
+   * `call`, which a stub, being callable, already has.) */
+  answer(request) {
+    fresh();
+    const kv = this.ctx.storage.kv;
+    try {
+      const [answer, state] = usersAnswer(kv.get("state"), request);
+      if (state !== undefined) kv.put("state", state);
+      return answer;
+    } catch (e) {
+      noteTrap(e);
+      throw e;
+    }
+  }
+}
+
 export default {
   async fetch(request, env) {
-    if (broken) {
-      __wbg_reset_state();
-      broken = false;
-    }
+    fresh();
     let ex;
     try {
-      ex = Exchange.start(env, request.method, request.url, lines(request.headers), Date.now());
+      const country = request.cf?.country;
+      ex = Exchange.start(env, request.method, request.url, lines(request.headers),
+        typeof country === "string" ? country : undefined, Date.now());
       return await drive(ex, request, env);
     } catch (e) {
-      if (e instanceof WebAssembly.RuntimeError || message(e) === "Module terminated") broken = true;
+      noteTrap(e);
       console.error(JSON.stringify({ keycard: "internal", level: "error", detail: { error: message(e) } }));
       return new Response("keycard: internal error", { status: 500, headers: TEXT });
     } finally {

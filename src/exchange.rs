@@ -23,7 +23,7 @@ use std::fmt::Write as _;
 use std::mem;
 use std::rc::Rc;
 
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 use crate::config::{Config, ConfigError, KvFailure, StoreMode};
 use crate::control::{self, Changes};
@@ -37,6 +37,7 @@ use crate::path_guard::Verdict;
 use crate::session::{
     self, FinishError, KvPut, Loaded, Pending, Read, Session, SessionHeaders, Status,
 };
+use crate::users::{self, Device, UsersCall};
 
 /// What the edge read from the client's request.
 #[derive(Debug, Clone, Copy, Default)]
@@ -47,6 +48,8 @@ pub struct Incoming<'a> {
     pub url: &'a str,
     /// Every request header.
     pub headers: HeaderList<'a>,
+    /// The country the runtime placed the request in (`request.cf.country`).
+    pub country: Option<&'a str>,
 }
 
 /// Whether the Worker's environment has a binding the configuration names, of the
@@ -71,6 +74,8 @@ pub struct Bindings {
     pub origin_service: Binding,
     /// The static assets binding `ASSETS` (the inspector's files).
     pub assets: Binding,
+    /// The Durable Object namespace `SESSION_USERS_BINDING`.
+    pub users: Binding,
 }
 
 /// How bad a [`Log`] line is.
@@ -96,7 +101,8 @@ impl Level {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("session store {op} failed: {detail}")]
 pub struct StoreError {
-    /// `get`, `put` or `delete`: the exchange knows which it asked for.
+    /// `get`, `put` or `delete` (KV), or `users` (a user's object): the exchange
+    /// knows which it asked for.
     pub op: &'static str,
     /// What the store said, without keys or values.
     pub detail: String,
@@ -342,6 +348,8 @@ pub enum Step {
     Pass,
     /// Answer with the origin's response, edited; done.
     Rewrap(Rewrap),
+    /// Make this call to a user's object, then [`Exchange::users_answered`].
+    Users(UsersCall),
 }
 
 impl Step {
@@ -389,7 +397,7 @@ impl Failure {
             ),
             Failure::Store(e) => (
                 Reply::opaque(503, "keycard: session store unavailable").with("retry-after", "5"),
-                log("kv_unavailable", json!({ "op": e.op, "error": e.detail })),
+                log(unavailable(&e), json!({ "op": e.op, "error": e.detail })),
             ),
             Failure::Origin(msg) => (
                 Reply::opaque(502, "keycard: origin unreachable"),
@@ -412,6 +420,14 @@ impl Failure {
                 log("internal", json!({ "error": msg })),
             ),
         }
+    }
+}
+
+/// The log event of a store failure: KV's, or a user's object's.
+fn unavailable(e: &StoreError) -> &'static str {
+    match e.op {
+        "users" => "users_unavailable",
+        _ => "kv_unavailable",
     }
 }
 
@@ -467,6 +483,20 @@ enum Purpose {
     Inspect { cookie_len: usize },
     /// Destroy the session, then redirect to `next` (or answer 204).
     Logout { next: Option<String> },
+    /// List the signed-in user's sessions.
+    ListSessions,
+    /// End one of the signed-in user's sessions (by handle), then answer 204.
+    RevokeSession(String),
+}
+
+/// A request for the origin as the guards left it: the forwarding plan, the session
+/// data when a guard or the user's object needed it, and what the path asks for.
+#[derive(Debug)]
+struct Guarded {
+    plan: Box<Forward>,
+    data: Option<Map<String, Value>>,
+    required: bool,
+    navigation: bool,
 }
 
 /// The origin's response, as far as its rewrapping needs it.
@@ -496,6 +526,8 @@ struct Writes {
     set_cookie: Option<String>,
     /// The first op is a record's put, whose cookie is `set_cookie`.
     put: bool,
+    /// The tombstone to look at before the put, if any.
+    tombstone: Option<String>,
     /// The origin's response, when there is one.
     origin: OriginResponse,
 }
@@ -512,6 +544,9 @@ enum State {
     Forwarding(Loaded),
     /// Waiting for [`Exchange::record`] with the tombstone looked at before the put.
     Checking(Writes),
+    /// Waiting for [`Exchange::users_answered`] with an answer that decides what comes
+    /// next.
+    Asking(users_flow::Ask),
     /// Waiting for [`Exchange::written`].
     Writing(Writes),
     /// Over.
@@ -527,6 +562,16 @@ pub struct Exchange<E: Entropy = OsEntropy> {
     now: u64,
     /// KV is in use: the store mode allows it and the binding exists.
     kv: bool,
+    /// Sign-out everywhere is on: the users binding exists.
+    users: bool,
+    /// The device the request comes from, for the user's object.
+    device: Device,
+    /// The session, when its user's object said it is revoked: it is forwarded as
+    /// `invalid` and ended like a destroyed one.
+    revoked: Option<Session>,
+    /// The user's object under the current secret has seen the session in this
+    /// request and did not find it revoked.
+    seen: bool,
     method: String,
     url: String,
     purpose: Purpose,
@@ -565,6 +610,20 @@ fn check_bindings(cfg: &Config, b: Bindings) -> Result<(), ConfigError> {
             Err(wrong("ORIGIN_SERVICE", name, "a service binding"))
         }
         _ => Ok(()),
+    }?;
+    let u = &cfg.users;
+    match b.users {
+        Binding::WrongKind => Err(wrong(
+            "SESSION_USERS_BINDING",
+            &u.binding,
+            "a Durable Object namespace binding",
+        )),
+        Binding::Absent if u.explicit => Err(wrong(
+            "SESSION_USERS_BINDING",
+            &u.binding,
+            "a Durable Object namespace binding",
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -577,8 +636,20 @@ impl<E: Entropy> Exchange<E> {
         now: u64,
         entropy: E,
     ) -> (Exchange<E>, Step) {
+        let users = bindings.users == Binding::Present;
+        let device = match users {
+            true => Device {
+                agent: users::agent_summary(req.headers.get("user-agent")),
+                country: users::country(req.country),
+            },
+            false => Device::default(),
+        };
         let mut ex = Exchange {
             kv: cfg.store != StoreMode::Cookie && bindings.kv == Binding::Present,
+            users,
+            device,
+            revoked: None,
+            seen: false,
             cfg,
             entropy,
             now,
@@ -643,7 +714,28 @@ impl<E: Entropy> Exchange<E> {
         };
         let done = |r: Reply| Step::Reply(r);
         match ep {
-            Endpoint::Health => done(Reply::new(200, JSON, endpoints::health_json(&cfg, self.kv))),
+            Endpoint::Health => done(Reply::new(
+                200,
+                JSON,
+                endpoints::health_json(&cfg, self.kv, self.users),
+            )),
+            Endpoint::Sessions | Endpoint::RevokeSession(_) if !self.users => {
+                done(Reply::opaque(404, "keycard: not found"))
+            }
+            Endpoint::Sessions => {
+                self.purpose = Purpose::ListSessions;
+                self.load(cookie, None)
+            }
+            Endpoint::RevokeSession(handle) => {
+                if let Some(refused) = self.refuse_cross_origin(req, parts, "revoke_refused") {
+                    return refused;
+                }
+                let Some(handle) = handle else {
+                    return done(Reply::opaque(400, "keycard: id must be a session handle"));
+                };
+                self.purpose = Purpose::RevokeSession(handle);
+                self.load(cookie, None)
+            }
             Endpoint::NotFound => done(Reply::opaque(404, "keycard: not found")),
             Endpoint::AddSlash => {
                 done(Reply::new(308, TEXT, "").with("location", cfg.path_prefix.as_str()))
@@ -668,23 +760,40 @@ impl<E: Entropy> Exchange<E> {
                 }
             }
             Endpoint::Logout { next } => {
-                let from = Provenance {
-                    fetch_site: req.headers.get("sec-fetch-site"),
-                    origin: req.headers.get("origin"),
-                };
-                let own = format!("{}://{}", parts.scheme, parts.host);
-                if !cross_origin::allowed(from, &own) {
-                    self.log(
-                        Level::Warn,
-                        "logout_refused",
-                        json!({ "reason": "cross-origin request" }),
-                    );
-                    return done(Reply::opaque(403, "keycard: cross-origin logout refused"));
+                if let Some(refused) = self.refuse_cross_origin(req, parts, "logout_refused") {
+                    return refused;
                 }
                 self.purpose = Purpose::Logout { next };
                 self.load(cookie, None)
             }
         }
+    }
+
+    /// The refusal of a cross-origin request to one of keycard's own unsafe endpoints
+    /// (logged as `event`), or `None` when it may go ahead.
+    fn refuse_cross_origin(
+        &mut self,
+        req: &Incoming<'_>,
+        parts: forward::UrlParts<'_>,
+        event: &'static str,
+    ) -> Option<Step> {
+        let from = Provenance {
+            fetch_site: req.headers.get("sec-fetch-site"),
+            origin: req.headers.get("origin"),
+        };
+        let own = format!("{}://{}", parts.scheme, parts.host);
+        if cross_origin::allowed(from, &own) {
+            return None;
+        }
+        self.log(
+            Level::Warn,
+            event,
+            json!({ "reason": "cross-origin request" }),
+        );
+        Some(Step::Reply(Reply::opaque(
+            403,
+            "keycard: cross-origin request refused",
+        )))
     }
 
     /// A request for the origin: the guards first, then the session.
@@ -775,7 +884,7 @@ impl<E: Entropy> Exchange<E> {
     fn log_open_failure(&mut self, e: &StoreError) {
         self.log(
             Level::Error,
-            "kv_unavailable",
+            unavailable(e),
             json!({ "op": e.op, "error": e.detail, "policy": "open" }),
         );
     }
@@ -787,33 +896,24 @@ impl<E: Entropy> Exchange<E> {
                     required,
                     navigation,
                 },
-                Some(mut plan),
+                Some(plan),
             ) => {
-                let cfg = Rc::clone(&self.cfg);
-                let g = &cfg.guards;
-                // Session data is parsed only when a guard needs it.
-                let data = (required || !g.identity.is_empty())
+                let g = &self.cfg.guards;
+                // Session data is parsed only when a guard or the user's object needs it.
+                let check = self.check_due(&loaded, required);
+                let data = (required || !g.identity.is_empty() || check)
                     .then(|| loaded.session().map(Session::data))
                     .flatten();
-                let signed_in = data.as_ref().is_some_and(|d| g.signed_in(d));
-                if required && !signed_in {
-                    return self.sign_in_first(&loaded, navigation);
+                let guarded = Guarded {
+                    plan,
+                    data,
+                    required,
+                    navigation,
+                };
+                match check {
+                    true => self.check_then_forward(loaded, guarded),
+                    false => self.forward(loaded, guarded),
                 }
-                if let Some(d) = data.filter(|_| signed_in) {
-                    let (sent, skipped) = g.identity_headers(&d);
-                    for header in skipped {
-                        self.log(
-                            Level::Warn,
-                            "identity_header_skipped",
-                            json!({ "header": header, "reason": "not a string, number or list of them in printable ASCII" }),
-                        );
-                    }
-                    plan.identity = sent;
-                }
-                plan.session =
-                    session::forward_headers(&cfg, &loaded, self.now, &self.method, &self.url);
-                self.state = State::Forwarding(loaded);
-                Step::Forward(plan)
             }
             (Purpose::Inspect { cookie_len }, _) => Step::Reply(Reply::new(
                 200,
@@ -827,8 +927,40 @@ impl<E: Entropy> Exchange<E> {
                 };
                 self.decide(loaded, destroy, OriginResponse::default())
             }
+            (Purpose::ListSessions | Purpose::RevokeSession(_), _) => self.sessions(loaded),
             (Purpose::Proxy { .. }, None) => self.out_of_order("loaded"),
         }
+    }
+
+    /// Forwards the request with the session's headers, unless its path needs a
+    /// signed-in user and there is none.
+    fn forward(&mut self, loaded: Loaded, guarded: Guarded) -> Step {
+        let cfg = Rc::clone(&self.cfg);
+        let g = &cfg.guards;
+        let Guarded {
+            mut plan,
+            data,
+            required,
+            navigation,
+        } = guarded;
+        let signed_in = data.as_ref().is_some_and(|d| g.signed_in(d));
+        if required && !signed_in {
+            return self.sign_in_first(&loaded, navigation);
+        }
+        if let Some(d) = data.filter(|_| signed_in) {
+            let (sent, skipped) = g.identity_headers(&d);
+            for header in skipped {
+                self.log(
+                    Level::Warn,
+                    "identity_header_skipped",
+                    json!({ "header": header, "reason": "not a string, number or list of them in printable ASCII" }),
+                );
+            }
+            plan.identity = sent;
+        }
+        plan.session = session::forward_headers(&cfg, &loaded, self.now, &self.method, &self.url);
+        self.state = State::Forwarding(loaded);
+        Step::Forward(plan)
     }
 
     /// The answer to a request on a required path without a signed-in user: a page
@@ -866,11 +998,16 @@ impl<E: Entropy> Exchange<E> {
             return self.out_of_order("answered");
         };
         let h = &answer.headers;
-        let (changes, errors) = control::parse(
+        let (mut changes, mut errors) = control::parse(
             h.get("x-session-set"),
             h.get("x-session-action"),
             h.get("x-session-max-age"),
         );
+        match h.get("x-session-revoke").map(control::parse_revoke) {
+            Some(Ok(handles)) => changes.revoke = handles,
+            Some(Err(e)) => errors.push(e),
+            None => {}
+        }
         for e in errors {
             self.log(
                 Level::Error,
@@ -929,13 +1066,18 @@ impl<E: Entropy> Exchange<E> {
         }
     }
 
+    /// Applies `changes` to the session, then asks for what that takes: the user's
+    /// object's check, the tombstone's, the KV writes and the calls to the user's
+    /// objects, and finally the answer.
     fn decide(&mut self, loaded: Loaded, changes: Changes, origin: OriginResponse) -> Step {
         let cfg = Rc::clone(&self.cfg);
+        let (loaded, changes, before, wanted) = self.before_changes(loaded, changes);
         let finished = session::finish(&cfg, loaded, changes, self.now, &mut self.entropy, self.kv);
         let outcome = match finished {
             Ok(o) => o,
             Err(FinishError::TooLarge { size }) => return self.fail(Failure::TooLarge(size)),
         };
+        let users = self.users_plan(before, &outcome, wanted);
         let mut ops = VecDeque::new();
         let put = outcome.kv_put.is_some();
         if self.kv {
@@ -954,18 +1096,38 @@ impl<E: Entropy> Exchange<E> {
                     .map(|key| write(Step::KvDelete { key }, false)),
             );
         }
+        ops.extend(users.calls.into_iter().map(|(call, revokes)| Write {
+            step: Step::Users(call),
+            revokes,
+        }));
         let writes = Writes {
             ops,
             set_cookie: outcome.set_cookie,
             put,
+            tombstone: outcome.kv_check.filter(|_| self.kv),
             origin,
         };
-        match outcome.kv_check {
-            Some(key) if self.kv => {
+        match users.check {
+            Some(call) => {
+                self.state = State::Asking(users_flow::Ask::Writes {
+                    writes,
+                    revocation: users.revocation,
+                });
+                Step::Users(call)
+            }
+            None => self.proceed(writes),
+        }
+    }
+
+    /// Looks at the tombstone first when there is one to look at, then asks for the
+    /// writes.
+    fn proceed(&mut self, mut writes: Writes) -> Step {
+        match writes.tombstone.take() {
+            Some(key) => {
                 self.state = State::Checking(writes);
                 Step::KvGet { key }
             }
-            _ => self.next_write(writes),
+            None => self.next_write(writes),
         }
     }
 
@@ -1011,11 +1173,13 @@ impl<E: Entropy> Exchange<E> {
         match result {
             Ok(()) => {
                 writes.ops.pop_front();
+                writes.put = false;
                 self.next_write(writes)
             }
             Err(detail) => {
                 let op = match writes.ops.front().map(|w| &w.step) {
                     Some(Step::KvDelete { .. }) => "delete",
+                    Some(Step::Users(_)) => "users",
                     _ => "put",
                 };
                 self.store_failed(writes, StoreError { op, detail })
@@ -1029,13 +1193,19 @@ impl<E: Entropy> Exchange<E> {
         let revoking = writes.ops.front().is_some_and(|w| w.revokes);
         let proxy = matches!(self.purpose, Purpose::Proxy { .. });
         if proxy && !revoking && self.cfg.kv_failure == KvFailure::Open {
+            self.log_open_failure(&e);
+            if e.op == "users" {
+                // Only a registration failed: the session is registered on its next
+                // check instead.
+                writes.ops.pop_front();
+                return self.next_write(writes);
+            }
             // Keep the browser's current cookie rather than point it at a record that
             // was never written.
             if writes.put {
                 writes.set_cookie = None;
             }
             writes.ops.clear();
-            self.log_open_failure(&e);
             return self.next_write(writes);
         }
         self.fail(Failure::Store(e))
@@ -1061,6 +1231,7 @@ impl<E: Entropy> Exchange<E> {
                     None => Reply::new(204, TEXT, "").with("set-cookie", sc),
                 })
             }
+            Purpose::RevokeSession(_) => Step::Reply(Reply::new(204, TEXT, "")),
             _ => {
                 let OriginResponse {
                     strip,
@@ -1130,7 +1301,11 @@ fn forward_plan(cfg: &Config, req: &Incoming<'_>, parts: forward::UrlParts<'_>) 
     }
 }
 
+mod users_flow;
+
 #[cfg(test)]
 mod kv_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod users_tests;

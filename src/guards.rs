@@ -197,10 +197,7 @@ impl Guards {
         let Some(csrf) = &self.csrf else {
             return false;
         };
-        if ["GET", "HEAD", "OPTIONS"]
-            .iter()
-            .any(|m| method.eq_ignore_ascii_case(m))
-        {
+        if cross_origin::is_safe_method(method) {
             return false;
         }
         let from = Provenance {

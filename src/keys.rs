@@ -1,7 +1,8 @@
 //! Secrets, purpose keys derived from them with HKDF-SHA256, and the key ring.
 //!
 //! One master secret yields several purpose keys, so that no key is used for two jobs:
-//! the cookie MAC key, the cookie encryption key, the handle key, and the kid (a short
+//! the cookie MAC key, the cookie encryption key, the handle key, the key that names
+//! each user's Durable Object, and the kid (a short
 //! public id of the secret). `SESSION_SECRET_PREVIOUS` adds older secrets to the ring,
 //! for verification only.
 
@@ -134,6 +135,7 @@ pub struct KeySet {
     mac: HmacSha256,
     enc: Key,
     handle: HmacSha256,
+    users: HmacSha256,
 }
 
 impl fmt::Debug for KeySet {
@@ -161,11 +163,13 @@ impl KeySet {
         let mac = purpose_key(secret, b"keycard cookie-mac");
         let enc = purpose_key(secret, b"keycard cookie-enc");
         let handle = purpose_key(secret, b"keycard session-handle");
+        let users = purpose_key(secret, b"keycard users-object");
         KeySet {
             kid: b64(&kid_bytes[..6]),
             mac: mac_key(&mac),
             enc: Key(enc),
             handle: mac_key(&handle),
+            users: mac_key(&users),
         }
     }
 
@@ -189,6 +193,13 @@ impl KeySet {
     pub fn handle(&self, sid: &SessionId) -> String {
         let tag = mac_tag(self.handle.clone(), &[sid.as_str().as_bytes()]);
         b64(&tag[..16])
+    }
+
+    /// The name of the Durable Object that keeps `user`'s sessions: base64url of
+    /// `HMAC(users key, user)`, so no user name appears in an object's name. `user` is
+    /// the user field's JSON text.
+    pub fn users_object(&self, user: &str) -> String {
+        b64(mac_tag(self.users.clone(), &[user.as_bytes()]))
     }
 }
 
@@ -234,6 +245,11 @@ impl KeyRing {
             .map(|k| (k, false))
     }
 
+    /// Every key set, the current one first.
+    pub fn all(&self) -> impl Iterator<Item = &KeySet> {
+        std::iter::once(&self.current).chain(&self.previous)
+    }
+
     /// How many previous key sets the ring holds.
     #[cfg(test)]
     fn previous_len(&self) -> usize {
@@ -269,14 +285,19 @@ impl SessionId {
         &self.0
     }
 
-    /// The KV key for this session: `prefix` + base64url(SHA-256(id)), so a KV dump
+    /// The KV key for this session: `prefix` + [`SessionId::digest`], so a KV dump
     /// holds no usable ids.
     pub fn kv_key(&self, prefix: &str) -> String {
-        let digest = Sha256::digest(self.0.as_bytes());
         let mut key = String::with_capacity(prefix.len() + 43);
         key.push_str(prefix);
-        key.push_str(&b64(digest));
+        key.push_str(&self.digest());
         key
+    }
+
+    /// base64url(SHA-256(id)): a name for the session that does not change with a
+    /// secret rotation and cannot be turned back into the id.
+    pub fn digest(&self) -> String {
+        b64(Sha256::digest(self.0.as_bytes()))
     }
 }
 
@@ -369,6 +390,8 @@ pub(crate) mod tests {
             &[sid.as_str().as_bytes()],
         );
         assert_eq!(ks.handle(&sid), b64(&handle[..16]));
+        let users = mac_tag(mac_key(&okm(b"keycard users-object")), &[b"\"ada\""]);
+        assert_eq!(ks.users_object("\"ada\""), b64(users));
         let cookie = mac_tag(ks.cookie_mac(), &[b"x"]);
         assert_eq!(
             cookie,

@@ -19,6 +19,8 @@
 //! - **cookie**: the signed (or sealed) value the browser holds; see [`codec`].
 //! - **record**: the server-side copy of a session's data in KV; see [`store`].
 //! - **kid**: a short id of the key a cookie was signed with, derived from the secret.
+//! - **user's object**: the Durable Object that keeps one signed-in user's sessions,
+//!   for sign-out everywhere; see [`users`].
 //!
 //! # Shape
 //!
@@ -47,6 +49,7 @@ pub mod keys;
 pub mod path_guard;
 pub mod record;
 pub mod session;
+pub mod users;
 pub mod util;
 
 #[cfg(test)]

@@ -582,8 +582,8 @@ fn place(
 }
 
 /// The revocation of a session whose record is in KV: its tombstone, then the
-/// record's deletion.
-fn revoke(cfg: &Config, s: &Session, now: u64) -> Option<Revocation> {
+/// record's deletion. `None` for a session in the cookie.
+pub fn revoke(cfg: &Config, s: &Session, now: u64) -> Option<Revocation> {
     (s.location == Location::Kv).then(|| Revocation {
         tombstone: KvPut {
             key: s.tombstone_key(cfg),

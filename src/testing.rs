@@ -1,6 +1,6 @@
 //! Test fixtures shared by the core's unit tests: one configuration builder and an
-//! in-memory KV that drives an exchange's KV steps, the way quinn's tests drive a
-//! connection pair.
+//! in-memory KV (with the users' Durable Objects beside it) that drives an exchange's
+//! store steps, the way quinn's tests drive a connection pair.
 
 use std::collections::{HashMap, HashSet};
 
@@ -8,6 +8,7 @@ use crate::config::Config;
 use crate::exchange::{Exchange, Step};
 pub use crate::keys::tests::CountingEntropy;
 use crate::keys::Entropy;
+use crate::users;
 
 /// The session secret of every test configuration.
 pub const SECRET: &str = "session-test-secret-0123456789abcdef0123456789";
@@ -39,6 +40,47 @@ pub struct FakeKv {
     pub deletes: usize,
     /// The operations (`get`, `put`, `delete`) that fail.
     pub failing: HashSet<&'static str>,
+    /// The users' Durable Objects.
+    pub users: FakeUsers,
+}
+
+/// The users' Durable Objects in memory: each object's stored state, run through the
+/// object's real logic ([`users::answer`]), as the Worker's `KeycardUsers` class does.
+#[derive(Debug, Default)]
+pub struct FakeUsers {
+    /// Each object's stored state, by name.
+    pub objects: HashMap<String, String>,
+    /// The calls made, in order: the object's name and the call's `op`.
+    pub calls: Vec<(String, String)>,
+    /// Every call fails.
+    pub failing: bool,
+}
+
+impl FakeUsers {
+    /// Carries out `call` in the object named `object`.
+    pub fn call(&mut self, object: &str, call: &str) -> Result<String, String> {
+        if self.failing {
+            return Err("injected failure".into());
+        }
+        let op = serde_json::from_str::<serde_json::Value>(call).map_err(|e| e.to_string())?;
+        // `op` is `"forget"` or `{"<name>": {..}}`.
+        let name = match &op["op"] {
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Object(m) => m.keys().next().cloned().unwrap_or_default(),
+            _ => "?".into(),
+        };
+        self.calls.push((object.to_owned(), name));
+        let (answer, stored) = users::answer(self.objects.get(object).map(String::as_str), call)?;
+        if let Some(state) = stored {
+            self.objects.insert(object.to_owned(), state);
+        }
+        Ok(answer)
+    }
+
+    /// The ops of the calls made since the last look.
+    pub fn take_ops(&mut self) -> Vec<String> {
+        self.calls.drain(..).map(|(_, op)| op).collect()
+    }
 }
 
 impl FakeKv {
@@ -50,6 +92,7 @@ impl FakeKv {
                 Step::KvGet { key } => ex.record(self.get(&key)),
                 Step::KvPut(p) => ex.written(self.put(&p.key, &p.value, p.ttl)),
                 Step::KvDelete { key } => ex.written(self.delete(&key)),
+                Step::Users(u) => ex.users_answered(self.users.call(&u.object, &u.call)),
                 other => return other,
             }
         }

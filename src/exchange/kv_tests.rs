@@ -58,6 +58,7 @@ impl Client {
             method: "GET",
             url: "https://h/",
             headers: HeaderList(&header),
+            country: None,
         };
         let entropy = CountingEntropy(now as u8);
         Exchange::start(Rc::new(cfg.clone()), with_kv(), &req, now, entropy)

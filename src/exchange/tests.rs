@@ -21,6 +21,7 @@ fn get(headers: &str) -> Incoming<'_> {
         method: "GET",
         url: URL,
         headers: HeaderList(headers),
+        country: None,
     }
 }
 
@@ -740,6 +741,7 @@ fn logout_revokes_the_record_and_clears_the_cookie() {
         method: "POST",
         url: "https://h/.keycard/logout?next=/bye",
         headers: HeaderList(&h),
+        country: None,
     };
     let (mut ex, step) = start(&cfg, kv(), &req, T0 + 1);
     assert!(matches!(step, Step::KvGet { .. }));
@@ -794,6 +796,7 @@ fn cross_origin_logout_is_refused() {
             method: "POST",
             url: "https://h/.keycard/logout",
             headers: HeaderList(&h),
+            country: None,
         };
         let (mut ex, step) = start(&cfg, Bindings::default(), &req, T0);
         let r = reply(step);
@@ -830,6 +833,7 @@ fn at<'a>(method: &'a str, url: &'a str, headers: &'a str) -> Incoming<'a> {
         method,
         url,
         headers: HeaderList(headers),
+        country: None,
     }
 }
 

@@ -92,6 +92,8 @@ const toml = (v) => JSON.stringify(String(v));
  * fresh temporary directory). `vars` become its environment bindings, as [vars] and
  * secrets do. Options:
  *   kv: false           no KV binding at all
+ *   users: true         the KEYCARD_USERS Durable Object namespace (class KeycardUsers,
+ *                       SQLite storage), as wrangler.toml declares it
  *   entry: <path>       a different entry module (a test wrapper around build/index.js)
  *   assets: true        serve www/inspector through the ASSETS binding, as wrangler.toml does
  *   serviceOrigin: src  a JS Worker (module source) reached through the ORIGIN binding
@@ -109,6 +111,7 @@ export async function startKeycard(vars = {}, opts = {}) {
     `compatibility_date = ${toml(COMPAT_DATE)}`,
   ];
   if (opts.kv !== false) lines.push(`kv_namespaces = [{ binding = "SESSIONS", id = "e2e" }]`);
+  if (opts.users) lines.push(`durable_objects.bindings = [{ name = "KEYCARD_USERS", class_name = "KeycardUsers" }]`);
   const configs = [cfgPath];
   if (opts.serviceOrigin) {
     const originFile = path.join(dir, "origin-worker.mjs");
@@ -121,6 +124,7 @@ export async function startKeycard(vars = {}, opts = {}) {
   if (opts.assets) {
     lines.push(`[assets]`, `directory = ${toml(path.join(ROOT, "www/inspector"))}`, `binding = "ASSETS"`, `run_worker_first = true`);
   }
+  if (opts.users) lines.push(`[[migrations]]`, `tag = "v1"`, `new_sqlite_classes = ["KeycardUsers"]`);
   // Secrets go to .dev.vars, as `wrangler secret put` values would, so wrangler never
   // prints them; everything else is a plain [vars] entry.
   const SECRETS = new Set(["SESSION_SECRET", "SESSION_SECRET_PREVIOUS", "ORIGIN_SECRET"]);

@@ -1,0 +1,434 @@
+//! Sign out everywhere: each signed-in user's sessions, kept in a Durable Object.
+//!
+//! Workers KV is eventually consistent, so it cannot end a session everywhere at once;
+//! a Durable Object is one strongly consistent place per name. With a Durable Object
+//! namespace bound as `SESSION_USERS_BINDING` (default `KEYCARD_USERS`), every
+//! signed-in user gets one object, named by [`KeySet::users_object`] (an HMAC of the
+//! user field's value, so no user name appears in it). The object keeps the user's
+//! live sessions, for the device list, and the revoked ones until their absolute
+//! expiry. Without the binding none of this exists and nothing is called.
+//!
+//! The object's logic lives here as well ([`answer`]): the Worker's `KeycardUsers`
+//! class (`src/entry.js`) keeps the object's [`State`] as one JSON value in its storage
+//! and hands every [`Call`] to this module through a wasm export, so the same code runs
+//! in the object and in the native tests.
+//!
+//! A session is named in the object by [`SessionId::digest`], which does not change
+//! when the secret rotates (the handle does) and cannot be turned back into the id.
+
+use std::collections::BTreeMap;
+
+use serde_json::{json, Map, Value};
+
+use crate::config::Config;
+use crate::keys::{KeySet, SessionId};
+use crate::session::Session;
+
+mod json;
+
+/// The protocol version of [`Call`] and [`State`].
+const VERSION: u64 = 1;
+
+/// At most this many live sessions per user: past it, the one seen longest ago is
+/// revoked, so that an object cannot grow without bound.
+pub const MAX_LIVE: usize = 100;
+
+/// When a request checks the user's object (`SESSION_REVOCATION_CHECK`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RevocationCheck {
+    /// On unsafe methods, whenever the cookie would be re-issued, and on
+    /// `KEYCARD_REQUIRE` paths (the default).
+    Writes,
+    /// On every signed-in request.
+    Always,
+}
+
+/// The settings of sign-out everywhere.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsersConfig {
+    /// `SESSION_USERS_BINDING`; default `KEYCARD_USERS`.
+    pub binding: String,
+    /// Whether `SESSION_USERS_BINDING` was set: then the binding must exist.
+    pub explicit: bool,
+    /// `SESSION_REVOCATION_CHECK`; default `writes`.
+    pub check: RevocationCheck,
+}
+
+/// Where a call comes from, as the object sees it: the session making the request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// [`SessionId::digest`] of its id.
+    pub key: String,
+    /// Its handle, as the origin sees it in `X-Session-Id`.
+    pub handle: String,
+    /// When it was created (unix seconds).
+    pub created: u64,
+    /// Its absolute expiry: a revoked entry is kept until then.
+    pub expires: u64,
+}
+
+/// What the object records about the device a session is used from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Device {
+    /// A short summary of its `User-Agent`, such as `Firefox on Linux`.
+    pub agent: String,
+    /// The country the runtime placed the request in, when it says.
+    pub country: Option<String>,
+}
+
+/// Which sessions a [`Op::Revoke`] ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Which {
+    /// The caller (a sign-out).
+    Caller,
+    /// Every session but the caller.
+    Others,
+    /// Every session, the caller included.
+    All,
+    /// The sessions with these handles.
+    Handles(Vec<String>),
+}
+
+/// What a call asks of the object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    /// Whether the caller is revoked; if not, keep its entry: add it when it is
+    /// unknown, and note it was seen when the last note is at least `touch_after`
+    /// seconds old. `replaces` (the caller's key before `regenerate`) is revoked.
+    See {
+        device: Device,
+        touch_after: u64,
+        replaces: Option<String>,
+    },
+    /// Like `See`, then the live sessions.
+    List { device: Device, touch_after: u64 },
+    /// End sessions (a caller already revoked can end none).
+    Revoke { which: Which },
+    /// Drop the caller's entry without revoking it: it is no longer signed in.
+    Forget,
+}
+
+/// One call to a user's object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Call {
+    /// The caller's clock (unix seconds): expiry is counted against it.
+    pub now: u64,
+    /// The session making the request.
+    pub caller: Caller,
+    /// What it asks.
+    pub op: Op,
+}
+
+/// One live session in a user's object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// [`SessionId::digest`] of its id.
+    pub key: String,
+    /// Its handle when it was last seen.
+    pub handle: String,
+    /// When it was created.
+    pub created: u64,
+    /// Its absolute expiry.
+    pub expires: u64,
+    /// When it was last seen (noted at most once per `SESSION_REFRESH_AFTER`).
+    pub last_seen: u64,
+    /// Where it is used from.
+    pub device: Device,
+}
+
+/// The object's answer to a [`Call`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Answer {
+    /// The caller was revoked before this call (which then changed nothing).
+    pub caller_revoked: bool,
+    /// How many sessions this call revoked.
+    pub revoked: usize,
+    /// The live sessions, for [`Op::List`].
+    pub sessions: Vec<Entry>,
+}
+
+/// Everything a user's object keeps, stored as one JSON value.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct State {
+    /// The live sessions, oldest first.
+    pub live: Vec<Entry>,
+    /// Revoked keys, each with the time until which it must be kept.
+    pub revoked: BTreeMap<String, u64>,
+}
+
+impl State {
+    /// Forgets what has expired: neither a live entry nor a revocation outlives the
+    /// session's absolute expiry.
+    fn prune(&mut self, now: u64) {
+        self.live.retain(|e| e.expires > now);
+        self.revoked.retain(|_, until| *until > now);
+    }
+
+    fn revoke_key(&mut self, key: &str, until: u64) {
+        let until = self
+            .live
+            .iter()
+            .find(|e| e.key == key)
+            .map_or(until, |e| e.expires);
+        self.live.retain(|e| e.key != key);
+        let kept = self.revoked.entry(key.to_owned()).or_insert(until);
+        *kept = (*kept).max(until);
+    }
+
+    /// Revokes every live entry `pick` chooses; returns how many.
+    fn revoke_where(&mut self, pick: impl Fn(&Entry) -> bool) -> usize {
+        let (gone, kept): (Vec<Entry>, Vec<Entry>) =
+            std::mem::take(&mut self.live).into_iter().partition(pick);
+        self.live = kept;
+        for e in &gone {
+            self.revoked.insert(e.key.clone(), e.expires);
+        }
+        gone.len()
+    }
+
+    /// Adds the caller's entry, or notes that it was seen.
+    fn keep(&mut self, c: &Caller, device: Device, touch_after: u64, now: u64) {
+        match self.live.iter_mut().find(|e| e.key == c.key) {
+            Some(e) if now >= e.last_seen.saturating_add(touch_after) => {
+                e.last_seen = now;
+                e.handle.clone_from(&c.handle);
+                e.device = device;
+            }
+            Some(_) => {}
+            None => {
+                self.live.push(Entry {
+                    key: c.key.clone(),
+                    handle: c.handle.clone(),
+                    created: c.created,
+                    expires: c.expires,
+                    last_seen: now,
+                    device,
+                });
+                while self.live.len() > MAX_LIVE {
+                    let oldest = self
+                        .live
+                        .iter()
+                        .filter(|e| e.key != c.key)
+                        .min_by_key(|e| e.last_seen)
+                        .map(|e| e.key.clone());
+                    match oldest {
+                        Some(key) => self.revoke_key(&key, 0),
+                        None => break,
+                    }
+                }
+            }
+        }
+    }
+
+    /// Carries out `call`.
+    pub fn apply(&mut self, call: Call) -> Answer {
+        self.prune(call.now);
+        let c = &call.caller;
+        if self.revoked.contains_key(&c.key) {
+            return Answer {
+                caller_revoked: true,
+                ..Answer::default()
+            };
+        }
+        let mut answer = Answer::default();
+        match call.op {
+            Op::See {
+                device,
+                touch_after,
+                replaces,
+            } => {
+                if let Some(old) = replaces.filter(|old| *old != c.key) {
+                    self.revoke_key(&old, c.expires);
+                    answer.revoked = 1;
+                }
+                self.keep(c, device, touch_after, call.now);
+            }
+            Op::List {
+                device,
+                touch_after,
+            } => {
+                self.keep(c, device, touch_after, call.now);
+                answer.sessions = self.live.clone();
+            }
+            Op::Revoke { which } => {
+                answer.revoked = match which {
+                    Which::Caller => {
+                        self.revoke_key(&c.key, c.expires);
+                        1
+                    }
+                    Which::Others => self.revoke_where(|e| e.key != c.key),
+                    Which::All => {
+                        let others = self.revoke_where(|e| e.key != c.key);
+                        self.revoke_key(&c.key, c.expires);
+                        others + 1
+                    }
+                    Which::Handles(handles) => self.revoke_where(|e| handles.contains(&e.handle)),
+                };
+            }
+            Op::Forget => self.live.retain(|e| e.key != c.key),
+        }
+        answer
+    }
+}
+
+/// What the object does with one call: `state` is its stored value (`None` at first),
+/// `call` the call's JSON. Returns the answer's JSON and the state to store, `None`
+/// when it did not change. A state or call that does not read is an error, never a
+/// fresh start: a lost revocation must not come back to life.
+pub fn answer(state: Option<&str>, call: &str) -> Result<(String, Option<String>), String> {
+    let call = Call::parse(call)?;
+    let mut s = match state {
+        None => State::default(),
+        Some(text) => State::parse(text)?,
+    };
+    let before = s.clone();
+    let answer = s.apply(call).to_json();
+    let stored = (s != before).then(|| s.to_json());
+    Ok((answer, stored))
+}
+
+/// A call for the edge to make: `call` (JSON) to the object named `object` in the
+/// `SESSION_USERS_BINDING` namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsersCall {
+    /// The object's name ([`KeySet::users_object`]).
+    pub object: String,
+    /// The [`Call`]'s JSON.
+    pub call: String,
+}
+
+/// The user a session's `data` names (the `KEYCARD_USER_FIELD` value's JSON text), if
+/// it is signed in.
+pub fn user_of(cfg: &Config, data: &Map<String, Value>) -> Option<String> {
+    cfg.guards
+        .signed_in(data)
+        .then(|| data.get(&cfg.guards.user_field))
+        .flatten()
+        .map(Value::to_string)
+}
+
+/// Who `s` is to its user's object.
+pub fn caller(cfg: &Config, s: &Session) -> Caller {
+    caller_of(cfg, &s.sid, s.created, s.abs_exp)
+}
+
+fn caller_of(cfg: &Config, sid: &SessionId, created: u64, expires: u64) -> Caller {
+    Caller {
+        key: sid.digest(),
+        handle: cfg.keys.current().handle(sid),
+        created,
+        expires,
+    }
+}
+
+/// The call `op` from `caller` to `user`'s object under the key set `keys`.
+pub fn call(keys: &KeySet, user: &str, caller: &Caller, op: Op, now: u64) -> UsersCall {
+    let call = Call {
+        now,
+        caller: caller.clone(),
+        op,
+    };
+    UsersCall {
+        object: keys.users_object(user),
+        call: call.to_json(),
+    }
+}
+
+/// `op` to every object `user` may have: one per secret in the ring (during a rotation
+/// a session may still be known only to the object named under an older secret).
+pub fn to_every_object(
+    cfg: &Config,
+    user: &str,
+    caller: &Caller,
+    op: &Op,
+    now: u64,
+) -> Vec<UsersCall> {
+    cfg.keys
+        .all()
+        .map(|k| call(k, user, caller, op.clone(), now))
+        .collect()
+}
+
+/// The `GET sessions` body: the user's live sessions, newest first, without those
+/// idle past `SESSION_IDLE_TIMEOUT`.
+pub fn sessions_json(cfg: &Config, answer: &Answer, current: &str, now: u64) -> String {
+    let mut live: Vec<&Entry> = answer
+        .sessions
+        .iter()
+        .filter(|e| e.last_seen.saturating_add(cfg.idle_timeout) > now)
+        .collect();
+    live.sort_by_key(|e| std::cmp::Reverse(e.created));
+    let sessions: Vec<Value> = live
+        .into_iter()
+        .map(|e| {
+            json!({
+                "id": e.handle,
+                "created": e.created,
+                "last_seen": e.last_seen,
+                "current": e.key == current,
+                "agent": e.device.agent,
+                "country": e.device.country,
+            })
+        })
+        .collect();
+    json!({ "sessions": sessions }).to_string()
+}
+
+/// Whether `h` can be a handle (base64url of 16 bytes).
+pub fn is_handle(h: &str) -> bool {
+    h.len() == 22
+        && h.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// A short summary of a `User-Agent`: the browser family and the system, such as
+/// `Firefox on Linux`. The full string is never kept: it identifies a device more
+/// closely than a device list needs.
+pub fn agent_summary(user_agent: Option<&str>) -> String {
+    let ua = user_agent.unwrap_or("");
+    let has = |s: &str| ua.contains(s);
+    let browser = if has("Edg/") {
+        "Edge"
+    } else if has("OPR/") {
+        "Opera"
+    } else if has("Firefox/") {
+        "Firefox"
+    } else if has("Chrome/") || has("Chromium/") || has("CriOS/") {
+        "Chrome"
+    } else if has("Safari/") {
+        "Safari"
+    } else if has("curl/") {
+        "curl"
+    } else {
+        "Other"
+    };
+    let system = if has("Android") {
+        Some("Android")
+    } else if has("iPhone") || has("iPad") {
+        Some("iOS")
+    } else if has("CrOS") {
+        Some("ChromeOS")
+    } else if has("Windows") {
+        Some("Windows")
+    } else if has("Mac OS X") || has("Macintosh") {
+        Some("macOS")
+    } else if has("Linux") {
+        Some("Linux")
+    } else {
+        None
+    };
+    match system {
+        Some(s) => format!("{browser} on {s}"),
+        None => browser.to_owned(),
+    }
+}
+
+/// The country code the runtime gives (`request.cf.country`), when it is two ASCII
+/// letters or digits (ISO 3166-1 alpha-2, or Cloudflare's `T1` and `XX`).
+pub fn country(code: Option<&str>) -> Option<String> {
+    code.filter(|c| c.len() == 2 && c.bytes().all(|b| b.is_ascii_alphanumeric()))
+        .map(str::to_ascii_uppercase)
+}
+
+#[cfg(test)]
+mod tests;

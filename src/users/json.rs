@@ -1,0 +1,241 @@
+//! The JSON of calls, answers and the stored state, written and read through
+//! `serde_json::Value` by hand rather than with serde's derives: the derives' visitors
+//! would add tens of kilobytes to the wasm for a handful of small objects, and `Value`
+//! is in the wasm already (BENCHMARKS.md).
+//!
+//! | what | JSON |
+//! | --- | --- |
+//! | [`Call`] | `{"v":1,"now":..,"caller":{"key","handle","created","expires"},"op":"see"\|"list"\|"revoke"\|"forget", ..}`; `see` and `list` add `"device":{"agent","country"}` and `"touch_after"`, `see` may add `"replaces"`, `revoke` adds `"which":"caller"\|"others"\|"all"\|{"handles":[..]}` |
+//! | [`Answer`] | `{"caller_revoked":bool,"revoked":n}`, and `"sessions":[entry..]` for `list` |
+//! | [`State`] | `{"v":1,"live":[entry..],"revoked":{"<key>":<until>,..}}` |
+//! | entry | `{"key","handle","created","expires","last_seen","device":{"agent","country"}}` |
+
+use serde_json::{json, Map, Value};
+
+use super::{Answer, Call, Caller, Device, Entry, Op, State, Which, VERSION};
+
+type Obj = Map<String, Value>;
+
+fn parse_object(text: &str, what: &str) -> Result<Obj, String> {
+    match serde_json::from_str(text) {
+        Ok(Value::Object(m)) => Ok(m),
+        _ => Err(format!("{what} is not a JSON object")),
+    }
+}
+
+fn object<'a>(v: Option<&'a Value>, what: &str) -> Result<&'a Obj, String> {
+    v.and_then(Value::as_object)
+        .ok_or_else(|| format!("{what} is not an object"))
+}
+
+fn string(o: &Obj, name: &str) -> Result<String, String> {
+    o.get(name)
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .ok_or_else(|| format!("{name} is not a string"))
+}
+
+fn number(o: &Obj, name: &str) -> Result<u64, String> {
+    o.get(name)
+        .and_then(Value::as_u64)
+        .ok_or_else(|| format!("{name} is not a whole number"))
+}
+
+fn version(o: &Obj, what: &str) -> Result<(), String> {
+    match number(o, "v")? {
+        VERSION => Ok(()),
+        v => Err(format!("{what} version {v} is not {VERSION}")),
+    }
+}
+
+impl Device {
+    fn to_value(&self) -> Value {
+        json!({ "agent": self.agent, "country": self.country })
+    }
+
+    fn from_value(v: Option<&Value>) -> Result<Device, String> {
+        let o = object(v, "device")?;
+        Ok(Device {
+            agent: string(o, "agent")?,
+            country: o.get("country").and_then(Value::as_str).map(str::to_owned),
+        })
+    }
+}
+
+impl Entry {
+    fn to_value(&self) -> Value {
+        json!({
+            "key": self.key,
+            "handle": self.handle,
+            "created": self.created,
+            "expires": self.expires,
+            "last_seen": self.last_seen,
+            "device": self.device.to_value(),
+        })
+    }
+
+    fn from_value(v: &Value) -> Result<Entry, String> {
+        let o = object(Some(v), "entry")?;
+        Ok(Entry {
+            key: string(o, "key")?,
+            handle: string(o, "handle")?,
+            created: number(o, "created")?,
+            expires: number(o, "expires")?,
+            last_seen: number(o, "last_seen")?,
+            device: Device::from_value(o.get("device"))?,
+        })
+    }
+}
+
+fn entries(v: Option<&Value>) -> Result<Vec<Entry>, String> {
+    match v {
+        None => Ok(Vec::new()),
+        Some(Value::Array(items)) => items.iter().map(Entry::from_value).collect(),
+        Some(_) => Err("entries are not a list".into()),
+    }
+}
+
+impl Call {
+    /// The call's JSON.
+    pub fn to_json(&self) -> String {
+        let c = &self.caller;
+        let mut o = json!({
+            "v": VERSION,
+            "now": self.now,
+            "caller": { "key": c.key, "handle": c.handle, "created": c.created, "expires": c.expires },
+        });
+        let (name, more) = match &self.op {
+            Op::See {
+                device,
+                touch_after,
+                replaces,
+            } => (
+                "see",
+                json!({ "device": device.to_value(), "touch_after": touch_after, "replaces": replaces }),
+            ),
+            Op::List {
+                device,
+                touch_after,
+            } => (
+                "list",
+                json!({ "device": device.to_value(), "touch_after": touch_after }),
+            ),
+            Op::Revoke { which } => {
+                let which = match which {
+                    Which::Caller => json!("caller"),
+                    Which::Others => json!("others"),
+                    Which::All => json!("all"),
+                    Which::Handles(h) => json!({ "handles": h }),
+                };
+                ("revoke", json!({ "which": which }))
+            }
+            Op::Forget => ("forget", json!({})),
+        };
+        let map = o.as_object_mut().expect("an object");
+        map.insert("op".into(), name.into());
+        if let Value::Object(more) = more {
+            map.extend(more);
+        }
+        o.to_string()
+    }
+
+    /// Reads a call's JSON.
+    pub fn parse(text: &str) -> Result<Call, String> {
+        let o = parse_object(text, "call")?;
+        version(&o, "call")?;
+        let c = object(o.get("caller"), "caller")?;
+        let caller = Caller {
+            key: string(c, "key")?,
+            handle: string(c, "handle")?,
+            created: number(c, "created")?,
+            expires: number(c, "expires")?,
+        };
+        let op = match string(&o, "op")?.as_str() {
+            "see" => Op::See {
+                device: Device::from_value(o.get("device"))?,
+                touch_after: number(&o, "touch_after")?,
+                replaces: o.get("replaces").and_then(Value::as_str).map(str::to_owned),
+            },
+            "list" => Op::List {
+                device: Device::from_value(o.get("device"))?,
+                touch_after: number(&o, "touch_after")?,
+            },
+            "revoke" => Op::Revoke {
+                which: match o.get("which") {
+                    Some(Value::String(w)) if w == "caller" => Which::Caller,
+                    Some(Value::String(w)) if w == "others" => Which::Others,
+                    Some(Value::String(w)) if w == "all" => Which::All,
+                    Some(Value::Object(w)) => match w.get("handles") {
+                        Some(Value::Array(hs)) => Which::Handles(
+                            hs.iter()
+                                .map(|h| h.as_str().map(str::to_owned))
+                                .collect::<Option<_>>()
+                                .ok_or("a handle is not a string")?,
+                        ),
+                        _ => return Err("which has no handles".into()),
+                    },
+                    _ => return Err("which is not caller, others, all or handles".into()),
+                },
+            },
+            "forget" => Op::Forget,
+            other => return Err(format!("unknown op {other:?}")),
+        };
+        Ok(Call {
+            now: number(&o, "now")?,
+            caller,
+            op,
+        })
+    }
+}
+
+impl Answer {
+    /// The answer's JSON.
+    pub fn to_json(&self) -> String {
+        let mut o = json!({ "caller_revoked": self.caller_revoked, "revoked": self.revoked });
+        if !self.sessions.is_empty() {
+            let list: Vec<Value> = self.sessions.iter().map(Entry::to_value).collect();
+            o["sessions"] = Value::Array(list);
+        }
+        o.to_string()
+    }
+
+    /// Reads an answer's JSON.
+    pub fn parse(text: &str) -> Result<Answer, String> {
+        let o = parse_object(text, "answer")?;
+        Ok(Answer {
+            caller_revoked: o
+                .get("caller_revoked")
+                .and_then(Value::as_bool)
+                .ok_or("caller_revoked is not a boolean")?,
+            revoked: number(&o, "revoked")? as usize,
+            sessions: entries(o.get("sessions"))?,
+        })
+    }
+}
+
+impl State {
+    /// The state's JSON, as stored.
+    pub fn to_json(&self) -> String {
+        let live: Vec<Value> = self.live.iter().map(Entry::to_value).collect();
+        json!({ "v": VERSION, "live": live, "revoked": self.revoked }).to_string()
+    }
+
+    /// Reads a stored state.
+    pub fn parse(text: &str) -> Result<State, String> {
+        let o = parse_object(text, "state")?;
+        version(&o, "state")?;
+        let revoked = object(o.get("revoked"), "revoked")?
+            .iter()
+            .map(|(k, until)| {
+                until
+                    .as_u64()
+                    .map(|u| (k.clone(), u))
+                    .ok_or_else(|| format!("revoked {k:?} has no time"))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(State {
+            live: entries(o.get("live"))?,
+            revoked,
+        })
+    }
+}

@@ -1,0 +1,229 @@
+use super::*;
+
+const NOW: u64 = 1_700_000_000;
+
+fn caller(n: u8) -> Caller {
+    Caller {
+        key: format!("key-{n}"),
+        handle: format!("handle-{n:0>15}"),
+        created: NOW,
+        expires: NOW + 1000,
+    }
+}
+
+fn device(agent: &str) -> Device {
+    Device {
+        agent: agent.into(),
+        country: Some("DE".into()),
+    }
+}
+
+fn see(n: u8, now: u64) -> Call {
+    Call {
+        now,
+        caller: caller(n),
+        op: Op::See {
+            device: device("Firefox on Linux"),
+            touch_after: 100,
+            replaces: None,
+        },
+    }
+}
+
+fn revoke(n: u8, which: Which) -> Call {
+    Call {
+        now: NOW + 1,
+        caller: caller(n),
+        op: Op::Revoke { which },
+    }
+}
+
+fn keys(s: &State) -> Vec<&str> {
+    s.live.iter().map(|e| e.key.as_str()).collect()
+}
+
+#[test]
+fn see_registers_once_and_touches_at_most_once_per_interval() {
+    let mut s = State::default();
+    assert_eq!(s.apply(see(1, NOW)), Answer::default());
+    assert_eq!(keys(&s), ["key-1"]);
+    s.apply(see(1, NOW + 99));
+    assert_eq!(s.live[0].last_seen, NOW, "not yet due");
+    s.apply(see(1, NOW + 100));
+    assert_eq!(s.live[0].last_seen, NOW + 100);
+    assert_eq!(s.live.len(), 1);
+}
+
+#[test]
+fn a_revoked_caller_is_told_so_and_changes_nothing() {
+    let mut s = State::default();
+    s.apply(see(1, NOW));
+    s.apply(see(2, NOW));
+    assert_eq!(s.apply(revoke(1, Which::Caller)).revoked, 1);
+    let before = s.clone();
+    for call in [
+        see(1, NOW + 2),
+        revoke(1, Which::All),
+        revoke(1, Which::Others),
+    ] {
+        let a = s.apply(call);
+        assert!(a.caller_revoked);
+        assert_eq!(a.revoked, 0);
+    }
+    assert_eq!(
+        s, before,
+        "a revoked caller cannot register again or revoke others"
+    );
+    assert_eq!(keys(&s), ["key-2"]);
+}
+
+#[test]
+fn others_all_and_handles() {
+    let mut s = State::default();
+    for n in 1..=4 {
+        s.apply(see(n, NOW));
+    }
+    let h3 = caller(3).handle;
+    assert_eq!(s.apply(revoke(1, Which::Handles(vec![h3]))).revoked, 1);
+    assert_eq!(keys(&s), ["key-1", "key-2", "key-4"]);
+    assert_eq!(s.apply(revoke(1, Which::Others)).revoked, 2);
+    assert_eq!(keys(&s), ["key-1"]);
+    assert!(s.apply(see(2, NOW + 5)).caller_revoked);
+    assert_eq!(s.apply(revoke(1, Which::All)).revoked, 1);
+    assert!(s.live.is_empty());
+    assert!(s.apply(see(1, NOW + 5)).caller_revoked);
+}
+
+#[test]
+fn replaces_revokes_the_id_before_regenerate() {
+    let mut s = State::default();
+    s.apply(see(1, NOW));
+    let mut call = see(2, NOW + 1);
+    call.op = Op::See {
+        device: device("Safari on iOS"),
+        touch_after: 100,
+        replaces: Some("key-1".into()),
+    };
+    assert_eq!(s.apply(call).revoked, 1);
+    assert_eq!(keys(&s), ["key-2"]);
+    assert!(s.apply(see(1, NOW + 2)).caller_revoked);
+}
+
+#[test]
+fn revocations_last_until_the_absolute_expiry_then_go() {
+    let mut s = State::default();
+    s.apply(see(1, NOW));
+    s.apply(revoke(1, Which::Caller));
+    assert!(s.apply(see(1, NOW + 999)).caller_revoked);
+    // Past its absolute expiry the cookie itself is dead: the object may forget it.
+    s.apply(see(2, NOW + 1000));
+    assert!(s.revoked.is_empty());
+}
+
+#[test]
+fn forget_drops_the_entry_without_revoking() {
+    let mut s = State::default();
+    s.apply(see(1, NOW));
+    let mut call = see(1, NOW);
+    call.op = Op::Forget;
+    s.apply(call);
+    assert!(s.live.is_empty() && s.revoked.is_empty());
+}
+
+#[test]
+fn past_the_limit_the_session_seen_longest_ago_is_revoked() {
+    let mut s = State::default();
+    for n in 0..MAX_LIVE as u8 {
+        s.apply(see(n, NOW + u64::from(n)));
+    }
+    s.apply(see(1, NOW + 500)); // key-1 seen again: key-0 is now the oldest
+    s.apply(see(200, NOW + 501));
+    assert_eq!(s.live.len(), MAX_LIVE);
+    assert!(s.revoked.contains_key("key-0"));
+    assert!(!s.revoked.contains_key("key-1"));
+}
+
+#[test]
+fn answer_stores_only_what_changed_and_refuses_what_does_not_read() {
+    let call = see(1, NOW).to_json();
+    let (a, stored) = answer(None, &call).unwrap();
+    assert_eq!(a, r#"{"caller_revoked":false,"revoked":0}"#);
+    let stored = stored.expect("a new entry is stored");
+    let (_, again) = answer(Some(&stored), &call).unwrap();
+    assert_eq!(
+        again, None,
+        "a second look within the interval writes nothing"
+    );
+    assert!(answer(Some("{not json"), &call).is_err());
+    assert!(answer(Some(r#"{"v":2,"live":[],"revoked":{}}"#), &call).is_err());
+    assert!(answer(None, r#"{"v":1,"op":"see"}"#).is_err());
+    // Every kind of call reads back as it was written.
+    let c = caller(1);
+    for op in [
+        Op::See {
+            device: device("x"),
+            touch_after: 5,
+            replaces: Some("k".into()),
+        },
+        Op::List {
+            device: Device::default(),
+            touch_after: 0,
+        },
+        Op::Revoke {
+            which: Which::Caller,
+        },
+        Op::Revoke {
+            which: Which::Others,
+        },
+        Op::Revoke { which: Which::All },
+        Op::Revoke {
+            which: Which::Handles(vec!["h1".into(), "h2".into()]),
+        },
+        Op::Forget,
+    ] {
+        let call = Call {
+            now: NOW,
+            caller: c.clone(),
+            op,
+        };
+        assert_eq!(Call::parse(&call.to_json()), Ok(call));
+    }
+    let list = Call {
+        op: Op::List {
+            device: Device::default(),
+            touch_after: 100,
+        },
+        ..see(1, NOW)
+    }
+    .to_json();
+    let (a, _) = answer(Some(&stored), &list).unwrap();
+    let a = Answer::parse(&a).unwrap();
+    assert_eq!(a.sessions.len(), 1);
+    assert_eq!(a.sessions[0].device.agent, "Firefox on Linux");
+}
+
+#[test]
+fn agent_summaries() {
+    let cases = [
+        (Some("Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0"), "Firefox on Linux"),
+        (Some("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36 Edg/131.0.0.0"), "Edge on Windows"),
+        (Some("Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.1 Mobile/15E148 Safari/604.1"), "Safari on iOS"),
+        (Some("Mozilla/5.0 (Linux; Android 14) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Mobile Safari/537.36"), "Chrome on Android"),
+        (Some("Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.1 Safari/605.1.15"), "Safari on macOS"),
+        (Some("curl/8.5.0"), "curl"),
+        (None, "Other"),
+    ];
+    for (ua, want) in cases {
+        assert_eq!(agent_summary(ua), want, "{ua:?}");
+    }
+    assert_eq!(country(Some("de")), Some("DE".into()));
+    assert_eq!(country(Some("DEU")), None);
+    assert_eq!(country(Some("<\n")), None);
+}
+
+#[test]
+fn handles_are_22_base64url_characters() {
+    assert!(is_handle("AAAAAAAAAAAAAAAAAAAA-_"));
+    assert!(!is_handle("AAAAAAAAAAAAAAAAAAAA-"));
+    assert!(!is_handle("AAAAAAAAAAAAAAAAAAAA+/"));
+}
