@@ -16,8 +16,6 @@
 //! A session is named in the object by [`SessionId::digest`], which does not change
 //! when the secret rotates (the handle does) and cannot be turned back into the id.
 
-use std::collections::BTreeMap;
-
 use serde_json::{json, Map, Value};
 
 use crate::config::Config;
@@ -152,8 +150,10 @@ pub struct Answer {
 pub struct State {
     /// The live sessions, oldest first.
     pub live: Vec<Entry>,
-    /// Revoked keys, each with the time until which it must be kept.
-    pub revoked: BTreeMap<String, u64>,
+    /// Revoked keys, each with the time until which it must be kept (a JSON number:
+    /// the map type the wasm has already, rather than a second one for the sake of
+    /// `u64`).
+    pub revoked: Map<String, Value>,
 }
 
 impl State {
@@ -161,7 +161,8 @@ impl State {
     /// session's absolute expiry.
     fn prune(&mut self, now: u64) {
         self.live.retain(|e| e.expires > now);
-        self.revoked.retain(|_, until| *until > now);
+        self.revoked
+            .retain(|_, until| until.as_u64().is_some_and(|u| u > now));
     }
 
     fn revoke_key(&mut self, key: &str, until: u64) {
@@ -171,8 +172,8 @@ impl State {
             .find(|e| e.key == key)
             .map_or(until, |e| e.expires);
         self.live.retain(|e| e.key != key);
-        let kept = self.revoked.entry(key.to_owned()).or_insert(until);
-        *kept = (*kept).max(until);
+        let kept = self.revoked.get(key).and_then(Value::as_u64).unwrap_or(0);
+        self.revoked.insert(key.to_owned(), until.max(kept).into());
     }
 
     /// Revokes every live entry `pick` chooses; returns how many.
@@ -181,7 +182,7 @@ impl State {
             std::mem::take(&mut self.live).into_iter().partition(pick);
         self.live = kept;
         for e in &gone {
-            self.revoked.insert(e.key.clone(), e.expires);
+            self.revoked.insert(e.key.clone(), e.expires.into());
         }
         gone.len()
     }
@@ -349,17 +350,14 @@ pub fn to_every_object(
         .collect()
 }
 
-/// The `GET sessions` body: the user's live sessions, newest first, without those
-/// idle past `SESSION_IDLE_TIMEOUT`.
+/// The `GET sessions` body: the user's live sessions, the one signed in last first,
+/// without those idle past `SESSION_IDLE_TIMEOUT`.
 pub fn sessions_json(cfg: &Config, answer: &Answer, current: &str, now: u64) -> String {
-    let mut live: Vec<&Entry> = answer
+    let sessions: Vec<Value> = answer
         .sessions
         .iter()
+        .rev()
         .filter(|e| e.last_seen.saturating_add(cfg.idle_timeout) > now)
-        .collect();
-    live.sort_by_key(|e| std::cmp::Reverse(e.created));
-    let sessions: Vec<Value> = live
-        .into_iter()
         .map(|e| {
             json!({
                 "id": e.handle,
