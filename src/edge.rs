@@ -78,10 +78,12 @@ fn binding(env: &JsValue, name: &str, want: Kind) -> Binding {
     if !v.is_object() {
         return Binding::Absent;
     }
-    let kind = if has_method(&v, "idFromName") {
-        Some(Kind::Objects)
-    } else if has_method(&v, "fetch") {
+    // `fetch` first: a service binding answers every property name with an RPC method,
+    // so it would pass for any other kind.
+    let kind = if has_method(&v, "fetch") {
         Some(Kind::Fetcher)
+    } else if has_method(&v, "idFromName") {
+        Some(Kind::Objects)
     } else if has_method(&v, "get") && has_method(&v, "put") {
         Some(Kind::Kv)
     } else {

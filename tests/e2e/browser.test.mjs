@@ -108,7 +108,8 @@ async function sessionCookies(context) {
 // ---------------------------------------------------------------------------------
 
 describe("browser: demo app and inspector in Chromium", { timeout: 240000 }, () => {
-  /** keycard with the dev settings: inspect on, SESSION_COOKIE_SECURE=false, /account/ guarded. */
+  /** keycard with the dev settings: inspect on, SESSION_COOKIE_SECURE=false, /account/
+   * guarded, the users' Durable Objects bound (sign-out everywhere). */
   let dev;
   /** keycard with the defaults: inspect off, Secure on (`__Host-keycard`). */
   let prod;
@@ -116,7 +117,7 @@ describe("browser: demo app and inspector in Chromium", { timeout: 240000 }, () 
   before(async () => {
     [dev, prod] = await Promise.all([
       startKeycard({ ORIGIN_SERVICE: "ORIGIN", KEYCARD_INSPECT: "true", SESSION_COOKIE_SECURE: "false",
-        KEYCARD_REQUIRE: "/account/", KEYCARD_LOGIN_URL: "/login" }, { assets: true, serviceOrigin: DEMO }),
+        KEYCARD_REQUIRE: "/account/", KEYCARD_LOGIN_URL: "/login" }, { assets: true, serviceOrigin: DEMO, users: true }),
       // `undefined` drops the harness's SESSION_COOKIE_SECURE=false: keycard's own default.
       startKeycard({ ORIGIN_SERVICE: "ORIGIN", SESSION_COOKIE_SECURE: undefined }, { assets: true, serviceOrigin: DEMO }),
     ]);
@@ -339,6 +340,55 @@ describe("browser: demo app and inspector in Chromium", { timeout: 240000 }, () 
       await page.goto(`${base}/account/`);
       assert.equal(here(), "/login?next=%2Faccount%2F");
       assert.equal(await page.locator("#account-user").count(), 0);
+    });
+  });
+
+  test("sign out everywhere: one browser ends another's session from the inspector, then from the demo", async () => {
+    const base = dev.url;
+    const signInAt = async (page, name) => {
+      await page.goto(`${base}/login?next=%2Faccount%2F`);
+      await page.fill("#login input[name=name]", name);
+      await submit(page, "#login button", "/account/");
+    };
+    const where = (page) => { const u = new URL(page.url()); return u.pathname + u.search; };
+    await withBrowser(async (laptopContext, laptop) => {
+      await withBrowser(async (phoneContext, phone) => {
+        await signInAt(laptop, "Grace Hopper");
+        await signInAt(phone, "Grace Hopper");
+        // The demo's "Your devices" card lists both, this one marked.
+        await laptop.reload();
+        await laptop.waitForSelector("#device-list tr[data-id]");
+        assert.equal(await laptop.locator("#device-list tr[data-id]").count(), 2);
+        assert.equal(await laptop.locator("#device-list tr.current").count(), 1);
+
+        // The inspector lists the same two, with a button on the other one.
+        await openInspector(laptop, base);
+        await laptop.waitForSelector("#panel-sessions:not([hidden]) #sessions tr");
+        assert.equal(await laptop.locator("#sessions tr").count(), 2);
+        const phoneHandle = await phone.evaluate(async () => (await fetch("/.keycard/session", { cache: "no-store" })).json().then((s) => s.handle));
+        await laptop.screenshot({ path: path.join(ARTIFACTS, "inspector-sessions.png"), fullPage: true });
+        await laptop.click(`#sessions tr[data-id="${phoneHandle}"] button.revoke`);
+        await laptop.waitForFunction(() => document.querySelectorAll("#sessions tr").length === 1);
+
+        // The phone's next visit to the guarded page is checked: signed out, cookie gone.
+        await phone.goto(`${base}/account/`);
+        assert.equal(where(phone), "/login?next=%2Faccount%2F");
+        assert.deepEqual(await sessionCookies(phoneContext), []);
+
+        // Signed in again on the phone, then "Sign out everywhere else" on the laptop.
+        await signInAt(phone, "Grace Hopper");
+        await laptop.goto(`${base}/account/`);
+        await submit(laptop, "#signout-others", "/account/?m=others");
+        assert.ok(await laptop.locator("#others-done").isVisible());
+        await laptop.waitForSelector("#device-list tr[data-id]");
+        assert.equal(await laptop.locator("#device-list tr[data-id]").count(), 1);
+        await phone.goto(`${base}/account/`);
+        assert.equal(where(phone), "/login?next=%2Faccount%2F");
+        // The laptop stays signed in.
+        await laptop.goto(`${base}/account/`);
+        assert.equal(await text(laptop, "#account-user"), "Grace Hopper");
+        assert.equal((await sessionCookies(laptopContext)).length, 1);
+      });
     });
   });
 

@@ -281,13 +281,58 @@
     }
   }
 
+  // --------------------------------------------------------------- sessions --
+
+  // The signed-in user's sessions (`{prefix}sessions`, there with the KEYCARD_USERS
+  // binding), each but this one with a button that ends it. Read on start, on Refresh
+  // and after a sign-out, not on every poll: each read is a call to the user's object.
+  async function loadSessions() {
+    const panel = $("panel-sessions");
+    const res = await fetch(`${PREFIX}sessions`, { cache: "no-store", credentials: "same-origin" }).catch(() => null);
+    if (!res || !res.ok) {
+      // 404: no binding; 401: not signed in. Either way there is no list to show.
+      panel.hidden = true;
+      return;
+    }
+    const { sessions } = await res.json();
+    const rows = sessions.map((s) => {
+      const tr = el("tr", s.current ? "current" : "");
+      tr.dataset.id = s.id;
+      for (const text of [s.agent, s.country ?? "–", ago(s.created), ago(s.last_seen)]) tr.append(el("td", "", text));
+      tr.append(el("td", "mono small", s.id));
+      const cell = el("td");
+      if (s.current) cell.append(el("span", "pill valid", "this browser"));
+      else {
+        const b = el("button", "ghost small revoke", "Sign out");
+        b.type = "button";
+        b.addEventListener("click", () => revoke(s.id));
+        cell.append(b);
+      }
+      tr.append(cell);
+      return tr;
+    });
+    $("sessions").replaceChildren(...rows);
+    $("sessions-note").textContent = `${sessions.length} session${sessions.length === 1 ? "" : "s"}. Signing one out ends it on its next check (at once with SESSION_REVOCATION_CHECK=always).`;
+    panel.hidden = false;
+  }
+
+  async function revoke(id) {
+    const res = await fetch(`${PREFIX}sessions/revoke?id=${encodeURIComponent(id)}`, { method: "POST", credentials: "same-origin" });
+    if (!res.ok) {
+      $("error").textContent = `Could not sign that session out: ${PREFIX}sessions/revoke answered ${res.status}.`;
+      $("error").hidden = false;
+    }
+    await loadSessions();
+  }
+
   // ------------------------------------------------------------------ start --
 
   $("logout-form").action = `${PREFIX}logout?next=${encodeURIComponent(PREFIX)}`;
   $("raw-url").textContent = `${PREFIX}session`;
-  $("refresh").addEventListener("click", load);
+  $("refresh").addEventListener("click", () => { load(); loadSessions(); });
   document.addEventListener("visibilitychange", () => { if (!document.hidden) load(); });
   setInterval(tick, 1000);
   setInterval(() => { if (!document.hidden) load(); }, POLL_MS);
   load();
+  loadSessions();
 })();

@@ -139,6 +139,11 @@ const actions = {
   async "/logout"() {
     return redirect("/?m=bye", { action: "destroy" });
   },
+  // "Sign out everywhere else": keycard ends every other session of this user, in
+  // every browser, and keeps this one (it needs keycard's KEYCARD_USERS binding).
+  async "/devices/signout-others"() {
+    return redirect("/account/?m=others", { action: "destroy-others" });
+  },
   async "/cart/add"(request, session) {
     const sku = String((await form(request)).get("sku") ?? "");
     if (!BY_SKU.has(sku)) return redirect("/");
@@ -307,7 +312,7 @@ function loginPage(session, next, notice) {
 }
 
 /** /account/: only ever reached by a signed-in user, because keycard guards it. */
-function accountPage(request, session) {
+function accountPage(request, session, notice) {
   return shell(session, `<div class="grid">
 <section class="card wide" id="account-page">
   <h2>Your account</h2>
@@ -321,7 +326,38 @@ function accountPage(request, session) {
   <p><a href="/">Back to the shop</a></p>
   <form method="post" action="/logout"><button id="signout" class="secondary">Sign out</button></form>
 </section>
+${devicesCard(notice)}
   </div>`);
+}
+
+/** "Your devices": the user's sessions as keycard lists them (GET /.keycard/sessions,
+ * read by the browser: this app keeps no list of its own), and "sign out everywhere
+ * else", which this app does by answering with X-Session-Action: destroy-others. */
+function devicesCard(notice) {
+  return `<section class="card wide" id="devices">
+  <h2>Your devices</h2>
+  ${notice === "others" ? `<p class="notice" id="others-done">Every other session of yours has ended.</p>` : ""}
+  <table class="headers"><thead><tr><th>Device</th><th>Country</th><th>Signed in</th><th>Last seen</th><th></th></tr></thead>
+  <tbody id="device-list"><tr><td colspan="5" class="hint">Loading…</td></tr></tbody></table>
+  <form method="post" action="/devices/signout-others"><button id="signout-others" class="secondary">Sign out everywhere else</button></form>
+  <script>
+  (async () => {
+    const body = document.getElementById("device-list");
+    const when = (t) => new Date(t * 1000).toISOString().replace(".000", "").replace("T", " ");
+    const r = await fetch("/.keycard/sessions", { cache: "no-store" });
+    if (!r.ok) { body.innerHTML = '<tr><td colspan="5" class="hint">keycard keeps no device list here (no KEYCARD_USERS binding).</td></tr>'; return; }
+    body.replaceChildren(...(await r.json()).sessions.map((s) => {
+      const tr = document.createElement("tr");
+      tr.dataset.id = s.id;
+      for (const text of [s.agent, s.country ?? "", when(s.created), when(s.last_seen), s.current ? "this device" : ""]) {
+        const td = document.createElement("td"); td.textContent = text; tr.append(td);
+      }
+      if (s.current) tr.className = "current";
+      return tr;
+    }));
+  })();
+  </script>
+</section>`;
 }
 
 /** The page around every page's content. */
@@ -406,7 +442,7 @@ export default {
       // keycard never lets a signed-out visitor through; should it be run without its
       // guard, the page still shows nobody's data.
       if (!session.user) return redirect("/login?next=%2Faccount%2F");
-      return new Response(accountPage(request, session), { headers: html });
+      return new Response(accountPage(request, session, url.searchParams.get("m")), { headers: html });
     }
     if (get && url.pathname === "/") {
       const headers = { "content-type": "text/html; charset=utf-8", "cache-control": "no-store" };
