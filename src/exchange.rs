@@ -240,7 +240,7 @@ pub struct Forward {
 }
 
 impl Forward {
-    /// The plan in the edge's [`Wire`] form.
+    /// The plan in the edge's wire form (see `Wire` in this module's source).
     pub fn wire(&self) -> String {
         let mut w = Wire::default();
         w.line('U', &self.url);
@@ -310,7 +310,7 @@ pub struct Rewrap {
 }
 
 impl Rewrap {
-    /// The edits in the edge's [`Wire`] form.
+    /// The edits in the edge's wire form (see `Wire` in this module's source).
     pub fn wire(&self) -> String {
         let mut w = Wire::default();
         for name in &self.strip {

@@ -17,18 +17,18 @@
 //! - **handle**: a non-secret, stable name for a session, `HMAC(handle key, session id)`,
 //!   forwarded as `X-Session-Id`. Origin logs can carry it without leaking a session.
 //! - **cookie**: the signed (or sealed) value the browser holds; see [`codec`].
-//! - **record**: the server-side copy of a session's data in KV; see [`store`].
+//! - **record**: the server-side copy of a session's data in KV; see [`record`].
 //! - **kid**: a short id of the key a cookie was signed with, derived from the secret.
 //! - **user's object**: the Durable Object that keeps one signed-in user's sessions,
 //!   for sign-out everywhere; see [`users`].
 //!
 //! # Shape
 //!
-//! Everything in this crate except [`edge`] is a pure core: plain functions and types
+//! Everything in this crate except `edge` is a pure core: plain functions and types
 //! that take `now` (unix seconds) as an argument and never touch the platform, so
 //! `cargo test` runs them natively. One request is an [`exchange::Exchange`]: a state
 //! machine that returns each step (read or write a KV record, forward, answer) as data.
-//! [`edge`] (wasm32 only) reads the Worker's `env` into a [`config::Config`] and exports
+//! `edge` (wasm32 only) reads the Worker's `env` into a [`config::Config`] and exports
 //! the exchange as synchronous calls; `src/entry.js`, the Worker's entry, carries out
 //! the steps with the Workers runtime.
 
