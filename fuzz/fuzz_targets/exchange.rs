@@ -1,16 +1,19 @@
 //! A whole request through `exchange::Exchange`, the state machine the Worker drives:
 //! any method, path, `Cookie`, `Sec-Fetch-Site` and other headers from the client; any
-//! KV results (records, missing, garbage, failures); any origin answer (status, control
-//! headers and other headers), or none; and, now and then, a call out of order.
+//! KV results (records, missing, garbage, failures); any answer of a user's object (its
+//! real logic, "revoked", garbage, failures); any origin answer (status, control headers
+//! and other headers), or none; and, now and then, a call out of order.
 //!
 //! Input: a `config` byte (picks one of `keycard_fuzz::CONFIGS`), a `bindings` byte
-//! (bit 0 KV, bit 1 assets), a `when` byte (`now = T0 + when * 900 s`), a `script` byte
+//! (bit 0 KV, bit 1 assets, bit 2 something else under the KV name, bit 3 the users'
+//! Durable Objects), a `when` byte (`now = T0 + when * 900 s`), a `script` byte
 //! (its bits choose the KV and origin results, in the order the steps ask for them),
 //! then `method \0 path \0 cookie \0 fetch-site \0 set \0 action \0 max-age \0
 //! client headers \0 origin headers`, the last two as `name:value` lines.
 //!
 //! Properties: nothing panics; every exchange ends within a bounded number of steps; the
-//! origin is only told `valid` for a cookie that reads as a session; a client alone
+//! origin is only told `valid` for a cookie that reads as a session, and never after its
+//! user's object said it was revoked; a client alone
 //! (KV and the origin working, the bindings the configuration needs present, the origin
 //! setting no more data than a cookie can hold without KV) never gets a 5xx; a call out
 //! of order is an opaque 500, never a panic; no session cookie value is logged; the
@@ -28,6 +31,7 @@ use std::rc::Rc;
 use keycard::exchange::{Answer, Binding, Bindings, Exchange, Incoming, Step};
 use keycard::headers::HeaderList;
 use keycard::session::{self, Read};
+use keycard::users;
 use keycard_fuzz::{configs, Counter, T0};
 use libfuzzer_sys::fuzz_target;
 
@@ -61,6 +65,7 @@ fuzz_target!(|data: &[u8]| {
         },
         origin_service: Binding::Absent,
         assets: present(2),
+        users: present(8),
     };
     // A method or path the runtime would never hand over (it parses the request line).
     if method.bytes().any(|b| !b.is_ascii_graphic()) || path.bytes().any(|b| b <= b' ') {
@@ -82,6 +87,7 @@ fuzz_target!(|data: &[u8]| {
         method,
         url: &url,
         headers: HeaderList(&client),
+        country: None,
     };
     let reads_valid = matches!(
         session::read(cfg, cookie, now),
@@ -103,11 +109,42 @@ fuzz_target!(|data: &[u8]| {
         || (cfg.store != StoreMode::Cookie && bindings.kv == Binding::WrongKind);
     // The origin's headers, once it answered.
     let mut origin = String::new();
+    // The users' objects, for the answers given by their real logic.
+    let mut objects = std::collections::HashMap::<String, String>::new();
+    // A user's object said the session was revoked, before it was forwarded.
+    let mut revoked = false;
+    let mut forwarded = false;
     let mut steps = 0;
     while !step.is_final() {
         steps += 1;
-        assert!(steps < 16, "the exchange did not end: {step:?}");
+        assert!(steps < 32, "the exchange did not end: {step:?}");
         step = match step {
+            Step::Users(call) => {
+                let answer = match next_bits(2) {
+                    0 => {
+                        let state = objects.get(&call.object).map(String::as_str);
+                        let (answer, stored) = users::answer(state, &call.call)
+                            .expect("keycard's own calls always read");
+                        if let Some(s) = stored {
+                            objects.insert(call.object.clone(), s);
+                        }
+                        Ok(answer)
+                    }
+                    1 => {
+                        revoked |= !forwarded;
+                        Ok(r#"{"caller_revoked":true,"revoked":0}"#.to_owned())
+                    }
+                    2 => {
+                        not_the_client = true;
+                        Ok(text.to_owned())
+                    }
+                    _ => {
+                        not_the_client = true;
+                        Err("injected".to_owned())
+                    }
+                };
+                ex.users_answered(answer)
+            }
             Step::KvGet { .. } => {
                 let found = match next_bits(2) {
                     0 => Ok(None),
@@ -137,11 +174,13 @@ fuzz_target!(|data: &[u8]| {
                         assert!(fwd.strip.iter().any(|n| n == name), "{name:?} reached the origin");
                     }
                 }
+                forwarded = true;
                 if fwd.session.status == "valid" {
                     assert!(
                         reads_valid,
                         "valid forwarded for a cookie that does not read"
                     );
+                    assert!(!revoked, "valid forwarded after its object said revoked");
                     assert!(fwd.session.session.is_some() && fwd.session.handle.is_some());
                 } else {
                     assert!(fwd.session.session.is_none() && fwd.session.handle.is_none());
