@@ -188,25 +188,7 @@ impl<E: Entropy> Exchange<E> {
                 }
             },
             Ask::Writes { writes, .. } if !revoked => self.proceed(writes),
-            Ask::Writes {
-                mut writes,
-                revocation,
-            } => {
-                // Not issued: its record (if in KV) ends too, and the cookie is cleared.
-                writes.ops = revocation
-                    .into_iter()
-                    .flat_map(|r| [Step::KvPut(r.tombstone), Step::KvDelete { key: r.record }])
-                    .filter(|_| self.kv)
-                    .map(|step| Write {
-                        step,
-                        revokes: true,
-                    })
-                    .collect();
-                writes.put = false;
-                writes.tombstone = None;
-                writes.set_cookie = Some(session::clearing_cookie(&self.cfg));
-                self.next_write(writes)
-            }
+            Ask::Writes { writes, revocation } => self.not_issued(writes, revocation),
             Ask::List { .. } | Ask::Revoke { .. } if revoked => self.session_required(true),
             Ask::List { current } => Step::Reply(Reply::new(
                 200,
@@ -214,22 +196,38 @@ impl<E: Entropy> Exchange<E> {
                 users::sessions_json(&self.cfg, &answer, &current, self.now),
             )),
             Ask::Revoke { rest } => {
-                let writes = Writes {
-                    ops: rest
-                        .into_iter()
-                        .map(|call| Write {
-                            step: Step::Users(call),
-                            revokes: true,
-                        })
-                        .collect(),
+                let ops = rest.into_iter().map(|call| Write {
+                    step: Step::Users(call),
+                    revokes: true,
+                });
+                self.next_write(Writes {
+                    ops: ops.collect(),
                     set_cookie: None,
                     put: false,
                     tombstone: None,
                     origin: Default::default(),
-                };
-                self.next_write(writes)
+                })
             }
         }
+    }
+
+    /// A re-issue that its user's object refused: nothing is issued, the session's
+    /// record (if in KV) ends too, and the cookie is cleared.
+    fn not_issued(&mut self, mut writes: Writes, revocation: Option<Revocation>) -> Step {
+        let kv = self.kv;
+        writes.ops = revocation
+            .filter(|_| kv)
+            .into_iter()
+            .flat_map(|r| [Step::KvPut(r.tombstone), Step::KvDelete { key: r.record }])
+            .map(|step| Write {
+                step,
+                revokes: true,
+            })
+            .collect();
+        writes.put = false;
+        writes.tombstone = None;
+        writes.set_cookie = Some(session::clearing_cookie(&self.cfg));
+        self.next_write(writes)
     }
 
     /// The user's object could not be asked: a check follows `SESSION_KV_FAILURE`
@@ -370,26 +368,19 @@ impl<E: Entropy> Exchange<E> {
             return plan;
         }
         let cfg = Rc::clone(&self.cfg);
-        let now = self.now;
         let signed_in_before = before
             .as_ref()
-            .and_then(|b| b.user.as_deref().map(|u| (b, u)));
-        let revoke_everywhere = |plan: &mut UsersPlan, user: &str, s: &Session, which| {
-            let op = Op::Revoke { which };
-            let caller = users::caller(&cfg, s);
-            let calls = users::to_every_object(&cfg, user, &caller, &op, now);
-            plan.calls.extend(calls.into_iter().map(|c| (c, true)));
-        };
+            .and_then(|b| b.user.as_deref().map(|u| (&b.session, u)));
         let Some(after) = &outcome.session else {
             // Ended: destroy, Max-Age 0 or destroy-all.
-            if let Some((b, user)) = signed_in_before {
+            if let Some((s, user)) = signed_in_before {
                 let which = match wanted.destroy_all || wanted.destroy_others {
                     true => Which::All,
                     false => Which::Caller,
                 };
-                revoke_everywhere(&mut plan, user, &b.session, which);
+                self.revoke_everywhere(&mut plan, user, s, which);
                 if !wanted.handles.is_empty() {
-                    revoke_everywhere(&mut plan, user, &b.session, Which::Handles(wanted.handles));
+                    self.revoke_everywhere(&mut plan, user, s, Which::Handles(wanted.handles));
                 }
             }
             return plan;
@@ -401,48 +392,18 @@ impl<E: Entropy> Exchange<E> {
         let new_id = before.as_ref().is_none_or(|b| b.session.sid != after.sid);
         match (user_after.as_deref(), signed_in_before) {
             (Some(user), was) => {
-                let same_user = was.is_some_and(|(_, u)| u == user);
-                if new_id {
-                    // A sign-in, or `regenerate`: the new id is registered (it cannot
-                    // have been revoked) and the old one ends.
-                    let old = was
-                        .filter(|_| same_user)
-                        .map(|(b, _)| b.session.sid.digest());
-                    let revokes = old.is_some();
-                    plan.calls
-                        .push((self.see(cfg.keys.current(), user, after, old), revokes));
-                    if let Some((b, old_user)) = was {
-                        let old = users::caller(&cfg, &b.session);
-                        let op = Op::Revoke {
-                            which: Which::Caller,
-                        };
-                        let current_kid = cfg.keys.current().kid();
-                        for k in cfg
-                            .keys
-                            .all()
-                            .filter(|k| !same_user || k.kid() != current_kid)
-                        {
-                            plan.calls
-                                .push((users::call(k, old_user, &old, op.clone(), now), true));
-                        }
-                    }
-                } else if !same_user || (outcome.set_cookie.is_some() && !self.seen) {
-                    // Signed in just now, or re-issued without a check yet: the check
-                    // also registers it.
-                    plan.check = Some(self.see(cfg.keys.current(), user, after, None));
-                    plan.revocation = session::revoke(&cfg, after, now);
-                }
+                let reissued = outcome.set_cookie.is_some();
+                self.plan_signed_in(&mut plan, user, after, was, new_id, reissued);
                 if wanted.destroy_others {
-                    revoke_everywhere(&mut plan, user, after, Which::Others);
+                    self.revoke_everywhere(&mut plan, user, after, Which::Others);
                 }
                 if !wanted.handles.is_empty() {
-                    revoke_everywhere(&mut plan, user, after, Which::Handles(wanted.handles));
+                    self.revoke_everywhere(&mut plan, user, after, Which::Handles(wanted.handles));
                 }
             }
-            (None, Some((b, old_user))) => {
+            (None, Some((s, old_user))) => {
                 // No longer signed in: after `regenerate` the old id ends; otherwise the
                 // session lives on anonymous and only leaves the device list.
-                let old = users::caller(&cfg, &b.session);
                 let (op, revokes) = match new_id {
                     true => (
                         Op::Revoke {
@@ -452,13 +413,63 @@ impl<E: Entropy> Exchange<E> {
                     ),
                     false => (Op::Forget, false),
                 };
-                let calls = users::to_every_object(&cfg, old_user, &old, &op, now);
+                let caller = users::caller(&cfg, s);
+                let calls = users::to_every_object(&cfg, old_user, &caller, &op, self.now);
                 plan.calls.extend(calls.into_iter().map(|c| (c, revokes)));
                 self.log_unsigned(&wanted);
             }
             (None, None) => self.log_unsigned(&wanted),
         }
         plan
+    }
+
+    /// A session signed in as `user` after the origin's changes: `was` is it before
+    /// (with its user) if it was signed in; `new_id`, whether its id is new in this
+    /// request.
+    fn plan_signed_in(
+        &self,
+        plan: &mut UsersPlan,
+        user: &str,
+        after: &Session,
+        was: Option<(&Session, &str)>,
+        new_id: bool,
+        reissued: bool,
+    ) {
+        let cfg = &self.cfg;
+        let same_user = was.is_some_and(|(_, u)| u == user);
+        if new_id {
+            // A sign-in, or `regenerate`: the new id is registered (it cannot have been
+            // revoked) and the old one ends, in the same call when the user is the same.
+            let old = was.filter(|_| same_user).map(|(s, _)| s.sid.digest());
+            let revokes = old.is_some();
+            plan.calls
+                .push((self.see(cfg.keys.current(), user, after, old), revokes));
+            if let Some((s, old_user)) = was {
+                // ... and in every other object of its user.
+                let caller = users::caller(cfg, s);
+                let op = Op::Revoke {
+                    which: Which::Caller,
+                };
+                let current = cfg.keys.current().kid();
+                for k in cfg.keys.all().filter(|k| !same_user || k.kid() != current) {
+                    let call = users::call(k, old_user, &caller, op.clone(), self.now);
+                    plan.calls.push((call, true));
+                }
+            }
+        } else if !same_user || (reissued && !self.seen) {
+            // Signed in just now, or re-issued without a check yet: the check also
+            // registers it.
+            plan.check = Some(self.see(cfg.keys.current(), user, after, None));
+            plan.revocation = session::revoke(cfg, after, self.now);
+        }
+    }
+
+    /// `which` from `s`, to every object of `user`; these calls fail closed.
+    fn revoke_everywhere(&self, plan: &mut UsersPlan, user: &str, s: &Session, which: Which) {
+        let caller = users::caller(&self.cfg, s);
+        let op = Op::Revoke { which };
+        let calls = users::to_every_object(&self.cfg, user, &caller, &op, self.now);
+        plan.calls.extend(calls.into_iter().map(|c| (c, true)));
     }
 
     fn log_unsigned(&mut self, wanted: &Wanted) {
