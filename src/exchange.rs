@@ -519,9 +519,13 @@ struct Write {
 }
 
 /// The writes still to make (the first one is in flight once asked for), and what the
-/// answer will carry once they are made.
+/// answer will carry once they are made. In order: the calls to users' objects (any of
+/// which may refuse the session), the tombstone, the KV writes.
 #[derive(Debug)]
 struct Writes {
+    users: VecDeque<users_flow::UsersWrite>,
+    /// What ends the session's KV record should its user's object refuse it.
+    if_refused: Option<session::Revocation>,
     ops: VecDeque<Write>,
     set_cookie: Option<String>,
     /// The first op is a record's put, whose cookie is `set_cookie`.
@@ -915,11 +919,7 @@ impl<E: Entropy> Exchange<E> {
                     false => self.forward(loaded, guarded),
                 }
             }
-            (Purpose::Inspect { cookie_len }, _) => Step::Reply(Reply::new(
-                200,
-                JSON,
-                endpoints::inspect_json(&self.cfg, &loaded, *cookie_len, self.now),
-            )),
+            (&Purpose::Inspect { cookie_len }, _) => self.inspect(loaded, cookie_len),
             (Purpose::Logout { .. }, _) => {
                 let destroy = Changes {
                     destroy: true,
@@ -1066,9 +1066,8 @@ impl<E: Entropy> Exchange<E> {
         }
     }
 
-    /// Applies `changes` to the session, then asks for what that takes: the user's
-    /// object's check, the tombstone's, the KV writes and the calls to the user's
-    /// objects, and finally the answer.
+    /// Applies `changes` to the session, then asks for what that takes: the calls to
+    /// the user's objects, the tombstone, the KV writes, and finally the answer.
     fn decide(&mut self, loaded: Loaded, changes: Changes, origin: OriginResponse) -> Step {
         let cfg = Rc::clone(&self.cfg);
         let (loaded, changes, before, wanted) = self.before_changes(loaded, changes);
@@ -1096,39 +1095,16 @@ impl<E: Entropy> Exchange<E> {
                     .map(|key| write(Step::KvDelete { key }, false)),
             );
         }
-        ops.extend(users.calls.into_iter().map(|(call, revokes)| Write {
-            step: Step::Users(call),
-            revokes,
-        }));
         let writes = Writes {
+            users: users.calls,
+            if_refused: users.if_refused,
             ops,
             set_cookie: outcome.set_cookie,
             put,
             tombstone: outcome.kv_check.filter(|_| self.kv),
             origin,
         };
-        match users.check {
-            Some(call) => {
-                self.state = State::Asking(users_flow::Ask::Writes {
-                    writes,
-                    revocation: users.revocation,
-                });
-                Step::Users(call)
-            }
-            None => self.proceed(writes),
-        }
-    }
-
-    /// Looks at the tombstone first when there is one to look at, then asks for the
-    /// writes.
-    fn proceed(&mut self, mut writes: Writes) -> Step {
-        match writes.tombstone.take() {
-            Some(key) => {
-                self.state = State::Checking(writes);
-                Step::KvGet { key }
-            }
-            None => self.next_write(writes),
-        }
+        self.next_write(writes)
     }
 
     /// The tombstone looked at before a session's put: absent, the writes go ahead;
@@ -1179,7 +1155,6 @@ impl<E: Entropy> Exchange<E> {
             Err(detail) => {
                 let op = match writes.ops.front().map(|w| &w.step) {
                     Some(Step::KvDelete { .. }) => "delete",
-                    Some(Step::Users(_)) => "users",
                     _ => "put",
                 };
                 self.store_failed(writes, StoreError { op, detail })
@@ -1187,17 +1162,20 @@ impl<E: Entropy> Exchange<E> {
         }
     }
 
-    /// A KV operation on the way to the answer failed. A revocation, or a logout, fails
-    /// closed; otherwise `SESSION_KV_FAILURE` decides.
+    /// A store operation on the way to the answer failed. A revocation, or a logout,
+    /// fails closed; otherwise `SESSION_KV_FAILURE` decides.
     fn store_failed(&mut self, mut writes: Writes, e: StoreError) -> Step {
-        let revoking = writes.ops.front().is_some_and(|w| w.revokes);
+        let revoking = match e.op {
+            "users" => writes.users.front().is_some_and(|w| w.revokes),
+            _ => writes.ops.front().is_some_and(|w| w.revokes),
+        };
         let proxy = matches!(self.purpose, Purpose::Proxy { .. });
         if proxy && !revoking && self.cfg.kv_failure == KvFailure::Open {
             self.log_open_failure(&e);
             if e.op == "users" {
-                // Only a registration failed: the session is registered on its next
-                // check instead.
-                writes.ops.pop_front();
+                // A check or a registration: the session is checked and registered on
+                // its next check instead.
+                writes.users.pop_front();
                 return self.next_write(writes);
             }
             // Keep the browser's current cookie rather than point it at a record that
@@ -1211,9 +1189,18 @@ impl<E: Entropy> Exchange<E> {
         self.fail(Failure::Store(e))
     }
 
-    /// Asks for the next write (which stays first in the queue until it is made), or
+    /// Asks for the next write (which stays first in its queue until it is made), or
     /// for the answer once they are all made.
-    fn next_write(&mut self, writes: Writes) -> Step {
+    fn next_write(&mut self, mut writes: Writes) -> Step {
+        if let Some(u) = writes.users.front() {
+            let step = Step::Users(u.call.clone());
+            self.state = State::Writing(writes);
+            return step;
+        }
+        if let Some(key) = writes.tombstone.take() {
+            self.state = State::Checking(writes);
+            return Step::KvGet { key };
+        }
         if let Some(op) = writes.ops.front() {
             let step = op.step.clone();
             self.state = State::Writing(writes);

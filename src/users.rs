@@ -31,6 +31,12 @@ const VERSION: u64 = 1;
 /// revoked, so that an object cannot grow without bound.
 pub const MAX_LIVE: usize = 100;
 
+/// At most this many revocations are kept per user before new sessions are refused:
+/// each takes about 70 bytes of the object's one stored value, and a revocation can
+/// never be dropped early, so a user who signs in and out this often within
+/// `SESSION_ABSOLUTE_TIMEOUT` is refused new sessions until old revocations expire.
+pub const MAX_REVOKED: usize = 10_000;
+
 /// When a request checks the user's object (`SESSION_REVOCATION_CHECK`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RevocationCheck {
@@ -85,6 +91,9 @@ pub enum Which {
     All,
     /// The sessions with these handles.
     Handles(Vec<String>),
+    /// The sessions with these keys (to follow a revocation by handle into the other
+    /// objects of a key rotation, whose handles differ).
+    Keys(Vec<String>),
 }
 
 /// What a call asks of the object.
@@ -100,7 +109,8 @@ pub enum Op {
     },
     /// Like `See`, then the live sessions.
     List { device: Device, touch_after: u64 },
-    /// End sessions (a caller already revoked can end none).
+    /// End sessions (a caller already revoked can end none). The answer names the
+    /// keys it revoked.
     Revoke { which: Which },
     /// Drop the caller's entry without revoking it: it is no longer signed in.
     Forget,
@@ -111,6 +121,9 @@ pub enum Op {
 pub struct Call {
     /// The caller's clock (unix seconds): expiry is counted against it.
     pub now: u64,
+    /// No session lives past this (`now` + `SESSION_ABSOLUTE_TIMEOUT`, which also caps
+    /// `X-Session-Max-Age`): a revocation is kept until then.
+    pub horizon: u64,
     /// The session making the request.
     pub caller: Caller,
     /// What it asks.
@@ -141,6 +154,8 @@ pub struct Answer {
     pub caller_revoked: bool,
     /// How many sessions this call revoked.
     pub revoked: usize,
+    /// Their keys, for [`Op::Revoke`].
+    pub keys: Vec<String>,
     /// The live sessions, for [`Op::List`].
     pub sessions: Vec<Entry>,
 }
@@ -157,114 +172,145 @@ pub struct State {
 }
 
 impl State {
-    /// Forgets what has expired: neither a live entry nor a revocation outlives the
-    /// session's absolute expiry.
+    /// Forgets what has expired: no live entry outlives its session's absolute expiry,
+    /// no revocation its horizon.
     fn prune(&mut self, now: u64) {
         self.live.retain(|e| e.expires > now);
         self.revoked
             .retain(|_, until| until.as_u64().is_some_and(|u| u > now));
     }
 
-    fn revoke_key(&mut self, key: &str, until: u64) {
-        let until = self
-            .live
-            .iter()
-            .find(|e| e.key == key)
-            .map_or(until, |e| e.expires);
+    fn is_revoked(&self, key: &str) -> bool {
+        self.revoked.contains_key(key)
+    }
+
+    /// Revokes `key` until `horizon`.
+    fn revoke_key(&mut self, key: &str, horizon: u64) {
         self.live.retain(|e| e.key != key);
         let kept = self.revoked.get(key).and_then(Value::as_u64).unwrap_or(0);
-        self.revoked.insert(key.to_owned(), until.max(kept).into());
+        self.revoked
+            .insert(key.to_owned(), horizon.max(kept).into());
     }
 
-    /// Revokes every live entry `pick` chooses; returns how many.
-    fn revoke_where(&mut self, pick: impl Fn(&Entry) -> bool) -> usize {
-        let (gone, kept): (Vec<Entry>, Vec<Entry>) =
-            std::mem::take(&mut self.live).into_iter().partition(pick);
-        self.live = kept;
-        for e in &gone {
-            self.revoked.insert(e.key.clone(), e.expires.into());
+    /// Revokes every live entry `pick` chooses until `horizon`; returns their keys.
+    fn revoke_where(&mut self, horizon: u64, pick: impl Fn(&Entry) -> bool) -> Vec<String> {
+        let keys: Vec<String> = self
+            .live
+            .iter()
+            .filter(|e| pick(e))
+            .map(|e| e.key.clone())
+            .collect();
+        for k in &keys {
+            self.revoke_key(k, horizon);
         }
-        gone.len()
+        keys
     }
 
-    /// Adds the caller's entry, or notes that it was seen.
-    fn keep(&mut self, c: &Caller, device: Device, touch_after: u64, now: u64) {
-        match self.live.iter_mut().find(|e| e.key == c.key) {
-            Some(e) if now >= e.last_seen.saturating_add(touch_after) => {
+    /// Adds the caller's entry, or notes that it was seen (its expiry always, the rest
+    /// at most once per `touch_after`). `false` when the object is too full of
+    /// revocations to take a new session.
+    fn keep(&mut self, call: &Call, device: Device, touch_after: u64) -> bool {
+        let (c, now) = (&call.caller, call.now);
+        if let Some(e) = self.live.iter_mut().find(|e| e.key == c.key) {
+            // `X-Session-Max-Age` may have moved it.
+            e.expires = c.expires;
+            if now >= e.last_seen.saturating_add(touch_after) {
                 e.last_seen = now;
                 e.handle.clone_from(&c.handle);
                 e.device = device;
             }
-            Some(_) => {}
-            None => {
-                self.live.push(Entry {
-                    key: c.key.clone(),
-                    handle: c.handle.clone(),
-                    created: c.created,
-                    expires: c.expires,
-                    last_seen: now,
-                    device,
-                });
-                while self.live.len() > MAX_LIVE {
-                    let oldest = self
-                        .live
-                        .iter()
-                        .filter(|e| e.key != c.key)
-                        .min_by_key(|e| e.last_seen)
-                        .map(|e| e.key.clone());
-                    match oldest {
-                        Some(key) => self.revoke_key(&key, 0),
-                        None => break,
-                    }
-                }
+            return true;
+        }
+        if self.revoked.len() >= MAX_REVOKED {
+            return false;
+        }
+        self.live.push(Entry {
+            key: c.key.clone(),
+            handle: c.handle.clone(),
+            created: c.created,
+            expires: c.expires,
+            last_seen: now,
+            device,
+        });
+        if self.live.len() > MAX_LIVE {
+            let oldest = self
+                .live
+                .iter()
+                .filter(|e| e.key != c.key)
+                .min_by_key(|e| e.last_seen)
+                .map(|e| e.key.clone());
+            if let Some(key) = oldest {
+                self.revoke_key(&key, call.horizon);
             }
         }
+        true
     }
 
     /// Carries out `call`.
     pub fn apply(&mut self, call: Call) -> Answer {
         self.prune(call.now);
-        let c = &call.caller;
-        if self.revoked.contains_key(&c.key) {
-            return Answer {
-                caller_revoked: true,
-                ..Answer::default()
-            };
+        let refused = Answer {
+            caller_revoked: true,
+            ..Answer::default()
+        };
+        let (c, horizon) = (&call.caller, call.horizon);
+        if self.is_revoked(&c.key) {
+            return refused;
         }
         let mut answer = Answer::default();
-        match call.op {
+        match &call.op {
             Op::See {
                 device,
                 touch_after,
                 replaces,
             } => {
-                if let Some(old) = replaces.filter(|old| *old != c.key) {
-                    self.revoke_key(&old, c.expires);
+                if let Some(old) = replaces.as_deref().filter(|old| *old != c.key) {
+                    // A revoked session cannot come back under a new id.
+                    let was_revoked = self.is_revoked(old);
+                    self.revoke_key(old, horizon);
+                    if was_revoked {
+                        self.revoke_key(&c.key, horizon);
+                        return refused;
+                    }
                     answer.revoked = 1;
                 }
-                self.keep(c, device, touch_after, call.now);
+                if !self.keep(&call, device.clone(), *touch_after) {
+                    return refused;
+                }
             }
             Op::List {
                 device,
                 touch_after,
             } => {
-                self.keep(c, device, touch_after, call.now);
+                if !self.keep(&call, device.clone(), *touch_after) {
+                    return refused;
+                }
                 answer.sessions = self.live.clone();
             }
             Op::Revoke { which } => {
-                answer.revoked = match which {
+                answer.keys = match which {
                     Which::Caller => {
-                        self.revoke_key(&c.key, c.expires);
-                        1
+                        self.revoke_key(&c.key, horizon);
+                        vec![c.key.clone()]
                     }
-                    Which::Others => self.revoke_where(|e| e.key != c.key),
+                    Which::Others => self.revoke_where(horizon, |e| e.key != c.key),
                     Which::All => {
-                        let others = self.revoke_where(|e| e.key != c.key);
-                        self.revoke_key(&c.key, c.expires);
-                        others + 1
+                        let mut keys = self.revoke_where(horizon, |e| e.key != c.key);
+                        self.revoke_key(&c.key, horizon);
+                        keys.push(c.key.clone());
+                        keys
                     }
-                    Which::Handles(handles) => self.revoke_where(|e| handles.contains(&e.handle)),
+                    Which::Handles(handles) => {
+                        self.revoke_where(horizon, |e| handles.contains(&e.handle))
+                    }
+                    Which::Keys(keys) => {
+                        for k in keys {
+                            self.revoke_key(k, horizon);
+                        }
+                        keys.clone()
+                    }
                 };
+                answer.revoked = answer.keys.len();
             }
             Op::Forget => self.live.retain(|e| e.key != c.key),
         }
@@ -298,14 +344,15 @@ pub struct UsersCall {
     pub call: String,
 }
 
-/// The user a session's `data` names (the `KEYCARD_USER_FIELD` value's JSON text), if
-/// it is signed in.
+/// The user a session's `data` names, if it is signed in: the `KEYCARD_USER_FIELD`
+/// value as text (a number in decimal), the way an identity header carries it, so
+/// that `42` and `"42"` are one user.
 pub fn user_of(cfg: &Config, data: &Map<String, Value>) -> Option<String> {
-    cfg.guards
-        .signed_in(data)
-        .then(|| data.get(&cfg.guards.user_field))
-        .flatten()
-        .map(Value::to_string)
+    match data.get(&cfg.guards.user_field)? {
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
 }
 
 /// Who `s` is to its user's object.
@@ -323,9 +370,17 @@ fn caller_of(cfg: &Config, sid: &SessionId, created: u64, expires: u64) -> Calle
 }
 
 /// The call `op` from `caller` to `user`'s object under the key set `keys`.
-pub fn call(keys: &KeySet, user: &str, caller: &Caller, op: Op, now: u64) -> UsersCall {
+pub fn call(
+    cfg: &Config,
+    keys: &KeySet,
+    user: &str,
+    caller: &Caller,
+    op: Op,
+    now: u64,
+) -> UsersCall {
     let call = Call {
         now,
+        horizon: now.saturating_add(cfg.absolute_timeout),
         caller: caller.clone(),
         op,
     };
@@ -346,7 +401,7 @@ pub fn to_every_object(
 ) -> Vec<UsersCall> {
     cfg.keys
         .all()
-        .map(|k| call(k, user, caller, op.clone(), now))
+        .map(|k| call(cfg, k, user, caller, op.clone(), now))
         .collect()
 }
 

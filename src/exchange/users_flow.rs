@@ -2,20 +2,21 @@
 //! the user's object, what it asks, and what it does with the answer.
 //!
 //! Nothing here runs without the users binding, and an anonymous session never causes
-//! a call. A signed-in session is checked with its object:
+//! a call. A signed-in session is checked with its object before it is forwarded (or
+//! inspected) when `SESSION_REVOCATION_CHECK` says so: always, or in `writes` mode on an
+//! unsafe method, a required path or a due refresh. A revoked session is then forwarded
+//! as `invalid` and ended like a destroyed one.
 //!
-//! - before it is forwarded, when `SESSION_REVOCATION_CHECK` says so (always, or in
-//!   `writes` mode on an unsafe method, a required path, or a due refresh); a revoked
-//!   session is then forwarded as `invalid` and ended like a destroyed one;
-//! - before its cookie is re-issued, when that did not happen yet; a revoked session is
-//!   then not issued but cleared.
-//!
-//! After the origin's changes: a sign-in (or `regenerate`) registers the new id and
-//! revokes the old one, a sign-out revokes the session, and `destroy-others`,
-//! `destroy-all` and `X-Session-Revoke` revoke what they name. Revocations go to the
-//! user's object under every secret in the ring (during a rotation a session may still
-//! be known only under an older one) and fail closed whatever `SESSION_KV_FAILURE`
-//! says; checks and registrations follow it.
+//! After the origin's changes, the calls they take are made before anything else is
+//! written: a sign-in (or `regenerate`) registers the new id and revokes the old one, a
+//! sign-out revokes the session, and `destroy-others`, `destroy-all` and
+//! `X-Session-Revoke` revoke what they name; a session re-issued without a check yet is
+//! checked. The object answers every call with whether its caller was revoked, so while
+//! the session lives on, any call that finds it revoked (even one made after it was
+//! checked, when a revocation raced the request) stops it from being issued: its cookie
+//! is cleared instead. Revocations go to the user's object under every secret in the
+//! ring (during a rotation a session may still be known only under an older one) and
+//! fail closed whatever `SESSION_KV_FAILURE` says; checks and registrations follow it.
 
 use std::mem;
 use std::rc::Rc;
@@ -30,9 +31,9 @@ use crate::control::Changes;
 use crate::cross_origin;
 use crate::keys::{Entropy, KeySet};
 use crate::session::{self, Loaded, Outcome, Revocation, Session, Status};
-use crate::users::{self, Op, RevocationCheck, UsersCall, Which};
+use crate::users::{self, Caller, Op, RevocationCheck, UsersCall, Which};
 
-/// A call whose answer decides what comes next.
+/// A call whose answer decides what comes next, before anything is written.
 #[derive(Debug)]
 pub(super) enum Ask {
     /// Before forwarding: is the session revoked? `current`: the object asked is the
@@ -42,17 +43,26 @@ pub(super) enum Ask {
         guarded: Guarded,
         current: bool,
     },
-    /// Before the writes that re-issue the session: is it revoked? If so, its KV
-    /// record (if any) is revoked instead.
-    Writes {
-        writes: Writes,
-        revocation: Option<Revocation>,
-    },
+    /// Before the inspector is answered: is the session revoked?
+    Inspect { loaded: Loaded, cookie_len: usize },
     /// `GET sessions`: the list; `current` is the caller's key.
     List { current: String },
-    /// `POST sessions/revoke`: the call to the first object; the calls to the others
-    /// follow as writes.
-    Revoke { rest: Vec<UsersCall> },
+    /// `POST sessions/revoke`: the calls to every object, the first of them asked;
+    /// the others follow as writes.
+    Revoke { calls: Vec<UsersWrite> },
+}
+
+/// A call to a user's object among the writes.
+#[derive(Debug)]
+pub(super) struct UsersWrite {
+    pub call: UsersCall,
+    /// It ends sessions: if it fails, the request fails closed.
+    pub revokes: bool,
+    /// Its answer says whether the session being issued was revoked.
+    pub checks: bool,
+    /// It revokes by handle: the keys it revoked are then revoked in the user's other
+    /// objects too (during a rotation, handles differ from one object to the next).
+    pub then_keys: Option<(String, Caller)>,
 }
 
 /// The session before the origin's changes, with its user (when signed in).
@@ -78,12 +88,10 @@ impl Wanted {
 /// What the origin's answer takes from the user's objects.
 #[derive(Debug, Default)]
 pub(super) struct UsersPlan {
-    /// The check before the session's cookie is issued.
-    pub check: Option<UsersCall>,
-    /// What ends the session in KV, should the check find it revoked.
-    pub revocation: Option<Revocation>,
-    /// The calls to make with the writes; `true` for those that revoke.
-    pub calls: Vec<(UsersCall, bool)>,
+    /// The calls, in order.
+    pub calls: std::collections::VecDeque<UsersWrite>,
+    /// What ends the session in KV, should a call find it revoked.
+    pub if_refused: Option<Revocation>,
 }
 
 impl<E: Entropy> Exchange<E> {
@@ -103,6 +111,11 @@ impl<E: Entropy> Exchange<E> {
         }
     }
 
+    /// `op` from `caller` to `user`'s object under `keys`.
+    fn call(&self, keys: &KeySet, user: &str, caller: &Caller, op: Op) -> UsersCall {
+        users::call(&self.cfg, keys, user, caller, op, self.now)
+    }
+
     /// `See` from `s` to `user`'s object under `keys`.
     fn see(&self, keys: &KeySet, user: &str, s: &Session, replaces: Option<String>) -> UsersCall {
         let op = Op::See {
@@ -110,21 +123,34 @@ impl<E: Entropy> Exchange<E> {
             touch_after: self.cfg.refresh_after,
             replaces,
         };
-        users::call(keys, user, &users::caller(&self.cfg, s), op, self.now)
+        self.call(keys, user, &users::caller(&self.cfg, s), op)
+    }
+
+    /// The check of a valid, signed-in session with the object named under the secret
+    /// its cookie was signed with (during a rotation the session may not be known under
+    /// the new one yet), and whether that is the current secret. `None` for an
+    /// anonymous session.
+    fn check_of(
+        &self,
+        loaded: &Loaded,
+        data: Option<&serde_json::Map<String, serde_json::Value>>,
+    ) -> Option<(UsersCall, bool)> {
+        let s = loaded.session()?;
+        let user = users::user_of(&self.cfg, data?)?;
+        let (keys, current) = self
+            .cfg
+            .keys
+            .find(&s.kid)
+            .unwrap_or((self.cfg.keys.current(), true));
+        Some((self.see(keys, &user, s, None), current))
     }
 
     /// Asks the user's object whether a signed-in session is revoked, then forwards;
     /// an anonymous one is forwarded at once.
     pub(super) fn check_then_forward(&mut self, loaded: Loaded, guarded: Guarded) -> Step {
-        let cfg = Rc::clone(&self.cfg);
-        let user = guarded.data.as_ref().and_then(|d| users::user_of(&cfg, d));
-        let (Some(user), Some(s)) = (user, loaded.session()) else {
+        let Some((call, current)) = self.check_of(&loaded, guarded.data.as_ref()) else {
             return self.forward(loaded, guarded);
         };
-        // The object named under the secret the cookie was signed with: during a
-        // rotation the session may not be known under the new one yet.
-        let (keys, current) = cfg.keys.find(&s.kid).unwrap_or((cfg.keys.current(), true));
-        let call = self.see(keys, &user, s, None);
         self.state = State::Asking(Ask::Forward {
             loaded,
             guarded,
@@ -133,40 +159,77 @@ impl<E: Entropy> Exchange<E> {
         Step::Users(call)
     }
 
-    /// The answer of the user's object to a [`Step::Users`]: its JSON text, or the
-    /// error's message.
-    pub fn users_answered(&mut self, result: Result<String, String>) -> Step {
-        match mem::replace(&mut self.state, State::Done) {
-            State::Asking(ask) => self.asked(ask, result),
-            state @ State::Writing(_) => {
-                self.state = state;
-                self.written(result.map(|_| ()))
+    /// The inspector's answer; with the users binding, a signed-in session is checked
+    /// first, whatever the check mode (the answer shows the session's data).
+    pub(super) fn inspect(&mut self, loaded: Loaded, cookie_len: usize) -> Step {
+        let data = self
+            .users
+            .then(|| loaded.session().map(Session::data))
+            .flatten();
+        match self.check_of(&loaded, data.as_ref()) {
+            Some((call, _)) => {
+                self.state = State::Asking(Ask::Inspect { loaded, cookie_len });
+                Step::Users(call)
             }
-            _ => self.out_of_order("users_answered"),
+            None => self.inspected(&loaded, cookie_len, false),
         }
     }
 
-    fn asked(&mut self, ask: Ask, result: Result<String, String>) -> Step {
+    fn inspected(&mut self, loaded: &Loaded, cookie_len: usize, revoked: bool) -> Step {
+        let shown = match revoked {
+            true => &Loaded::Bad(Status::Invalid),
+            false => loaded,
+        };
+        let body = crate::endpoints::inspect_json(&self.cfg, shown, cookie_len, self.now);
+        let mut reply = Reply::new(200, JSON, body);
+        if revoked {
+            reply = reply.with("set-cookie", session::clearing_cookie(&self.cfg));
+        }
+        self.state = State::Done;
+        Step::Reply(reply)
+    }
+
+    /// The answer of the user's object to a [`Step::Users`]: its JSON text, or the
+    /// error's message.
+    pub fn users_answered(&mut self, result: Result<String, String>) -> Step {
         let answer = result.and_then(|text| users::Answer::parse(&text));
-        let answer = match answer {
-            Ok(a) => a,
-            Err(detail) => {
-                return self.ask_failed(
+        match mem::replace(&mut self.state, State::Done) {
+            State::Asking(ask) => match answer {
+                Ok(a) => self.asked(ask, a),
+                Err(detail) => self.ask_failed(
                     ask,
                     StoreError {
                         op: "users",
                         detail,
                     },
-                )
-            }
-        };
+                ),
+            },
+            State::Writing(writes) if !writes.users.is_empty() => match answer {
+                Ok(a) => self.users_written(writes, a),
+                Err(detail) => self.store_failed(
+                    writes,
+                    StoreError {
+                        op: "users",
+                        detail,
+                    },
+                ),
+            },
+            _ => self.out_of_order("users_answered"),
+        }
+    }
+
+    fn log_revoked(&mut self) {
+        self.log(
+            Level::Warn,
+            "session_revoked",
+            json!({ "reason": "its user's object revoked it" }),
+        );
+    }
+
+    fn asked(&mut self, ask: Ask, answer: users::Answer) -> Step {
         let revoked = answer.caller_revoked;
         if revoked {
-            self.log(
-                Level::Warn,
-                "session_revoked",
-                json!({ "reason": "its user's object revoked it" }),
-            );
+            self.log_revoked();
         }
         match ask {
             Ask::Forward {
@@ -187,35 +250,81 @@ impl<E: Entropy> Exchange<E> {
                     self.forward(loaded, guarded)
                 }
             },
-            Ask::Writes { writes, .. } if !revoked => self.proceed(writes),
-            Ask::Writes { writes, revocation } => self.not_issued(writes, revocation),
+            Ask::Inspect { loaded, cookie_len } => self.inspected(&loaded, cookie_len, revoked),
             Ask::List { .. } | Ask::Revoke { .. } if revoked => self.session_required(true),
             Ask::List { current } => Step::Reply(Reply::new(
                 200,
                 JSON,
                 users::sessions_json(&self.cfg, &answer, &current, self.now),
             )),
-            Ask::Revoke { rest } => {
-                let ops = rest.into_iter().map(|call| Write {
-                    step: Step::Users(call),
-                    revokes: true,
-                });
-                self.next_write(Writes {
-                    ops: ops.collect(),
+            Ask::Revoke { calls } => {
+                let mut calls = std::collections::VecDeque::from(calls);
+                let first = calls.pop_front();
+                let mut writes = Writes {
+                    users: calls,
+                    if_refused: None,
+                    ops: Default::default(),
                     set_cookie: None,
                     put: false,
                     tombstone: None,
                     origin: Default::default(),
-                })
+                };
+                if let Some(then) = first.and_then(|f| f.then_keys) {
+                    self.follow_keys(&mut writes, then, answer.keys);
+                }
+                self.next_write(writes)
             }
         }
     }
 
-    /// A re-issue that its user's object refused: nothing is issued, the session's
-    /// record (if in KV) ends too, and the cookie is cleared.
-    fn not_issued(&mut self, mut writes: Writes, revocation: Option<Revocation>) -> Step {
+    /// The answer to the first of the writes' calls to users' objects.
+    fn users_written(&mut self, mut writes: Writes, answer: users::Answer) -> Step {
+        let Some(done) = writes.users.pop_front() else {
+            return self.out_of_order("users_written");
+        };
+        if done.checks && answer.caller_revoked {
+            self.log_revoked();
+            return self.not_issued(writes);
+        }
+        if let Some(then) = done.then_keys {
+            self.follow_keys(&mut writes, then, answer.keys);
+        }
+        self.next_write(writes)
+    }
+
+    /// After a revocation by handle from `caller` to `user`'s object, the `keys` it
+    /// revoked are revoked in the user's other objects too (there are others only
+    /// during a rotation).
+    fn follow_keys(
+        &self,
+        writes: &mut Writes,
+        (user, caller): (String, Caller),
+        keys: Vec<String>,
+    ) {
+        if keys.is_empty() || self.cfg.keys.all().count() < 2 {
+            return;
+        }
+        let op = Op::Revoke {
+            which: Which::Keys(keys),
+        };
+        for k in self.cfg.keys.all() {
+            writes.users.push_back(UsersWrite {
+                call: self.call(k, &user, &caller, op.clone()),
+                revokes: true,
+                checks: false,
+                then_keys: None,
+            });
+        }
+    }
+
+    /// A session its user's object refused while it was being issued: nothing is
+    /// issued, its record (if in KV) ends too, and the cookie is cleared.
+    fn not_issued(&mut self, mut writes: Writes) -> Step {
         let kv = self.kv;
-        writes.ops = revocation
+        writes.users.clear();
+        writes.ops = writes
+            .if_refused
+            .take()
             .filter(|_| kv)
             .into_iter()
             .flat_map(|r| [Step::KvPut(r.tombstone), Step::KvDelete { key: r.record }])
@@ -230,8 +339,9 @@ impl<E: Entropy> Exchange<E> {
         self.next_write(writes)
     }
 
-    /// The user's object could not be asked: a check follows `SESSION_KV_FAILURE`
-    /// (`open` goes on as if it said "not revoked"); the endpoints fail.
+    /// The user's object could not be asked: a check before forwarding or inspecting
+    /// follows `SESSION_KV_FAILURE` (`open` goes on as if it said "not revoked"); the
+    /// endpoints fail.
     fn ask_failed(&mut self, ask: Ask, e: StoreError) -> Step {
         let open = self.cfg.kv_failure == KvFailure::Open;
         match ask {
@@ -241,9 +351,9 @@ impl<E: Entropy> Exchange<E> {
                 self.log_open_failure(&e);
                 self.forward(loaded, guarded)
             }
-            Ask::Writes { writes, .. } if open => {
+            Ask::Inspect { loaded, cookie_len } if open => {
                 self.log_open_failure(&e);
-                self.proceed(writes)
+                self.inspected(&loaded, cookie_len, false)
             }
             _ => self.fail(Failure::Store(e)),
         }
@@ -270,7 +380,7 @@ impl<E: Entropy> Exchange<E> {
                     device: self.device.clone(),
                     touch_after: cfg.refresh_after,
                 };
-                let call = users::call(cfg.keys.current(), &user, &caller, op, self.now);
+                let call = self.call(cfg.keys.current(), &user, &caller, op);
                 self.state = State::Asking(Ask::List {
                     current: caller.key,
                 });
@@ -286,12 +396,9 @@ impl<E: Entropy> Exchange<E> {
                 self.decide(loaded, destroy, Default::default())
             }
             Some(h) => {
-                let op = Op::Revoke {
-                    which: Which::Handles(vec![h]),
-                };
-                let mut calls = users::to_every_object(&cfg, &user, &caller, &op, self.now);
-                let first = calls.remove(0);
-                self.state = State::Asking(Ask::Revoke { rest: calls });
+                let calls = self.revocations(&user, s, Which::Handles(vec![h]), false);
+                let first = calls[0].call.clone();
+                self.state = State::Asking(Ask::Revoke { calls });
                 Step::Users(first)
             }
         }
@@ -355,6 +462,25 @@ impl<E: Entropy> Exchange<E> {
         (loaded, changes, before, wanted)
     }
 
+    /// `which` from `s`, to every object of `user` (these calls fail closed); `checks`:
+    /// whether their answers decide if the session is issued.
+    fn revocations(&self, user: &str, s: &Session, which: Which, checks: bool) -> Vec<UsersWrite> {
+        let caller = users::caller(&self.cfg, s);
+        let then_keys =
+            matches!(which, Which::Handles(_)).then(|| (user.to_owned(), caller.clone()));
+        let op = Op::Revoke { which };
+        self.cfg
+            .keys
+            .all()
+            .map(|k| UsersWrite {
+                call: self.call(k, user, &caller, op.clone()),
+                revokes: true,
+                checks,
+                then_keys: then_keys.clone(),
+            })
+            .collect()
+    }
+
     /// What the origin's changes (already applied in `outcome`) take from the user's
     /// objects.
     pub(super) fn users_plan(
@@ -368,20 +494,15 @@ impl<E: Entropy> Exchange<E> {
             return plan;
         }
         let cfg = Rc::clone(&self.cfg);
-        let signed_in_before = before
+        plan.if_refused = before
+            .as_ref()
+            .and_then(|b| session::revoke(&cfg, &b.session, self.now));
+        let was = before
             .as_ref()
             .and_then(|b| b.user.as_deref().map(|u| (&b.session, u)));
         let Some(after) = &outcome.session else {
-            // Ended: destroy, Max-Age 0 or destroy-all.
-            if let Some((s, user)) = signed_in_before {
-                let which = match wanted.destroy_all || wanted.destroy_others {
-                    true => Which::All,
-                    false => Which::Caller,
-                };
-                self.revoke_everywhere(&mut plan, user, s, which);
-                if !wanted.handles.is_empty() {
-                    self.revoke_everywhere(&mut plan, user, s, Which::Handles(wanted.handles));
-                }
+            if let Some((s, user)) = was {
+                self.plan_ended(&mut plan, user, s, wanted);
             }
             return plan;
         };
@@ -389,87 +510,118 @@ impl<E: Entropy> Exchange<E> {
             Some(b) if b.session.data_b64 == after.data_b64 => b.user.clone(),
             _ => users::user_of(&cfg, &after.data()),
         };
-        let new_id = before.as_ref().is_none_or(|b| b.session.sid != after.sid);
-        match (user_after.as_deref(), signed_in_before) {
-            (Some(user), was) => {
-                let reissued = outcome.set_cookie.is_some();
-                self.plan_signed_in(&mut plan, user, after, was, new_id, reissued);
+        let reissued = outcome.set_cookie.is_some();
+        let moved = before
+            .as_ref()
+            .is_some_and(|b| b.session.abs_exp != after.abs_exp);
+        match user_after.as_deref() {
+            Some(user) => {
+                // A re-issue not checked yet is checked; a moved lifetime is told.
+                let tell = (reissued && !self.seen) || moved;
+                self.plan_signed_in(&mut plan, user, after, was, tell);
                 if wanted.destroy_others {
-                    self.revoke_everywhere(&mut plan, user, after, Which::Others);
+                    plan.calls
+                        .extend(self.revocations(user, after, Which::Others, true));
                 }
                 if !wanted.handles.is_empty() {
-                    self.revoke_everywhere(&mut plan, user, after, Which::Handles(wanted.handles));
+                    let handles = Which::Handles(wanted.handles);
+                    plan.calls
+                        .extend(self.revocations(user, after, handles, true));
                 }
             }
-            (None, Some((s, old_user))) => {
-                // No longer signed in: after `regenerate` the old id ends; otherwise the
-                // session lives on anonymous and only leaves the device list.
-                let (op, revokes) = match new_id {
-                    true => (
-                        Op::Revoke {
-                            which: Which::Caller,
-                        },
-                        true,
-                    ),
-                    false => (Op::Forget, false),
-                };
-                let caller = users::caller(&cfg, s);
-                let calls = users::to_every_object(&cfg, old_user, &caller, &op, self.now);
-                plan.calls.extend(calls.into_iter().map(|c| (c, revokes)));
+            None => {
+                if let Some((s, old_user)) = was {
+                    // No longer signed in: after `regenerate` the old id ends; otherwise
+                    // the session lives on anonymous and only leaves the device list.
+                    // Either way, an answer that it was revoked stops it.
+                    let new_id = s.sid != after.sid;
+                    let caller = users::caller(&cfg, s);
+                    for k in cfg.keys.all() {
+                        let op = match new_id {
+                            true => Op::Revoke {
+                                which: Which::Caller,
+                            },
+                            false => Op::Forget,
+                        };
+                        plan.calls.push_back(UsersWrite {
+                            call: self.call(k, old_user, &caller, op),
+                            revokes: new_id,
+                            checks: true,
+                            then_keys: None,
+                        });
+                    }
+                }
                 self.log_unsigned(&wanted);
             }
-            (None, None) => self.log_unsigned(&wanted),
         }
         plan
     }
 
-    /// A session signed in as `user` after the origin's changes: `was` is it before
-    /// (with its user) if it was signed in; `new_id`, whether its id is new in this
-    /// request.
+    /// A signed-in session that ended (destroy, Max-Age 0 or destroy-all). The sessions
+    /// named by handle first: a caller already revoked can revoke nothing.
+    fn plan_ended(&self, plan: &mut UsersPlan, user: &str, s: &Session, wanted: Wanted) {
+        if !wanted.handles.is_empty() {
+            let handles = Which::Handles(wanted.handles);
+            plan.calls.extend(self.revocations(user, s, handles, false));
+        }
+        let which = match wanted.destroy_all || wanted.destroy_others {
+            true => Which::All,
+            false => Which::Caller,
+        };
+        plan.calls.extend(self.revocations(user, s, which, false));
+    }
+
+    /// A session signed in as `user` after the origin's changes: `was` is it before,
+    /// with its user, if it was signed in; `tell`, whether the object must hear of it
+    /// even if nothing else changed (a re-issue not checked yet, a moved lifetime).
     fn plan_signed_in(
         &self,
         plan: &mut UsersPlan,
         user: &str,
         after: &Session,
         was: Option<(&Session, &str)>,
-        new_id: bool,
-        reissued: bool,
+        tell: bool,
     ) {
         let cfg = &self.cfg;
+        let current = cfg.keys.current();
         let same_user = was.is_some_and(|(_, u)| u == user);
-        if new_id {
-            // A sign-in, or `regenerate`: the new id is registered (it cannot have been
-            // revoked) and the old one ends, in the same call when the user is the same.
-            let old = was.filter(|_| same_user).map(|(s, _)| s.sid.digest());
-            let revokes = old.is_some();
-            plan.calls
-                .push((self.see(cfg.keys.current(), user, after, old), revokes));
-            if let Some((s, old_user)) = was {
-                // ... and in every other object of its user.
-                let caller = users::caller(cfg, s);
-                let op = Op::Revoke {
-                    which: Which::Caller,
-                };
-                let current = cfg.keys.current().kid();
-                for k in cfg.keys.all().filter(|k| !same_user || k.kid() != current) {
-                    let call = users::call(k, old_user, &caller, op.clone(), self.now);
-                    plan.calls.push((call, true));
-                }
-            }
-        } else if !same_user || (reissued && !self.seen) {
-            // Signed in just now, or re-issued without a check yet: the check also
-            // registers it.
-            plan.check = Some(self.see(cfg.keys.current(), user, after, None));
-            plan.revocation = session::revoke(cfg, after, self.now);
+        let new_id = was.is_none_or(|(s, _)| s.sid != after.sid);
+        let mut push = |call, revokes| {
+            plan.calls.push_back(UsersWrite {
+                call,
+                revokes,
+                checks: true,
+                then_keys: None,
+            })
+        };
+        if new_id && same_user {
+            // `regenerate`: the new id is registered and the old one revoked, in one
+            // call, which refuses if the old one was revoked already.
+            let old = was.map(|(s, _)| s.sid.digest());
+            push(self.see(current, user, after, old), true);
+        } else if new_id || !same_user || tell {
+            push(self.see(current, user, after, None), false);
         }
-    }
-
-    /// `which` from `s`, to every object of `user`; these calls fail closed.
-    fn revoke_everywhere(&self, plan: &mut UsersPlan, user: &str, s: &Session, which: Which) {
-        let caller = users::caller(&self.cfg, s);
-        let op = Op::Revoke { which };
-        let calls = users::to_every_object(&self.cfg, user, &caller, &op, self.now);
-        plan.calls.extend(calls.into_iter().map(|c| (c, true)));
+        // The id before, in the objects that call did not reach.
+        if let Some((s, old_user)) = was.filter(|_| new_id || !same_user) {
+            let caller = users::caller(cfg, s);
+            let (op, revokes) = match new_id {
+                true => (
+                    Op::Revoke {
+                        which: Which::Caller,
+                    },
+                    true,
+                ),
+                false => (Op::Forget, false),
+            };
+            for k in cfg
+                .keys
+                .all()
+                .filter(|k| !same_user || k.kid() != current.kid())
+            {
+                push(self.call(k, old_user, &caller, op.clone()), revokes);
+            }
+        }
     }
 
     fn log_unsigned(&mut self, wanted: &Wanted) {

@@ -460,3 +460,317 @@ fn no_user_name_reaches_an_object_name_or_a_log_line() {
         assert!(!l.line().contains("ada-the-unique-user"), "{}", l.line());
     }
 }
+
+// ---- review (issue 13): attacks that should fail ----
+
+/// Sign-in with a raw JSON user value (a number, say).
+fn sign_in_raw(w: &mut World, b: &mut Browser, set: &str) {
+    w.go(
+        b,
+        "POST",
+        "/login",
+        &[("x-session-set", set), ("x-session-action", "regenerate")],
+    );
+    w.now += 1;
+}
+
+/// Keeps `b` alive (a read every 900 s refreshes it) until `until`.
+fn keep_alive(w: &mut World, b: &mut Browser, until: u64) {
+    while w.now + 900 < until {
+        w.now += 900;
+        assert_eq!(w.go(b, "GET", "/", &[]).status(), "valid");
+    }
+    w.now = until;
+}
+
+#[test]
+fn regenerate_on_an_unchecked_read_revives_a_revoked_session() {
+    let mut w = World::new(&[("SESSION_STORE", "cookie")]);
+    let (mut laptop, mut phone) = (Browser::default(), Browser::default());
+    w.sign_in(&mut laptop, "ada");
+    w.sign_in(&mut phone, "ada");
+    w.go(
+        &mut phone,
+        "POST",
+        "/devices",
+        &[("x-session-action", "destroy-others")],
+    );
+    // The thief on the laptop reads a page whose answer rotates the id (a step-up page,
+    // an app that regenerates on a schedule): a GET, so not checked in writes mode.
+    w.go(
+        &mut laptop,
+        "GET",
+        "/account",
+        &[("x-session-action", "regenerate")],
+    );
+    assert!(
+        laptop.jar.is_none(),
+        "the regenerated cookie is refused and cleared"
+    );
+    let after = w.go(&mut laptop, "POST", "/transfer", &[]);
+    assert_ne!(
+        after.status(),
+        "valid",
+        "a revoked session came out of regenerate with a fresh, registered id"
+    );
+}
+
+#[test]
+fn regenerate_racing_destroy_all_revives_the_session_even_in_always_mode() {
+    let mut w = World::new(&[
+        ("SESSION_STORE", "cookie"),
+        ("SESSION_REVOCATION_CHECK", "always"),
+    ]);
+    let (mut laptop, mut phone) = (Browser::default(), Browser::default());
+    w.sign_in(&mut laptop, "ada");
+    w.sign_in(&mut phone, "ada");
+    // Request 1 from the laptop: checked (not revoked yet) and forwarded...
+    let headers = format!(
+        "cookie:{}={}\n",
+        w.cfg.cookie.name,
+        laptop.jar.clone().unwrap()
+    );
+    let req = Incoming {
+        method: "POST",
+        url: "https://app.example/step-up",
+        headers: HeaderList(&headers),
+        country: None,
+    };
+    let (mut ex, step) = Exchange::start(
+        Rc::new(w.cfg.clone()),
+        w.bindings,
+        &req,
+        w.now,
+        CountingEntropy(99),
+    );
+    let step = w.p.drive(&mut ex, step);
+    assert!(matches!(step, Step::Forward(_)));
+    // ...while the phone signs out everywhere (the laptop included).
+    w.go(
+        &mut phone,
+        "POST",
+        "/devices",
+        &[("x-session-action", "destroy-others")],
+    );
+    // Request 1's answer arrives and regenerates.
+    let answered = ex.answered(&Answer {
+        status: 200,
+        headers: HeaderList("x-session-action:regenerate\n"),
+    });
+    let last = w.p.drive(&mut ex, answered);
+    let Step::Rewrap(r) = last else {
+        panic!("{last:?}")
+    };
+    let sc = r.set_cookie.expect("a new cookie");
+    laptop.jar = Some(
+        sc.split(';')
+            .next()
+            .unwrap()
+            .split_once('=')
+            .unwrap()
+            .1
+            .to_owned(),
+    );
+    w.now += 1;
+    assert_eq!(
+        w.go(&mut laptop, "POST", "/transfer", &[]).status(),
+        "invalid",
+        "the regenerated id of a session revoked mid-request is live"
+    );
+}
+
+#[test]
+fn max_age_outlives_the_objects_memory_of_the_session() {
+    let mut w = World::new(&[("SESSION_STORE", "cookie")]);
+    let (mut laptop, mut phone) = (Browser::default(), Browser::default());
+    w.sign_in(&mut laptop, "ada"); // registered with expires T0 + 5000
+                                   // "Remember me": the app restarts the laptop's absolute lifetime.
+    keep_alive(&mut w, &mut laptop, T0 + 4500);
+    w.go(
+        &mut laptop,
+        "POST",
+        "/remember",
+        &[("x-session-max-age", "5000")],
+    );
+    // Sign out everywhere after the session's *original* absolute expiry.
+    w.now = T0 + 5200;
+    w.sign_in(&mut phone, "ada");
+    w.go(
+        &mut phone,
+        "POST",
+        "/devices",
+        &[("x-session-action", "destroy-others")],
+    );
+    let lost = w.go(&mut laptop, "POST", "/form", &[]);
+    assert_eq!(
+        lost.status(),
+        "invalid",
+        "destroy-others missed a live session"
+    );
+}
+
+#[test]
+fn a_signed_out_copy_comes_back_after_the_original_expiry() {
+    let mut w = World::new(&[("SESSION_STORE", "cookie")]);
+    let mut b = Browser::default();
+    w.sign_in(&mut b, "ada");
+    keep_alive(&mut w, &mut b, T0 + 4500);
+    w.go(
+        &mut b,
+        "POST",
+        "/remember",
+        &[("x-session-max-age", "5000")],
+    );
+    let copy = b.clone();
+    w.now = T0 + 4600;
+    assert_eq!(
+        w.go(&mut b, "POST", "/.keycard/logout", &[]).reply().status,
+        204
+    );
+    let mut thief = copy;
+    w.now = T0 + 4700;
+    assert_eq!(
+        w.go(&mut thief.clone(), "POST", "/", &[]).status(),
+        "invalid"
+    );
+    w.now = T0 + 5100; // the copy is still within its idle and (extended) absolute time
+    assert_eq!(
+        w.go(&mut thief, "POST", "/transfer", &[]).status(),
+        "invalid",
+        "the revocation was forgotten at the session's original expiry"
+    );
+}
+
+#[test]
+fn destroy_with_x_session_revoke_revokes_the_named_sessions_too() {
+    let mut w = World::new(&[]);
+    let (mut a, mut b) = (Browser::default(), Browser::default());
+    w.sign_in(&mut a, "ada");
+    let ha = w.go(&mut a, "GET", "/", &[]).handle();
+    w.sign_in(&mut b, "ada");
+    w.go(
+        &mut b,
+        "POST",
+        "/sign-out-here-and-there",
+        &[("x-session-action", "destroy"), ("x-session-revoke", &ha)],
+    );
+    assert!(b.jar.is_none());
+    assert_eq!(
+        w.go(&mut a, "POST", "/", &[]).status(),
+        "invalid",
+        "the named session survived"
+    );
+}
+
+#[test]
+fn revoking_a_list_that_names_ones_own_handle_revokes_the_others_too() {
+    let mut w = World::new(&[]);
+    let (mut a, mut b) = (Browser::default(), Browser::default());
+    w.sign_in(&mut a, "ada");
+    let ha = w.go(&mut a, "GET", "/", &[]).handle();
+    w.sign_in(&mut b, "ada");
+    let hb = w.go(&mut b, "GET", "/", &[]).handle();
+    w.go(
+        &mut b,
+        "POST",
+        "/devices",
+        &[("x-session-revoke", &format!("{hb}, {ha}"))],
+    );
+    assert!(b.jar.is_none(), "its own handle: a sign-out");
+    assert_eq!(
+        w.go(&mut a, "POST", "/", &[]).status(),
+        "invalid",
+        "the other handle in the list was dropped"
+    );
+}
+
+#[test]
+fn a_kv_failure_under_open_drops_destroy_others_silently() {
+    let mut w = World::new(&[("SESSION_STORE", "kv"), ("SESSION_KV_FAILURE", "open")]);
+    let (mut laptop, mut phone) = (Browser::default(), Browser::default());
+    w.sign_in(&mut laptop, "ada");
+    w.sign_in(&mut phone, "ada");
+    w.p.failing.insert("put");
+    let r = w.go(
+        &mut phone,
+        "POST",
+        "/devices",
+        &[
+            ("x-session-set", r#"{"flash":"signed out elsewhere"}"#),
+            ("x-session-action", "destroy-others"),
+        ],
+    );
+    w.p.failing.clear();
+    let lost = w.go(&mut laptop, "POST", "/form", &[]);
+    // Either the revocation happened, or the app was told (503); not neither.
+    let told = matches!(&r.last, Step::Reply(rep) if rep.status == 503);
+    assert!(
+        told || lost.status() == "invalid",
+        "destroy-others neither done nor refused: {:?}",
+        r.last
+    );
+}
+
+#[test]
+fn a_number_and_a_string_user_are_two_objects() {
+    let mut w = World::new(&[("SESSION_STORE", "cookie")]);
+    let (mut laptop, mut phone) = (Browser::default(), Browser::default());
+    sign_in_raw(&mut w, &mut laptop, r#"{"user":42}"#);
+    sign_in_raw(&mut w, &mut phone, r#"{"user":"42"}"#);
+    w.go(
+        &mut phone,
+        "POST",
+        "/devices",
+        &[("x-session-action", "destroy-others")],
+    );
+    assert_eq!(w.go(&mut laptop, "POST", "/", &[]).status(), "invalid");
+}
+
+#[test]
+fn a_stale_handle_after_rotation_is_recorded_in_the_old_object_only() {
+    let old = "old-secret-0123456789abcdef0123456789abcdef";
+    let mut w = World::new(&[("SESSION_SECRET", old), ("SESSION_STORE", "cookie")]);
+    let (mut laptop, mut phone) = (Browser::default(), Browser::default());
+    w.sign_in(&mut laptop, "ada");
+    let stored_by_the_app = w.go(&mut laptop, "GET", "/", &[]).handle();
+    w.sign_in(&mut phone, "ada");
+    w.cfg = config(&[
+        ("SESSION_SECRET_PREVIOUS", old),
+        ("SESSION_STORE", "cookie"),
+    ]);
+    // Both browsers come back once after the rotation (re-issued, registered anew).
+    w.go(&mut laptop, "POST", "/", &[]);
+    w.go(&mut phone, "POST", "/", &[]);
+    w.go(
+        &mut phone,
+        "POST",
+        "/admin/revoke",
+        &[("x-session-revoke", &stored_by_the_app)],
+    );
+    assert_eq!(
+        w.go(&mut laptop, "POST", "/", &[]).status(),
+        "invalid",
+        "the old object revoked it, the current one never heard"
+    );
+}
+
+#[test]
+fn inspect_shows_a_revoked_session_as_valid_in_always_mode() {
+    let mut w = World::new(&[
+        ("SESSION_STORE", "cookie"),
+        ("SESSION_REVOCATION_CHECK", "always"),
+        ("KEYCARD_INSPECT", "true"),
+    ]);
+    let (mut laptop, mut phone) = (Browser::default(), Browser::default());
+    w.sign_in(&mut laptop, "ada");
+    w.sign_in(&mut phone, "ada");
+    w.go(
+        &mut phone,
+        "POST",
+        "/devices",
+        &[("x-session-action", "destroy-others")],
+    );
+    let seen = w.go(&mut laptop, "GET", "/.keycard/session", &[]);
+    let v: Value = serde_json::from_str(&seen.reply().body).unwrap();
+    assert_ne!(v["status"], "valid", "{v}");
+}

@@ -5,8 +5,8 @@
 //!
 //! | what | JSON |
 //! | --- | --- |
-//! | [`Call`] | `{"v":1,"now":..,"caller":{"key","handle","created","expires"},"op":"see"\|"list"\|"revoke"\|"forget", ..}`; `see` and `list` add `"device":{"agent","country"}` and `"touch_after"`, `see` may add `"replaces"`, `revoke` adds `"which":"caller"\|"others"\|"all"\|{"handles":[..]}` |
-//! | [`Answer`] | `{"caller_revoked":bool,"revoked":n}`, and `"sessions":[entry..]` for `list` |
+//! | [`Call`] | `{"v":1,"now":..,"horizon":..,"caller":{"key","handle","created","expires"},"op":"see"\|"list"\|"revoke"\|"forget", ..}`; `see` and `list` add `"device":{"agent","country"}` and `"touch_after"`, `see` may add `"replaces"`, `revoke` adds `"which":"caller"\|"others"\|"all"\|{"handles":[..]}\|{"keys":[..]}` |
+//! | [`Answer`] | `{"caller_revoked":bool,"revoked":n}`, with `"keys":[..]` for `revoke` and `"sessions":[entry..]` for `list` |
 //! | [`State`] | `{"v":1,"live":[entry..],"revoked":{"<key>":<until>,..}}` |
 //! | entry | `{"key","handle","created","expires","last_seen","device":{"agent","country"}}` |
 
@@ -39,6 +39,17 @@ fn number(o: &Obj, name: &str) -> Result<u64, String> {
     o.get(name)
         .and_then(Value::as_u64)
         .ok_or_else(|| format!("{name} is not a whole number"))
+}
+
+fn strings(v: &Value) -> Result<Vec<String>, String> {
+    v.as_array()
+        .and_then(|items| {
+            items
+                .iter()
+                .map(|i| i.as_str().map(str::to_owned))
+                .collect::<Option<_>>()
+        })
+        .ok_or_else(|| "not a list of strings".to_owned())
 }
 
 fn version(o: &Obj, what: &str) -> Result<(), String> {
@@ -102,6 +113,7 @@ impl Call {
         let mut o = json!({
             "v": VERSION,
             "now": self.now,
+            "horizon": self.horizon,
             "caller": { "key": c.key, "handle": c.handle, "created": c.created, "expires": c.expires },
         });
         let (name, more) = match &self.op {
@@ -126,6 +138,7 @@ impl Call {
                     Which::Others => json!("others"),
                     Which::All => json!("all"),
                     Which::Handles(h) => json!({ "handles": h }),
+                    Which::Keys(k) => json!({ "keys": k }),
                 };
                 ("revoke", json!({ "which": which }))
             }
@@ -165,16 +178,12 @@ impl Call {
                     Some(Value::String(w)) if w == "caller" => Which::Caller,
                     Some(Value::String(w)) if w == "others" => Which::Others,
                     Some(Value::String(w)) if w == "all" => Which::All,
-                    Some(Value::Object(w)) => match w.get("handles") {
-                        Some(Value::Array(hs)) => Which::Handles(
-                            hs.iter()
-                                .map(|h| h.as_str().map(str::to_owned))
-                                .collect::<Option<_>>()
-                                .ok_or("a handle is not a string")?,
-                        ),
-                        _ => return Err("which has no handles".into()),
+                    Some(Value::Object(w)) => match (w.get("handles"), w.get("keys")) {
+                        (Some(hs), None) => Which::Handles(strings(hs)?),
+                        (None, Some(ks)) => Which::Keys(strings(ks)?),
+                        _ => return Err("which has neither handles nor keys".into()),
                     },
-                    _ => return Err("which is not caller, others, all or handles".into()),
+                    _ => return Err("which is not caller, others, all, handles or keys".into()),
                 },
             },
             "forget" => Op::Forget,
@@ -182,6 +191,7 @@ impl Call {
         };
         Ok(Call {
             now: number(&o, "now")?,
+            horizon: number(&o, "horizon")?,
             caller,
             op,
         })
@@ -192,6 +202,9 @@ impl Answer {
     /// The answer's JSON.
     pub fn to_json(&self) -> String {
         let mut o = json!({ "caller_revoked": self.caller_revoked, "revoked": self.revoked });
+        if !self.keys.is_empty() {
+            o["keys"] = json!(self.keys);
+        }
         if !self.sessions.is_empty() {
             let list: Vec<Value> = self.sessions.iter().map(Entry::to_value).collect();
             o["sessions"] = Value::Array(list);
@@ -208,6 +221,10 @@ impl Answer {
                 .and_then(Value::as_bool)
                 .ok_or("caller_revoked is not a boolean")?,
             revoked: number(&o, "revoked")? as usize,
+            keys: match o.get("keys") {
+                None => Vec::new(),
+                Some(ks) => strings(ks)?,
+            },
             sessions: entries(o.get("sessions"))?,
         })
     }

@@ -18,9 +18,13 @@ fn device(agent: &str) -> Device {
     }
 }
 
+/// `SESSION_ABSOLUTE_TIMEOUT` in these tests.
+const ABSOLUTE: u64 = 5000;
+
 fn see(n: u8, now: u64) -> Call {
     Call {
         now,
+        horizon: now + ABSOLUTE,
         caller: caller(n),
         op: Op::See {
             device: device("Firefox on Linux"),
@@ -33,6 +37,7 @@ fn see(n: u8, now: u64) -> Call {
 fn revoke(n: u8, which: Which) -> Call {
     Call {
         now: NOW + 1,
+        horizon: NOW + 1 + ABSOLUTE,
         caller: caller(n),
         op: Op::Revoke { which },
     }
@@ -110,14 +115,89 @@ fn replaces_revokes_the_id_before_regenerate() {
 }
 
 #[test]
-fn revocations_last_until_the_absolute_expiry_then_go() {
+fn revocations_last_until_no_session_can_outlive_them_then_go() {
     let mut s = State::default();
     s.apply(see(1, NOW));
     s.apply(revoke(1, Which::Caller));
-    assert!(s.apply(see(1, NOW + 999)).caller_revoked);
-    // Past its absolute expiry the cookie itself is dead: the object may forget it.
-    s.apply(see(2, NOW + 1000));
+    // Past the session's own expiry (an `X-Session-Max-Age` may have moved it), up to
+    // the horizon: now + the absolute timeout, which also caps Max-Age.
+    assert!(s.apply(see(1, NOW + 1000)).caller_revoked);
+    assert!(s.apply(see(1, NOW + ABSOLUTE)).caller_revoked);
+    s.apply(see(2, NOW + 1 + ABSOLUTE));
     assert!(s.revoked.is_empty());
+}
+
+#[test]
+fn a_see_keeps_the_expiry_up_to_date() {
+    let mut s = State::default();
+    s.apply(see(1, NOW));
+    let mut later = see(1, NOW + 10);
+    later.caller.expires = NOW + 9000;
+    s.apply(later);
+    assert_eq!(
+        s.live[0].expires,
+        NOW + 9000,
+        "within the touch interval too"
+    );
+    s.apply(see(2, NOW + 1001));
+    assert_eq!(s.live.len(), 2, "not pruned at its first expiry");
+}
+
+#[test]
+fn regenerating_a_revoked_session_is_refused_and_its_new_id_revoked() {
+    let mut s = State::default();
+    s.apply(see(1, NOW));
+    s.apply(see(2, NOW));
+    s.apply(revoke(2, Which::Others));
+    let mut call = see(3, NOW + 2);
+    call.op = Op::See {
+        device: device("x"),
+        touch_after: 100,
+        replaces: Some("key-1".into()),
+    };
+    assert!(s.apply(call).caller_revoked);
+    assert!(
+        s.apply(see(3, NOW + 3)).caller_revoked,
+        "the new id is revoked too"
+    );
+    assert_eq!(keys(&s), ["key-2"]);
+}
+
+#[test]
+fn revocations_answer_the_keys_and_keys_revoke_by_key() {
+    let mut s = State::default();
+    for n in 1..=3 {
+        s.apply(see(n, NOW));
+    }
+    let a = s.apply(revoke(1, Which::Handles(vec![caller(2).handle])));
+    assert_eq!(a.keys, ["key-2"]);
+    let a = s.apply(revoke(1, Which::Keys(vec!["key-3".into(), "key-9".into()])));
+    assert_eq!(a.keys, ["key-3", "key-9"]);
+    assert!(
+        s.apply(see(9, NOW + 2)).caller_revoked,
+        "a key never seen here is revoked too"
+    );
+    assert_eq!(keys(&s), ["key-1"]);
+}
+
+#[test]
+fn an_object_full_of_revocations_refuses_new_sessions_but_keeps_revoking() {
+    let mut s = State::default();
+    s.apply(see(1, NOW));
+    for i in 0..MAX_REVOKED {
+        s.revoked.insert(format!("old-{i}"), (NOW + 100).into());
+    }
+    assert!(
+        s.apply(see(2, NOW + 1)).caller_revoked,
+        "no room for a new session"
+    );
+    assert!(
+        !s.apply(see(1, NOW + 1)).caller_revoked,
+        "a known one goes on"
+    );
+    assert_eq!(s.apply(revoke(1, Which::Caller)).revoked, 1);
+    // Once the old ones expire, there is room again.
+    assert!(!s.apply(see(3, NOW + 200)).caller_revoked);
 }
 
 #[test]
@@ -179,10 +259,14 @@ fn answer_stores_only_what_changed_and_refuses_what_does_not_read() {
         Op::Revoke {
             which: Which::Handles(vec!["h1".into(), "h2".into()]),
         },
+        Op::Revoke {
+            which: Which::Keys(vec!["k1".into()]),
+        },
         Op::Forget,
     ] {
         let call = Call {
             now: NOW,
+            horizon: NOW + ABSOLUTE,
             caller: c.clone(),
             op,
         };
