@@ -28,6 +28,8 @@ dev: build
 	@echo "     where it lives (the cookie, then KV past 4 KB), the cookie size and the expiry countdowns."
 	@echo "  4. Sign out: the session and its cookie are gone; even the back button shows nothing."
 	@echo "  5. Signed out, open http://127.0.0.1:8787/account/ : keycard sends you to /login?next=%2Faccount%2F first."
+	@echo "  6. Sign in as the same name in a second browser (or a private window): /account/ lists both devices;"
+	@echo "     'Sign out everywhere else' ends the other one (the KEYCARD_USERS Durable Object, local here)."
 	@echo "  Stop with Ctrl-C."
 	@echo
 	npx wrangler dev -c wrangler.toml -c www/wrangler.toml --env dev --ip 127.0.0.1 --port 8787
