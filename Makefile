@@ -4,13 +4,14 @@ SHELL := /bin/bash
 export WRANGLER_SEND_METRICS := false
 export PATH := $(CURDIR)/node_modules/.bin:$(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: help setup build dev test test-native test-e2e lint fmt check-deploy fuzz fuzz-smoke loadtest bench clean
+.PHONY: help setup build example-rs dev test test-native test-e2e lint fmt check-deploy fuzz fuzz-smoke loadtest bench clean
 
 help:
 	@echo "make dev       keycard on http://127.0.0.1:8787 in front of the demo app (local KV)"
 	@echo "make test      everything: setup, build, native tests, lints, workerd end-to-end suite"
 	@echo "make fuzz      cargo-fuzz each parser for FUZZ_SECONDS (default 60) each"
 	@echo "make loadtest  the full load test (cookie and kv modes) on loopback"
+	@echo "make example-rs  the workers-rs example (keycard inside a Rust Worker) into examples/workers-rs/build/"
 	@echo "make bench     CPU and throughput against JS anchors; writes BENCHMARKS.md"
 
 setup:
@@ -18,6 +19,10 @@ setup:
 
 build: setup
 	@scripts/build.sh
+
+example-rs: SETUP_EXTRAS = workers-rs
+example-rs: setup
+	@scripts/build-rs.sh examples/workers-rs
 
 dev: build
 	@echo
@@ -32,16 +37,19 @@ dev: build
 	@echo
 	npx wrangler dev -c wrangler.toml -c www/wrangler.toml --env dev --ip 127.0.0.1 --port 8787
 
-test: SETUP_EXTRAS = browser php pyjwt django fuzz
-test: build test-native lint test-e2e fuzz-smoke check-deploy
+test: SETUP_EXTRAS = browser php pyjwt django fuzz workers-rs
+test: build example-rs test-native lint test-e2e fuzz-smoke check-deploy
 
 test-native:
 	cargo test --all-targets
 
 lint:
-	cargo +nightly fmt --check
+	cargo +nightly fmt --all --check
 	cargo clippy --all-targets -- -D warnings
 	cargo clippy --target wasm32-unknown-unknown -- -D warnings
+	cargo clippy --features worker --target wasm32-unknown-unknown -- -D warnings
+	cargo clippy -p keycard-example-workers-rs --target wasm32-unknown-unknown -- -D warnings
+	RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --features worker
 
 test-e2e:
 	node --test --test-concurrency=1 --test-timeout=300000 tests/e2e/*.test.mjs
@@ -66,4 +74,4 @@ bench: build
 	node bench/run.mjs
 
 clean:
-	rm -rf build target .wrangler node_modules .tools
+	rm -rf build target .wrangler node_modules .tools examples/workers-rs/build
