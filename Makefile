@@ -69,9 +69,10 @@ fuzz: setup
 loadtest: build
 	node tests/load/run.mjs --full
 
-bench: SETUP_EXTRAS = bench
-bench: build
+bench: SETUP_EXTRAS = bench workers-rs
+bench: build example-rs
+	@scripts/build-rs.sh bench/workers/counter-rs
 	node bench/run.mjs
 
 clean:
-	rm -rf build target .wrangler node_modules .tools examples/workers-rs/build
+	rm -rf build target .wrangler node_modules .tools examples/workers-rs/build bench/workers/counter-rs/build
