@@ -260,8 +260,8 @@ where
     }
 }
 
-/// The client's request as the plan forwards it: the same method, URL, body and `cf`,
-/// with the plan's header edits applied (the body dropped when the plan says so).
+/// The client's request as the plan forwards it: a copy of it (method, URL, body) with
+/// the plan's header edits applied, and without the body when the plan says so.
 fn forwarded_request(req: &Request, plan: &Forward) -> Result<Request> {
     let headers: Headers = req.headers().entries().collect();
     let drop_body = apply_edits(&headers, &plan.wire())?.contains(&'B');
