@@ -49,7 +49,7 @@ lint:
 	cargo clippy --target wasm32-unknown-unknown -- -D warnings
 	cargo clippy --features worker --target wasm32-unknown-unknown -- -D warnings
 	cargo clippy -p keycard-example-workers-rs --target wasm32-unknown-unknown -- -D warnings
-	RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --features worker
+	RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --features worker --target wasm32-unknown-unknown
 
 test-e2e:
 	node --test --test-concurrency=1 --test-timeout=300000 tests/e2e/*.test.mjs

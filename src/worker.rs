@@ -263,7 +263,7 @@ where
 /// The client's request as the plan forwards it: a copy of it (method, URL, body) with
 /// the plan's header edits applied, and without the body when the plan says so.
 fn forwarded_request(req: &Request, plan: &Forward) -> Result<Request> {
-    let headers: Headers = req.headers().entries().collect();
+    let headers = Headers(web_sys::Headers::new_with_headers(&req.headers().0)?);
     let drop_body = apply_edits(&headers, &plan.wire())?.contains(&'B');
     let init = web_sys::RequestInit::new();
     init.set_headers(&headers.0);
