@@ -1,5 +1,6 @@
-//! The wasm-only edge: the Worker's `env` -> [`Config`](crate::config::Config), and the core's [`Exchange`]
-//! exported to the JS driver (`src/entry.js`) as a handful of synchronous calls.
+//! The wasm-only edge: the core's [`Exchange`] exported to the JS driver
+//! (`src/entry.js`) as a handful of synchronous calls (the Worker's `env` is read in
+//! `js_env`).
 //!
 //! The driver does the platform's I/O (KV, the origin, the assets binding) and hands
 //! each result back here; this module turns JS values into the core's types and back,

@@ -23,16 +23,17 @@
 //! # Shape
 //!
 //! Everything in this crate except the edge (`src/edge.rs`, `src/js_env.rs`) and the
-//! `worker` feature's driver is a pure core: plain functions and types that take `now` (unix seconds) as an argument and never touch the platform, so
-//! `cargo test` runs them natively. One request is an [`exchange::Exchange`]: a state
+//! `worker` feature's driver is a pure core: plain functions and types that take `now`
+//! (unix seconds) as an argument and never touch the platform, so `cargo test` runs
+//! them natively. One request is an [`exchange::Exchange`]: a state
 //! machine that returns each step (read or write a KV record, forward, answer) as data.
 //! The edge (wasm32 only) reads the Worker's `env` into a [`config::Config`] and exports
 //! the exchange as synchronous calls; `src/entry.js`, the Worker's entry, carries out
 //! the steps with the Workers runtime.
 //!
-//! With the `worker` cargo feature, `keycard::worker` drives the same exchange
-//! from your own workers-rs `#[event(fetch)]` handler, calling your handler in place of
-//! the origin with a typed [`embedded::Session`].
+//! With the `worker` cargo feature, `keycard::worker` drives the same exchange from
+//! your own workers-rs `#[event(fetch)]` handler, calling your handler in place of the
+//! origin with a typed [`embedded::Session`].
 
 #![forbid(unsafe_code)]
 

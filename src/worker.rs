@@ -18,6 +18,7 @@
 //!     session.insert("visits", visits)?;
 //!     Response::ok(format!("visit {visits}"))
 //! }
+//! # fn main() {}
 //! ```
 //!
 //! What it does, in order, is what the README's request flow says, with your handler as
