@@ -4,7 +4,7 @@ SHELL := /bin/bash
 export WRANGLER_SEND_METRICS := false
 export PATH := $(CURDIR)/node_modules/.bin:$(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: help setup build example-rs dev test test-native test-e2e lint fmt check-deploy fuzz fuzz-smoke loadtest bench clean
+.PHONY: help setup build example-rs dev dev-rs test test-native test-e2e lint fmt check-deploy fuzz fuzz-smoke loadtest bench clean
 
 help:
 	@echo "make dev       keycard on http://127.0.0.1:8787 in front of the demo app (local KV)"
@@ -12,6 +12,7 @@ help:
 	@echo "make fuzz      cargo-fuzz each parser for FUZZ_SECONDS (default 60) each"
 	@echo "make loadtest  the full load test (cookie and kv modes) on loopback"
 	@echo "make example-rs  the workers-rs example (keycard inside a Rust Worker) into examples/workers-rs/build/"
+	@echo "make dev-rs    that example on http://127.0.0.1:8787 (local KV)"
 	@echo "make bench     CPU and throughput against JS anchors; writes BENCHMARKS.md"
 
 setup:
@@ -36,6 +37,9 @@ dev: build
 	@echo "  Stop with Ctrl-C."
 	@echo
 	npx wrangler dev -c wrangler.toml -c www/wrangler.toml --env dev --ip 127.0.0.1 --port 8787
+
+dev-rs: example-rs
+	npx wrangler dev -c examples/workers-rs/wrangler.toml --ip 127.0.0.1 --port 8787
 
 test: SETUP_EXTRAS = browser php pyjwt django fuzz workers-rs
 test: build example-rs test-native lint test-e2e fuzz-smoke check-deploy
