@@ -266,9 +266,9 @@ function originLines(o, from) {
 
 const toml = (v) => JSON.stringify(String(v));
 
-/** Waits until `url` answers with the origin's marker header (the Worker is up). */
 const fromOrigin = (r) => r.headers["x-bench-origin"];
 
+/** Waits until `url` answers with the origin's marker header, or as `ready` says (the Worker is up). */
 async function waitForOrigin(url, alive, what, ready = fromOrigin) {
   for (let i = 0; ; i++) {
     if (!alive() || i > 600) throw new Error(`${what} did not start`);
