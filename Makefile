@@ -4,13 +4,15 @@ SHELL := /bin/bash
 export WRANGLER_SEND_METRICS := false
 export PATH := $(CURDIR)/node_modules/.bin:$(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: help setup build dev test test-native test-e2e lint fmt check-deploy fuzz fuzz-smoke loadtest bench clean
+.PHONY: help setup build example-rs dev dev-rs test test-native test-e2e lint fmt check-deploy fuzz fuzz-smoke loadtest bench clean
 
 help:
 	@echo "make dev       keycard on http://127.0.0.1:8787 in front of the demo app (local KV)"
 	@echo "make test      everything: setup, build, native tests, lints, workerd end-to-end suite"
 	@echo "make fuzz      cargo-fuzz each parser for FUZZ_SECONDS (default 60) each"
 	@echo "make loadtest  the full load test (cookie and kv modes) on loopback"
+	@echo "make example-rs  the workers-rs example (keycard inside a Rust Worker) into examples/workers-rs/build/"
+	@echo "make dev-rs    that example on http://127.0.0.1:8787 (local KV)"
 	@echo "make bench     CPU and throughput against JS anchors; writes BENCHMARKS.md"
 
 setup:
@@ -18,6 +20,10 @@ setup:
 
 build: setup
 	@scripts/build.sh
+
+example-rs: SETUP_EXTRAS = workers-rs
+example-rs: setup
+	@scripts/build-rs.sh examples/workers-rs
 
 dev: build
 	@echo
@@ -34,16 +40,22 @@ dev: build
 	@echo
 	npx wrangler dev -c wrangler.toml -c www/wrangler.toml --env dev --ip 127.0.0.1 --port 8787
 
-test: SETUP_EXTRAS = browser php pyjwt django fuzz
-test: build test-native lint test-e2e fuzz-smoke check-deploy
+dev-rs: example-rs
+	npx wrangler dev -c examples/workers-rs/wrangler.toml --ip 127.0.0.1 --port 8787
+
+test: SETUP_EXTRAS = browser php pyjwt django fuzz workers-rs
+test: build example-rs test-native lint test-e2e fuzz-smoke check-deploy
 
 test-native:
 	cargo test --all-targets
 
 lint:
-	cargo +nightly fmt --check
+	cargo +nightly fmt --all --check
 	cargo clippy --all-targets -- -D warnings
 	cargo clippy --target wasm32-unknown-unknown -- -D warnings
+	cargo clippy --features worker --target wasm32-unknown-unknown -- -D warnings
+	cargo clippy -p keycard-example-workers-rs --target wasm32-unknown-unknown -- -D warnings
+	RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --features worker --target wasm32-unknown-unknown
 
 test-e2e:
 	node --test --test-concurrency=1 --test-timeout=300000 tests/e2e/*.test.mjs
@@ -63,9 +75,10 @@ fuzz: setup
 loadtest: build
 	node tests/load/run.mjs --full
 
-bench: SETUP_EXTRAS = bench
-bench: build
+bench: SETUP_EXTRAS = bench workers-rs
+bench: build example-rs
+	@scripts/build-rs.sh bench/workers/counter-rs
 	node bench/run.mjs
 
 clean:
-	rm -rf build target .wrangler node_modules .tools
+	rm -rf build target .wrangler node_modules .tools examples/workers-rs/build bench/workers/counter-rs/build

@@ -10,6 +10,11 @@
 //   F-hdr      bench/workers/floor.mjs: keycard's header work in JS, no session logic
 //   F-kv       the same plus one KV read per request (plain workerd only, both floors)
 //   H          bench/workers/hono-session.mjs, hono + hono-sessions at their defaults
+//   K-rs       examples/workers-rs: keycard inside a workers-rs Worker (the `worker`
+//              feature), counting visits in the session: a re-issued cookie per request
+//   W          bench/workers/counter-rs: the same counting in a bare workers-rs Worker
+//              with a plain, unsigned cookie (what keycard adds to a workers-rs app is
+//              K-rs against W). Neither forwards: the app answers itself
 //
 // Each variant runs in two hosts, each instance its own workerd process:
 //   workerd    a plain `workerd serve` (bench/workerd.capnp.in; K-kv's KV is the
@@ -59,6 +64,10 @@ const SESSION_JSON =
   '{"user":"alice@example.com","name":"Alice Example","roles":["admin","editor","viewer"],"tenant":"acme-corp","locale":"en-GB","theme":"dark","csrf":"3q2+7wAAAAAAAAAAAAAAAAAAAAAAAAAA","flags":{"beta":true,"mfa":true},"visits":42}';
 
 const KEYCARD = path.join(ROOT, "build/index.js");
+// The Rust Workers (K-rs, W), built by `make bench` with scripts/build-rs.sh.
+const RS_BUILDS = { "K-rs": path.join(ROOT, "examples/workers-rs/build"), W: path.join(ROOT, "bench/workers/counter-rs/build") };
+// They answer themselves: up when GET / counts a visit; signed in through POST /login.
+const countsVisits = (r) => r.status === 200 && /"visits":\d+/.test(r.body);
 const keycardVars = (extra) => ({ SESSION_SECRET: SECRET, SESSION_COOKIE_SECURE: "false", ...extra });
 const VARIANTS = [
   { name: "A", what: "JS pass-through (bench/workers/passthrough.mjs)", main: path.join(BENCH, "workers/passthrough.mjs"), vars: {}, session: false },
@@ -89,6 +98,14 @@ const VARIANTS = [
   {
     name: "H", what: "hono + hono-sessions defaults (bench/workers/hono-session.mjs)", main: path.join(BENCH, "workers/hono-session.mjs"), cookieName: "session", session: true,
     vars: { SESSION_SECRET: SECRET },
+  },
+  {
+    name: "K-rs", what: "keycard inside a workers-rs Worker (examples/workers-rs), cookie store, the visit counted: a re-issued cookie per request",
+    cookieName: "keycard", rs: true, ready: countsVisits, vars: keycardVars({ SESSION_STORE: "cookie" }),
+  },
+  {
+    name: "W", what: "bare workers-rs Worker (bench/workers/counter-rs), the same counting in a plain unsigned cookie",
+    rs: true, ready: countsVisits, vars: {}, cookie: "user=alice@example.com; visits=41",
   },
 ].filter((v) => !process.env.BENCH_ONLY || process.env.BENCH_ONLY.split(",").includes(v.name));
 // BENCH_BUILD_B=<dir with index.js + index_bg.wasm>: an A/B run. Every K variant also
@@ -249,13 +266,15 @@ function originLines(o, from) {
 
 const toml = (v) => JSON.stringify(String(v));
 
-/** Waits until `url` answers with the origin's marker header (the Worker is up). */
-async function waitForOrigin(url, alive, what) {
+const fromOrigin = (r) => r.headers["x-bench-origin"];
+
+/** Waits until `url` answers with the origin's marker header, or as `ready` says (the Worker is up). */
+async function waitForOrigin(url, alive, what, ready = fromOrigin) {
   for (let i = 0; ; i++) {
     if (!alive() || i > 600) throw new Error(`${what} did not start`);
     try {
       const r = await get(url, {}, 2000);
-      if (r.headers["x-bench-origin"]) return;
+      if (ready(r)) return;
     } catch {}
     await sleep(200);
   }
@@ -293,25 +312,25 @@ async function startWrangler(v, origin) {
   let gone = false;
   child.on("exit", () => { gone = true; });
   try {
-    await waitForOrigin(`http://127.0.0.1:${port}/`, () => !gone, `wrangler dev for ${v.name}`);
+    await waitForOrigin(`http://127.0.0.1:${port}/`, () => !gone, `wrangler dev for ${v.name}`, v.ready);
   } catch (e) {
     throw new Error(e.message + ":\n" + fs.readFileSync(logFile, "utf8"));
   }
-  return { ...v, host: "wrangler", child, dir, proxyPort: port, ...(await findRuntime(v.name, child, port)) };
+  return { ...v, host: "wrangler", child, dir, proxyPort: port, ...(await findRuntime(v.name, child, port, v.ready)) };
 }
 
 /**
  * The workerd process that runs the user Worker listens on a port of its own; find it
  * (and its pid) by asking the other ports in the wrangler tree for the origin's marker.
  */
-async function findRuntime(name, child, port) {
+async function findRuntime(name, child, port, ready = fromOrigin) {
   const tree = processTree(child.pid);
   const candidates = listeningPorts(tree.filter((p) => comm(p) === "workerd")).filter((c) => c.port !== port);
   let direct;
   for (const c of candidates) {
     try {
       const r = await get(`http://127.0.0.1:${c.port}/`, {}, 2000);
-      if (r.headers["x-bench-origin"]) { direct = c; break; }
+      if (ready(r)) { direct = c; break; }
     } catch {}
   }
   if (!direct) throw new Error(`no direct workerd port found for ${name} (candidates ${JSON.stringify(candidates)})`);
@@ -325,7 +344,7 @@ async function ensureRuntime(w) {
   log(`${w.label}: the workerd process ${w.pid} is gone; wrangler restarted it`);
   w.restarts = (w.restarts ?? 0) + 1;
   for (let i = 0; i < 100; i++) {
-    try { Object.assign(w, await findRuntime(w.name, w.child, w.proxyPort)); return; } catch {}
+    try { Object.assign(w, await findRuntime(w.name, w.child, w.proxyPort, w.ready)); return; } catch {}
     await sleep(200);
   }
   throw new Error(`${w.label}: lost its workerd process`);
@@ -390,7 +409,7 @@ async function startWorkerd(v, origin) {
   child.on("exit", () => { gone = true; });
   const url = `http://127.0.0.1:${port}`;
   try {
-    await waitForOrigin(url + "/", () => !gone, `workerd for ${v.name}`);
+    await waitForOrigin(url + "/", () => !gone, `workerd for ${v.name}`, v.ready);
   } catch (e) {
     throw new Error(e.message + ":\n" + fs.readFileSync(logFile, "utf8"));
   }
@@ -400,14 +419,48 @@ async function startWorkerd(v, origin) {
 
 /** Signs in through the Worker (the origin's /login sets the data) and returns the cookie. */
 async function signIn(w) {
+  if (w.rs) return signInRs(w);
   const r = await get(w.url + "/login");
   const sc = [].concat(r.headers["set-cookie"] ?? []).find((c) => c.startsWith(w.cookieName + "="));
   if (r.status !== 200 || !sc) throw new Error(`${w.label}: /login gave ${r.status} and no ${w.cookieName} cookie`);
   return sc.split(";")[0];
 }
 
+/** K-rs: signs in with the example's POST /login?user=… (a 303 with the cookie). */
+function signInRs(w) {
+  return new Promise((resolve, reject) => {
+    const req = http.request(w.url + "/login?user=alice%40example.com", { method: "POST", agent: false }, (res) => {
+      res.resume();
+      const sc = [].concat(res.headers["set-cookie"] ?? []).find((c) => c.startsWith(w.cookieName + "="));
+      if (res.statusCode !== 303 || !sc) reject(new Error(`${w.label}: POST /login gave ${res.statusCode} and no ${w.cookieName} cookie`));
+      else resolve(sc.split(";")[0]);
+    });
+    req.on("error", reject);
+    req.end();
+  });
+}
+
+/** K-rs and W: every GET / with the same cookie counts one visit past it, signed in. */
+async function verifyRs(w) {
+  const fail = (m) => { throw new Error(`${w.label}: ${m}`); };
+  const n = 5;
+  let setCookies = 0;
+  let visits;
+  for (let i = 0; i < n; i++) {
+    const r = await get(w.url + "/", { cookie: w.cookie });
+    const body = r.status === 200 ? JSON.parse(r.body) : {};
+    if (body.status !== "valid" || body.user !== "alice@example.com") fail(`GET / gave ${r.status} ${r.body}`);
+    if (visits !== undefined && body.visits !== visits) fail(`visits ${body.visits} after ${visits} with the same cookie`);
+    visits = body.visits;
+    if ([].concat(r.headers["set-cookie"] ?? []).some((c) => c.startsWith(w.name === "W" ? "visits=" : w.cookieName + "="))) setCookies++;
+  }
+  if (setCookies !== n) fail(`${setCookies}/${n} responses counted the visit in a Set-Cookie`);
+  return `answers itself: signed in as alice@example.com, visit ${visits} counted, Set-Cookie on ${setCookies}/${n} responses`;
+}
+
 /** Before measuring: the K variants must really take the intended path. */
 async function verify(w) {
+  if (w.rs) return verifyRs(w);
   const notes = [];
   const fail = (m) => { throw new Error(`${w.label}: ${m}`); };
   const n = 5;
@@ -563,6 +616,15 @@ async function main() {
     return to;
   };
   const kdir = copyBuild(path.join(ROOT, "build"), path.join(scratch, "keycard-build"));
+  const rsWasm = {};
+  for (const v of VARIANTS.filter((x) => x.rs)) {
+    const from = RS_BUILDS[v.name];
+    if (!fs.existsSync(path.join(from, "index_bg.wasm"))) throw new Error(`${from} is missing: run make example-rs and scripts/build-rs.sh bench/workers/counter-rs (make bench does)`);
+    const dir = copyBuild(from, path.join(scratch, `${v.name}-build`));
+    v.main = path.join(dir, "index.js");
+    const w = fs.readFileSync(path.join(dir, "index_bg.wasm"));
+    rsWasm[v.name] = { raw: w.length, gzip: zlib.gzipSync(w, { level: 9 }).length };
+  }
   const kdirB = BUILD_B && copyBuild(BUILD_B, path.join(scratch, "keycard-build-b"));
   const wasm = fs.readFileSync(path.join(kdir, "index_bg.wasm"));
   const wasmSize = { raw: wasm.length, gzip: zlib.gzipSync(wasm, { level: 9 }).length };
@@ -575,8 +637,8 @@ async function main() {
     if (r.status !== 0) throw new Error("esbuild failed for H:\n" + r.stderr);
   }
   for (const v of VARIANTS) {
-    if (v.main === KEYCARD) {
-      const dir = v.build ? kdirB : kdir;
+    if (v.main === KEYCARD || v.rs) {
+      const dir = v.rs ? path.dirname(v.main) : v.build ? kdirB : kdir;
       v.main = path.join(dir, "index.js");
       v.modules = [{ file: path.join(dir, "index.js"), type: "esModule" }, { file: path.join(dir, "index_bg.wasm"), type: "wasm" }];
     } else if (v.name === "H") {
@@ -602,7 +664,7 @@ async function main() {
     log(`${pad(w.label, 22)} workerd pid ${w.pid} on port ${w.port}` + (w.proxyPort ? ` (wrangler's own port ${w.proxyPort})` : ""));
   }
 
-  for (const w of workers) if (w.cookieName) w.cookie = await signIn(w);
+  for (const w of workers) if (w.cookieName && !w.cookie) w.cookie = await signIn(w);
   // The floor variants get K-cookie's request, cookie included.
   for (const w of workers) if (w.cookieFrom) w.cookie = workers.find((x) => x.name === w.cookieFrom && x.host === w.host)?.cookie;
   if (workers.some((w) => w.refresh)) await sleep(1200); // K-refresh's cookie must be older than 1 s
@@ -640,7 +702,7 @@ async function main() {
   const summary = workers.map((w) => {
     const rs = rounds.filter((x) => x.variant === w.name && x.host === w.host);
     return {
-      name: w.name, host: w.host, what: w.what, check: w.check, session: w.session,
+      name: w.name, host: w.host, what: w.what, check: w.check, session: w.session, rs: w.rs,
       cpuUs: median(rs.map((x) => x.cpuUs)), otherUs: median(rs.map((x) => x.otherUs)),
       cpuMin: Math.min(...rs.map((x) => x.cpuUs)), cpuMax: Math.max(...rs.map((x) => x.cpuUs)),
       rps: median(rs.map((x) => x.rps)), p50: median(rs.map((x) => x.p50)), p99: median(rs.map((x) => x.p99)),
@@ -650,7 +712,7 @@ async function main() {
   });
   const crit = process.env.BENCH_SKIP_CRITERION ? { ok: true, skipped: true, results: [] } : criterion();
   const seconds = Math.round((Date.now() - t0) / 1000);
-  const md = report({ summary, rounds, wasmSize, crit, seconds, wrkArgs: rounds[0]?.args ?? [] });
+  const md = report({ summary, rounds, wasmSize, rsWasm, crit, seconds, wrkArgs: rounds[0]?.args ?? [] });
   process.stdout.write("\n" + md.terminal + "\n");
   if (OUT !== "-") {
     const begin = "<!-- bench:begin (generated by bench/run.mjs; edit outside these markers) -->";
@@ -699,7 +761,7 @@ function hostTable(summary, host) {
       f0(s.rps), ratio(s.rps, A?.rps),
       f2(s.p50), ratio(s.p50, A?.p50),
       f2(s.p99), ratio(s.p99, A?.p99),
-      s.session ? `${s.originValid}/${s.originSaw}` : `${s.originSaw}`,
+      s.rs ? "– (answers itself)" : s.session ? `${s.originValid}/${s.originSaw}` : `${s.originSaw}`,
     ]),
   );
 }
@@ -726,6 +788,7 @@ function targetTable(summary, wasmSize, crit) {
   add("K-cookie req/s ≥ 2× H", ratioCheck("K-cookie", "H", "rps", 2, true));
   add("K-refresh req/s ≥ 2× H (both re-issue)", ratioCheck("K-refresh", "H", "rps", 2, true));
   add("K-cookie CPU ≤ 0.5× H (the CPU view of the same)", ratioCheck("K-cookie", "H", "cpuUs", 0.5));
+  add("K-rs CPU ≤ 1.15× W (issue 14: what keycard adds to a workers-rs app)", ratioCheck("K-rs", "W", "cpuUs", 1.15));
   // Not targets: the floors say how much of each gap any forwarding Worker would pay.
   const ratio = (a, b) => (host) => {
     const x = by(host, a), y = by(host, b);
@@ -743,7 +806,7 @@ function targetTable(summary, wasmSize, crit) {
   return mdTable(["target (issue 7)", ...HOSTS.map((h) => h)], rows);
 }
 
-function report({ summary, rounds, wasmSize, crit, seconds, wrkArgs }) {
+function report({ summary, rounds, wasmSize, rsWasm, crit, seconds, wrkArgs }) {
   const m = machine();
   const ver = versions();
   const when = new Date().toISOString().replace(/\.\d+Z$/, "Z");
@@ -782,7 +845,7 @@ ${variants.map((s) => `| ${s.name} | ${s.what} |`).join("\n")}
 
 ${targets}
 
-**wasm:** build/index_bg.wasm is ${wasmSize.raw} bytes raw, ${wasmSize.gzip} bytes gzipped (zlib level 9).
+**wasm:** build/index_bg.wasm is ${wasmSize.raw} bytes raw, ${wasmSize.gzip} bytes gzipped (zlib level 9).${Object.entries(rsWasm).map(([n, x]) => ` ${n}'s (${path.relative(ROOT, RS_BUILDS[n])}/index_bg.wasm): ${x.raw} bytes raw, ${x.gzip} gzipped.`).join("")}
 
 **Criterion, native core** (\`${crit.cmd ?? "skipped"}\`; time per iteration, µs, same profile as the release build):
 
@@ -821,7 +884,8 @@ remains after the measured workerd, its wrangler tree and nginx (so it includes 
 is the CPU of the rest of the wrangler dev tree per request: near zero shows the load bypassed
 wrangler's proxy.
 </details>`;
-  const terminal = HOSTS.map((h) => `${HOST_TITLE[h]}\n${hostTable(summary, h)}`).join("\n\n") + "\n\n" + targets;
+  const rsSizes = Object.entries(rsWasm).map(([n, x]) => `${n} wasm: ${x.raw} bytes raw, ${x.gzip} gzipped`).join("\n");
+  const terminal = HOSTS.map((h) => `${HOST_TITLE[h]}\n${hostTable(summary, h)}`).join("\n\n") + "\n\n" + targets + (rsSizes ? "\n\n" + rsSizes : "");
   return { terminal, full };
 }
 

@@ -8,6 +8,7 @@
 #   scripts/setup.sh django     # also Django (pinned) in .tools/django for examples/django
 #   scripts/setup.sh bench      # also nginx-light and wrk for `make bench`
 #   scripts/setup.sh fuzz       # also the nightly toolchain and cargo-fuzz for `make fuzz`
+#   scripts/setup.sh workers-rs # also worker-build for the Rust Workers (`make example-rs`)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -100,6 +101,19 @@ for extra in "$@"; do
       if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
         say "installing cargo-fuzz"
         cargo +nightly install cargo-fuzz --locked || cargo +nightly install cargo-fuzz
+      fi ;;
+    workers-rs)
+      # worker-build at the version of the `worker` crate in Cargo.lock (it refuses a
+      # `worker` of another minor version). scripts/build-rs.sh points it at the local
+      # wasm-bindgen, wasm-opt and esbuild, so it downloads nothing.
+      want_wb="$(awk '/^name = "worker"$/{getline; gsub(/version = |"/,""); print; exit}' Cargo.lock)"
+      have_wb="$(worker-build --version 2>/dev/null | awk '{print $NF}' || true)"
+      if [ -z "$want_wb" ]; then
+        echo "setup: cannot find worker in Cargo.lock" >&2; exit 1
+      fi
+      if [ "$have_wb" != "$want_wb" ]; then
+        say "installing worker-build $want_wb (found: ${have_wb:-none}); takes about 5 minutes"
+        cargo install worker-build --version "$want_wb" --locked --force
       fi ;;
     *) echo "setup: unknown extra $extra" >&2; exit 2 ;;
   esac

@@ -1,5 +1,6 @@
-//! The wasm-only edge: the Worker's `env` -> [`Config`], and the core's [`Exchange`]
-//! exported to the JS driver (`src/entry.js`) as a handful of synchronous calls.
+//! The wasm-only edge: the core's [`Exchange`] exported to the JS driver
+//! (`src/entry.js`) as a handful of synchronous calls (the Worker's `env` is read in
+//! `js_env`).
 //!
 //! The driver does the platform's I/O (KV, the origin, the assets binding) and hands
 //! each result back here; this module turns JS values into the core's types and back,
@@ -7,104 +8,14 @@
 //! with its promise and closure plumbing, cost more CPU than all of keycard's own work
 //! (BENCHMARKS.md).
 
-use std::cell::RefCell;
-use std::rc::Rc;
-
-use js_sys::Reflect;
 use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::JsValue;
 use web_sys::{Headers, Response, ResponseInit};
 
-use crate::config::{Config, ConfigError};
-use crate::exchange::{self, Answer, Binding, Bindings, Incoming, Level, Log, Step};
+use crate::exchange::{self, Answer, Binding, Bindings, Incoming, Step};
 use crate::headers::HeaderList;
+use crate::js_env::{binding, config, write_logs, Kind};
 use crate::keys::OsEntropy;
-
-/// The isolate's configuration, validated once: the result, good or bad.
-type IsolateConfig = Result<Rc<Config>, ConfigError>;
-
-thread_local! {
-    static CONFIG: RefCell<Option<IsolateConfig>> = const { RefCell::new(None) };
-}
-
-/// A binding's value as a string: a secret or string var as it is, a TOML boolean or
-/// number (which wrangler passes as JSON) in its usual spelling.
-fn lookup(env: &JsValue, name: &str) -> Option<String> {
-    let v = Reflect::get(env, &JsValue::from_str(name)).ok()?;
-    if let Some(s) = v.as_string() {
-        return Some(s);
-    }
-    if let Some(b) = v.as_bool() {
-        return Some(b.to_string());
-    }
-    if let Some(n) = v.as_f64() {
-        if n.fract() == 0.0 && n.abs() < 1e15 {
-            return Some(format!("{}", n as i64));
-        }
-        return Some(n.to_string());
-    }
-    None
-}
-
-fn config(env: &JsValue) -> IsolateConfig {
-    CONFIG.with(|c| {
-        c.borrow_mut()
-            .get_or_insert_with(|| Config::from_lookup(|name| lookup(env, name)).map(Rc::new))
-            .clone()
-    })
-}
-
-/// Whether `value` has a method called `name`.
-fn has_method(value: &JsValue, name: &str) -> bool {
-    Reflect::get(value, &JsValue::from_str(name)).is_ok_and(|f| f.is_function())
-}
-
-/// The kinds of binding keycard uses, told apart by their methods.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    /// A KV namespace: `get`, `put`, no `fetch`.
-    Kv,
-    /// A service binding or the assets binding: `fetch`.
-    Fetcher,
-    /// A Durable Object namespace: `idFromName`.
-    Objects,
-}
-
-/// Whether `env` has a binding called `name` of the kind `want`.
-fn binding(env: &JsValue, name: &str, want: Kind) -> Binding {
-    let Ok(v) = Reflect::get(env, &JsValue::from_str(name)) else {
-        return Binding::Absent;
-    };
-    if !v.is_object() {
-        return Binding::Absent;
-    }
-    // `fetch` first: a service binding answers every property name with an RPC method,
-    // so it would pass for any other kind.
-    let kind = if has_method(&v, "fetch") {
-        Some(Kind::Fetcher)
-    } else if has_method(&v, "idFromName") {
-        Some(Kind::Objects)
-    } else if has_method(&v, "get") && has_method(&v, "put") {
-        Some(Kind::Kv)
-    } else {
-        None
-    };
-    match kind == Some(want) {
-        true => Binding::Present,
-        false => Binding::WrongKind,
-    }
-}
-
-/// Writes the core's log lines to the console.
-fn write_logs(logs: impl IntoIterator<Item = Log>) {
-    for l in logs {
-        let line = JsValue::from_str(&l.line());
-        match l.level {
-            Level::Error => web_sys::console::error_1(&line),
-            Level::Warn => web_sys::console::warn_1(&line),
-        }
-    }
-}
 
 /// What the driver must do next; the data for it is on the [`Exchange`].
 #[wasm_bindgen]

@@ -240,7 +240,7 @@ pub struct Forward {
 }
 
 impl Forward {
-    /// The plan in the edge's wire form (see `Wire` in this module's source).
+    /// The plan in the edge's wire form (`Wire`, in this module).
     pub fn wire(&self) -> String {
         let mut w = Wire::default();
         w.line('U', &self.url);
@@ -310,7 +310,7 @@ pub struct Rewrap {
 }
 
 impl Rewrap {
-    /// The edits in the edge's wire form (see `Wire` in this module's source).
+    /// The edits in the edge's wire form (`Wire`, in this module).
     pub fn wire(&self) -> String {
         let mut w = Wire::default();
         for name in &self.strip {
@@ -676,6 +676,16 @@ impl<E: Entropy> Exchange<E> {
     /// The configuration it runs under.
     pub fn config(&self) -> &Config {
         &self.cfg
+    }
+
+    /// While the request is with the origin (after [`Step::Forward`], before
+    /// [`Exchange::answered`]): the session it was forwarded with. An in-process origin
+    /// ([`crate::embedded`]) reads its data from here rather than decode `X-Session`.
+    pub fn forwarded(&self) -> Option<&Loaded> {
+        match &self.state {
+            State::Forwarding(loaded) => Some(loaded),
+            _ => None,
+        }
     }
 
     /// The log lines written since the last call, oldest first.

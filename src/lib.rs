@@ -24,13 +24,18 @@
 //!
 //! # Shape
 //!
-//! Everything in this crate except `edge` is a pure core: plain functions and types
-//! that take `now` (unix seconds) as an argument and never touch the platform, so
-//! `cargo test` runs them natively. One request is an [`exchange::Exchange`]: a state
+//! Everything in this crate except the edge (`src/edge.rs`, `src/js_env.rs`) and the
+//! `worker` feature's driver is a pure core: plain functions and types that take `now`
+//! (unix seconds) as an argument and never touch the platform, so `cargo test` runs
+//! them natively. One request is an [`exchange::Exchange`]: a state
 //! machine that returns each step (read or write a KV record, forward, answer) as data.
-//! `edge` (wasm32 only) reads the Worker's `env` into a [`config::Config`] and exports
+//! The edge (wasm32 only) reads the Worker's `env` into a [`config::Config`] and exports
 //! the exchange as synchronous calls; `src/entry.js`, the Worker's entry, carries out
 //! the steps with the Workers runtime.
+//!
+//! With the `worker` cargo feature, `keycard::worker` drives the same exchange from
+//! your own workers-rs `#[event(fetch)]` handler, calling your handler in place of the
+//! origin with a typed [`embedded::Session`].
 
 #![forbid(unsafe_code)]
 
@@ -39,6 +44,7 @@ pub mod config;
 pub mod control;
 pub mod cookie_header;
 pub mod cross_origin;
+pub mod embedded;
 pub mod endpoints;
 pub mod exchange;
 pub mod forward;
@@ -55,8 +61,14 @@ pub mod util;
 #[cfg(test)]
 mod testing;
 
-#[cfg(target_arch = "wasm32")]
+// The standalone Worker's exports; a crate built with the `worker` feature is a
+// library inside someone else's Worker, which must not carry them.
+#[cfg(all(target_arch = "wasm32", not(feature = "worker")))]
 mod edge;
+#[cfg(any(target_arch = "wasm32", feature = "worker"))]
+mod js_env;
+#[cfg(feature = "worker")]
+pub mod worker;
 
 /// The crate version, reported by the `health` endpoint.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,226 @@
+// Issue 14: keycard inside a Rust Worker (the `worker` cargo feature), end to end. The
+// example examples/workers-rs, built with worker-build by `make example-rs`, runs in
+// workerd with local KV; the standalone Worker (build/index.js) runs next to it under
+// the same secret and cookie name, in front of a real origin.
+import { test, before, after, describe } from "node:test";
+import assert from "node:assert/strict";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { startOrigin, startKeycard, Client, request, decodeSession, q } from "./lib/harness.mjs";
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+const EXAMPLE = path.join(ROOT, "examples/workers-rs/build/index.js");
+const NAME = "shared_session";
+
+const session = async (c) => (await c.get("/.keycard/session")).json;
+const login = (c, user) => c.send(`/login?user=${encodeURIComponent(user)}`, { method: "POST" });
+const logout = (c) => c.send("/logout", { method: "POST" });
+const keycardCookie = (r) => r.cookies.find((sc) => sc.name === NAME);
+// No response header that reads as a control header (any spelling) reaches the client.
+const noControlHeaders = (r) => {
+  const names = Object.keys(r.headers).map((n) => n.toLowerCase().replace(/[^a-z0-9]/g, "-"));
+  assert.deepEqual(names.filter((n) => n === "x-session" || n.startsWith("x-session-")), []);
+};
+
+describe("the workers-rs example", () => {
+  let rs;
+  before(async () => {
+    rs = await startKeycard({ SESSION_COOKIE_NAME: NAME, KEYCARD_INSPECT: "true" }, { entry: EXAMPLE });
+  });
+  after(async () => {
+    await rs?.close();
+  });
+
+  test("visits are counted in a session created on the first visit", async () => {
+    const c = new Client(rs.url);
+    const first = await c.get("/");
+    assert.equal(first.status, 200);
+    assert.deepEqual(first.json, { user: null, visits: 1, status: "none" });
+    const sc = keycardCookie(first);
+    assert.ok(sc, "the first visit creates the session");
+    assert.equal(sc.attrs.httponly, true);
+    assert.equal(sc.attrs.samesite, "Lax");
+    assert.equal(first.headers["cache-control"], "private");
+    noControlHeaders(first);
+    for (const n of [2, 3]) {
+      const r = await c.get("/");
+      assert.deepEqual(r.json, { user: null, visits: n, status: "valid" });
+      noControlHeaders(r);
+    }
+    assert.equal((await session(c)).data.visits, 3);
+  });
+
+  test("a request that changes nothing sends no session cookie, and the app's own cookie is kept", async () => {
+    const c = new Client(rs.url);
+    await c.get("/");
+    const r = await c.get("/headers");
+    assert.equal(r.status, 200);
+    assert.equal(keycardCookie(r), undefined, "nothing changed: no cookie");
+    assert.deepEqual(r.cookies.map((sc) => sc.name), ["theme"]);
+    // The app's own X-Session-Set is removed and never applied.
+    noControlHeaders(r);
+    assert.deepEqual((await session(c)).data, { visits: 1 });
+    assert.equal((await rs.waitForEvent("handler_control_header"))?.detail?.header, "x-session-set");
+    // A bad session cookie is cleared, next to the app's own cookie.
+    const bad = await request(rs.url + "/headers", { headers: { cookie: `${NAME}=v1.forged` } });
+    const names = bad.headers["set-cookie"].map((s) => s.split("=")[0]).sort();
+    assert.deepEqual(names, [NAME, "theme"]);
+    assert.match(bad.headers["set-cookie"].find((s) => s.startsWith(NAME)), /Max-Age=0/);
+    assert.equal(bad.json["x-session-status"], "invalid");
+  });
+
+  test("login sets the user, regenerates the session and answers 303 to /", async () => {
+    const c = new Client(rs.url);
+    await c.get("/");
+    const before = await session(c);
+    const r = await login(c, "ann");
+    assert.equal(r.status, 303);
+    assert.equal(r.headers.location, "/");
+    assert.ok(keycardCookie(r), "the new session's cookie is issued");
+    noControlHeaders(r);
+    const after = await session(c);
+    assert.notEqual(after.handle, before.handle, "a new session id (the handle changes)");
+    assert.deepEqual(after.data, { visits: 1, user: "ann" }, "the data is kept");
+    assert.deepEqual((await c.get("/")).json, { user: "ann", visits: 2, status: "valid" });
+  });
+
+  test("logout destroys the session, clears the cookie and answers 303 to /", async () => {
+    const c = new Client(rs.url);
+    await login(c, "ann");
+    const r = await logout(c);
+    assert.equal(r.status, 303);
+    assert.equal(r.headers.location, "/");
+    assert.equal(keycardCookie(r).value, "");
+    assert.equal(keycardCookie(r).attrs["max-age"], "0");
+    assert.equal(c.jar.has(NAME), false);
+    assert.deepEqual((await c.get("/")).json, { user: null, visits: 1, status: "none" });
+  });
+
+  test("forged X-Session headers and their aliases are ignored; the app never sees the session cookie", async () => {
+    const forged = Buffer.from(JSON.stringify({ user: "admin", visits: 99 })).toString("base64url");
+    const headers = {
+      "x-session": forged,
+      X_Session: forged,
+      "X.Session": forged,
+      "x-session-status": "valid",
+      X_Session_Id: "forged-handle",
+      "x-forwarded-host": "evil.example",
+      "x-real-ip": "6.6.6.6",
+    };
+    const anon = await request(rs.url + "/", { headers });
+    assert.deepEqual(anon.json, { user: null, visits: 1, status: "none" });
+    const seen = (await request(rs.url + "/headers", { headers })).json;
+    for (const name of ["x-session", "x_session", "x.session", "x_session_id", "x-session-id"]) {
+      assert.equal(seen[name], undefined, `${name} reached the app`);
+    }
+    assert.equal(seen["x-session-status"], "none");
+    // keycard's own values replace the client's.
+    assert.equal(seen["x-forwarded-host"], new URL(rs.url).host);
+    assert.equal(seen["x-real-ip"], "127.0.0.1");
+
+    const c = new Client(rs.url);
+    await login(c, "ann");
+    const signedIn = await c.get("/headers", { headers: { ...headers, cookie: `${c.cookieHeader()}; other=1` } });
+    const h = signedIn.json;
+    assert.equal(h.cookie, "other=1", "the session cookie is removed, other cookies stay");
+    assert.equal(h["x-session-status"], "valid");
+    assert.deepEqual(decodeSession(h["x-session"]), { user: "ann" });
+    assert.equal(h["x-session-id"], (await session(c)).handle);
+    assert.equal(h["x_session"], undefined);
+    assert.deepEqual((await c.get("/", { headers })).json, { user: "ann", visits: 1, status: "valid" });
+  });
+
+  test("a session past 4 KB spills to KV, and comes back from it", async () => {
+    const c = new Client(rs.url);
+    const user = "u".repeat(5000);
+    const r = await login(c, user);
+    assert.equal(r.status, 303);
+    const sc = keycardCookie(r);
+    assert.ok(sc.raw.length < 4096, `Set-Cookie is ${sc.raw.length} bytes`);
+    assert.ok(!sc.value.includes(Buffer.from("uuuuuuuuu").toString("base64url")), "the data is not in the cookie");
+    const s = await session(c);
+    assert.equal(s.location, "kv");
+    assert.equal(s.data.user.length, 5000);
+    assert.deepEqual((await c.get("/")).json, { user, visits: 1, status: "valid" });
+    await logout(c);
+    assert.equal((await session(c)).status, "none");
+  });
+});
+
+describe("the workers-rs example with SESSION_STORE=kv", () => {
+  let rs;
+  before(async () => {
+    rs = await startKeycard({ SESSION_COOKIE_NAME: NAME, SESSION_STORE: "kv" }, { entry: EXAMPLE });
+  });
+  after(async () => {
+    await rs?.close();
+  });
+
+  test("login deletes the old session's record, and logout the new one's", async () => {
+    const c = new Client(rs.url);
+    await c.get("/");
+    const old = c.cookieHeader();
+    await login(c, "ann");
+    const replayOld = await request(rs.url + "/", { headers: { cookie: old } });
+    assert.equal(replayOld.json.status, "invalid", "the pre-login session is gone (fixation)");
+    const current = c.cookieHeader();
+    assert.deepEqual((await c.get("/")).json, { user: "ann", visits: 2, status: "valid" });
+    await logout(c);
+    const replay = await request(rs.url + "/", { headers: { cookie: current } });
+    assert.equal(replay.json.status, "invalid", "a logged-out session cannot be replayed");
+  });
+});
+
+describe("a misconfigured workers-rs example", () => {
+  let rs;
+  before(async () => {
+    rs = await startKeycard({ SESSION_SECRET: "short" }, { entry: EXAMPLE });
+  });
+  after(async () => {
+    await rs?.close();
+  });
+
+  test("answers 500 keycard: misconfigured and logs the variable, never the app", async () => {
+    const r = await request(rs.url + "/");
+    assert.equal(r.status, 500);
+    assert.equal(r.text, "keycard: misconfigured");
+    const ev = await rs.waitForEvent("misconfigured");
+    assert.equal(ev?.detail?.var, "SESSION_SECRET");
+    assert.ok(!rs.logs.join("\n").includes("short"), "the secret is not logged");
+  });
+});
+
+describe("cookies pass between the example and the standalone Worker", () => {
+  let origin, rs, js;
+  before(async () => {
+    origin = await startOrigin();
+    const vars = { SESSION_COOKIE_NAME: NAME };
+    rs = await startKeycard(vars, { entry: EXAMPLE });
+    js = await startKeycard({ ...vars, ORIGIN_URL: origin.url });
+  });
+  after(async () => {
+    await rs?.close();
+    await js?.close();
+    await origin?.close();
+  });
+
+  test("a cookie the example issued is a valid session for the standalone Worker", async () => {
+    const c = new Client(rs.url);
+    await login(c, "ann");
+    await c.get("/");
+    const r = await request(js.url + "/page", { headers: { cookie: c.cookieHeader() } });
+    assert.equal(r.status, 200);
+    assert.equal(r.json.headers["x-session-status"], "valid");
+    assert.deepEqual(decodeSession(r.json.headers["x-session"]), { user: "ann", visits: 1 });
+  });
+
+  test("a cookie the standalone Worker issued is a valid session for the example", async () => {
+    const c = new Client(js.url);
+    await c.get(`/a?set=${q({ user: "bob", visits: 41 })}`);
+    assert.ok(c.jar.has(NAME));
+    const r = await request(rs.url + "/", { headers: { cookie: c.cookieHeader() } });
+    assert.deepEqual(r.json, { user: "bob", visits: 42, status: "valid" });
+    const back = await request(js.url + "/b", { headers: { cookie: r.headers["set-cookie"].find((s) => s.startsWith(NAME)).split(";")[0] } });
+    assert.deepEqual(decodeSession(back.json.headers["x-session"]), { user: "bob", visits: 42 }, "and the example's update reads back");
+  });
+});
