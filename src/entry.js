@@ -79,6 +79,13 @@ async function forward(request, env, plan) {
 
 async function drive(ex, request, env) {
   let origin; // the origin's response, once there is one
+  // After an await, hands a result to `ex`, unless the wasm instance was replaced
+  // meanwhile (another request trapped): `ex` would then point into the new one.
+  const gen = generation;
+  const settle = (hand) => {
+    if (gen !== generation) throw new Error("the wasm instance was replaced during the request");
+    hand();
+  };
   for (;;) {
     switch (ex.step) {
       case Do.Reply:
@@ -88,10 +95,10 @@ async function drive(ex, request, env) {
         try {
           value = await env[ex.binding].get(ex.key, { cacheTtl: ex.cache_ttl });
         } catch (e) {
-          ex.record(undefined, message(e));
+          settle(() => ex.record(undefined, message(e)));
           break;
         }
-        ex.record(value ?? undefined, undefined);
+        settle(() => ex.record(value ?? undefined, undefined));
         break;
       }
       case Do.KvPut:
@@ -101,21 +108,21 @@ async function drive(ex, request, env) {
           if (ex.step === Do.KvPut) await kv.put(ex.key, ex.value, { expirationTtl: ex.ttl });
           else await kv.delete(ex.key);
         } catch (e) {
-          ex.written(message(e));
+          settle(() => ex.written(message(e)));
           break;
         }
-        ex.written(undefined);
+        settle(() => ex.written(undefined));
         break;
       }
       case Do.Forward: {
         try {
           origin = await forward(request, env, ex.plan);
         } catch (e) {
-          ex.unreachable(message(e));
+          settle(() => ex.unreachable(message(e)));
           break;
         }
-        if (origin === TIMED_OUT) ex.timed_out();
-        else ex.answered(origin.status, lines(origin.headers));
+        if (origin === TIMED_OUT) settle(() => ex.timed_out());
+        else settle(() => ex.answered(origin.status, lines(origin.headers)));
         break;
       }
       case Do.Users: {
@@ -124,10 +131,10 @@ async function drive(ex, request, env) {
           const ns = env[ex.binding];
           answer = await ns.get(ns.idFromName(ex.object)).answer(ex.call);
         } catch (e) {
-          ex.users_answered(undefined, message(e));
+          settle(() => ex.users_answered(undefined, message(e)));
           break;
         }
-        ex.users_answered(typeof answer === "string" ? answer : undefined, undefined);
+        settle(() => ex.users_answered(typeof answer === "string" ? answer : undefined, undefined));
         break;
       }
       case Do.Asset:
@@ -143,14 +150,17 @@ async function drive(ex, request, env) {
 }
 
 // After a trap (a bug: a Rust panic aborts), the instance's state cannot be trusted:
-// the next request starts from a fresh one.
+// the next request starts from a fresh one. `generation` counts the instances, so
+// that a request still in flight from before cannot use the new one.
 let broken = false;
+let generation = 0;
 
 /** Replaces a trapped wasm instance before it is used again. */
 function fresh() {
   if (broken) {
     __wbg_reset_state();
     broken = false;
+    generation++;
   }
 }
 
@@ -185,6 +195,7 @@ export class KeycardUsers extends DurableObject {
 export default {
   async fetch(request, env) {
     fresh();
+    const gen = generation;
     let ex;
     try {
       const country = request.cf?.country;
@@ -197,7 +208,8 @@ export default {
       return new Response("keycard: internal error", { status: 500, headers: TEXT });
     } finally {
       try {
-        ex?.free();
+        // Never into an instance that replaced the one `ex` lives in.
+        if (gen === generation) ex?.free();
       } catch {
         // A trapped instance cannot free; it is replaced before the next request.
       }

@@ -930,6 +930,14 @@ impl<E: Entropy> Exchange<E> {
                 }
             }
             (&Purpose::Inspect { cookie_len }, _) => self.inspect(loaded, cookie_len),
+            (Purpose::Logout { .. }, _) if matches!(loaded, Loaded::StoreUnavailable) => {
+                // Whatever the policy: answering "signed out" while the record, and the
+                // user it names, could not even be read would be a lie.
+                self.fail(Failure::Store(StoreError {
+                    op: "get",
+                    detail: "the session's record could not be read to end it".into(),
+                }))
+            }
             (Purpose::Logout { .. }, _) => {
                 let destroy = Changes {
                     destroy: true,

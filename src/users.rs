@@ -106,13 +106,18 @@ pub enum Op {
         device: Device,
         touch_after: u64,
         replaces: Option<String>,
+        /// The caller became this user's session in this request (a sign-in, or
+        /// `regenerate`), so an earlier `Others` or `All` cannot be meant for it.
+        fresh: bool,
     },
     /// Like `See`, then the live sessions.
     List { device: Device, touch_after: u64 },
     /// End sessions (a caller already revoked can end none). The answer names the
     /// keys it revoked.
     Revoke { which: Which },
-    /// Drop the caller's entry without revoking it: it is no longer signed in.
+    /// The caller is no longer signed in (its user field was removed): it leaves the
+    /// device list, but stays known, so that `Others` and `All` still revoke it (a
+    /// copy of its signed-in cookie is still that user's).
     Forget,
 }
 
@@ -145,6 +150,8 @@ pub struct Entry {
     pub last_seen: u64,
     /// Where it is used from.
     pub device: Device,
+    /// Its user field was removed: not listed, but revoked with the others.
+    pub signed_out: bool,
 }
 
 /// The object's answer to a [`Call`].
@@ -160,6 +167,17 @@ pub struct Answer {
     pub sessions: Vec<Entry>,
 }
 
+/// The last `Others` or `All`: every session of the user that began by `at` (its
+/// absolute lifetime, that is), but `except`, is revoked, whether this object knew it
+/// or not (a session whose registration failed under `SESSION_KV_FAILURE=open`, say).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cutoff {
+    /// When it was made.
+    pub at: u64,
+    /// The session that made it, for `Others`.
+    pub except: Option<String>,
+}
+
 /// Everything a user's object keeps, stored as one JSON value.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct State {
@@ -169,6 +187,8 @@ pub struct State {
     /// the map type the wasm has already, rather than a second one for the sake of
     /// `u64`).
     pub revoked: Map<String, Value>,
+    /// The last `Others` or `All`.
+    pub cutoff: Option<Cutoff>,
 }
 
 impl State {
@@ -182,6 +202,23 @@ impl State {
 
     fn is_revoked(&self, key: &str) -> bool {
         self.revoked.contains_key(key)
+    }
+
+    /// Whether the session `key`, which began at `created`, is one the last `Others` or
+    /// `All` ended without knowing it.
+    fn cut_off(&self, key: &str, created: u64) -> bool {
+        self.cutoff
+            .as_ref()
+            .is_some_and(|k| created <= k.at && k.except.as_deref() != Some(key))
+            && !self.live.iter().any(|e| e.key == key)
+    }
+
+    fn set_cutoff(&mut self, at: u64, except: Option<&str>) {
+        let at = self.cutoff.as_ref().map_or(at, |k| k.at.max(at));
+        self.cutoff = Some(Cutoff {
+            at,
+            except: except.map(str::to_owned),
+        });
     }
 
     /// Revokes `key` until `horizon`.
@@ -214,6 +251,7 @@ impl State {
         if let Some(e) = self.live.iter_mut().find(|e| e.key == c.key) {
             // `X-Session-Max-Age` may have moved it.
             e.expires = c.expires;
+            e.signed_out = false;
             if now >= e.last_seen.saturating_add(touch_after) {
                 e.last_seen = now;
                 e.handle.clone_from(&c.handle);
@@ -231,6 +269,7 @@ impl State {
             expires: c.expires,
             last_seen: now,
             device,
+            signed_out: false,
         });
         if self.live.len() > MAX_LIVE {
             let oldest = self
@@ -254,7 +293,21 @@ impl State {
             ..Answer::default()
         };
         let (c, horizon) = (&call.caller, call.horizon);
-        if self.is_revoked(&c.key) {
+        // Revocations by key are keycard's own follow-ups of one this caller was allowed
+        // to make (into the other objects of a key rotation), even if it revoked itself.
+        let follow_up = matches!(
+            call.op,
+            Op::Revoke {
+                which: Which::Keys(_)
+            }
+        );
+        let fresh = matches!(call.op, Op::See { fresh: true, .. });
+        if !follow_up && self.is_revoked(&c.key) {
+            return refused;
+        }
+        if !follow_up && !fresh && self.cut_off(&c.key, c.created) {
+            // Known from now on, like the sessions the cutoff did know.
+            self.revoke_key(&c.key, horizon);
             return refused;
         }
         let mut answer = Answer::default();
@@ -263,10 +316,12 @@ impl State {
                 device,
                 touch_after,
                 replaces,
+                ..
             } => {
                 if let Some(old) = replaces.as_deref().filter(|old| *old != c.key) {
-                    // A revoked session cannot come back under a new id.
-                    let was_revoked = self.is_revoked(old);
+                    // A revoked session cannot come back under a new id (`regenerate`
+                    // keeps the session's `created`).
+                    let was_revoked = self.is_revoked(old) || self.cut_off(old, c.created);
                     self.revoke_key(old, horizon);
                     if was_revoked {
                         self.revoke_key(&c.key, horizon);
@@ -285,7 +340,12 @@ impl State {
                 if !self.keep(&call, device.clone(), *touch_after) {
                     return refused;
                 }
-                answer.sessions = self.live.clone();
+                answer.sessions = self
+                    .live
+                    .iter()
+                    .filter(|e| !e.signed_out)
+                    .cloned()
+                    .collect();
             }
             Op::Revoke { which } => {
                 answer.keys = match which {
@@ -293,8 +353,12 @@ impl State {
                         self.revoke_key(&c.key, horizon);
                         vec![c.key.clone()]
                     }
-                    Which::Others => self.revoke_where(horizon, |e| e.key != c.key),
+                    Which::Others => {
+                        self.set_cutoff(call.now, Some(&c.key));
+                        self.revoke_where(horizon, |e| e.key != c.key)
+                    }
                     Which::All => {
+                        self.set_cutoff(call.now, None);
                         let mut keys = self.revoke_where(horizon, |e| e.key != c.key);
                         self.revoke_key(&c.key, horizon);
                         keys.push(c.key.clone());
@@ -312,7 +376,11 @@ impl State {
                 };
                 answer.revoked = answer.keys.len();
             }
-            Op::Forget => self.live.retain(|e| e.key != c.key),
+            Op::Forget => {
+                if let Some(e) = self.live.iter_mut().find(|e| e.key == c.key) {
+                    e.signed_out = true;
+                }
+            }
         }
         answer
     }

@@ -60,8 +60,9 @@ pub(super) struct UsersWrite {
     pub revokes: bool,
     /// Its answer says whether the session being issued was revoked.
     pub checks: bool,
-    /// It revokes by handle: the keys it revoked are then revoked in the user's other
-    /// objects too (during a rotation, handles differ from one object to the next).
+    /// It revokes others (by handle, or all of them): the keys it revoked are then
+    /// revoked in the user's other objects too, since during a rotation a session may
+    /// be live in one object only, and handles differ from one object to the next.
     pub then_keys: Option<(String, Caller)>,
 }
 
@@ -116,14 +117,23 @@ impl<E: Entropy> Exchange<E> {
         users::call(&self.cfg, keys, user, caller, op, self.now)
     }
 
-    /// `See` from `s` to `user`'s object under `keys`.
-    fn see(&self, keys: &KeySet, user: &str, s: &Session, replaces: Option<String>) -> UsersCall {
+    /// `See` from `caller` to `user`'s object under `keys`; `fresh`: the caller became
+    /// this user's session in this request.
+    fn see(
+        &self,
+        keys: &KeySet,
+        user: &str,
+        caller: &Caller,
+        replaces: Option<String>,
+        fresh: bool,
+    ) -> UsersCall {
         let op = Op::See {
             device: self.device.clone(),
             touch_after: self.cfg.refresh_after,
             replaces,
+            fresh,
         };
-        self.call(keys, user, &users::caller(&self.cfg, s), op)
+        self.call(keys, user, caller, op)
     }
 
     /// The check of a valid, signed-in session with the object named under the secret
@@ -142,7 +152,8 @@ impl<E: Entropy> Exchange<E> {
             .keys
             .find(&s.kid)
             .unwrap_or((self.cfg.keys.current(), true));
-        Some((self.see(keys, &user, s, None), current))
+        let caller = users::caller(&self.cfg, s);
+        Some((self.see(keys, &user, &caller, None, false), current))
     }
 
     /// Asks the user's object whether a signed-in session is revoked, then forwards;
@@ -292,9 +303,9 @@ impl<E: Entropy> Exchange<E> {
         self.next_write(writes)
     }
 
-    /// After a revocation by handle from `caller` to `user`'s object, the `keys` it
+    /// After a revocation of others from `caller` to `user`'s object, the `keys` it
     /// revoked are revoked in the user's other objects too (there are others only
-    /// during a rotation).
+    /// during a rotation), next, before any call that could revoke the caller itself.
     fn follow_keys(
         &self,
         writes: &mut Writes,
@@ -307,13 +318,19 @@ impl<E: Entropy> Exchange<E> {
         let op = Op::Revoke {
             which: Which::Keys(keys),
         };
-        for k in self.cfg.keys.all() {
-            writes.users.push_back(UsersWrite {
+        let calls: Vec<UsersWrite> = self
+            .cfg
+            .keys
+            .all()
+            .map(|k| UsersWrite {
                 call: self.call(k, &user, &caller, op.clone()),
                 revokes: true,
                 checks: false,
                 then_keys: None,
-            });
+            })
+            .collect();
+        for call in calls.into_iter().rev() {
+            writes.users.push_front(call);
         }
     }
 
@@ -466,8 +483,8 @@ impl<E: Entropy> Exchange<E> {
     /// whether their answers decide if the session is issued.
     fn revocations(&self, user: &str, s: &Session, which: Which, checks: bool) -> Vec<UsersWrite> {
         let caller = users::caller(&self.cfg, s);
-        let then_keys =
-            matches!(which, Which::Handles(_)).then(|| (user.to_owned(), caller.clone()));
+        let others = matches!(which, Which::Handles(_) | Which::Others | Which::All);
+        let then_keys = others.then(|| (user.to_owned(), caller.clone()));
         let op = Op::Revoke { which };
         self.cfg
             .keys
@@ -594,13 +611,29 @@ impl<E: Entropy> Exchange<E> {
                 then_keys: None,
             })
         };
+        // The object judges a session by when it began: an `X-Session-Max-Age` in this
+        // request must not make it look younger than the last `destroy-others`.
+        let mut caller = users::caller(cfg, after);
+        if let Some((s, _)) = was.filter(|_| !new_id) {
+            caller.created = caller.created.min(s.created);
+        }
+        let fresh = new_id || !same_user;
         if new_id && same_user {
             // `regenerate`: the new id is registered and the old one revoked, in one
             // call, which refuses if the old one was revoked already.
             let old = was.map(|(s, _)| s.sid.digest());
-            push(self.see(current, user, after, old), true);
-        } else if new_id || !same_user || tell {
-            push(self.see(current, user, after, None), false);
+            push(self.see(current, user, &caller, old, true), true);
+        } else if fresh || tell {
+            // Re-issued under the current secret after a rotation: the object under the
+            // secret it was signed with is asked first, since a revocation that raced
+            // this request may be known there only.
+            let previous = was
+                .filter(|(s, _)| same_user && s.kid != current.kid())
+                .and_then(|(s, _)| cfg.keys.find(&s.kid));
+            if let Some((keys, _)) = previous {
+                push(self.see(keys, user, &caller, None, fresh), false);
+            }
+            push(self.see(current, user, &caller, None, fresh), false);
         }
         // The id before, in the objects that call did not reach.
         if let Some((s, old_user)) = was.filter(|_| new_id || !same_user) {

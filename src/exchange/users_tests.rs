@@ -774,3 +774,209 @@ fn inspect_shows_a_revoked_session_as_valid_in_always_mode() {
     let v: Value = serde_json::from_str(&seen.reply().body).unwrap();
     assert_ne!(v["status"], "valid", "{v}");
 }
+
+// ---- second review (issue 13) ----
+
+const OLD: &str = "old-secret-0123456789abcdef0123456789abcdef";
+
+/// Starts a request from `b` and drives it up to the origin (checks included);
+/// the exchange waits for the origin's answer.
+fn start_request(
+    w: &mut World,
+    b: &Browser,
+    method: &str,
+    path: &str,
+) -> Exchange<CountingEntropy> {
+    w.p.now = w.now;
+    let headers = match &b.jar {
+        Some(v) => format!("cookie:{}={v}\n", w.cfg.cookie.name),
+        None => String::new(),
+    };
+    let url = format!("https://app.example{path}");
+    let req = Incoming {
+        method,
+        url: &url,
+        headers: HeaderList(&headers),
+        country: None,
+    };
+    let (mut ex, step) = Exchange::start(
+        Rc::new(w.cfg.clone()),
+        w.bindings,
+        &req,
+        w.now,
+        CountingEntropy(77),
+    );
+    let step = w.p.drive(&mut ex, step);
+    assert!(matches!(step, Step::Forward(_)), "{step:?}");
+    ex
+}
+
+/// The origin's answer (`headers`, as lines) to a request `start_request` began; the
+/// browser keeps whatever cookie it is given.
+fn finish_request(
+    w: &mut World,
+    ex: &mut Exchange<CountingEntropy>,
+    b: &mut Browser,
+    headers: &str,
+) -> Step {
+    let answered = ex.answered(&Answer {
+        status: 200,
+        headers: HeaderList(headers),
+    });
+    let last = w.p.drive(ex, answered);
+    w.logs.extend(ex.take_logs());
+    let sc = match &last {
+        Step::Rewrap(r) => r.set_cookie.clone(),
+        Step::Reply(r) => r
+            .headers
+            .iter()
+            .find(|(n, _)| *n == "set-cookie")
+            .map(|(_, v)| v.clone()),
+        _ => None,
+    };
+    if let Some(sc) = sc {
+        let value = sc.split(';').next().unwrap().split_once('=').unwrap().1;
+        b.jar = (!value.is_empty()).then(|| value.to_owned());
+    }
+    last
+}
+
+fn rotate(w: &mut World, store: &str) {
+    w.cfg = config(&[("SESSION_SECRET_PREVIOUS", OLD), ("SESSION_STORE", store)]);
+}
+
+#[test]
+fn a_revocation_racing_the_first_request_after_a_rotation_is_lost() {
+    let mut w = World::new(&[("SESSION_SECRET", OLD), ("SESSION_STORE", "cookie")]);
+    let (mut laptop, mut phone) = (Browser::default(), Browser::default());
+    w.sign_in(&mut laptop, "ada");
+    w.sign_in(&mut phone, "ada");
+    rotate(&mut w, "cookie");
+    // The laptop's first request since the rotation: checked with the object under the
+    // old secret (not revoked yet) and forwarded...
+    let mut ex = start_request(&mut w, &laptop, "POST", "/form");
+    // ...while the phone signs out everywhere else.
+    w.go(
+        &mut phone,
+        "POST",
+        "/devices",
+        &[("x-session-action", "destroy-others")],
+    );
+    // The laptop's answer: nothing asked; its cookie is re-issued under the new secret.
+    let _ = finish_request(&mut w, &mut ex, &mut laptop, "");
+    w.now += 1;
+    assert!(
+        laptop.jar.is_none(),
+        "the re-issue is refused and the cookie cleared"
+    );
+    assert_ne!(
+        w.go(&mut laptop, "POST", "/transfer", &[]).status(),
+        "valid",
+        "the re-issued cookie of a session revoked mid-request is live"
+    );
+}
+
+#[test]
+fn destroy_with_a_stale_handle_during_a_rotation_does_not_follow_it() {
+    let mut w = World::new(&[("SESSION_SECRET", OLD), ("SESSION_STORE", "cookie")]);
+    let (mut laptop, mut phone) = (Browser::default(), Browser::default());
+    w.sign_in(&mut laptop, "ada");
+    let stored_by_the_app = w.go(&mut laptop, "GET", "/", &[]).handle();
+    w.sign_in(&mut phone, "ada");
+    rotate(&mut w, "cookie");
+    w.go(&mut laptop, "POST", "/", &[]);
+    w.go(&mut phone, "POST", "/", &[]);
+    // "Sign out here, and that device too": destroy, with the handle the app kept.
+    w.go(
+        &mut phone,
+        "POST",
+        "/sign-out-here-and-there",
+        &[
+            ("x-session-action", "destroy"),
+            ("x-session-revoke", &stored_by_the_app),
+        ],
+    );
+    assert!(phone.jar.is_none());
+    assert_eq!(
+        w.go(&mut laptop, "POST", "/", &[]).status(),
+        "invalid",
+        "the follow-up by key came after the caller's own revocation, which refused it"
+    );
+}
+
+#[test]
+fn a_logout_while_kv_cannot_be_read_under_open_claims_a_sign_out_that_did_not_happen() {
+    let mut w = World::new(&[("SESSION_STORE", "kv"), ("SESSION_KV_FAILURE", "open")]);
+    let mut b = Browser::default();
+    w.sign_in(&mut b, "ada");
+    let copy = b.clone();
+    w.p.failing.insert("get");
+    let out = w.go(&mut b, "POST", "/.keycard/logout", &[]);
+    w.p.failing.clear();
+    let mut thief = copy;
+    let replay = w.go(&mut thief, "POST", "/transfer", &[]);
+    // Either the sign-out happened, or it was not claimed (503); not neither.
+    assert!(
+        out.reply().status == 503 || replay.status() == "invalid",
+        "logout answered {} and the copy is {}",
+        out.reply().status,
+        replay.status()
+    );
+}
+
+#[test]
+fn destroy_others_misses_a_copy_of_a_session_whose_user_field_was_removed() {
+    let mut w = World::new(&[("SESSION_STORE", "cookie")]);
+    let (mut laptop, mut phone) = (Browser::default(), Browser::default());
+    w.sign_in(&mut laptop, "ada");
+    // A copy taken by a thief while signed in.
+    let copy = laptop.clone();
+    // The laptop leaves the account (the user field removed, no destroy): it leaves
+    // the device list, but is not revoked.
+    w.go(
+        &mut laptop,
+        "POST",
+        "/leave",
+        &[("x-session-set", r#"{"user":null}"#)],
+    );
+    // Ada, on her phone, signs out every other session of hers.
+    w.sign_in(&mut phone, "ada");
+    w.go(
+        &mut phone,
+        "POST",
+        "/devices",
+        &[("x-session-action", "destroy-others")],
+    );
+    let mut thief = copy;
+    let seen = w.go(&mut thief, "POST", "/transfer", &[]);
+    assert_ne!(
+        seen.user().as_deref(),
+        Some("ada"),
+        "a signed-in copy of ada's session outlived destroy-others"
+    );
+}
+
+#[test]
+fn destroy_others_misses_a_session_whose_registration_failed_under_open() {
+    let mut w = World::new(&[("SESSION_STORE", "cookie"), ("SESSION_KV_FAILURE", "open")]);
+    let (mut laptop, mut phone) = (Browser::default(), Browser::default());
+    w.p.users.failing = true; // the object is briefly unreachable
+    w.sign_in(&mut laptop, "ada");
+    w.p.users.failing = false;
+    assert!(
+        laptop.jar.is_some(),
+        "open: signed in, registration left for later"
+    );
+    w.sign_in(&mut phone, "ada");
+    w.go(
+        &mut phone,
+        "POST",
+        "/devices",
+        &[("x-session-action", "destroy-others")],
+    );
+    assert_eq!(
+        w.go(&mut laptop, "POST", "/transfer", &[]).status(),
+        "invalid",
+        "a session of ada's that the object never heard of outlived destroy-others"
+    );
+}

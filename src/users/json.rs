@@ -5,14 +5,14 @@
 //!
 //! | what | JSON |
 //! | --- | --- |
-//! | [`Call`] | `{"v":1,"now":..,"horizon":..,"caller":{"key","handle","created","expires"},"op":"see"\|"list"\|"revoke"\|"forget", ..}`; `see` and `list` add `"device":{"agent","country"}` and `"touch_after"`, `see` may add `"replaces"`, `revoke` adds `"which":"caller"\|"others"\|"all"\|{"handles":[..]}\|{"keys":[..]}` |
+//! | [`Call`] | `{"v":1,"now":..,"horizon":..,"caller":{"key","handle","created","expires"},"op":"see"\|"list"\|"revoke"\|"forget", ..}`; `see` and `list` add `"device":{"agent","country"}` and `"touch_after"`, `see` adds `"fresh"` and may add `"replaces"`, `revoke` adds `"which":"caller"\|"others"\|"all"\|{"handles":[..]}\|{"keys":[..]}` |
 //! | [`Answer`] | `{"caller_revoked":bool,"revoked":n}`, with `"keys":[..]` for `revoke` and `"sessions":[entry..]` for `list` |
-//! | [`State`] | `{"v":1,"live":[entry..],"revoked":{"<key>":<until>,..}}` |
-//! | entry | `{"key","handle","created","expires","last_seen","device":{"agent","country"}}` |
+//! | [`State`] | `{"v":1,"live":[entry..],"revoked":{"<key>":<until>,..}}`, and `"cutoff":{"at":..,"except":<key>\|null}` after an `Others` or `All` |
+//! | entry | `{"key","handle","created","expires","last_seen","device":{"agent","country"}}`, and `"signed_out":true` for an entry whose user field was removed |
 
 use serde_json::{json, Map, Value};
 
-use super::{Answer, Call, Caller, Device, Entry, Op, State, Which, VERSION};
+use super::{Answer, Call, Caller, Cutoff, Device, Entry, Op, State, Which, VERSION};
 
 type Obj = Map<String, Value>;
 
@@ -75,14 +75,18 @@ impl Device {
 
 impl Entry {
     fn to_value(&self) -> Value {
-        json!({
+        let mut v = json!({
             "key": self.key,
             "handle": self.handle,
             "created": self.created,
             "expires": self.expires,
             "last_seen": self.last_seen,
             "device": self.device.to_value(),
-        })
+        });
+        if self.signed_out {
+            v["signed_out"] = true.into();
+        }
+        v
     }
 
     fn from_value(v: &Value) -> Result<Entry, String> {
@@ -94,6 +98,10 @@ impl Entry {
             expires: number(o, "expires")?,
             last_seen: number(o, "last_seen")?,
             device: Device::from_value(o.get("device"))?,
+            signed_out: o
+                .get("signed_out")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
         })
     }
 }
@@ -121,9 +129,10 @@ impl Call {
                 device,
                 touch_after,
                 replaces,
+                fresh,
             } => (
                 "see",
-                json!({ "device": device.to_value(), "touch_after": touch_after, "replaces": replaces }),
+                json!({ "device": device.to_value(), "touch_after": touch_after, "replaces": replaces, "fresh": fresh }),
             ),
             Op::List {
                 device,
@@ -168,6 +177,7 @@ impl Call {
                 device: Device::from_value(o.get("device"))?,
                 touch_after: number(&o, "touch_after")?,
                 replaces: o.get("replaces").and_then(Value::as_str).map(str::to_owned),
+                fresh: o.get("fresh").and_then(Value::as_bool).unwrap_or(false),
             },
             "list" => Op::List {
                 device: Device::from_value(o.get("device"))?,
@@ -234,7 +244,11 @@ impl State {
     /// The state's JSON, as stored.
     pub fn to_json(&self) -> String {
         let live: Vec<Value> = self.live.iter().map(Entry::to_value).collect();
-        json!({ "v": VERSION, "live": live, "revoked": self.revoked }).to_string()
+        let mut o = json!({ "v": VERSION, "live": live, "revoked": self.revoked });
+        if let Some(k) = &self.cutoff {
+            o["cutoff"] = json!({ "at": k.at, "except": k.except });
+        }
+        o.to_string()
     }
 
     /// Reads a stored state.
@@ -245,9 +259,20 @@ impl State {
         if let Some((k, _)) = revoked.iter().find(|(_, until)| !until.is_u64()) {
             return Err(format!("revoked {k:?} has no time"));
         }
+        let cutoff = match o.get("cutoff") {
+            None => None,
+            Some(k) => {
+                let k = object(Some(k), "cutoff")?;
+                Some(Cutoff {
+                    at: number(k, "at")?,
+                    except: k.get("except").and_then(Value::as_str).map(str::to_owned),
+                })
+            }
+        };
         Ok(State {
             live: entries(o.get("live"))?,
             revoked,
+            cutoff,
         })
     }
 }

@@ -30,6 +30,7 @@ fn see(n: u8, now: u64) -> Call {
             device: device("Firefox on Linux"),
             touch_after: 100,
             replaces: None,
+            fresh: false,
         },
     }
 }
@@ -108,6 +109,7 @@ fn replaces_revokes_the_id_before_regenerate() {
         device: device("Safari on iOS"),
         touch_after: 100,
         replaces: Some("key-1".into()),
+        fresh: false,
     };
     assert_eq!(s.apply(call).revoked, 1);
     assert_eq!(keys(&s), ["key-2"]);
@@ -154,6 +156,7 @@ fn regenerating_a_revoked_session_is_refused_and_its_new_id_revoked() {
         device: device("x"),
         touch_after: 100,
         replaces: Some("key-1".into()),
+        fresh: false,
     };
     assert!(s.apply(call).caller_revoked);
     assert!(
@@ -201,13 +204,61 @@ fn an_object_full_of_revocations_refuses_new_sessions_but_keeps_revoking() {
 }
 
 #[test]
-fn forget_drops_the_entry_without_revoking() {
+fn forget_unlists_the_entry_but_others_still_revokes_it() {
     let mut s = State::default();
     s.apply(see(1, NOW));
+    s.apply(see(2, NOW));
     let mut call = see(1, NOW);
     call.op = Op::Forget;
     s.apply(call);
-    assert!(s.live.is_empty() && s.revoked.is_empty());
+    assert!(s.revoked.is_empty(), "not revoked");
+    let mut list = see(2, NOW + 1);
+    list.op = Op::List {
+        device: Device::default(),
+        touch_after: 100,
+    };
+    assert_eq!(s.apply(list).sessions.len(), 1, "not listed");
+    // A copy of its signed-in cookie is still the user's: destroy-others ends it.
+    s.apply(revoke(2, Which::Others));
+    assert!(s.apply(see(1, NOW + 2)).caller_revoked);
+}
+
+#[test]
+fn others_and_all_also_end_sessions_the_object_never_heard_of() {
+    let mut s = State::default();
+    s.apply(see(1, NOW));
+    // key-5 began before the cutoff but was never registered (its registration failed
+    // under SESSION_KV_FAILURE=open, say).
+    s.apply(revoke(1, Which::Others));
+    let mut unknown = see(5, NOW + 2);
+    unknown.caller.created = NOW - 10;
+    assert!(s.apply(unknown.clone()).caller_revoked);
+    assert!(
+        s.revoked.contains_key("key-5"),
+        "and it is known as revoked from then on"
+    );
+    // A session that began after it, or one that became the user's just now, is not.
+    let mut later = see(6, NOW + 3);
+    later.caller.created = NOW + 3;
+    assert!(!s.apply(later).caller_revoked);
+    let mut sign_in = see(7, NOW + 4);
+    sign_in.caller.created = NOW - 10;
+    sign_in.op = Op::See {
+        device: device("x"),
+        touch_after: 100,
+        replaces: None,
+        fresh: true,
+    };
+    assert!(
+        !s.apply(sign_in).caller_revoked,
+        "a sign-in from an older anonymous session"
+    );
+    assert!(
+        !s.apply(see(1, NOW + 5)).caller_revoked,
+        "the session that made it"
+    );
+    // The state reads back as it was written.
+    assert_eq!(State::parse(&s.to_json()), Ok(s.clone()));
 }
 
 #[test]
@@ -244,6 +295,7 @@ fn answer_stores_only_what_changed_and_refuses_what_does_not_read() {
             device: device("x"),
             touch_after: 5,
             replaces: Some("k".into()),
+            fresh: false,
         },
         Op::List {
             device: Device::default(),
