@@ -72,7 +72,10 @@ const VARIANTS = [
   },
   {
     name: "K-guard", what: "K-cookie with the guards on: KEYCARD_REQUIRE=/, an identity header, cross-origin protection", main: KEYCARD, cookieName: "keycard", session: true,
-    vars: keycardVars({ SESSION_STORE: "cookie", KEYCARD_REQUIRE: "/", KEYCARD_IDENTITY_HEADERS: "X-Forwarded-User=user, X-Forwarded-Groups=roles" }),
+    // /login stays public (the origin's sign-in page); it is also the readiness probe,
+    // since everything else answers 401 before sign-in.
+    probe: "/login",
+    vars: keycardVars({ SESSION_STORE: "cookie", KEYCARD_REQUIRE: "/", KEYCARD_PUBLIC: "/login", KEYCARD_IDENTITY_HEADERS: "X-Forwarded-User=user, X-Forwarded-Groups=roles" }),
   },
   {
     name: "K-kv", what: "keycard, SESSION_STORE=kv, local KV read per request", main: KEYCARD, cookieName: "keycard", session: true, kv: true,
@@ -293,24 +296,24 @@ async function startWrangler(v, origin) {
   let gone = false;
   child.on("exit", () => { gone = true; });
   try {
-    await waitForOrigin(`http://127.0.0.1:${port}/`, () => !gone, `wrangler dev for ${v.name}`);
+    await waitForOrigin(`http://127.0.0.1:${port}${v.probe ?? "/"}`, () => !gone, `wrangler dev for ${v.name}`);
   } catch (e) {
     throw new Error(e.message + ":\n" + fs.readFileSync(logFile, "utf8"));
   }
-  return { ...v, host: "wrangler", child, dir, proxyPort: port, ...(await findRuntime(v.name, child, port)) };
+  return { ...v, host: "wrangler", child, dir, proxyPort: port, ...(await findRuntime(v, child, port)) };
 }
 
 /**
  * The workerd process that runs the user Worker listens on a port of its own; find it
  * (and its pid) by asking the other ports in the wrangler tree for the origin's marker.
  */
-async function findRuntime(name, child, port) {
+async function findRuntime({ name, probe = "/" }, child, port) {
   const tree = processTree(child.pid);
   const candidates = listeningPorts(tree.filter((p) => comm(p) === "workerd")).filter((c) => c.port !== port);
   let direct;
   for (const c of candidates) {
     try {
-      const r = await get(`http://127.0.0.1:${c.port}/`, {}, 2000);
+      const r = await get(`http://127.0.0.1:${c.port}${probe}`, {}, 2000);
       if (r.headers["x-bench-origin"]) { direct = c; break; }
     } catch {}
   }
@@ -325,7 +328,7 @@ async function ensureRuntime(w) {
   log(`${w.label}: the workerd process ${w.pid} is gone; wrangler restarted it`);
   w.restarts = (w.restarts ?? 0) + 1;
   for (let i = 0; i < 100; i++) {
-    try { Object.assign(w, await findRuntime(w.name, w.child, w.proxyPort)); return; } catch {}
+    try { Object.assign(w, await findRuntime(w, w.child, w.proxyPort)); return; } catch {}
     await sleep(200);
   }
   throw new Error(`${w.label}: lost its workerd process`);
@@ -390,7 +393,7 @@ async function startWorkerd(v, origin) {
   child.on("exit", () => { gone = true; });
   const url = `http://127.0.0.1:${port}`;
   try {
-    await waitForOrigin(url + "/", () => !gone, `workerd for ${v.name}`);
+    await waitForOrigin(url + (v.probe ?? "/"), () => !gone, `workerd for ${v.name}`);
   } catch (e) {
     throw new Error(e.message + ":\n" + fs.readFileSync(logFile, "utf8"));
   }
@@ -428,7 +431,7 @@ async function verify(w) {
     if (w.name.startsWith("K") && (r.headers["x-saw-cookie"] ?? "").includes(w.cookieName + "=")) fail("the session cookie was forwarded");
   }
   if (w.refresh && setCookies !== n) fail(`${setCookies}/${n} responses re-issued the cookie`);
-  if (w.name === "K-cookie" || w.name === "K-kv") {
+  if (w.name === "K-cookie" || w.name === "K-guard" || w.name === "K-kv") {
     if (setCookies) fail(`${setCookies}/${n} responses carried a Set-Cookie on the no-refresh path`);
   }
   if (w.session) notes.push(`origin saw X-Session-Status: valid and the ~${SESSION_JSON.length}-byte data ${n}/${n}`);
