@@ -534,7 +534,7 @@ async function measure(w, origin) {
 const PRICES = { date: "2026-12-01", request: 0.3, cpuMs: 0.02, kvRead: 0.5, kvWrite: 5, kvDelete: 5, doRequest: 0.15 };
 
 // One session-day as issue 16 prices it: a sign-in, 48 reads and one change (after the
-// 24th read): 50 requests. Each mode runs MIX_SESSIONS session-days, MIX_PARALLEL at a
+// 24th read): 50 requests, with no re-issue (the day takes seconds here). Each mode runs MIX_SESSIONS session-days, MIX_PARALLEL at a
 // time over keep-alive connections, in a plain workerd whose KV server counts every
 // operation; CPU is that workerd's, as in the rounds.
 const MIX_SESSIONS = Math.max(1, Number(process.env.BENCH_MIX_SESSIONS ?? 40));
@@ -543,6 +543,13 @@ const MIX_VARIANTS = [
   { name: "K-cookie", what: "keycard, SESSION_STORE=cookie", main: KEYCARD, cookieName: "keycard", vars: keycardVars({ SESSION_STORE: "cookie" }) },
   { name: "K-auto", what: "keycard, SESSION_STORE=auto (the ~230-byte session fits the cookie)", main: KEYCARD, cookieName: "keycard", vars: keycardVars({ SESSION_STORE: "auto" }) },
   { name: "K-kv", what: "keycard, SESSION_STORE=kv", main: KEYCARD, cookieName: "keycard", vars: keycardVars({ SESSION_STORE: "kv" }) },
+  // What one re-issue adds (a session used all day is re-issued every SESSION_REFRESH_AFTER,
+  // 6 h by default): the same day with a 1.1 s pause before the 37th read, which is
+  // re-issued under SESSION_REFRESH_AFTER=1.
+  {
+    name: "K-kv +1 re-issue", what: "K-kv, the day's 37th read re-issued (SESSION_REFRESH_AFTER=1, a 1.1 s pause before it)", main: KEYCARD, cookieName: "keycard",
+    pause: true, vars: keycardVars({ SESSION_STORE: "kv", SESSION_REFRESH_AFTER: "1" }),
+  },
   // K-users (issue 13): keycard with the Durable Object step on goes here, with the
   // object's request count beside the KV counts (0 for every mode above).
   { name: "J", what: "hand-written JS session (bench/workers/session-js.mjs): the cookie only", main: SESSION_JS, cookieName: "j", vars: { SESSION_SECRET: SECRET } },
@@ -573,6 +580,7 @@ async function sessionDay(w, agent) {
   let valid = 0;
   for (let i = 0; i < 48; i++) {
     if (i === 24) await hit("/change");
+    if (i === 36 && w.pause) await sleep(1100);
     if ((await hit("/verify")).headers["x-saw-status"] === "valid") valid++;
   }
   return valid;
@@ -634,7 +642,8 @@ function costPerMillion(r) {
 // The first request on a fresh isolate: a new workerd process per sample (which
 // compiles the modules, keycard's wasm included, and instantiates them), timed from
 // spawn until its socket accepts, then the first request (keycard parses its
-// configuration there), then a second one for comparison. A, J and K-cookie alternate.
+// configuration there), then a second one for comparison. A, J and K-cookie (and
+// K-cookie from each BENCH_BUILD_B build) alternate.
 const COLD_SAMPLES = Math.max(1, Number(process.env.BENCH_COLD_SAMPLES ?? 7));
 
 function canConnect(port) {
@@ -645,7 +654,8 @@ function canConnect(port) {
 }
 
 async function coldStarts(workers, origin) {
-  const vs = ["A", "J", "K-cookie"].map((n) => workers.find((w) => w.name === n && w.host === "workerd")).filter(Boolean);
+  const names = ["A", "J", "K-cookie", ...OTHER_BUILDS.map((b) => `K-cookie ${b.tag}`)];
+  const vs = names.map((n) => workers.find((w) => w.name === n && w.host === "workerd")).filter(Boolean);
   const samples = new Map(vs.map((v) => [v.name, []]));
   for (let i = 0; i < COLD_SAMPLES; i++) {
     for (const v of vs) {
