@@ -99,8 +99,8 @@ const VARIANTS = [
     name: "K-kv", what: "keycard, SESSION_STORE=kv, local KV read per request", main: KEYCARD, cookieName: "keycard", session: true, kv: true,
     vars: keycardVars({ SESSION_STORE: "kv" }),
   },
-  // K-users (issue 13, not yet built): keycard with the Durable Object step on, the
-  // same request as K-cookie; its object calls are counted in the cost mix (mixCounts).
+  // K-users (issue 13, not on this branch yet) goes here: K-cookie's request with the
+  // Durable Object step on; its object calls are counted in the cost mix (MIX_VARIANTS).
   {
     name: "F-hdr", what: "floor: keycard's header work in JS, no session logic (bench/workers/floor.mjs)", main: path.join(BENCH, "workers/floor.mjs"), session: false,
     cookieFrom: "K-cookie", hosts: ["workerd"], vars: { FLOOR_SESSION: Buffer.from(SESSION_JSON).toString("base64url"), FLOOR_DATA: SESSION_JSON },
@@ -534,9 +534,10 @@ async function measure(w, origin) {
 const PRICES = { date: "2026-12-01", request: 0.3, cpuMs: 0.02, kvRead: 0.5, kvWrite: 5, kvDelete: 5, doRequest: 0.15 };
 
 // One session-day as issue 16 prices it: a sign-in, 48 reads and one change (after the
-// 24th read): 50 requests, with no re-issue (the day takes seconds here). Each mode runs MIX_SESSIONS session-days, MIX_PARALLEL at a
-// time over keep-alive connections, in a plain workerd whose KV server counts every
-// operation; CPU is that workerd's, as in the rounds.
+// 24th read): 50 requests, with no re-issue (the day takes seconds here). Each mode
+// runs MIX_SESSIONS session-days, MIX_PARALLEL at a time over keep-alive connections,
+// in a plain workerd whose KV server counts every operation; CPU is that workerd's, as
+// in the rounds.
 const MIX_SESSIONS = Math.max(1, Number(process.env.BENCH_MIX_SESSIONS ?? 40));
 const MIX_PARALLEL = 8;
 const MIX_VARIANTS = [

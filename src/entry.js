@@ -21,10 +21,10 @@ function lines(headers) {
   return out;
 }
 
-/** Applies the core's header edits (`-name`, `=name:value`, `+name:value`) in `lines`
- * to `headers`. */
-function applyEdits(headers, lines) {
-  for (const line of lines) {
+/** Applies the core's header edits (`-name`, `=name:value`, `+name:value`) to
+ * `headers`. */
+function applyEdits(headers, edits) {
+  for (const line of edits) {
     const tag = line[0];
     if (tag === "-") headers.delete(line.slice(1));
     else {
