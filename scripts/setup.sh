@@ -63,35 +63,34 @@ apt_install() {
   DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "$@" >/dev/null
 }
 
+# pip_target DIR MODULE PACKAGE VERSION [pip args]: PACKAGE==VERSION installed with
+# --target into DIR (the e2e suite puts DIR on PYTHONPATH), so no system Python is
+# changed. Only MODULE imported from DIR, at that version, counts: a system copy of the
+# package must not stand in for it.
+pip_target() {
+  local dir="$1" module="$2" package="$3" want="$4" have
+  shift 4
+  command -v python3 >/dev/null || apt_install python3
+  have="$(PYTHONPATH="$dir" python3 -c '
+import importlib, importlib.metadata as md, os, sys
+d, mod, pkg = sys.argv[1:]
+assert importlib.import_module(mod).__file__.startswith(os.path.abspath(d) + os.sep)
+print(next(iter(md.distributions(name=pkg, path=[d]))).version)' "$dir" "$module" "$package" 2>/dev/null || true)"
+  if [ "$have" != "$want" ]; then
+    python3 -m pip --version >/dev/null 2>&1 || apt_install python3-pip
+    say "installing $package $want into $dir (found: ${have:-none})"
+    rm -rf "$dir"
+    python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --target "$dir" "$@" "$package==$want"
+  fi
+}
+
 for extra in "$@"; do
   case "$extra" in
     browser) command -v chromium >/dev/null || apt_install chromium fonts-dejavu-core ;;
     php) command -v php >/dev/null || apt_install php-cli ;;
-    pyjwt)
-      # Installed with --target into .tools/pyjwt (the e2e suite puts it on PYTHONPATH),
-      # so no system Python is changed and an older system PyJWT cannot stand in for it.
-      want_pyjwt=2.15.1
-      command -v python3 >/dev/null || apt_install python3
-      have_pyjwt="$(PYTHONPATH=.tools/pyjwt python3 -c 'import jwt; print(jwt.__version__)' 2>/dev/null || true)"
-      if [ "$have_pyjwt" != "$want_pyjwt" ]; then
-        python3 -m pip --version >/dev/null 2>&1 || apt_install python3-pip
-        say "installing PyJWT $want_pyjwt into .tools/pyjwt (found: ${have_pyjwt:-none})"
-        rm -rf .tools/pyjwt
-        python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --no-deps --target .tools/pyjwt "PyJWT==$want_pyjwt"
-      fi ;;
-    django)
-      # Like PyJWT: --target .tools/django (with its dependencies, asgiref and sqlparse),
-      # which the e2e suite puts on PYTHONPATH for examples/django.
-      want_django=5.2.19
-      command -v python3 >/dev/null || apt_install python3
-      # Only a Django from .tools/django counts: a system one must not stand in for it.
-      have_django="$(PYTHONPATH=.tools/django python3 -c 'import django, os, sys; assert django.__file__.startswith(os.path.abspath(sys.argv[1])); print(django.get_version())' .tools/django 2>/dev/null || true)"
-      if [ "$have_django" != "$want_django" ]; then
-        python3 -m pip --version >/dev/null 2>&1 || apt_install python3-pip
-        say "installing Django $want_django into .tools/django (found: ${have_django:-none})"
-        rm -rf .tools/django
-        python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --target .tools/django "Django==$want_django"
-      fi ;;
+    # PyJWT for the e2e jwt check; Django (with asgiref and sqlparse) for examples/django.
+    pyjwt) pip_target .tools/pyjwt jwt PyJWT 2.15.1 --no-deps ;;
+    django) pip_target .tools/django django Django 5.2.19 ;;
     bench) { command -v nginx >/dev/null && command -v wrk >/dev/null; } || apt_install nginx-light wrk ;;
     fuzz)
       if ! rustup run nightly rustc --version >/dev/null 2>&1; then

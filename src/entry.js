@@ -22,30 +22,42 @@ function lines(headers) {
   return out;
 }
 
-/** Applies the core's header edits (`-name`, `=name:value`, `+name:value`) to `headers`;
- * returns the other lines (the forwarding instructions) by their tag. */
-function applyEdits(headers, wire) {
-  const rest = {};
-  for (const line of wire.split("\n")) {
+/** Applies the core's header edits (`-name`, `=name:value`, `+name:value`) to
+ * `headers`. */
+function applyEdits(headers, edits) {
+  for (const line of edits) {
     const tag = line[0];
     if (tag === "-") headers.delete(line.slice(1));
-    else if (tag === "=" || tag === "+") {
+    else {
       const i = line.indexOf(":");
       if (tag === "=") headers.set(line.slice(1, i), line.slice(i + 1));
       else headers.append(line.slice(1, i), line.slice(i + 1));
-    } else if (tag !== undefined) rest[tag] = line.slice(1);
+    }
   }
-  return rest;
 }
 
-/** The origin's response with the core's edits applied to its headers. */
+/** Splits the core's wire form into its header edits and its other lines (the
+ * forwarding instructions, by their tag). */
+function parseWire(wire) {
+  const edits = [];
+  const rest = {};
+  for (const line of wire.split("\n")) {
+    const tag = line[0];
+    if (tag === "-" || tag === "=" || tag === "+") edits.push(line);
+    else if (tag !== undefined) rest[tag] = line.slice(1);
+  }
+  return { edits, rest };
+}
+
+/** The origin's response with the core's edits applied to its headers. The new
+ * Response copies the origin's headers once, and the edits go to that copy. */
 function rewrap(origin, wire) {
-  const headers = new Headers(origin.headers);
-  applyEdits(headers, wire);
-  const init = { status: origin.status, statusText: origin.statusText, headers };
+  const init = { status: origin.status, statusText: origin.statusText, headers: origin.headers };
   // A WebSocket upgrade: hand the socket through.
   if (origin.status === 101) init.webSocket = origin.webSocket;
-  return new Response(origin.body, init);
+  const out = new Response(origin.body, init);
+  applyEdits(out.headers, parseWire(wire).edits);
+  return out;
 }
 
 const TIMED_OUT = Symbol("timed out");
@@ -53,9 +65,9 @@ const TIMED_OUT = Symbol("timed out");
 /** Sends the client's request to the origin as the plan says. Resolves to the origin's
  * response, or to TIMED_OUT when the plan's timeout passes first. */
 async function forward(request, env, plan) {
-  const headers = new Headers(request.headers);
-  const { U: url, S: service, T: timeout, B: dropBody } = applyEdits(headers, plan);
-  const init = { method: request.method, headers, redirect: "manual" };
+  const { edits, rest } = parseWire(plan);
+  const { U: url, S: service, T: timeout, B: dropBody } = rest;
+  const init = { method: request.method, headers: request.headers, redirect: "manual" };
   if (dropBody === undefined) init.body = request.body;
   let timer, expired;
   if (timeout !== undefined) {
@@ -68,7 +80,9 @@ async function forward(request, env, plan) {
       }, Number(timeout));
     });
   }
+  // The new Request copies the client's headers once; the edits go to that copy.
   const out = new Request(url, init);
+  applyEdits(out.headers, edits);
   const sent = service !== undefined ? env[service].fetch(out) : fetch(out);
   try {
     return await (expired ? Promise.race([sent, expired]) : sent);

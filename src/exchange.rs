@@ -1088,13 +1088,13 @@ impl<E: Entropy> Exchange<E> {
     /// the user's objects, the tombstone, the KV writes, and finally the answer.
     fn decide(&mut self, loaded: Loaded, changes: Changes, origin: OriginResponse) -> Step {
         let cfg = Rc::clone(&self.cfg);
-        let (loaded, changes, before, wanted) = self.before_changes(loaded, changes);
+        let (loaded, changes, planning) = self.before_changes(loaded, changes);
         let finished = session::finish(&cfg, loaded, changes, self.now, &mut self.entropy, self.kv);
         let outcome = match finished {
             Ok(o) => o,
             Err(FinishError::TooLarge { size }) => return self.fail(Failure::TooLarge(size)),
         };
-        let users = self.users_plan(before, &outcome, wanted);
+        let users = self.users_plan(planning, &outcome);
         let mut ops = VecDeque::new();
         let put = outcome.kv_put.is_some();
         if self.kv {

@@ -3,9 +3,20 @@
 // because autoExtendExpiration is on). It does keycard's job in the same shape: strip
 // the reserved X-Session* headers, hand the session to the origin as base64url JSON
 // in X-Session with X-Session-Status, forward, apply the origin's X-Session-Set, and
-// strip X-Session* from the response.
+// strip X-Session* from the response. With HONO_KV_STORE=1 (the cost mix's H-kv) the
+// session lives in the SESSIONS KV namespace instead, through hono-sessions' Store
+// interface, and the cookie carries only its encrypted id.
 import { Hono } from "hono";
 import { CookieStore, sessionMiddleware } from "hono-sessions";
+
+/** hono-sessions' Store interface over a Workers KV namespace. */
+class KvStore {
+  constructor(kv) { this.kv = kv; }
+  async getSessionById(sid) { return JSON.parse((await this.kv.get(sid)) ?? "null"); }
+  async createSession(sid, data) { await this.kv.put(sid, JSON.stringify(data), { expirationTtl: 86400 }); }
+  async persistSessionData(sid, data) { await this.kv.put(sid, JSON.stringify(data), { expirationTtl: 86400 }); }
+  async deleteSession(sid) { await this.kv.delete(sid); }
+}
 
 const RESERVED = /^x-session(-|$)/i;
 
@@ -19,8 +30,14 @@ let sessions; // built once per isolate, from the first request's env
 const app = new Hono();
 
 app.use("*", (c, next) => {
+  const kv = c.env.HONO_KV_STORE === "1";
+  // With a server-side store, hono-sessions sets its cookie before the handler runs;
+  // hono carries such a header over to the handler's own Response only once `c.res`
+  // exists, so without this the id cookie is silently lost and every request creates
+  // a new session.
+  if (kv) void c.res;
   sessions ??= sessionMiddleware({
-    store: new CookieStore(),
+    store: kv ? new KvStore(c.env.SESSIONS) : new CookieStore(),
     encryptionKey: c.env.SESSION_SECRET,
     expireAfterSeconds: 86400,
     cookieOptions: { path: "/", httpOnly: true, sameSite: "Lax" },

@@ -72,6 +72,12 @@ pub(super) struct Before {
     user: Option<String>,
 }
 
+/// What planning the calls after the origin's changes starts from.
+pub(super) struct Planning {
+    before: Option<Before>,
+    wanted: Wanted,
+}
+
 /// The sign-out-everywhere changes the origin asked for.
 #[derive(Debug, Default)]
 pub(super) struct Wanted {
@@ -441,17 +447,21 @@ impl<E: Entropy> Exchange<E> {
     /// session itself destroys it. Without the users binding, the sign-out-everywhere
     /// changes cannot be honoured (`destroy-all` still ends this session), and the log
     /// says so.
+    ///
+    /// `None` when the changes take no call to a user's object: without the binding,
+    /// for a revoked session, and for a request that changes nothing and re-issues
+    /// nothing (most reads), which then costs no more than without the binding.
     pub(super) fn before_changes(
         &mut self,
         loaded: Loaded,
         mut changes: Changes,
-    ) -> (Loaded, Changes, Option<Before>, Wanted) {
+    ) -> (Loaded, Changes, Option<Planning>) {
         if let Some(s) = self.revoked.take() {
             let destroy = Changes {
                 destroy: true,
                 ..Default::default()
             };
-            return (Loaded::Valid(s), destroy, None, Wanted::default());
+            return (Loaded::Valid(s), destroy, None);
         }
         let wanted = Wanted {
             destroy_all: changes.destroy_all,
@@ -466,7 +476,15 @@ impl<E: Entropy> Exchange<E> {
                     json!({ "problem": "destroy-others, destroy-all and X-Session-Revoke need SESSION_USERS_BINDING; destroy-all ended this session only" }),
                 );
             }
-            return (loaded, changes, None, Wanted::default());
+            return (loaded, changes, None);
+        }
+        let quiet = changes == Changes::default()
+            && !wanted.any()
+            && loaded
+                .session()
+                .is_none_or(|s| !s.refresh_due(&self.cfg, self.now));
+        if quiet {
+            return (loaded, changes, None);
         }
         let before = loaded.session().map(|s| Before {
             user: users::user_of(&self.cfg, &s.data()),
@@ -476,7 +494,7 @@ impl<E: Entropy> Exchange<E> {
             let own = self.cfg.keys.current().handle(&b.session.sid);
             changes.destroy |= wanted.handles.contains(&own);
         }
-        (loaded, changes, before, wanted)
+        (loaded, changes, Some(Planning { before, wanted }))
     }
 
     /// `which` from `s`, to every object of `user` (these calls fail closed); `checks`:
@@ -502,14 +520,13 @@ impl<E: Entropy> Exchange<E> {
     /// objects.
     pub(super) fn users_plan(
         &mut self,
-        before: Option<Before>,
+        planning: Option<Planning>,
         outcome: &Outcome,
-        wanted: Wanted,
     ) -> UsersPlan {
         let mut plan = UsersPlan::default();
-        if !self.users {
+        let Some(Planning { before, wanted }) = planning else {
             return plan;
-        }
+        };
         let cfg = Rc::clone(&self.cfg);
         plan.if_refused = before
             .as_ref()
