@@ -20,10 +20,11 @@ const STATE: &str = "state";
 /// URL, so this one only has to be absolute.
 const CALL_URL: &str = "https://keycard-users.invalid/call";
 
-/// One signed-in user's sessions, for sign-out everywhere: export it from your Worker
-/// (`pub use keycard::worker::KeycardUsers;`) and bind it as `SESSION_USERS_BINDING`
-/// (default `KEYCARD_USERS`) with a `new_sqlite_classes` migration, as the README's
-/// "Inside your own Rust Worker" says.
+/// One signed-in user's sessions, for sign-out everywhere: name it in your Worker
+/// (`pub use keycard::worker::KeycardUsers;`; worker-build exports it in any case, as
+/// it exports every class linked in) and bind it as `SESSION_USERS_BINDING` (default
+/// `KEYCARD_USERS`) with a `new_sqlite_classes` migration, as the README's "Inside
+/// your own Rust Worker" says.
 ///
 /// Its whole state is one JSON value in the object's storage. Calls come from
 /// [`Keycard::serve`](super::Keycard::serve) alone: the class has no route of its own.
@@ -44,9 +45,9 @@ impl DurableObject for KeycardUsers {
     async fn fetch(&self, mut req: Request) -> Result<Response> {
         let call = req.text().await?;
         let storage = self.state.storage();
-        // The read, the decision and the write run without another await in between,
-        // and the runtime delivers no other call to the object while a storage
-        // operation is in flight, so two calls never interleave here.
+        // Nothing but storage is awaited from the read to the write, and the object's
+        // input gate delivers no other event while a storage operation is in flight,
+        // so two calls cannot both decide on the same stored state.
         let stored = match storage.get::<String>(STATE).await {
             Ok(stored) => stored,
             Err(e) => return Response::error(format!("the stored state: {e}"), 500),
