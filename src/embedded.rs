@@ -59,7 +59,8 @@ impl SessionError {
 ///   session is never stored;
 /// - inserting a value equal to the one there, or removing a key that is not there, is
 ///   no change: no cookie is sent and nothing is written;
-/// - [`destroy`](Session::destroy) wins over everything else in the same request;
+/// - [`destroy`](Session::destroy) wins over every other change to this session in the
+///   same request;
 /// - an `Err` from the handler, or a response with a 5xx status, applies no change at
 ///   all (a failed request does not half-change a session).
 #[derive(Debug, Clone)]
@@ -73,6 +74,10 @@ pub struct Session {
     regenerate: bool,
     destroy: bool,
     max_age: Option<u64>,
+    destroy_others: bool,
+    destroy_all: bool,
+    /// Handles to revoke, in the order given, each once.
+    revoke: Vec<String>,
 }
 
 impl Session {
@@ -87,6 +92,9 @@ impl Session {
             regenerate: false,
             destroy: false,
             max_age: None,
+            destroy_others: false,
+            destroy_all: false,
+            revoke: Vec::new(),
         }
     }
 
@@ -148,10 +156,15 @@ impl Session {
     }
 
     /// Whether the handler changed anything: data that differs from what the request
-    /// brought (same-value inserts do not count), or a `regenerate`, `destroy` or
-    /// `set_max_age`.
+    /// brought (same-value inserts do not count), or any of the calls below that end or
+    /// renew sessions, `set_max_age` included.
     pub fn is_modified(&self) -> bool {
-        self.destroy || self.regenerate || self.max_age.is_some() || self.data != self.loaded
+        self.destroy
+            || self.regenerate
+            || self.max_age.is_some()
+            || self.destroy_others
+            || !self.revoke.is_empty()
+            || self.data != self.loaded
     }
 
     /// How the request's cookie read (`X-Session-Status`): [`Status::Valid`] only for
@@ -184,22 +197,64 @@ impl Session {
     }
 
     /// Ends the session (`destroy`): its record is deleted and the browser's cookie
-    /// cleared. Everything else done to the session in this request, before or after,
-    /// is dropped; its data reads as empty from here on.
+    /// cleared. Every other change to this session's data, id or lifetime in this
+    /// request, before or after, is dropped; its data reads as empty from here on.
+    /// What [`destroy_others`](Session::destroy_others) and
+    /// [`revoke`](Session::revoke) asked still applies to the other sessions (with
+    /// `destroy`, `destroy_others` is [`destroy_all`](Session::destroy_all)).
     pub fn destroy(&mut self) {
         self.destroy = true;
         self.data.clear();
     }
 
+    /// Ends every other session of the signed-in user and keeps this one
+    /// (`X-Session-Action: destroy-others`): "sign out everywhere else". It needs the
+    /// users binding (the README's "Signing out everywhere"); without it, keycard logs
+    /// `users_unbound` and ends nothing.
+    pub fn destroy_others(&mut self) {
+        self.destroy_others = true;
+    }
+
+    /// Ends every session of the signed-in user, this one included
+    /// (`X-Session-Action: destroy-all`): a [`destroy`](Session::destroy) that reaches
+    /// the user's other sessions too. Without the users binding it ends this session
+    /// only.
+    pub fn destroy_all(&mut self) {
+        self.destroy_all = true;
+        self.destroy();
+    }
+
+    /// Ends the user's session with this handle (an `id` of `GET
+    /// /.keycard/sessions`, or another request's [`handle`](Session::handle)), if it
+    /// is the same user's (`X-Session-Revoke`); call it once per session. This
+    /// session's own handle is a `destroy`. A value that is not a handle makes keycard
+    /// ignore the whole list (and log it), as it does an origin's: pass handles keycard
+    /// gave you.
+    pub fn revoke(&mut self, handle: impl Into<String>) {
+        let handle = handle.into();
+        if !self.revoke.contains(&handle) {
+            self.revoke.push(handle);
+        }
+    }
+
     /// The handler's edits as the control headers an origin would answer with, by
     /// their exact names: `x-session-action`, `x-session-set` (the shallow-merge delta
-    /// from the data the request brought: changed keys, and `null` for removed ones)
-    /// and `x-session-max-age`. None at all when nothing changed.
+    /// from the data the request brought: changed keys, and `null` for removed ones),
+    /// `x-session-max-age` and `x-session-revoke`. None at all when nothing changed.
     pub fn control_headers(&self) -> Vec<(&'static str, String)> {
-        if self.destroy {
-            return vec![("x-session-action", "destroy".into())];
-        }
         let mut out = Vec::new();
+        if !self.revoke.is_empty() {
+            out.push(("x-session-revoke", self.revoke.join(", ")));
+        }
+        if self.destroy {
+            let action = match (self.destroy_all, self.destroy_others) {
+                (true, _) => "destroy-all",
+                (false, true) => "destroy, destroy-others",
+                (false, false) => "destroy",
+            };
+            out.push(("x-session-action", action.into()));
+            return out;
+        }
         let mut delta: Map<String, Value> = self
             .data
             .iter()
@@ -212,8 +267,15 @@ impl Session {
         if !delta.is_empty() {
             out.push(("x-session-set", Value::Object(delta).to_string()));
         }
-        if self.regenerate {
-            out.push(("x-session-action", "regenerate".into()));
+        let actions: Vec<&str> = [
+            (self.regenerate, "regenerate"),
+            (self.destroy_others, "destroy-others"),
+        ]
+        .into_iter()
+        .filter_map(|(wanted, action)| wanted.then_some(action))
+        .collect();
+        if !actions.is_empty() {
+            out.push(("x-session-action", actions.join(", ")));
         }
         if let Some(secs) = self.max_age {
             out.push(("x-session-max-age", secs.to_string()));
@@ -253,8 +315,16 @@ mod tests {
             get("x-session-max-age"),
         );
         assert!(errors.is_empty(), "{errors:?}");
+        let mut changes = changes;
+        if let Some(list) = get("x-session-revoke") {
+            changes.revoke = control::parse_revoke(list).expect("handles");
+        }
         changes
     }
+
+    /// Two handles as keycard makes them (base64url of 16 bytes).
+    const LAPTOP: &str = "bGFwdG9wLWxhcHRvcC0xMg";
+    const PHONE: &str = "cGhvbmUtcGhvbmUtcGhvbg";
 
     #[test]
     fn reads_typed_values_and_names_the_key_on_a_type_error() {
@@ -353,6 +423,64 @@ mod tests {
         assert_eq!(c.max_age, Some(2), "rounded up");
         s.set_max_age(Duration::ZERO);
         assert_eq!(changes(&s).max_age, Some(0));
+    }
+
+    #[test]
+    fn destroy_others_is_its_action_next_to_the_other_edits() {
+        let mut s = session(json!({"user": "ann"}));
+        assert!(!s.is_modified());
+        s.destroy_others();
+        assert!(s.is_modified(), "ending other sessions is a change");
+        assert_eq!(
+            s.control_headers(),
+            [("x-session-action", "destroy-others".into())]
+        );
+        s.insert("visits", 1).unwrap();
+        s.regenerate();
+        let c = changes(&s);
+        assert!(c.destroy_others && c.regenerate && !c.destroy && !c.destroy_all);
+        assert_eq!(Value::Object(c.set.unwrap()), json!({"visits": 1}));
+        assert_eq!(s.get::<String>("user").unwrap().as_deref(), Some("ann"));
+    }
+
+    #[test]
+    fn destroy_all_is_a_destroy_that_reaches_the_other_sessions() {
+        let mut s = session(json!({"user": "ann"}));
+        s.insert("visits", 1).unwrap();
+        s.set_max_age(Duration::from_secs(60));
+        s.destroy_all();
+        assert_eq!(
+            s.get::<String>("user").unwrap(),
+            None,
+            "the data reads empty"
+        );
+        assert_eq!(
+            s.control_headers(),
+            [("x-session-action", "destroy-all".into())]
+        );
+        let c = changes(&s);
+        assert!(c.destroy_all && c.destroy && c.set.is_none() && c.max_age.is_none());
+    }
+
+    #[test]
+    fn revoke_names_each_handle_once_and_survives_destroy() {
+        let mut s = session(json!({"user": "ann"}));
+        s.revoke(LAPTOP);
+        s.revoke(PHONE.to_owned());
+        s.revoke(LAPTOP);
+        assert!(s.is_modified());
+        assert_eq!(
+            s.control_headers(),
+            [("x-session-revoke", format!("{LAPTOP}, {PHONE}"))]
+        );
+        assert_eq!(changes(&s).revoke, [LAPTOP, PHONE]);
+        // Signing out as well: the other sessions named still end, and with
+        // `destroy_others` the origin protocol's `destroy, destroy-others` is sent.
+        s.destroy_others();
+        s.destroy();
+        let c = changes(&s);
+        assert!(c.destroy && c.destroy_others && !c.destroy_all);
+        assert_eq!(c.revoke, [LAPTOP, PHONE]);
     }
 
     #[test]

@@ -10,8 +10,10 @@
 //!
 //! The object's logic lives here as well ([`answer`]): the Worker's `KeycardUsers`
 //! class (`src/entry.js`) keeps the object's [`State`] as one JSON value in its storage
-//! and hands every [`Call`] to this module through a wasm export, so the same code runs
-//! in the object and in the native tests.
+//! and hands every [`Call`] to this module through a wasm export, and so does the
+//! `worker` feature's class of the same name for your own Rust Worker
+//! (`src/worker/users.rs`), so the same code runs in either object and in the native
+//! tests.
 //!
 //! A session is named in the object by [`SessionId::digest`], which does not change
 //! when the secret rotates (the handle does) and cannot be turned back into the id.

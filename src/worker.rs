@@ -42,6 +42,11 @@
 //!   headers are kept) and never a control header.
 //!
 //! `ORIGIN_URL` and `ORIGIN_TIMEOUT` do not apply: there is no origin to reach.
+//!
+//! Sign out everywhere works as in the standalone Worker once your Worker exports
+//! [`KeycardUsers`] and binds it (see its docs): with the binding, the exchange's calls
+//! to a user's object go to that class; without it, keycard runs as the standalone
+//! Worker does without it.
 
 use std::rc::Rc;
 
@@ -59,6 +64,9 @@ use crate::keys::OsEntropy;
 use crate::record::KV_CACHE_TTL;
 use crate::session::Loaded;
 pub use crate::session::Status;
+
+mod users;
+pub use users::KeycardUsers;
 
 impl From<SessionError> for worker::Error {
     fn from(e: SessionError) -> worker::Error {
@@ -118,9 +126,7 @@ impl Keycard {
                 .map_or(Binding::Absent, |n| js_env::binding(env, n, Kind::Fetcher)),
             // No inspector page: its JSON endpoint still answers.
             assets: Binding::Absent,
-            // Sign-out everywhere needs the KeycardUsers Durable Object class, which
-            // only the standalone Worker exports: off here.
-            users: Binding::Absent,
+            users: js_env::binding(env, &cfg.users.binding, Kind::Objects),
         };
         let (method, url) = (req.inner().method(), req.inner().url());
         let request_headers = lines(req.headers());
@@ -202,10 +208,13 @@ where
                     apply_edits(response.headers_mut(), &edits.wire())?;
                     return Ok(response);
                 }
-                // The exchange never asks for these: there is no assets binding and no
-                // users binding here.
+                Step::Users(u) => {
+                    let binding = &self.ex.config().users.binding;
+                    let answer = users::ask(self.env, binding, &u).await;
+                    self.ex.users_answered(answer)
+                }
+                // The exchange never asks for this: there is no assets binding here.
                 Step::Asset { .. } => return internal("asset asked for without ASSETS"),
-                Step::Users(_) => return internal("a user's object asked for without its binding"),
             };
         }
     }

@@ -1,7 +1,8 @@
 // Issue 14: keycard inside a Rust Worker (the `worker` cargo feature), end to end. The
 // example examples/workers-rs, built with worker-build by `make example-rs`, runs in
 // workerd with local KV; the standalone Worker (build/index.js) runs next to it under
-// the same secret and cookie name, in front of a real origin.
+// the same secret and cookie name, in front of a real origin. With the KEYCARD_USERS
+// binding, the users' objects are the example's own KeycardUsers class (keycard::worker).
 import { test, before, after, describe } from "node:test";
 import assert from "node:assert/strict";
 import path from "node:path";
@@ -15,6 +16,7 @@ const NAME = "shared_session";
 const session = async (c) => (await c.get("/.keycard/session")).json;
 const login = (c, user) => c.send(`/login?user=${encodeURIComponent(user)}`, { method: "POST" });
 const logout = (c) => c.send("/logout", { method: "POST" });
+const handleOf = async (c) => (await session(c)).handle;
 const keycardCookie = (r) => r.cookies.find((sc) => sc.name === NAME);
 // No response header that reads as a control header (any spelling) reaches the client.
 const noControlHeaders = (r) => {
@@ -25,7 +27,7 @@ const noControlHeaders = (r) => {
 describe("the workers-rs example", () => {
   let rs;
   before(async () => {
-    rs = await startKeycard({ SESSION_COOKIE_NAME: NAME, KEYCARD_INSPECT: "true" }, { entry: EXAMPLE });
+    rs = await startKeycard({ SESSION_COOKIE_NAME: NAME, KEYCARD_INSPECT: "true" }, { entry: EXAMPLE, users: true });
   });
   after(async () => {
     await rs?.close();
@@ -128,6 +130,45 @@ describe("the workers-rs example", () => {
     assert.equal(h["x-session-id"], (await session(c)).handle);
     assert.equal(h["x_session"], undefined);
     assert.deepEqual((await c.get("/", { headers })).json, { user: "ann", visits: 1, status: "valid" });
+  });
+
+  test("sign out everywhere else: POST /logout-others ends the user's other sessions, not this one or another user's", async () => {
+    const laptop = new Client(rs.url);
+    const phone = new Client(rs.url);
+    const bob = new Client(rs.url);
+    for (const [c, user] of [[laptop, "eve"], [phone, "eve"], [bob, "bob"]]) assert.equal((await login(c, user)).status, 303);
+    const [laptopId, phoneId] = [await handleOf(laptop), await handleOf(phone)];
+    const laptopCookie = laptop.cookieHeader();
+
+    // Both of eve's sessions are listed, the current one marked; not bob's.
+    const listed = await phone.get("/.keycard/sessions");
+    assert.equal(listed.status, 200);
+    assert.equal(listed.headers["cache-control"], "no-store");
+    assert.deepEqual(listed.json.sessions.map((s) => s.id).sort(), [laptopId, phoneId].sort());
+    assert.deepEqual(listed.json.sessions.filter((s) => s.current).map((s) => s.id), [phoneId]);
+
+    const r = await phone.send("/logout-others", { method: "POST" });
+    assert.equal(r.status, 303);
+    assert.equal(r.headers.location, "/");
+    noControlHeaders(r);
+
+    // The laptop's next unsafe request (always checked) finds its session revoked: the
+    // cookie is cleared, and it reads as signed out from then on.
+    const next = await laptop.send("/", { method: "POST" });
+    assert.equal(keycardCookie(next)?.attrs["max-age"], "0", "the revoked session's cookie is cleared");
+    assert.equal(laptop.jar.has(NAME), false);
+    const after = (await laptop.get("/")).json;
+    assert.notEqual(after.status, "valid");
+    assert.equal(after.user, null);
+    // A copy of its old cookie is refused too (the inspector checks it).
+    const replay = (await request(rs.url + "/.keycard/session", { headers: { cookie: laptopCookie } })).json;
+    assert.equal(replay.status, "invalid");
+    assert.equal(replay.data, null);
+
+    // The phone and bob are still signed in; the list now holds the phone alone.
+    assert.deepEqual((await phone.get("/")).json, { user: "eve", visits: 1, status: "valid" });
+    assert.deepEqual((await bob.get("/")).json, { user: "bob", visits: 1, status: "valid" });
+    assert.deepEqual((await phone.get("/.keycard/sessions")).json.sessions.map((s) => s.id), [phoneId]);
   });
 
   test("a session past 4 KB spills to KV, and comes back from it", async () => {

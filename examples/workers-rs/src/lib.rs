@@ -5,11 +5,16 @@
 //! - `POST /login?user=NAME` signs `NAME` in, regenerates the session (against
 //!   session fixation) and answers `303` to `/`;
 //! - `POST /logout` destroys the session and answers `303` to `/`;
+//! - `POST /logout-others` ends the user's other sessions ("sign out everywhere
+//!   else", through the `KeycardUsers` Durable Object this Worker exports) and answers
+//!   `303` to `/`;
 //! - `GET /headers` answers the request headers the handler received (keycard's
 //!   `X-Session*` headers, never the session cookie). It also sets a cookie of its own,
 //!   which reaches the browser next to keycard's, and tries an `X-Session-Set` header,
 //!   which keycard removes and ignores: the session changes through `Session` only.
 
+// Sign out everywhere: the class of the users' objects, bound in wrangler.toml.
+pub use keycard::worker::KeycardUsers;
 use keycard::worker::{Keycard, Session};
 use serde_json::{json, Map, Value};
 use worker::{event, Context, Env, Method, Request, Response, Result};
@@ -41,6 +46,10 @@ async fn app(req: Request, session: &mut Session) -> Result<Response> {
         }
         (Method::Post, "/logout") => {
             session.destroy();
+            see_other("/")
+        }
+        (Method::Post, "/logout-others") => {
+            session.destroy_others();
             see_other("/")
         }
         (Method::Get, "/headers") => {
