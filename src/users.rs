@@ -5,8 +5,11 @@
 //! namespace bound as `SESSION_USERS_BINDING` (default `KEYCARD_USERS`), every
 //! signed-in user gets one object, named by [`KeySet::users_object`] (an HMAC of the
 //! user field's value, so no user name appears in it). The object keeps the user's
-//! live sessions, for the device list, and the revoked ones until their absolute
-//! expiry. Without the binding none of this exists and nothing is called.
+//! live sessions, for the device list, the revoked ones for as long as any session
+//! could still live, and the time of the last "every session but this one" (a
+//! [`Cutoff`]), so that a session it never heard of cannot outlive that either. Every
+//! call answers whether its caller is revoked. Without the binding none of this exists
+//! and nothing is called.
 //!
 //! The object's logic lives here as well ([`answer`]): the Worker's `KeycardUsers`
 //! class (`src/entry.js`) keeps the object's [`State`] as one JSON value in its storage
