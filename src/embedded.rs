@@ -1,6 +1,6 @@
 //! keycard in process: the session as a handler that stands in for the origin sees it.
 //!
-//! When keycard runs inside your own Worker ([`crate::worker`], the `worker` feature),
+//! When keycard runs inside your own Worker (`keycard::worker`, the `worker` feature),
 //! there is no origin to forward to: your handler is called instead, with a
 //! [`Session`]. It reads and edits the session's data in place; nothing is decided
 //! while it runs. When it returns, its edits become exactly the control headers an
