@@ -2,8 +2,8 @@
 //! `config::parse_duration`.
 //!
 //! Input: records separated by `\0`. A record's first char picks the variable
-//! (`keycard_fuzz::VARS[char % 34]`: the seeds use `D` for `SESSION_SECRET`, `E` for
-//! `SESSION_SECRET_PREVIOUS`, and so on to `e`), the rest is its value; the last record
+//! (`keycard_fuzz::var_of`: `D` for `SESSION_SECRET`, `E` for `SESSION_SECRET_PREVIOUS`,
+//! and so on, in the order of `VARS`), the rest is its value; the last record
 //! for a variable wins.
 //!
 //! Properties: nothing panics; durations are 1 s to 10 years and print back; an error
@@ -21,7 +21,7 @@ use keycard::config::{self, Config, SameSite};
 use keycard::control::Changes;
 use keycard::endpoints::{self, Endpoint};
 use keycard::session::{self, Loaded};
-use keycard_fuzz::{read_back, Counter, SECRET_VARS, T0, VARS};
+use keycard_fuzz::{read_back, var_of, Counter, SECRET_VARS, T0, VARS};
 use libfuzzer_sys::fuzz_target;
 
 const TEN_YEARS: u64 = 10 * 365 * 24 * 3600;
@@ -34,7 +34,7 @@ fuzz_target!(|data: &[u8]| {
     for rec in text.split('\0') {
         let mut chars = rec.chars();
         let Some(c) = chars.next() else { continue };
-        let var = VARS[(c as usize) % VARS.len()];
+        let var = var_of(c);
         let value = chars.as_str();
         env.insert(var, value);
         check_duration(value);

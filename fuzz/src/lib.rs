@@ -43,7 +43,7 @@ pub const NONCE: [u8; 24] = [7; 24];
 
 /// Every variable `Config::from_lookup` reads, in a fixed order: the `config`
 /// target picks one by index, a record's first char modulo 34 (see [`var_char`]).
-pub const VARS: [&str; 34] = [
+pub const VARS: [&str; 36] = [
     "SESSION_SECRET",
     "SESSION_SECRET_PREVIOUS",
     "SESSION_STORE",
@@ -78,10 +78,19 @@ pub const VARS: [&str; 34] = [
     "KEYCARD_CSRF",
     "KEYCARD_TRUSTED_ORIGINS",
     "KEYCARD_CSRF_EXEMPT",
+    "SESSION_USERS_BINDING",
+    "SESSION_REVOCATION_CHECK",
 ];
 
-/// The char that picks `VARS[index]` in a `config` record: `D` (68, a multiple of 34)
-/// for index 0, then `E` to `e`.
+/// The variable a `config` record's first char picks: `D` is `VARS[0]`, and so on,
+/// cyclically, so that a variable added at the end leaves every earlier input's meaning
+/// as it was.
+pub fn var_of(c: char) -> &'static str {
+    let n = VARS.len();
+    VARS[(c as usize + n - (usize::from(b'D') % n)) % n]
+}
+
+/// The char that picks `name` in a `config` record (see [`var_of`]).
 pub fn var_char(name: &str) -> char {
     let i = VARS
         .iter()
