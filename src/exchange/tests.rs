@@ -976,7 +976,16 @@ fn cross_origin_unsafe_requests_are_refused_before_anything_else() {
         (r.status, r.body.as_str()),
         (403, "keycard: cross-origin request refused")
     );
-    assert_eq!(ex.take_logs()[0].event, "cross_origin_refused");
+    let logs = ex.take_logs();
+    assert_eq!(logs[0].event, "cross_origin_refused");
+    assert_eq!(logs[0].detail["method"], "POST");
+    // Regression (exchange fuzz target): the method is the client's text and was logged
+    // as it came, so a client could write anything, a cookie value say, into the log.
+    let secretish = "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA";
+    let (mut ex, _) = start(&cfg, Bindings::default(), &at(secretish, URL, &h), T0);
+    let line = ex.take_logs()[0].line();
+    assert!(!line.contains(secretish), "{line}");
+    assert!(line.contains("\"method\":\"other\""), "{line}");
     assert!(matches!(
         start(&cfg, Bindings::default(), &at("GET", URL, &h), T0).1,
         Step::Forward(_)
