@@ -80,8 +80,13 @@ impl World {
         }
     }
 
-    /// One request from `b`; the origin answers 200 with `control` headers.
-    fn go(&mut self, b: &mut Browser, method: &str, path: &str, control: &[(&str, &str)]) -> Seen {
+    /// Starts a request from `b` and carries it out until it is forwarded or answered.
+    fn begin(
+        &mut self,
+        b: &Browser,
+        method: &str,
+        path: &str,
+    ) -> (Exchange<CountingEntropy>, Step) {
         self.p.now = self.now;
         let mut headers =
             String::from("user-agent:Mozilla/5.0 (X11; Linux x86_64) Firefox/133.0\n");
@@ -103,19 +108,31 @@ impl World {
             self.now,
             entropy,
         );
-        let mut step = self.p.drive(&mut ex, step);
-        let mut origin = None;
-        if let Step::Forward(f) = step {
-            origin = Some(f.session.clone());
-            let h: String = control.iter().map(|(n, v)| format!("{n}:{v}\n")).collect();
-            let answered = ex.answered(&Answer {
-                status: 200,
-                headers: HeaderList(&h),
-            });
-            step = self.p.drive(&mut ex, answered);
-        }
+        let step = self.p.drive(&mut ex, step);
+        (ex, step)
+    }
+
+    /// The origin's 200 with `control` headers to a request `begin` forwarded; returns
+    /// the final step, whose cookie `b` keeps.
+    fn answer(
+        &mut self,
+        ex: &mut Exchange<CountingEntropy>,
+        b: &mut Browser,
+        control: &[(&str, &str)],
+    ) -> Step {
+        let h: String = control.iter().map(|(n, v)| format!("{n}:{v}\n")).collect();
+        let answered = ex.answered(&Answer {
+            status: 200,
+            headers: HeaderList(&h),
+        });
+        let last = self.p.drive(ex, answered);
+        self.end(ex, b, last)
+    }
+
+    /// The end of a request: its logs kept, its cookie in `b`'s jar.
+    fn end(&mut self, ex: &mut Exchange<CountingEntropy>, b: &mut Browser, last: Step) -> Step {
         self.logs.extend(ex.take_logs());
-        let set_cookie = match &step {
+        let set_cookie = match &last {
             Step::Rewrap(r) => r.set_cookie.clone(),
             Step::Reply(r) => r
                 .headers
@@ -128,7 +145,22 @@ impl World {
             let value = sc.split(';').next().unwrap().split_once('=').unwrap().1;
             b.jar = (!value.is_empty()).then(|| value.to_owned());
         }
-        Seen { origin, last: step }
+        last
+    }
+
+    /// One request from `b`; the origin answers 200 with `control` headers.
+    fn go(&mut self, b: &mut Browser, method: &str, path: &str, control: &[(&str, &str)]) -> Seen {
+        let (mut ex, step) = self.begin(b, method, path);
+        match step {
+            Step::Forward(f) => Seen {
+                origin: Some(f.session.clone()),
+                last: self.answer(&mut ex, b, control),
+            },
+            other => Seen {
+                origin: None,
+                last: self.end(&mut ex, b, other),
+            },
+        }
     }
 
     /// Signs `b` in as `user`, the way an app should: `Set` and `regenerate`.
@@ -525,26 +557,7 @@ fn regenerate_racing_destroy_all_revives_the_session_even_in_always_mode() {
     w.sign_in(&mut laptop, "ada");
     w.sign_in(&mut phone, "ada");
     // Request 1 from the laptop: checked (not revoked yet) and forwarded...
-    let headers = format!(
-        "cookie:{}={}\n",
-        w.cfg.cookie.name,
-        laptop.jar.clone().unwrap()
-    );
-    let req = Incoming {
-        method: "POST",
-        url: "https://app.example/step-up",
-        headers: HeaderList(&headers),
-        country: None,
-    };
-    let (mut ex, step) = Exchange::start(
-        Rc::new(w.cfg.clone()),
-        w.bindings,
-        &req,
-        w.now,
-        CountingEntropy(99),
-    );
-    let step = w.p.drive(&mut ex, step);
-    assert!(matches!(step, Step::Forward(_)));
+    let mut ex = start_request(&mut w, &laptop, "POST", "/step-up");
     // ...while the phone signs out everywhere (the laptop included).
     w.go(
         &mut phone,
@@ -552,29 +565,21 @@ fn regenerate_racing_destroy_all_revives_the_session_even_in_always_mode() {
         "/devices",
         &[("x-session-action", "destroy-others")],
     );
-    // Request 1's answer arrives and regenerates.
-    let answered = ex.answered(&Answer {
-        status: 200,
-        headers: HeaderList("x-session-action:regenerate\n"),
-    });
-    let last = w.p.drive(&mut ex, answered);
-    let Step::Rewrap(r) = last else {
-        panic!("{last:?}")
-    };
-    let sc = r.set_cookie.expect("a new cookie");
-    laptop.jar = Some(
-        sc.split(';')
-            .next()
-            .unwrap()
-            .split_once('=')
-            .unwrap()
-            .1
-            .to_owned(),
+    // Request 1's answer arrives and regenerates: refused, the cookie cleared.
+    let _ = finish_request(
+        &mut w,
+        &mut ex,
+        &mut laptop,
+        "x-session-action:regenerate\n",
+    );
+    assert!(
+        laptop.jar.is_none(),
+        "the regenerated cookie is refused and cleared"
     );
     w.now += 1;
-    assert_eq!(
+    assert_ne!(
         w.go(&mut laptop, "POST", "/transfer", &[]).status(),
-        "invalid",
+        "valid",
         "the regenerated id of a session revoked mid-request is live"
     );
 }
@@ -779,34 +784,14 @@ fn inspect_shows_a_revoked_session_as_valid_in_always_mode() {
 
 const OLD: &str = "old-secret-0123456789abcdef0123456789abcdef";
 
-/// Starts a request from `b` and drives it up to the origin (checks included);
-/// the exchange waits for the origin's answer.
+/// A request from `b` that is forwarded and left waiting for the origin's answer.
 fn start_request(
     w: &mut World,
     b: &Browser,
     method: &str,
     path: &str,
 ) -> Exchange<CountingEntropy> {
-    w.p.now = w.now;
-    let headers = match &b.jar {
-        Some(v) => format!("cookie:{}={v}\n", w.cfg.cookie.name),
-        None => String::new(),
-    };
-    let url = format!("https://app.example{path}");
-    let req = Incoming {
-        method,
-        url: &url,
-        headers: HeaderList(&headers),
-        country: None,
-    };
-    let (mut ex, step) = Exchange::start(
-        Rc::new(w.cfg.clone()),
-        w.bindings,
-        &req,
-        w.now,
-        CountingEntropy(77),
-    );
-    let step = w.p.drive(&mut ex, step);
+    let (ex, step) = w.begin(b, method, path);
     assert!(matches!(step, Step::Forward(_)), "{step:?}");
     ex
 }
@@ -824,21 +809,7 @@ fn finish_request(
         headers: HeaderList(headers),
     });
     let last = w.p.drive(ex, answered);
-    w.logs.extend(ex.take_logs());
-    let sc = match &last {
-        Step::Rewrap(r) => r.set_cookie.clone(),
-        Step::Reply(r) => r
-            .headers
-            .iter()
-            .find(|(n, _)| *n == "set-cookie")
-            .map(|(_, v)| v.clone()),
-        _ => None,
-    };
-    if let Some(sc) = sc {
-        let value = sc.split(';').next().unwrap().split_once('=').unwrap().1;
-        b.jar = (!value.is_empty()).then(|| value.to_owned());
-    }
-    last
+    w.end(ex, b, last)
 }
 
 fn rotate(w: &mut World, store: &str) {
