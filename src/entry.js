@@ -1,8 +1,8 @@
 // keycard's Worker entry: the driver of the Rust core's exchange (src/exchange.rs).
 //
 // For each request the core is asked, through synchronous wasm calls, what to do next:
-// read or write a KV record, forward to the origin, serve an inspector asset, or
-// answer. This file does exactly that I/O and hands each result back. All decisions
+// read or write a KV record, call a user's Durable Object (sign-out everywhere), forward
+// to the origin, serve an inspector asset, or answer. This file does exactly that I/O and hands each result back. All decisions
 // (sessions, cookies, policies, errors, and every header name set or removed) are made
 // in Rust; header edits arrive as lines this file applies without reading them (the
 // wire form is documented on `Wire` in src/exchange.rs). The awaits live here, so no
