@@ -122,6 +122,22 @@ pub fn parse(
     (changes, errors)
 }
 
+/// Parses every control header of an answer, `get` giving a header's value by its
+/// lower-case name: [`parse`]'s three and `X-Session-Revoke` ([`parse_revoke`]).
+pub fn from_headers<'a>(get: impl Fn(&str) -> Option<&'a str>) -> (Changes, Vec<ControlError>) {
+    let (mut changes, mut errors) = parse(
+        get("x-session-set"),
+        get("x-session-action"),
+        get("x-session-max-age"),
+    );
+    match get("x-session-revoke").map(parse_revoke) {
+        Some(Ok(handles)) => changes.revoke = handles,
+        Some(Err(e)) => errors.push(e),
+        None => {}
+    }
+    (changes, errors)
+}
+
 /// The most handles one `X-Session-Revoke` may name (a user's object keeps at most
 /// [`crate::users::MAX_LIVE`] sessions).
 pub const MAX_REVOKE: usize = 100;

@@ -308,17 +308,10 @@ mod tests {
     /// What the exchange would read from the control headers.
     fn changes(s: &Session) -> control::Changes {
         let h = s.control_headers();
-        let get = |name| h.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str());
-        let (changes, errors) = control::parse(
-            get("x-session-set"),
-            get("x-session-action"),
-            get("x-session-max-age"),
-        );
+        let (changes, errors) = control::from_headers(|name: &str| {
+            h.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str())
+        });
         assert!(errors.is_empty(), "{errors:?}");
-        let mut changes = changes;
-        if let Some(list) = get("x-session-revoke") {
-            changes.revoke = control::parse_revoke(list).expect("handles");
-        }
         changes
     }
 

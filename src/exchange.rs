@@ -628,14 +628,11 @@ fn check_bindings(cfg: &Config, b: Bindings) -> Result<(), ConfigError> {
         }
         _ => Ok(()),
     }?;
+    // The default name may be unbound (the feature is then off); a name set on purpose
+    // may not.
     let u = &cfg.users;
-    match b.users {
-        Binding::WrongKind => Err(wrong(
-            "SESSION_USERS_BINDING",
-            &u.binding,
-            "a Durable Object namespace binding",
-        )),
-        Binding::Absent if u.explicit => Err(wrong(
+    match (b.users, u.explicit) {
+        (Binding::WrongKind, _) | (Binding::Absent, true) => Err(wrong(
             "SESSION_USERS_BINDING",
             &u.binding,
             "a Durable Object namespace binding",
@@ -1029,16 +1026,7 @@ impl<E: Entropy> Exchange<E> {
             return self.out_of_order("answered");
         };
         let h = &answer.headers;
-        let (mut changes, mut errors) = control::parse(
-            h.get("x-session-set"),
-            h.get("x-session-action"),
-            h.get("x-session-max-age"),
-        );
-        match h.get("x-session-revoke").map(control::parse_revoke) {
-            Some(Ok(handles)) => changes.revoke = handles,
-            Some(Err(e)) => errors.push(e),
-            None => {}
-        }
+        let (changes, errors) = control::from_headers(|name| h.get(name));
         for e in errors {
             self.log(
                 Level::Error,
