@@ -215,14 +215,19 @@ impl Guards {
         !trusted && !csrf.exempt.always_required(path)
     }
 
-    /// Whether session `data` names a signed-in user: its user field is a non-empty
-    /// string or a number.
-    pub fn signed_in(&self, data: &Map<String, Value>) -> bool {
-        match data.get(&self.user_field) {
-            Some(Value::String(s)) => !s.is_empty(),
-            Some(Value::Number(_)) => true,
+    /// The signed-in user session `data` names: its user field, when that is a
+    /// non-empty string or a number.
+    pub fn user<'a>(&self, data: &'a Map<String, Value>) -> Option<&'a Value> {
+        data.get(&self.user_field).filter(|v| match v {
+            Value::String(s) => !s.is_empty(),
+            Value::Number(_) => true,
             _ => false,
-        }
+        })
+    }
+
+    /// Whether session `data` names a signed-in user ([`Guards::user`]).
+    pub fn signed_in(&self, data: &Map<String, Value>) -> bool {
+        self.user(data).is_some()
     }
 
     /// The login URL with `next` set to where the request wanted to go: its path and

@@ -164,9 +164,7 @@ pub struct Entry {
 pub struct Answer {
     /// The caller was revoked before this call (which then changed nothing).
     pub caller_revoked: bool,
-    /// How many sessions this call revoked.
-    pub revoked: usize,
-    /// Their keys, for [`Op::Revoke`].
+    /// The keys of the sessions this call revoked.
     pub keys: Vec<String>,
     /// The live sessions, for [`Op::List`].
     pub sessions: Vec<Entry>,
@@ -332,7 +330,7 @@ impl State {
                         self.revoke_key(&c.key, horizon);
                         return refused;
                     }
-                    answer.revoked = 1;
+                    answer.keys = vec![old.to_owned()];
                 }
                 if !self.keep(&call, device.clone(), *touch_after) {
                     return refused;
@@ -379,7 +377,6 @@ impl State {
                         keys.clone()
                     }
                 };
-                answer.revoked = answer.keys.len();
             }
             Op::Forget => {
                 if let Some(e) = self.live.iter_mut().find(|e| e.key == c.key) {
@@ -417,14 +414,15 @@ pub struct UsersCall {
     pub call: String,
 }
 
-/// The user a session's `data` names, if it is signed in: the `KEYCARD_USER_FIELD`
-/// value as text (a number in decimal), the way an identity header carries it, so
-/// that `42` and `"42"` are one user.
+/// The user a session's `data` names, if it is signed in ([`Guards::user`]), as text
+/// (a number in decimal), the way an identity header carries it, so that `42` and
+/// `"42"` are one user.
+///
+/// [`Guards::user`]: crate::guards::Guards::user
 pub fn user_of(cfg: &Config, data: &Map<String, Value>) -> Option<String> {
-    match data.get(&cfg.guards.user_field)? {
-        Value::String(s) if !s.is_empty() => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
+    match cfg.guards.user(data)? {
+        Value::String(s) => Some(s.clone()),
+        number => Some(number.to_string()),
     }
 }
 
@@ -461,21 +459,6 @@ pub fn call(
         object: keys.users_object(user),
         call: call.to_json(),
     }
-}
-
-/// `op` to every object `user` may have: one per secret in the ring (during a rotation
-/// a session may still be known only to the object named under an older secret).
-pub fn to_every_object(
-    cfg: &Config,
-    user: &str,
-    caller: &Caller,
-    op: &Op,
-    now: u64,
-) -> Vec<UsersCall> {
-    cfg.keys
-        .all()
-        .map(|k| call(cfg, k, user, caller, op.clone(), now))
-        .collect()
 }
 
 /// The `GET sessions` body: the user's live sessions, the one signed in last first,

@@ -123,6 +123,29 @@ impl<E: Entropy> Exchange<E> {
         users::call(&self.cfg, keys, user, caller, op, self.now)
     }
 
+    /// `op` from `caller` to every object `user` may have, one per secret in the ring
+    /// (during a rotation a session may still be known only to the object named under
+    /// an older one), as writes with these flags.
+    fn to_every_object(
+        &self,
+        user: &str,
+        caller: &Caller,
+        op: Op,
+        (revokes, checks): (bool, bool),
+        then_keys: Option<(String, Caller)>,
+    ) -> Vec<UsersWrite> {
+        self.cfg
+            .keys
+            .all()
+            .map(|k| UsersWrite {
+                call: self.call(k, user, caller, op.clone()),
+                revokes,
+                checks,
+                then_keys: then_keys.clone(),
+            })
+            .collect()
+    }
+
     /// `See` from `caller` to `user`'s object under `keys`; `fresh`: the caller became
     /// this user's session in this request.
     fn see(
@@ -324,17 +347,7 @@ impl<E: Entropy> Exchange<E> {
         let op = Op::Revoke {
             which: Which::Keys(keys),
         };
-        let calls: Vec<UsersWrite> = self
-            .cfg
-            .keys
-            .all()
-            .map(|k| UsersWrite {
-                call: self.call(k, &user, &caller, op.clone()),
-                revokes: true,
-                checks: false,
-                then_keys: None,
-            })
-            .collect();
+        let calls = self.to_every_object(&user, &caller, op, (true, false), None);
         for call in calls.into_iter().rev() {
             writes.users.push_front(call);
         }
@@ -503,17 +516,13 @@ impl<E: Entropy> Exchange<E> {
         let caller = users::caller(&self.cfg, s);
         let others = matches!(which, Which::Handles(_) | Which::Others | Which::All);
         let then_keys = others.then(|| (user.to_owned(), caller.clone()));
-        let op = Op::Revoke { which };
-        self.cfg
-            .keys
-            .all()
-            .map(|k| UsersWrite {
-                call: self.call(k, user, &caller, op.clone()),
-                revokes: true,
-                checks,
-                then_keys: then_keys.clone(),
-            })
-            .collect()
+        self.to_every_object(
+            user,
+            &caller,
+            Op::Revoke { which },
+            (true, checks),
+            then_keys,
+        )
     }
 
     /// What the origin's changes (already applied in `outcome`) take from the user's
@@ -569,21 +578,15 @@ impl<E: Entropy> Exchange<E> {
                     // the session lives on anonymous and only leaves the device list.
                     // Either way, an answer that it was revoked stops it.
                     let new_id = s.sid != after.sid;
+                    let op = match new_id {
+                        true => Op::Revoke {
+                            which: Which::Caller,
+                        },
+                        false => Op::Forget,
+                    };
                     let caller = users::caller(&cfg, s);
-                    for k in cfg.keys.all() {
-                        let op = match new_id {
-                            true => Op::Revoke {
-                                which: Which::Caller,
-                            },
-                            false => Op::Forget,
-                        };
-                        plan.calls.push_back(UsersWrite {
-                            call: self.call(k, old_user, &caller, op),
-                            revokes: new_id,
-                            checks: true,
-                            then_keys: None,
-                        });
-                    }
+                    let calls = self.to_every_object(old_user, &caller, op, (new_id, true), None);
+                    plan.calls.extend(calls);
                 }
                 self.log_unsigned(&wanted);
             }

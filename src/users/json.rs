@@ -6,7 +6,7 @@
 //! | what | JSON |
 //! | --- | --- |
 //! | [`Call`] | `{"v":1,"now":..,"horizon":..,"caller":{"key","handle","created","expires"},"op":"see"\|"list"\|"revoke"\|"forget", ..}`; `see` and `list` add `"device":{"agent","country"}` and `"touch_after"`, `see` adds `"fresh"` and may add `"replaces"`, `revoke` adds `"which":"caller"\|"others"\|"all"\|{"handles":[..]}\|{"keys":[..]}` |
-//! | [`Answer`] | `{"caller_revoked":bool,"revoked":n}`, with `"keys":[..]` for `revoke` and `"sessions":[entry..]` for `list` |
+//! | [`Answer`] | `{"caller_revoked":bool}`, with `"keys":[..]` (the sessions it revoked) and, for `list`, `"sessions":[entry..]` |
 //! | [`State`] | `{"v":1,"live":[entry..],"revoked":{"<key>":<until>,..}}`, and `"cutoff":{"at":..,"except":<key>\|null}` after an `Others` or `All` |
 //! | entry | `{"key","handle","created","expires","last_seen","device":{"agent","country"}}`, and `"signed_out":true` for an entry whose user field was removed |
 
@@ -211,7 +211,7 @@ impl Call {
 impl Answer {
     /// The answer's JSON.
     pub fn to_json(&self) -> String {
-        let mut o = json!({ "caller_revoked": self.caller_revoked, "revoked": self.revoked });
+        let mut o = json!({ "caller_revoked": self.caller_revoked });
         if !self.keys.is_empty() {
             o["keys"] = json!(self.keys);
         }
@@ -230,7 +230,6 @@ impl Answer {
                 .get("caller_revoked")
                 .and_then(Value::as_bool)
                 .ok_or("caller_revoked is not a boolean")?,
-            revoked: number(&o, "revoked")? as usize,
             keys: match o.get("keys") {
                 None => Vec::new(),
                 Some(ks) => strings(ks)?,
