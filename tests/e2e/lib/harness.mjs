@@ -73,19 +73,78 @@ export async function startOrigin(handler) {
 
 // ------------------------------------------------------------------- keycard --
 
-/** A free TCP port on 127.0.0.1. */
-export function freePort() {
-  return new Promise((resolve, reject) => {
+// Ports handed out by freePort come from below the kernel's ephemeral range
+// (net.ipv4.ip_local_port_range, 32768-60999 by default). A port the kernel picked for a
+// `listen(0)` can be handed to the next `listen(0)` or outgoing connection as soon as it
+// is closed, so another wrangler's internal sockets could take it before the server we
+// start binds it; CI saw exactly that ("Address already in use"). Nothing allocates
+// ports in this range by itself.
+const PORT_LOW = 20000;
+const PORT_HIGH = 32000;
+
+/** Whether 127.0.0.1:`port` can be listened on now. */
+function canListen(port) {
+  return new Promise((resolve) => {
     const srv = net.createServer();
-    srv.on("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
+    srv.once("error", () => resolve(false));
+    srv.listen(port, "127.0.0.1", () => srv.close(() => resolve(true)));
   });
 }
 
+/** A free TCP port on 127.0.0.1, outside the ephemeral range. */
+export async function freePort() {
+  for (let i = 0; i < 200; i++) {
+    const port = PORT_LOW + Math.floor(Math.random() * (PORT_HIGH - PORT_LOW));
+    if (await canListen(port)) return port;
+  }
+  throw new Error(`no free port in ${PORT_LOW}-${PORT_HIGH}`);
+}
+
 const toml = (v) => JSON.stringify(String(v));
+
+/**
+ * Spawns `wrangler dev` on `port` and waits until it prints "Ready on", appending every
+ * line it prints to `logs`. `started` says whether it got ready before it exited; a start
+ * that takes over 90 s throws.
+ */
+async function launchWrangler(configs, port, persist, dir, logs) {
+  const args = ["dev", ...configs.flatMap((c) => ["-c", c]), "--ip", "127.0.0.1", "--port", String(port),
+    "--persist-to", persist, "--log-level", "log", "--show-interactive-dev-session=false"];
+  const child = spawn(process.execPath, [path.join(ROOT, "node_modules/wrangler/bin/wrangler.js"), ...args], {
+    cwd: dir,
+    detached: true,
+    env: { ...process.env, WRANGLER_SEND_METRICS: "false", VSCODE_INSPECTOR_OPTIONS: ":::{}", NO_COLOR: "1", FORCE_COLOR: "0", CI: "true" },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let ready;
+  const readyP = new Promise((r) => (ready = r));
+  const collect = (stream) => {
+    let buf = "";
+    stream.on("data", (d) => {
+      buf += d.toString();
+      let i;
+      while ((i = buf.indexOf("\n")) >= 0) {
+        // eslint-disable-next-line no-control-regex
+        const line = buf.slice(0, i).replace(/\x1b\[[0-9;]*m/g, "");
+        logs.push(line);
+        if (line.includes("Ready on")) ready();
+        buf = buf.slice(i + 1);
+      }
+    });
+  };
+  collect(child.stdout);
+  collect(child.stderr);
+  const exited = new Promise((r) => child.on("exit", r));
+  let timer;
+  const timeout = new Promise((_, rej) => { timer = setTimeout(() => rej(new Error("wrangler dev did not start:\n" + logs.join("\n"))), 90000); });
+  let started;
+  try {
+    started = await Promise.race([readyP.then(() => true), timeout, exited.then(() => false)]);
+  } finally {
+    clearTimeout(timer);
+  }
+  return { child, exited, started };
+}
 
 /**
  * Starts the built Worker in workerd with `wrangler dev` (fully local, local KV under a
@@ -138,41 +197,21 @@ export async function startKeycard(vars = {}, opts = {}) {
   fs.writeFileSync(cfgPath, lines.join("\n") + "\n");
   fs.writeFileSync(path.join(dir, ".dev.vars"), devVars.join("\n") + "\n");
 
-  const port = await freePort();
-  const args = ["dev", ...configs.flatMap((c) => ["-c", c]), "--ip", "127.0.0.1", "--port", String(port),
-    "--persist-to", persist, "--log-level", "log", "--show-interactive-dev-session=false"];
-  const child = spawn(process.execPath, [path.join(ROOT, "node_modules/wrangler/bin/wrangler.js"), ...args], {
-    cwd: dir,
-    detached: true,
-    env: { ...process.env, WRANGLER_SEND_METRICS: "false", VSCODE_INSPECTOR_OPTIONS: ":::{}", NO_COLOR: "1", FORCE_COLOR: "0", CI: "true" },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
+  // Two processes can still race for a port freePort found free; a wrangler that lost
+  // the race exits with "Address already in use", and is started again on another port.
   const logs = [];
-  let ready;
-  const readyP = new Promise((r) => (ready = r));
-  const collect = (stream) => {
-    let buf = "";
-    stream.on("data", (d) => {
-      buf += d.toString();
-      let i;
-      while ((i = buf.indexOf("\n")) >= 0) {
-        // eslint-disable-next-line no-control-regex
-        const line = buf.slice(0, i).replace(/\x1b\[[0-9;]*m/g, "");
-        logs.push(line);
-        if (line.includes("Ready on")) ready();
-        buf = buf.slice(i + 1);
-      }
-    });
-  };
-  collect(child.stdout);
-  collect(child.stderr);
-  const exited = new Promise((r) => child.on("exit", r));
-  let timer;
-  const timeout = new Promise((_, rej) => { timer = setTimeout(() => rej(new Error("wrangler dev did not start:\n" + logs.join("\n"))), 90000); });
-  try {
-    await Promise.race([readyP, timeout, exited.then(() => { throw new Error("wrangler dev exited:\n" + logs.join("\n")); })]);
-  } finally {
-    clearTimeout(timer);
+  let port, child, exited;
+  for (let attempt = 1; ; attempt++) {
+    port = await freePort();
+    const from = logs.length;
+    let started;
+    ({ child, exited, started } = await launchWrangler(configs, port, persist, dir, logs));
+    if (started) break;
+    if (attempt < 3 && logs.slice(from).some((l) => l.includes("Address already in use"))) {
+      logs.push(`harness: port ${port} was taken, starting wrangler again`);
+      continue;
+    }
+    throw new Error("wrangler dev exited:\n" + logs.join("\n"));
   }
   const url = `http://127.0.0.1:${port}`;
   // Wait until the Worker itself answers.
