@@ -443,6 +443,7 @@ function workerdConf(v, origin, dir, port, kvPort) {
   const conf = fs.readFileSync(path.join(BENCH, "workerd.capnp.in"), "utf8")
     .replaceAll("@KV_SERVICE@", kvService)
     .replaceAll("@WORKER_EXTRA@", workerExtra)
+    .replaceAll("@CONFIG_EXTRA@", v.v8Flags ? `v8Flags = [${v.v8Flags.map(toml).join(", ")}],` : "")
     .replaceAll("@PORT@", String(port))
     .replaceAll("@COMPAT_DATE@", COMPAT_DATE)
     .replaceAll("@MODULES@", modules.join(", "))
@@ -727,12 +728,17 @@ function costPerMillion(r) {
 
 // -------------------------------------------------------------- cold start --
 
-// The first request on a fresh isolate: a new workerd process per sample (which
-// compiles the modules, keycard's wasm included, and instantiates them), timed from
-// spawn until its socket accepts, then the first request (keycard parses its
-// configuration there), then a second one for comparison. A, J and K-cookie (and
-// K-cookie from each BENCH_BUILD_B build) alternate.
+// The first request on a fresh isolate: a new workerd process per sample, timed from
+// spawn until its socket accepts, then the first request, then a second one for
+// comparison. workerd listens before it loads the Worker: the modules are compiled and
+// evaluated (keycard's wasm instantiated) during the first request, so "spawn → first
+// response" is the figure to compare. A, J, K-cookie (and K-cookie from each
+// BENCH_BUILD_B build) alternate, with "A + keycard loaded" (A's pass-through with
+// keycard's bundle loaded but never called: what loading the module costs). Then one
+// more K-cookie sample with V8's --trace-wasm-compilation-times, whose lines say which
+// wasm functions the first request compiled, and how long each took.
 const COLD_SAMPLES = Math.max(1, Number(process.env.BENCH_COLD_SAMPLES ?? 7));
+const LOADED = "A + keycard loaded";
 
 function canConnect(port) {
   return new Promise((resolve) => {
@@ -741,40 +747,67 @@ function canConnect(port) {
   });
 }
 
+/** One cold sample of `v`: a fresh workerd, its first and second request. */
+async function coldSample(v, origin, slug, stdout = "ignore") {
+  const dir = path.join(scratch, slug);
+  fs.mkdirSync(dir);
+  const port = await freePort();
+  const conf = workerdConf(v, origin, dir, port);
+  const headers = v.cookie ? { cookie: v.cookie } : {};
+  const t0 = performance.now();
+  const child = spawn(WORKERD, ["serve", conf], { cwd: dir, detached: true, stdio: ["ignore", stdout, stdout] });
+  children.push(child);
+  while (!(await canConnect(port))) {
+    if (performance.now() - t0 > 30000) throw new Error(`cold start of ${v.name}: no socket after 30 s`);
+    await sleep(2);
+  }
+  const tListen = performance.now();
+  const first = await get(`http://127.0.0.1:${port}/`, headers);
+  const tFirst = performance.now();
+  await get(`http://127.0.0.1:${port}/`, headers);
+  const tSecond = performance.now();
+  try { process.kill(-child.pid, "SIGKILL"); } catch {}
+  if (first.status !== 200 || !first.headers["x-bench-origin"]) throw new Error(`cold start of ${v.name}: first request gave ${first.status}`);
+  return { listen: tListen - t0, first: tFirst - tListen, total: tFirst - t0, second: tSecond - tFirst };
+}
+
+/** K-cookie's first request under --trace-wasm-compilation-times: how many wasm
+ * functions it compiled, their code size and V8's compile time (the second request
+ * compiles nothing new, so the trace is the first request's). */
+async function compileTrace(k, origin) {
+  const file = path.join(scratch, "cold-trace.log");
+  const out = fs.openSync(file, "w");
+  await coldSample({ ...k, v8Flags: ["--trace-wasm-compilation-times"] }, origin, "cold-trace", out);
+  fs.closeSync(out);
+  const fns = [...fs.readFileSync(file, "utf8").matchAll(/^Compiled function \S+ using (\w+), took (\d+) μs.*bodysize (\d+)/gm)];
+  return {
+    functions: fns.length,
+    ms: fns.reduce((s, m) => s + Number(m[2]), 0) / 1000,
+    kb: fns.reduce((s, m) => s + Number(m[3]), 0) / 1024,
+    tiers: [...new Set(fns.map((m) => m[1]))].join(", "),
+  };
+}
+
 async function coldStarts(workers, origin) {
   const names = ["A", "J", "K-cookie", ...OTHER_BUILDS.map((b) => `K-cookie ${b.tag}`)];
   const vs = names.map((n) => workers.find((w) => w.name === n && w.host === "workerd")).filter(Boolean);
+  const k = vs.find((v) => v.name === "K-cookie");
+  if (k) {
+    const loaded = path.join(BENCH, "workers/passthrough-keycard-loaded.mjs");
+    vs.splice(1, 0, { name: LOADED, vars: k.vars, modules: [{ file: loaded, type: "esModule" }, ...k.modules] });
+  }
   const samples = new Map(vs.map((v) => [v.name, []]));
   for (let i = 0; i < COLD_SAMPLES; i++) {
-    for (const v of vs) {
-      const dir = path.join(scratch, `cold-${v.name.toLowerCase()}-${i}`);
-      fs.mkdirSync(dir);
-      const port = await freePort();
-      const conf = workerdConf(v, origin, dir, port);
-      const headers = v.cookie ? { cookie: v.cookie } : {};
-      const t0 = performance.now();
-      const child = spawn(WORKERD, ["serve", conf], { cwd: dir, detached: true, stdio: "ignore" });
-      children.push(child);
-      while (!(await canConnect(port))) {
-        if (performance.now() - t0 > 30000) throw new Error(`cold start of ${v.name}: no socket after 30 s`);
-        await sleep(2);
-      }
-      const tListen = performance.now();
-      const first = await get(`http://127.0.0.1:${port}/`, headers);
-      const tFirst = performance.now();
-      await get(`http://127.0.0.1:${port}/`, headers);
-      const tSecond = performance.now();
-      try { process.kill(-child.pid, "SIGKILL"); } catch {}
-      if (first.status !== 200 || !first.headers["x-bench-origin"]) throw new Error(`cold start of ${v.name}: first request gave ${first.status}`);
-      samples.get(v.name).push({ listen: tListen - t0, first: tFirst - tListen, total: tFirst - t0, second: tSecond - tFirst });
-    }
+    for (const v of vs) samples.get(v.name).push(await coldSample(v, origin, `cold-${v.name.toLowerCase().replace(/[^a-z0-9]+/g, "-")}-${i}`));
   }
-  return vs.map((v) => {
+  const trace = k ? await compileTrace(k, origin) : undefined;
+  const rows = vs.map((v) => {
     const xs = samples.get(v.name);
-    const m = (k) => median(xs.map((x) => x[k]));
+    const m = (key) => median(xs.map((x) => x[key]));
     return { name: v.name, listen: m("listen"), first: m("first"), total: m("total"), second: m("second"),
       totalMin: Math.min(...xs.map((x) => x.total)), totalMax: Math.max(...xs.map((x) => x.total)) };
   });
+  return { rows, trace };
 }
 
 // --------------------------------------------------------------- criterion --
@@ -931,7 +964,7 @@ async function main() {
   }
   // Not in the rounds: what a session-day costs, and the first request on a fresh isolate.
   const mix = EXTRAS ? await costMix(origin) : [];
-  const cold = EXTRAS ? await coldStarts(workers, origin) : [];
+  const cold = EXTRAS ? await coldStarts(workers, origin) : { rows: [] };
   cleanup();
   await sleep(500);
   killHard();
@@ -1069,19 +1102,25 @@ ${table}`;
 }
 
 function coldSection(cold) {
-  if (!cold.length) return "";
-  const A = cold.find((c) => c.name === "A");
+  if (!cold.rows?.length) return "";
+  const A = cold.rows.find((c) => c.name === "A");
   const table = mdTable(
     ["variant", "spawn → socket ms", "first request ms", "spawn → first response ms", "(range)", "vs A", "second request ms"],
-    cold.map((c) => [c.name, f2(c.listen), f2(c.first), f2(c.total), `${f2(c.totalMin)}–${f2(c.totalMax)}`,
+    cold.rows.map((c) => [c.name, f2(c.listen), f2(c.first), f2(c.total), `${f2(c.totalMin)}–${f2(c.totalMax)}`,
       A ? `${c.total >= A.total ? "+" : "−"}${f2(Math.abs(c.total - A.total))} ms` : "", f2(c.second)]),
   );
+  const t = cold.trace;
+  const trace = t ? `\n\nK-cookie's first request compiled ${t.functions} wasm functions (${f0(t.kb)} KB of code, ${t.tiers}) in ${f2(t.ms)} ms of V8's
+compile time (one more sample, with \`--trace-wasm-compilation-times\`): V8 compiles a wasm function when it is
+first called, so that time is part of every isolate's first request.` : "";
   return `### Cold start (a fresh workerd process per sample)
 
-Medians of ${COLD_SAMPLES} alternating samples. workerd compiles and instantiates the modules (keycard's wasm included) before its
-socket accepts; keycard parses its configuration on the first request.
+Medians of ${COLD_SAMPLES} alternating samples. workerd opens its socket before it loads the Worker: each variant's
+modules are compiled and evaluated (keycard's wasm instantiated, its configuration parsed) during its first
+request, so "spawn → first response" is what to compare. "${LOADED}" is A with keycard's bundle loaded but never
+called.
 
-${table}`;
+${table}${trace}`;
 }
 
 function report({ summary, rounds, wasmSize, rsWasm, crit, seconds, mix, cold, wrkArgs }) {
