@@ -19,7 +19,6 @@
 //!   second refreshes), or when it was signed under a previous key.
 //! - A cookie issued more than [`MAX_SKEW`] seconds in the future is invalid.
 
-use cookie::{Cookie, SameSite as CookieSameSite};
 use serde_json::{Map, Value};
 
 use crate::codec::{self, Body, Claims, DecodeError};
@@ -426,26 +425,40 @@ pub fn clearing_cookie(cfg: &Config) -> String {
     build_cookie(cfg, "", Some(0))
 }
 
+/// Written by hand, in the `cookie` crate's order and form (a test checks every
+/// attribute combination against the crate): the crate's `Display` also formats
+/// `Expires` with the `time` crate, which keycard never sends but which was 20 KB of
+/// the module's code, about a twentieth of it (BENCHMARKS.md, "Size"). Every part is
+/// a validated setting or keycard's own base64url value, so nothing needs escaping.
 fn build_cookie(cfg: &Config, value: &str, max_age: Option<u64>) -> String {
+    use std::fmt::Write;
     let c = &cfg.cookie;
-    let mut b = Cookie::build((c.name.as_str(), value))
-        .path(c.path.as_str())
-        .secure(c.secure)
-        .http_only(c.http_only)
-        .same_site(match c.same_site {
-            SameSite::Strict => CookieSameSite::Strict,
-            SameSite::Lax => CookieSameSite::Lax,
-            SameSite::None => CookieSameSite::None,
-        });
+    let mut out = String::with_capacity(c.name.len() + value.len() + 96);
+    out.push_str(&c.name);
+    out.push('=');
+    out.push_str(value);
+    if c.http_only {
+        out.push_str("; HttpOnly");
+    }
+    out.push_str(match c.same_site {
+        SameSite::Strict => "; SameSite=Strict",
+        SameSite::Lax => "; SameSite=Lax",
+        SameSite::None => "; SameSite=None",
+    });
+    if c.secure {
+        out.push_str("; Secure");
+    }
+    out.push_str("; Path=");
+    out.push_str(&c.path);
     if let Some(d) = &c.domain {
-        b = b.domain(d.as_str());
+        // The legacy leading dot is dropped, as the crate and RFC 6265bis do.
+        out.push_str("; Domain=");
+        out.push_str(d.strip_prefix('.').unwrap_or(d));
     }
     if let Some(m) = max_age {
-        b = b.max_age(cookie::time::Duration::seconds(
-            m.min(i64::MAX as u64) as i64
-        ));
+        let _ = write!(out, "; Max-Age={}", m.min(i64::MAX as u64));
     }
-    b.build().to_string()
+    out
 }
 
 fn claims_of(s: &Session, body: Body) -> Claims {
@@ -683,8 +696,63 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::config::CookieConfig;
     use crate::control;
     use crate::testing::{config, CountingEntropy, SECRET, T0};
+
+    /// What the `cookie` crate writes for the same cookie: the reference
+    /// `build_cookie` is checked against.
+    fn crate_set_cookie(c: &CookieConfig, value: &str, max_age: Option<u64>) -> String {
+        let mut b = cookie::Cookie::build((c.name.as_str(), value))
+            .path(c.path.as_str())
+            .secure(c.secure)
+            .http_only(c.http_only)
+            .same_site(match c.same_site {
+                SameSite::Strict => cookie::SameSite::Strict,
+                SameSite::Lax => cookie::SameSite::Lax,
+                SameSite::None => cookie::SameSite::None,
+            });
+        if let Some(d) = &c.domain {
+            b = b.domain(d.as_str());
+        }
+        if let Some(m) = max_age {
+            b = b.max_age(cookie::time::Duration::seconds(
+                m.min(i64::MAX as u64) as i64
+            ));
+        }
+        b.build().to_string()
+    }
+
+    #[test]
+    fn set_cookie_is_what_the_cookie_crate_writes_for_every_attribute() {
+        let mut cfg = config(&[]);
+        let mut checked = 0;
+        for (name, path) in [("keycard", "/"), ("__Host-keycard", "/"), ("sid", "/app/x")] {
+            for domain in [None, Some("example.com"), Some(".example.com")] {
+                for same_site in [SameSite::Strict, SameSite::Lax, SameSite::None] {
+                    for (secure, http_only) in
+                        [(true, true), (true, false), (false, true), (false, false)]
+                    {
+                        for max_age in [None, Some(0), Some(3600), Some(u64::MAX)] {
+                            for value in ["", "v1.k1.eyJhIjoxfQ.sig-_"] {
+                                let c = &mut cfg.cookie;
+                                c.name = name.into();
+                                c.path = path.into();
+                                c.domain = domain.map(Into::into);
+                                c.same_site = same_site;
+                                c.secure = secure;
+                                c.http_only = http_only;
+                                let ours = build_cookie(&cfg, value, max_age);
+                                assert_eq!(ours, crate_set_cookie(&cfg.cookie, value, max_age));
+                                checked += 1;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert_eq!(checked, 3 * 3 * 3 * 4 * 4 * 2);
+    }
 
     fn set(json: &str) -> Changes {
         control::parse(Some(json), None, None).0
@@ -731,7 +799,7 @@ mod tests {
             kv.insert(p.key.clone(), p.value.clone());
         }
         if let Some(sc) = &out.set_cookie {
-            let c = Cookie::parse(sc.clone()).unwrap();
+            let c = cookie::Cookie::parse(sc.clone()).unwrap();
             *jar = if c.max_age() == Some(cookie::time::Duration::ZERO) {
                 None
             } else {
