@@ -451,7 +451,7 @@ fn build_cookie(cfg: &Config, value: &str, max_age: Option<u64>) -> String {
     out.push_str("; Path=");
     out.push_str(&c.path);
     if let Some(d) = &c.domain {
-        // The legacy leading dot is dropped, as the crate and RFC 6265bis do.
+        // The legacy leading dot is dropped, as the crate does; browsers ignore it.
         out.push_str("; Domain=");
         out.push_str(d.strip_prefix('.').unwrap_or(d));
     }
