@@ -566,12 +566,7 @@ fn regenerate_racing_destroy_all_revives_the_session_even_in_always_mode() {
         &[("x-session-action", "destroy-others")],
     );
     // Request 1's answer arrives and regenerates: refused, the cookie cleared.
-    let _ = finish_request(
-        &mut w,
-        &mut ex,
-        &mut laptop,
-        "x-session-action:regenerate\n",
-    );
+    let _ = w.answer(&mut ex, &mut laptop, &[("x-session-action", "regenerate")]);
     assert!(
         laptop.jar.is_none(),
         "the regenerated cookie is refused and cleared"
@@ -796,22 +791,6 @@ fn start_request(
     ex
 }
 
-/// The origin's answer (`headers`, as lines) to a request `start_request` began; the
-/// browser keeps whatever cookie it is given.
-fn finish_request(
-    w: &mut World,
-    ex: &mut Exchange<CountingEntropy>,
-    b: &mut Browser,
-    headers: &str,
-) -> Step {
-    let answered = ex.answered(&Answer {
-        status: 200,
-        headers: HeaderList(headers),
-    });
-    let last = w.p.drive(ex, answered);
-    w.end(ex, b, last)
-}
-
 fn rotate(w: &mut World, store: &str) {
     w.cfg = config(&[("SESSION_SECRET_PREVIOUS", OLD), ("SESSION_STORE", store)]);
 }
@@ -834,7 +813,7 @@ fn a_revocation_racing_the_first_request_after_a_rotation_is_lost() {
         &[("x-session-action", "destroy-others")],
     );
     // The laptop's answer: nothing asked; its cookie is re-issued under the new secret.
-    let _ = finish_request(&mut w, &mut ex, &mut laptop, "");
+    let _ = w.answer(&mut ex, &mut laptop, &[]);
     w.now += 1;
     assert!(
         laptop.jar.is_none(),
