@@ -2,11 +2,12 @@
 //
 // For each request the core is asked, through synchronous wasm calls, what to do next:
 // read or write a KV record, call a user's Durable Object (sign-out everywhere), forward
-// to the origin, serve an inspector asset, or answer. This file does exactly that I/O and hands each result back. All decisions
-// (sessions, cookies, policies, errors, and every header name set or removed) are made
-// in Rust; header edits arrive as lines this file applies without reading them (the
-// wire form is documented on `Wire` in src/exchange.rs). The awaits live here, so no
-// Rust future or promise plumbing runs per request (BENCHMARKS.md has the numbers).
+// to the origin, serve an inspector asset, or answer. This file does exactly that I/O
+// and hands each result back. All decisions (sessions, cookies, policies, errors, and
+// every header name set or removed) are made in Rust; header edits arrive as lines
+// this file applies without reading them (the wire form is documented on `Wire` in
+// src/exchange.rs). The awaits live here, so no Rust future or promise plumbing runs
+// per request (BENCHMARKS.md has the numbers).
 // scripts/build.sh bundles it with the wasm-bindgen glue into build/index.js.
 import { DurableObject } from "cloudflare:workers";
 import { Do, Exchange, usersAnswer, __wbg_reset_state } from "./index.js";
