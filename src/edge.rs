@@ -12,9 +12,9 @@ use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::JsValue;
 use web_sys::{Headers, Response, ResponseInit};
 
-use crate::exchange::{self, Answer, Binding, Bindings, Incoming, Step};
+use crate::exchange::{self, Answer, Incoming, Step};
 use crate::headers::HeaderList;
-use crate::js_env::{binding, config, write_logs, Kind};
+use crate::js_env::{bindings, config, write_logs};
 use crate::keys::OsEntropy;
 
 /// What the driver must do next; the data for it is on the [`Exchange`].
@@ -92,15 +92,7 @@ impl JsExchange {
                 return JsExchange { inner: None, step };
             }
         };
-        let bindings = Bindings {
-            kv: binding(env, &cfg.kv_binding, Kind::Kv),
-            origin_service: cfg
-                .origin_service
-                .as_ref()
-                .map_or(Binding::Absent, |n| binding(env, n, Kind::Fetcher)),
-            assets: binding(env, "ASSETS", Kind::Fetcher),
-            users: binding(env, &cfg.users.binding, Kind::Objects),
-        };
+        let bindings = bindings(env, &cfg);
         let req = Incoming {
             method,
             url,

@@ -3,20 +3,21 @@
 //! variables, one configuration per isolate, one way to tell bindings apart, one way to
 //! write the core's log lines, so the two cannot drift.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use js_sys::Reflect;
 use wasm_bindgen::JsValue;
 
 use crate::config::{Config, ConfigError};
-use crate::exchange::{Binding, Level, Log};
+use crate::exchange::{Binding, Bindings, Level, Log};
 
 /// The isolate's configuration, validated once: the result, good or bad.
 pub(crate) type IsolateConfig = Result<Rc<Config>, ConfigError>;
 
 thread_local! {
     static CONFIG: RefCell<Option<IsolateConfig>> = const { RefCell::new(None) };
+    static BINDINGS: Cell<Option<Bindings>> = const { Cell::new(None) };
 }
 
 /// A binding's value as a string: a secret or string var as it is, a TOML boolean or
@@ -47,6 +48,28 @@ pub(crate) fn config(env: &JsValue) -> IsolateConfig {
     })
 }
 
+/// The bindings `cfg` names, as `env` has them, told apart on the first call. The
+/// runtime gives an isolate one `env` for its whole life, as [`config`] assumes too, and
+/// telling a binding's kind apart costs a few property reads across the boundary, each
+/// with its name encoded again: per request, that was about 5% of the isolate's time
+/// (BENCHMARKS.md).
+pub(crate) fn bindings(env: &JsValue, cfg: &Config) -> Bindings {
+    if let Some(b) = BINDINGS.get() {
+        return b;
+    }
+    let b = Bindings {
+        kv: binding(env, &cfg.kv_binding, Kind::Kv),
+        origin_service: cfg
+            .origin_service
+            .as_ref()
+            .map_or(Binding::Absent, |n| binding(env, n, Kind::Fetcher)),
+        assets: binding(env, "ASSETS", Kind::Fetcher),
+        users: binding(env, &cfg.users.binding, Kind::Objects),
+    };
+    BINDINGS.set(Some(b));
+    b
+}
+
 /// Whether `value` has a method called `name`.
 fn has_method(value: &JsValue, name: &str) -> bool {
     Reflect::get(value, &JsValue::from_str(name)).is_ok_and(|f| f.is_function())
@@ -54,7 +77,7 @@ fn has_method(value: &JsValue, name: &str) -> bool {
 
 /// The kinds of binding keycard uses, told apart by their methods.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Kind {
+enum Kind {
     /// A KV namespace: `get`, `put`, no `fetch`.
     Kv,
     /// A service binding or the assets binding: `fetch`.
@@ -64,7 +87,7 @@ pub(crate) enum Kind {
 }
 
 /// Whether `env` has a binding called `name` of the kind `want`.
-pub(crate) fn binding(env: &JsValue, name: &str, want: Kind) -> Binding {
+fn binding(env: &JsValue, name: &str, want: Kind) -> Binding {
     let Ok(v) = Reflect::get(env, &JsValue::from_str(name)) else {
         return Binding::Absent;
     };

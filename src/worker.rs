@@ -59,7 +59,7 @@ use crate::exchange::{
     self, Answer, Binding, Bindings, Exchange, Failure, Forward, Incoming, Level, Log, Reply, Step,
 };
 use crate::headers::{self, HeaderList};
-use crate::js_env::{self, Kind};
+use crate::js_env;
 use crate::keys::OsEntropy;
 use crate::record::KV_CACHE_TTL;
 use crate::session::Loaded;
@@ -119,14 +119,9 @@ impl Keycard {
             }
         };
         let bindings = Bindings {
-            kv: js_env::binding(env, &cfg.kv_binding, Kind::Kv),
-            origin_service: cfg
-                .origin_service
-                .as_ref()
-                .map_or(Binding::Absent, |n| js_env::binding(env, n, Kind::Fetcher)),
             // No inspector page: its JSON endpoint still answers.
             assets: Binding::Absent,
-            users: js_env::binding(env, &cfg.users.binding, Kind::Objects),
+            ..js_env::bindings(env, &cfg)
         };
         let (method, url) = (req.inner().method(), req.inner().url());
         let request_headers = lines(req.headers());
