@@ -96,7 +96,7 @@ impl JsExchange {
         let req = Incoming {
             method,
             url,
-            headers: HeaderList(headers),
+            headers: HeaderList::new(headers),
             country: country.as_deref(),
         };
         let now = (now_ms / 1000.0) as u64;
@@ -247,7 +247,7 @@ impl JsExchange {
     pub fn answered(&mut self, status: u16, headers: &str) -> Do {
         let answer = Answer {
             status,
-            headers: HeaderList(headers),
+            headers: HeaderList::new(headers),
         };
         self.advance(|ex| ex.answered(&answer))
     }

@@ -40,7 +40,7 @@ use crate::session::{
 use crate::users::{self, Device, UsersCall};
 
 /// What the edge read from the client's request.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Incoming<'a> {
     /// The method, as sent.
     pub method: &'a str,
@@ -288,7 +288,7 @@ impl Forward {
 }
 
 /// What the origin answered.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Answer<'a> {
     /// The status code.
     pub status: u16,

@@ -456,7 +456,7 @@ mod tests {
         .unwrap();
         let own = "https://app.example";
         let refused = |method: &str, path: &str, h: &str| {
-            g.cross_origin_refused(method, path, &HeaderList(h), own)
+            g.cross_origin_refused(method, path, &HeaderList::new(h), own)
         };
         assert!(refused("POST", "/a", "sec-fetch-site:cross-site\n"));
         assert!(refused("POST", "/a", "sec-fetch-site:same-site\n"));
@@ -481,7 +481,7 @@ mod tests {
         assert!(!off.cross_origin_refused(
             "POST",
             "/a",
-            &HeaderList("sec-fetch-site:cross-site\n"),
+            &HeaderList::new("sec-fetch-site:cross-site\n"),
             own
         ));
     }

@@ -128,7 +128,7 @@ impl Keycard {
         let incoming = Incoming {
             method: &method,
             url: &url,
-            headers: HeaderList(&request_headers),
+            headers: HeaderList::new(&request_headers),
             country: None,
         };
         let now = (js_sys::Date::now() / 1000.0) as u64;
@@ -264,7 +264,7 @@ where
         let response = response.with_headers(kept);
         let step = self.ex.answered(&Answer {
             status: response.status_code(),
-            headers: HeaderList(&answer),
+            headers: HeaderList::new(&answer),
         });
         self.response = Some(response);
         Ok(step)

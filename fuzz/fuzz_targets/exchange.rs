@@ -82,11 +82,11 @@ fuzz_target!(|data: &[u8]| {
             client.push_str(&format!("{name}:{v}\n"));
         }
     }
-    let cookie = HeaderList(&client).get("cookie");
+    let cookie = HeaderList::new(&client).get("cookie");
     let req = Incoming {
         method,
         url: &url,
-        headers: HeaderList(&client),
+        headers: HeaderList::new(&client),
         country: None,
     };
     let reads_valid = matches!(
@@ -169,7 +169,7 @@ fuzz_target!(|data: &[u8]| {
                 ex.written(result)
             }
             Step::Forward(fwd) => {
-                for (name, _) in HeaderList(&client).iter() {
+                for (name, _) in HeaderList::new(&client).iter() {
                     if reserved_request(name) {
                         assert!(fwd.strip.iter().any(|n| n == name), "{name:?} reached the origin");
                     }
@@ -210,7 +210,7 @@ fuzz_target!(|data: &[u8]| {
                     origin = lines;
                     let answer = Answer {
                         status,
-                        headers: HeaderList(&origin),
+                        headers: HeaderList::new(&origin),
                     };
                     // Data over the cookie limit with no KV is the origin's doing.
                     if set.is_some_and(|s| s.len() > 2000) {
@@ -239,8 +239,9 @@ fuzz_target!(|data: &[u8]| {
             return;
         }
     }
+    let origin_headers = HeaderList::new(&origin);
     let aliases = || {
-        HeaderList(&origin)
+        origin_headers
             .iter()
             .map(|(n, _)| n)
             .filter(|n| session_alias(n))

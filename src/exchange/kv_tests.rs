@@ -57,7 +57,7 @@ impl Client {
         let req = Incoming {
             method: "GET",
             url: "https://h/",
-            headers: HeaderList(&header),
+            headers: HeaderList::new(&header),
             country: None,
         };
         let entropy = CountingEntropy(now as u8);
@@ -83,7 +83,7 @@ impl Client {
         }
         let answer = Answer {
             status: 200,
-            headers: HeaderList(&headers),
+            headers: HeaderList::new(&headers),
         };
         let step = ex.answered(&answer);
         match kv.drive(&mut ex, step) {

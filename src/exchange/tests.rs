@@ -20,7 +20,7 @@ fn get(headers: &str) -> Incoming<'_> {
     Incoming {
         method: "GET",
         url: URL,
-        headers: HeaderList(headers),
+        headers: HeaderList::new(headers),
         country: None,
     }
 }
@@ -45,15 +45,14 @@ fn start(cfg: &Config, b: Bindings, req: &Incoming<'_>, now: u64) -> (Ex, Step) 
 }
 
 /// The origin's plain 200, with no control headers.
-const OK: Answer<'static> = Answer {
-    status: 200,
-    headers: HeaderList("content-type:text/html\n"),
-};
+fn ok() -> Answer<'static> {
+    answer(200, "content-type:text/html\n")
+}
 
 fn answer(status: u16, headers: &str) -> Answer<'_> {
     Answer {
         status,
-        headers: HeaderList(headers),
+        headers: HeaderList::new(headers),
     }
 }
 
@@ -155,7 +154,7 @@ fn anonymous_request_is_forwarded_then_passed_through() {
     );
     assert_eq!(f.strip, vec!["x-forwarded-for".to_owned()]);
     assert!(f.drop_body, "a GET carries no body to the origin");
-    assert_eq!(ex.answered(&OK), Step::Pass);
+    assert_eq!(ex.answered(&ok()), Step::Pass);
     assert!(ex.take_logs().is_empty());
 }
 
@@ -278,7 +277,7 @@ fn valid_cookie_session_is_forwarded_and_the_session_cookie_removed() {
     assert_eq!(f.cookie, CookieEdit::Remove);
     assert_eq!(f.session.status, "valid");
     assert!(f.session.session.is_some() && f.session.handle.is_some());
-    let pass = ex.answered(&OK);
+    let pass = ex.answered(&ok());
     assert_eq!(
         pass,
         Step::Pass,
@@ -399,7 +398,7 @@ fn kv_session_reads_its_record_and_writes_nothing_when_unchanged() {
     );
     let f = forward(ex.record(Ok(Some(put.value.clone()))));
     assert_eq!(f.session.status, "valid");
-    assert_eq!(ex.answered(&OK), Step::Pass);
+    assert_eq!(ex.answered(&ok()), Step::Pass);
 }
 
 #[test]
@@ -410,7 +409,7 @@ fn kv_record_missing_means_invalid_and_the_cookie_is_cleared() {
     let (mut ex, _) = start(&cfg, kv(), &get(&h), T0 + 1);
     let f = forward(ex.record(Ok(None)));
     assert_eq!(f.session.status, "invalid");
-    let sc = set_cookie(ex.answered(&OK));
+    let sc = set_cookie(ex.answered(&ok()));
     assert!(sc.contains("Max-Age=0"), "{sc}");
 }
 
@@ -427,7 +426,7 @@ fn kv_read_failure_follows_the_policy() {
             let f = forward(step);
             assert_eq!(f.session.status, "invalid");
             assert_eq!(
-                ex.answered(&OK),
+                ex.answered(&ok()),
                 Step::Pass,
                 "the browser's cookie is left alone"
             );
@@ -589,7 +588,7 @@ fn a_refresh_of_a_live_kv_session_checks_its_tombstone_then_writes() {
     let h = cookie_hdr(Some(&cookie));
     let (mut ex, _) = start(&cfg, kv(), &get(&h), T0 + 100);
     forward(ex.record(Ok(Some(put.value.clone()))));
-    let step = ex.answered(&OK);
+    let step = ex.answered(&ok());
     assert!(matches!(&step, Step::KvGet { key } if key.contains("revoked.")));
     let step = ex.record(Ok(None));
     let (writes, end) = write_all(&mut ex, step);
@@ -684,7 +683,7 @@ fn calls_out_of_order_are_internal_errors_not_panics() {
     let (mut ex, _) = start(&cfg, Bindings::default(), &get(""), T0);
     assert_eq!(reply(ex.written(Ok(()))).status, 500);
     assert_eq!(reply(ex.record(Ok(None))).status, 500);
-    assert_eq!(reply(ex.answered(&OK)).status, 500);
+    assert_eq!(reply(ex.answered(&ok())).status, 500);
     assert_eq!(reply(ex.unreachable("x")).status, 500);
     assert_eq!(reply(ex.timed_out()).status, 500);
 }
@@ -740,7 +739,7 @@ fn logout_revokes_the_record_and_clears_the_cookie() {
     let req = Incoming {
         method: "POST",
         url: "https://h/.keycard/logout?next=/bye",
-        headers: HeaderList(&h),
+        headers: HeaderList::new(&h),
         country: None,
     };
     let (mut ex, step) = start(&cfg, kv(), &req, T0 + 1);
@@ -763,7 +762,7 @@ fn logout_revokes_the_record_and_clears_the_cookie() {
     let (cookie, put) = kv_session(&cfg);
     let h = hdrs(&[("cookie", &cookie)]);
     let req = Incoming {
-        headers: HeaderList(&h),
+        headers: HeaderList::new(&h),
         ..req
     };
     let (mut ex, _) = start(&cfg, kv(), &req, T0 + 1);
@@ -795,7 +794,7 @@ fn cross_origin_logout_is_refused() {
         let req = Incoming {
             method: "POST",
             url: "https://h/.keycard/logout",
-            headers: HeaderList(&h),
+            headers: HeaderList::new(&h),
             country: None,
         };
         let (mut ex, step) = start(&cfg, Bindings::default(), &req, T0);
@@ -822,7 +821,7 @@ fn a_forged_cookie_is_logged_without_its_value_and_cleared() {
     let logs = ex.take_logs();
     assert_eq!(logs[0].event, "bad_cookie");
     assert!(!logs[0].line().contains("forged-value"));
-    let sc = set_cookie(ex.answered(&OK));
+    let sc = set_cookie(ex.answered(&ok()));
     assert!(sc.starts_with(&format!("{}=;", cfg.cookie.name)), "{sc}");
     assert!(sc.contains("Max-Age=0"), "{sc}");
 }
@@ -832,7 +831,7 @@ fn at<'a>(method: &'a str, url: &'a str, headers: &'a str) -> Incoming<'a> {
     Incoming {
         method,
         url,
-        headers: HeaderList(headers),
+        headers: HeaderList::new(headers),
         country: None,
     }
 }

@@ -97,7 +97,7 @@ impl World {
         let req = Incoming {
             method,
             url: &url,
-            headers: HeaderList(&headers),
+            headers: HeaderList::new(&headers),
             country: Some("de"),
         };
         let entropy = CountingEntropy(self.now as u8 ^ b.jar.as_ref().map_or(0, |j| j.len() as u8));
@@ -123,7 +123,7 @@ impl World {
         let h: String = control.iter().map(|(n, v)| format!("{n}:{v}\n")).collect();
         let answered = ex.answered(&Answer {
             status: 200,
-            headers: HeaderList(&h),
+            headers: HeaderList::new(&h),
         });
         let last = self.p.drive(ex, answered);
         self.end(ex, b, last)
