@@ -8,11 +8,12 @@
 //! with its promise and closure plumbing, cost more CPU than all of keycard's own work
 //! (BENCHMARKS.md).
 
+use js_sys::Reflect;
 use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::JsValue;
 use web_sys::{Headers, Response, ResponseInit};
 
-use crate::exchange::{self, Answer, Incoming, Step};
+use crate::exchange::{self, Answer, Binding, Incoming, Step};
 use crate::headers::HeaderList;
 use crate::js_env::{bindings, config, write_logs};
 use crate::keys::OsEntropy;
@@ -67,21 +68,30 @@ fn kind(step: &Step) -> Do {
     }
 }
 
+/// `request.cf.country`. Reading `request.cf` makes the runtime parse the whole `cf`
+/// object (about 1 KB of JSON on Cloudflare): in the bench, with such a `cf`, that was
+/// 12% of the isolate's time per request, so it is read only when it is used.
+fn country(request: &JsValue) -> Option<String> {
+    let cf = Reflect::get(request, &JsValue::from_str("cf")).ok()?;
+    Reflect::get(&cf, &JsValue::from_str("country"))
+        .ok()?
+        .as_string()
+}
+
 fn wrong_step(getter: &str) -> JsValue {
     JsValue::from_str(&format!("{getter} asked for at the wrong step"))
 }
 
 #[wasm_bindgen(js_class = Exchange)]
 impl JsExchange {
-    /// Starts the exchange for a request. `headers` is every request header as
-    /// `name:value` lines (see [`HeaderList`]); `country` is `request.cf.country`;
-    /// `now_ms` is `Date.now()`.
+    /// Starts the exchange for `request`. `headers` is every request header as
+    /// `name:value` lines (see [`HeaderList`]); `now_ms` is `Date.now()`.
     pub fn start(
         env: &JsValue,
+        request: &JsValue,
         method: &str,
         url: &str,
         headers: &str,
-        country: Option<String>,
         now_ms: f64,
     ) -> JsExchange {
         let cfg = match config(env) {
@@ -93,6 +103,11 @@ impl JsExchange {
             }
         };
         let bindings = bindings(env, &cfg);
+        // Only sign-out everywhere's device list uses the country.
+        let country = match bindings.users {
+            Binding::Present => country(request),
+            _ => None,
+        };
         let req = Incoming {
             method,
             url,

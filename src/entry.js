@@ -213,9 +213,8 @@ export default {
     const gen = generation;
     let ex;
     try {
-      const country = request.cf?.country;
-      ex = Exchange.start(env, request.method, request.url, lines(request.headers),
-        typeof country === "string" ? country : undefined, Date.now());
+      ex = Exchange.start(env, request, request.method, request.url, lines(request.headers),
+        Date.now());
       return await drive(ex, request, env);
     } catch (e) {
       noteTrap(e);

@@ -125,11 +125,16 @@ impl Keycard {
         };
         let (method, url) = (req.inner().method(), req.inner().url());
         let request_headers = lines(req.headers());
+        // Only sign-out everywhere's device list uses the country.
+        let country = match bindings.users {
+            Binding::Present => req.cf().and_then(|cf| cf.country()),
+            _ => None,
+        };
         let incoming = Incoming {
             method: &method,
             url: &url,
             headers: HeaderList::new(&request_headers),
-            country: None,
+            country: country.as_deref(),
         };
         let now = (js_sys::Date::now() / 1000.0) as u64;
         let (ex, step) = Exchange::start(cfg, bindings, &incoming, now, OsEntropy);

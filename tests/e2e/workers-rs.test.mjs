@@ -146,6 +146,9 @@ describe("the workers-rs example", () => {
     assert.equal(listed.headers["cache-control"], "no-store");
     assert.deepEqual(listed.json.sessions.map((s) => s.id).sort(), [laptopId, phoneId].sort());
     assert.deepEqual(listed.json.sessions.filter((s) => s.current).map((s) => s.id), [phoneId]);
+    for (const s of listed.json.sessions) {
+      assert.match(s.country ?? "", /^[A-Z]{2}$/, "the device's country, from request.cf");
+    }
 
     const r = await phone.send("/logout-others", { method: "POST" });
     assert.equal(r.status, 303);
