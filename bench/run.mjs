@@ -74,6 +74,13 @@ const CLK_TCK = Number(execFileSync("getconf", ["CLK_TCK"]).toString().trim()) |
 const SESSION_JSON =
   '{"user":"alice@example.com","name":"Alice Example","roles":["admin","editor","viewer"],"tenant":"acme-corp","locale":"en-GB","theme":"dark","csrf":"3q2+7wAAAAAAAAAAAAAAAAAAAAAAAAAA","flags":{"beta":true,"mfa":true},"visits":42}';
 
+// What Cloudflare puts in `request.cf` (location, TLS, bot score): every measured
+// request to a plain workerd (wrk, the cost mix, the cold start) carries it in a header
+// the socket turns into `request.cf`
+// (bench/workerd.capnp.in). The runtime parses it when a Worker first reads
+// `request.cf`, as on Cloudflare, so a Worker that reads it pays for that here too.
+const CF_BLOB = JSON.stringify(JSON.parse(fs.readFileSync(path.join(BENCH, "cf.json"), "utf8")));
+
 const KEYCARD = path.join(ROOT, "build/index.js");
 // The Rust Workers (K-rs, W), built by `make bench` with scripts/build-rs.sh.
 const RS_BUILDS = { "K-rs": path.join(ROOT, "examples/workers-rs/build"), W: path.join(ROOT, "bench/workers/counter-rs/build") };
@@ -559,6 +566,7 @@ function toMs(v, unit) {
 async function wrk(w, seconds) {
   const args = ["-t1", `-c${CONNECTIONS}`, `-d${seconds}s`, "--latency", "--timeout", "5s"];
   if (w.cookie) args.push("-H", `Cookie: ${w.cookie}`);
+  if (w.host === "workerd") args.push("-H", `cf-blob: ${CF_BLOB}`);
   args.push(w.url + "/");
   const child = spawn("wrk", args, { stdio: ["ignore", "pipe", "pipe"] });
   let text = "";
@@ -657,7 +665,7 @@ function getVia(agent, url, headers) {
 async function sessionDay(w, agent) {
   let cookie;
   const hit = async (p) => {
-    const r = await getVia(agent, w.url + p, cookie ? { cookie } : {});
+    const r = await getVia(agent, w.url + p, { "cf-blob": CF_BLOB, ...(cookie ? { cookie } : {}) });
     if (r.status !== 200) throw new Error(`${w.name} (mix): GET ${p} gave ${r.status}`);
     const sc = [].concat(r.headers["set-cookie"] ?? []).find((c) => c.startsWith(w.cookieName + "="));
     if (sc) cookie = sc.split(";")[0];
@@ -753,7 +761,7 @@ async function coldSample(v, origin, slug, stdout = "ignore") {
   fs.mkdirSync(dir);
   const port = await freePort();
   const conf = workerdConf(v, origin, dir, port);
-  const headers = v.cookie ? { cookie: v.cookie } : {};
+  const headers = { "cf-blob": CF_BLOB, ...(v.cookie ? { cookie: v.cookie } : {}) };
   const t0 = performance.now();
   const child = spawn(WORKERD, ["serve", conf], { cwd: dir, detached: true, stdio: ["ignore", stdout, stdout] });
   children.push(child);
