@@ -43,7 +43,7 @@
 // BENCH_HOSTS (workerd,wrangler), BENCH_ONLY (e.g. A,K-cookie), BENCH_SKIP_CRITERION=1,
 // BENCH_BUILD_B (other keycard build dirs to A/B against, comma-separated),
 // BENCH_SKIP_EXTRAS=1 (no cost mix, no cold start), BENCH_MIX_SESSIONS (40),
-// BENCH_COLD_SAMPLES (7),
+// BENCH_COLD_SAMPLES (7), BENCH_NO_CF=1 (no `request.cf` in plain workerd),
 // BENCH_OUT (BENCHMARKS.md; "-" prints only).
 import { spawn, spawnSync, execFileSync } from "node:child_process";
 import fs from "node:fs";
@@ -79,7 +79,10 @@ const SESSION_JSON =
 // the socket turns into `request.cf`
 // (bench/workerd.capnp.in). The runtime parses it when a Worker first reads
 // `request.cf`, as on Cloudflare, so a Worker that reads it pays for that here too.
-const CF_BLOB = JSON.stringify(JSON.parse(fs.readFileSync(path.join(BENCH, "cf.json"), "utf8")));
+// BENCH_NO_CF=1 leaves it out, as runs before the sixth session did.
+const CF_HEADER = process.env.BENCH_NO_CF
+  ? {}
+  : { "cf-blob": JSON.stringify(JSON.parse(fs.readFileSync(path.join(BENCH, "cf.json"), "utf8"))) };
 
 const KEYCARD = path.join(ROOT, "build/index.js");
 // The Rust Workers (K-rs, W), built by `make bench` with scripts/build-rs.sh.
@@ -566,7 +569,7 @@ function toMs(v, unit) {
 async function wrk(w, seconds) {
   const args = ["-t1", `-c${CONNECTIONS}`, `-d${seconds}s`, "--latency", "--timeout", "5s"];
   if (w.cookie) args.push("-H", `Cookie: ${w.cookie}`);
-  if (w.host === "workerd") args.push("-H", `cf-blob: ${CF_BLOB}`);
+  if (w.host === "workerd") for (const [k, v] of Object.entries(CF_HEADER)) args.push("-H", `${k}: ${v}`);
   args.push(w.url + "/");
   const child = spawn("wrk", args, { stdio: ["ignore", "pipe", "pipe"] });
   let text = "";
@@ -665,7 +668,7 @@ function getVia(agent, url, headers) {
 async function sessionDay(w, agent) {
   let cookie;
   const hit = async (p) => {
-    const r = await getVia(agent, w.url + p, { "cf-blob": CF_BLOB, ...(cookie ? { cookie } : {}) });
+    const r = await getVia(agent, w.url + p, { ...CF_HEADER, ...(cookie ? { cookie } : {}) });
     if (r.status !== 200) throw new Error(`${w.name} (mix): GET ${p} gave ${r.status}`);
     const sc = [].concat(r.headers["set-cookie"] ?? []).find((c) => c.startsWith(w.cookieName + "="));
     if (sc) cookie = sc.split(";")[0];
@@ -761,7 +764,7 @@ async function coldSample(v, origin, slug, stdout = "ignore") {
   fs.mkdirSync(dir);
   const port = await freePort();
   const conf = workerdConf(v, origin, dir, port);
-  const headers = { "cf-blob": CF_BLOB, ...(v.cookie ? { cookie: v.cookie } : {}) };
+  const headers = { ...CF_HEADER, ...(v.cookie ? { cookie: v.cookie } : {}) };
   const t0 = performance.now();
   const child = spawn(WORKERD, ["serve", conf], { cwd: dir, detached: true, stdio: ["ignore", stdout, stdout] });
   children.push(child);
@@ -1144,7 +1147,8 @@ function report({ summary, rounds, wasmSize, rsWasm, crit, seconds, mix, cold, w
   const roundRows = rounds.map((r) => [r.round, r.variant, r.host, f0(r.cpuUs), f0(r.otherUs), f0(r.rps), f2(r.p50), f2(r.p99), r.reqs, r.non2xx, f0(r.busyPct), f0(r.backgroundPct)]);
   const critRows = crit.results.map((r) => [r.name, f2(r.mid), `${f2(r.low)} – ${f2(r.high)}`]);
   const variants = [...new Map(summary.map((s) => [s.name, s])).values()];
-  const wrkCmd = ["wrk", ...wrkArgs.slice(0, -1).map((a) => (a.startsWith("Cookie:") ? "'Cookie: <session cookie>'" : a)), "http://127.0.0.1:<port>/"].join(" ");
+  const shown = (a) => (a.startsWith("Cookie:") ? "'Cookie: <session cookie>'" : a.startsWith("cf-blob:") ? "'cf-blob: <bench/cf.json>'" : a);
+  const wrkCmd = ["wrk", ...wrkArgs.slice(0, -1).map(shown), "http://127.0.0.1:<port>/"].join(" ");
 
   const full = `## Latest run
 
@@ -1202,7 +1206,8 @@ ${crit.cmd ?? "cargo bench --bench core"}
 Knobs: \`BENCH_ROUNDS\` (3), \`BENCH_DURATION\` (5 s), \`BENCH_CONNECTIONS\` (10), \`BENCH_WARMUP\` (3 s),
 \`BENCH_HOSTS=workerd,wrangler\`, \`BENCH_ONLY=A,K-cookie\`, \`BENCH_SKIP_CRITERION=1\`, \`BENCH_OUT\` (\`-\` prints only),
 \`BENCH_BUILD_B=<dir>[,<dir>…]\` (A/B: every K variant also runs from each build, as "K-… B", "K-… C", in the same rounds),
-\`BENCH_SKIP_EXTRAS=1\` (no cost mix or cold start), \`BENCH_MIX_SESSIONS\` (40), \`BENCH_COLD_SAMPLES\` (7).
+\`BENCH_SKIP_EXTRAS=1\` (no cost mix or cold start), \`BENCH_MIX_SESSIONS\` (40), \`BENCH_COLD_SAMPLES\` (7),
+\`BENCH_NO_CF=1\` (plain workerd without the \`request.cf\` of bench/cf.json).
 
 <details><summary>Every measurement</summary>
 
