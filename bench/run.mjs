@@ -44,6 +44,7 @@
 // BENCH_BUILD_B (other keycard build dirs to A/B against, comma-separated),
 // BENCH_SKIP_EXTRAS=1 (no cost mix, no cold start), BENCH_MIX_SESSIONS (40),
 // BENCH_COLD_SAMPLES (7), BENCH_NO_CF=1 (no `request.cf` in plain workerd),
+// BENCH_PROFILE=1 (instead of the rounds: a CPU profile of each variant's isolate),
 // BENCH_OUT (BENCHMARKS.md; "-" prints only).
 import { spawn, spawnSync, execFileSync } from "node:child_process";
 import fs from "node:fs";
@@ -55,6 +56,10 @@ import { fileURLToPath } from "node:url";
 import { isDeepStrictEqual } from "node:util";
 import zlib from "node:zlib";
 import { freePort } from "../tests/e2e/lib/harness.mjs";
+// BENCH_PROFILE's client for workerd's inspector. Node's own WebSocket gets its messages
+// echoed back by that inspector instead of answered; ws (which wrangler and miniflare
+// install) is answered.
+import WebSocket from "ws";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const BENCH = path.join(ROOT, "bench");
@@ -63,6 +68,7 @@ const DURATION = Math.max(1, Number(process.env.BENCH_DURATION ?? 5));
 const CONNECTIONS = Math.max(1, Number(process.env.BENCH_CONNECTIONS ?? 10));
 const WARMUP = Math.max(0, Number(process.env.BENCH_WARMUP ?? 3));
 const OUT = process.env.BENCH_OUT ?? path.join(ROOT, "BENCHMARKS.md");
+const PROFILE = Boolean(process.env.BENCH_PROFILE);
 const HOSTS = (process.env.BENCH_HOSTS ?? "workerd,wrangler").split(",").filter((h) => h === "workerd" || h === "wrangler");
 // The workerd binary wrangler itself runs (from the pinned npm package).
 const WORKERD = fs.realpathSync(path.join(path.dirname(fileURLToPath(import.meta.url)), "../node_modules/.bin/workerd"));
@@ -472,7 +478,9 @@ async function startWorkerd(v, origin, slug = "workerd") {
   const conf = workerdConf(v, origin, dir, port, kvPort);
   const logFile = path.join(dir, "workerd.log");
   const out = fs.openSync(logFile, "w");
-  const child = spawn(WORKERD, ["serve", conf], { cwd: dir, detached: true, stdio: ["ignore", out, out] });
+  const inspector = PROFILE && slug === "workerd" ? await freePort() : undefined;
+  const args = ["serve", conf, ...(inspector ? [`--inspector-addr=127.0.0.1:${inspector}`] : [])];
+  const child = spawn(WORKERD, args, { cwd: dir, detached: true, stdio: ["ignore", out, out] });
   children.push(child);
   let gone = false;
   child.on("exit", () => { gone = true; });
@@ -483,7 +491,7 @@ async function startWorkerd(v, origin, slug = "workerd") {
     throw new Error(e.message + ":\n" + fs.readFileSync(logFile, "utf8"));
   }
   const pid = processTree(child.pid).find((p) => comm(p) === "workerd");
-  return { ...v, host: "workerd", child, dir, port, pid, others: [], url, kvPort };
+  return { ...v, host: "workerd", child, dir, port, pid, others: [], url, kvPort, inspector };
 }
 
 /** Signs in through the Worker (the origin's /login sets the data) and returns the cookie. */
@@ -823,6 +831,63 @@ async function coldStarts(workers, origin) {
 
 // --------------------------------------------------------------- criterion --
 
+// ------------------------------------------------------------------ profile --
+
+/** BENCH_PROFILE=1: V8's sampling profile of `w`'s isolate (through workerd's inspector)
+ * while wrk drives it for DURATION seconds. Writes the .cpuprofile (Chrome DevTools
+ * opens it) and returns the share of the isolate's busy time per kind of code and per
+ * function, its own time and with its callees. Function names need a build with them:
+ * scripts/build.sh with KEYCARD_BUILD_NAMES=1 (into KEYCARD_BUILD_OUT). */
+async function profile(w) {
+  const ws = new WebSocket(`ws://127.0.0.1:${w.inspector}/main`);
+  await new Promise((resolve, reject) => { ws.on("open", resolve); ws.on("error", reject); });
+  let id = 0;
+  const waiting = new Map();
+  ws.on("message", (m) => {
+    const d = JSON.parse(m);
+    waiting.get(d.id)?.(d.result);
+    waiting.delete(d.id);
+  });
+  const send = (method, params = {}) => new Promise((resolve) => {
+    waiting.set(++id, resolve);
+    ws.send(JSON.stringify({ id, method, params }));
+  });
+  await send("Profiler.enable");
+  await send("Profiler.setSamplingInterval", { interval: 100 }); // µs
+  await send("Profiler.start");
+  const m = await wrk(w, DURATION);
+  const { profile: p } = await send("Profiler.stop");
+  ws.close();
+  const file = path.join(os.tmpdir(), `keycard-profile-${w.name.replace(/[^A-Za-z0-9]+/g, "-")}.cpuprofile`);
+  fs.writeFileSync(file, JSON.stringify(p));
+  const nodes = new Map(p.nodes.map((n) => [n.id, n]));
+  const parent = new Map();
+  for (const n of p.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
+  const name = (n) => n.callFrame.functionName || "(anonymous)";
+  const kind = (n) => (n.callFrame.url.includes("wasm") ? "wasm" : n.callFrame.url ? "js" : ["(program)", "(garbage collector)"].includes(name(n)) ? name(n) : "runtime");
+  const own = new Map(), withCallees = new Map(), kinds = new Map();
+  const add = (map, k, t) => map.set(k, (map.get(k) ?? 0) + t);
+  let busy = 0;
+  p.samples.forEach((sid, i) => {
+    const n = nodes.get(sid);
+    const t = p.timeDeltas[i] ?? 0;
+    if (name(n) === "(idle)") return;
+    busy += t;
+    add(kinds, kind(n), t);
+    add(own, `${kind(n)} ${name(n)}`, t);
+    const seen = new Set();
+    for (let x = sid; x !== undefined; x = parent.get(x)) {
+      const f = nodes.get(x);
+      if (kind(f) === "js" && !seen.has(name(f))) { seen.add(name(f)); add(withCallees, name(f), t); }
+    }
+  });
+  const top = (map, k) => [...map].sort((a, b) => b[1] - a[1]).slice(0, k).map(([n, t]) => `${f1(100 * t / busy).padStart(5)}%  ${n.slice(0, 110)}`);
+  return [
+    `## ${w.label}: ${f0(m.rps)} req/s; the isolate busy ${f0(busy / 1000)} ms of ${DURATION} s (${file})`,
+    "by kind:", ...top(kinds, 6), "own time:", ...top(own, 25), "with callees (JS functions):", ...top(withCallees, 15),
+  ].join("\n");
+}
+
 function criterion() {
   log("criterion: cargo bench --bench core (native, compiles first)");
   const args = ["bench", "--bench", "core", "--", "--warm-up-time", "1", "--measurement-time", "3"];
@@ -874,6 +939,7 @@ function gitRev() {
 }
 
 const f0 = (x) => x.toFixed(0);
+const f1 = (x) => x.toFixed(1);
 const f2 = (x) => x.toFixed(2);
 const pad = (s, n) => String(s).padEnd(n);
 
@@ -955,6 +1021,13 @@ async function main() {
   if (WARMUP) {
     log(`warm-up: ${WARMUP} s each`);
     for (const w of workers) await wrk(w, WARMUP);
+  }
+  if (PROFILE) {
+    for (const w of workers.filter((x) => x.inspector)) process.stdout.write((await profile(w)) + "\n\n");
+    cleanup();
+    await sleep(500);
+    killHard();
+    process.exit(0); // the run's deadline timer would keep node alive
   }
   const rounds = [];
   const names = VARIANTS.map((v) => v.name);

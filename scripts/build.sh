@@ -9,13 +9,26 @@
 # worker-build's generated entry is not used: it wraps every request in a
 # WorkerEntrypoint proxy and an async Rust `fetch`, which cost more CPU than keycard's
 # own work (BENCHMARKS.md). The JS driver calls synchronous wasm exports instead.
+#
+# KEYCARD_BUILD_OUT=<dir> writes the Worker there instead of build/; with
+# KEYCARD_BUILD_NAMES=1 it keeps the function names (the wasm's name section, the JS
+# unminified), for a readable CPU profile (BENCH_PROFILE=1 in bench/run.mjs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root="$(pwd)"
+out="${KEYCARD_BUILD_OUT:-build}"
+names="${KEYCARD_BUILD_NAMES:-}"
+minify=--minify strip=--strip-debug
+if [ -n "$names" ]; then
+  # Never into build/: `make dev` and `make bench` would take it for the real build.
+  if [ "$out" = build ]; then echo "build: KEYCARD_BUILD_NAMES=1 needs KEYCARD_BUILD_OUT" >&2; exit 1; fi
+  minify= strip=-g
+fi
 
 # `make dev` builds, then wrangler's [build] command asks again: skip when nothing that
 # goes into the Worker changed since the last build.
-if [ -f build/index_bg.wasm ] && [ -f build/index.js ] && [ "${KEYCARD_FORCE_BUILD:-}" != 1 ] \
+if [ "$out" = build ] && [ -z "$names" ] && [ -f build/index_bg.wasm ] && [ -f build/index.js ] \
+   && [ "${KEYCARD_FORCE_BUILD:-}" != 1 ] \
    && [ -z "$(find src Cargo.toml Cargo.lock .cargo rust-toolchain.toml scripts/build.sh -newer build/index_bg.wasm -print -quit)" ]; then
   echo "build: up to date (build/index_bg.wasm)"
   exit 0
@@ -33,22 +46,22 @@ wasm-bindgen --target module --out-dir "$stage" --out-name index \
 sed -i 's/^import source /import /' "$stage/index.js"
 cp src/entry.js "$stage/entry.js"
 
-mkdir -p build
-tmp="$(mktemp -d build/.tmp.XXXXXX)"
+mkdir -p "$out"
+tmp="$(mktemp -d "$out/.tmp.XXXXXX")"
 trap 'rm -rf "$tmp"' EXIT
-"$root/node_modules/.bin/esbuild" "$stage/entry.js" --bundle --format=esm --minify \
+"$root/node_modules/.bin/esbuild" "$stage/entry.js" --bundle --format=esm $minify \
   --external:./index_bg.wasm --external:cloudflare:* --log-level=warning --outfile="$tmp/index.js"
 # The same explicit feature set worker-build would give wasm-opt (workerd supports it),
 # without the name section, which only serves stack traces.
 WASM_OPT_LEVEL="${WASM_OPT_LEVEL:--O3}"
-"$root/node_modules/.bin/wasm-opt" "$stage/index_bg.wasm" "$WASM_OPT_LEVEL" --strip-debug --strip-producers \
+"$root/node_modules/.bin/wasm-opt" "$stage/index_bg.wasm" "$WASM_OPT_LEVEL" $strip --strip-producers \
   --enable-mutable-globals --enable-sign-ext --enable-nontrapping-float-to-int \
   --enable-bulk-memory --enable-multivalue --enable-reference-types --enable-exception-handling \
   -o "$tmp/index_bg.wasm"
 # Swap both in together, the wasm last (it is what the up-to-date check looks at).
-mv "$tmp/index.js" build/index.js
-mv "$tmp/index_bg.wasm" build/index_bg.wasm
-rm -rf build/worker build/package.json
-raw=$(wc -c < build/index_bg.wasm)
-gz=$(gzip -9c build/index_bg.wasm | wc -c)
-echo "build: build/index_bg.wasm is $raw bytes, $gz gzipped (wasm-opt $WASM_OPT_LEVEL)"
+mv "$tmp/index.js" "$out/index.js"
+mv "$tmp/index_bg.wasm" "$out/index_bg.wasm"
+rm -rf "$out/worker" "$out/package.json"
+raw=$(wc -c < "$out/index_bg.wasm")
+gz=$(gzip -9c "$out/index_bg.wasm" | wc -c)
+echo "build: $out/index_bg.wasm is $raw bytes, $gz gzipped (wasm-opt $WASM_OPT_LEVEL)"
