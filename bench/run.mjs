@@ -43,7 +43,7 @@
 // BENCH_HOSTS (workerd,wrangler), BENCH_ONLY (e.g. A,K-cookie), BENCH_SKIP_CRITERION=1,
 // BENCH_BUILD_B (other keycard build dirs to A/B against, comma-separated),
 // BENCH_SKIP_EXTRAS=1 (no cost mix, no cold start), BENCH_MIX_SESSIONS (40),
-// BENCH_COLD_SAMPLES (7), BENCH_NO_CF=1 (no `request.cf` in plain workerd),
+// BENCH_COLD_SAMPLES (7), BENCH_CF=1 (a realistic `request.cf` in plain workerd),
 // BENCH_PROFILE=1 (instead of the rounds: a CPU profile of each variant's isolate),
 // BENCH_OUT (BENCHMARKS.md; "-" prints only).
 import { spawn, spawnSync, execFileSync } from "node:child_process";
@@ -80,15 +80,17 @@ const CLK_TCK = Number(execFileSync("getconf", ["CLK_TCK"]).toString().trim()) |
 const SESSION_JSON =
   '{"user":"alice@example.com","name":"Alice Example","roles":["admin","editor","viewer"],"tenant":"acme-corp","locale":"en-GB","theme":"dark","csrf":"3q2+7wAAAAAAAAAAAAAAAAAAAAAAAAAA","flags":{"beta":true,"mfa":true},"visits":42}';
 
-// What Cloudflare puts in `request.cf` (location, TLS, bot score): every measured
-// request to a plain workerd (wrk, the cost mix, the cold start) carries it in a header
-// the socket turns into `request.cf`
+// BENCH_CF=1: what Cloudflare puts in `request.cf` (location, TLS, bot score,
+// bench/cf.json) rides on every measured request to a plain workerd (wrk, the cost mix,
+// the cold start) in a header the socket turns into `request.cf`
 // (bench/workerd.capnp.in). The runtime parses it when a Worker first reads
-// `request.cf`, as on Cloudflare, so a Worker that reads it pays for that here too.
-// BENCH_NO_CF=1 leaves it out, as runs before the sixth session did.
-const CF_HEADER = process.env.BENCH_NO_CF
-  ? {}
-  : { "cf-blob": JSON.stringify(JSON.parse(fs.readFileSync(path.join(BENCH, "cf.json"), "utf8"))) };
+// `request.cf`, as on Cloudflare, so a Worker that reads it pays for that. Off by
+// default: A hands `request` to `fetch` whole, cf included, and pays for carrying it
+// on (about 100 µs per request here), which J and keycard do not, so "vs A" would no
+// longer compare like with like (BENCHMARKS.md, sixth session).
+const CF_HEADER = process.env.BENCH_CF
+  ? { "cf-blob": JSON.stringify(JSON.parse(fs.readFileSync(path.join(BENCH, "cf.json"), "utf8"))) }
+  : {};
 
 const KEYCARD = path.join(ROOT, "build/index.js");
 // The Rust Workers (K-rs, W), built by `make bench` with scripts/build-rs.sh.
@@ -1280,7 +1282,7 @@ Knobs: \`BENCH_ROUNDS\` (3), \`BENCH_DURATION\` (5 s), \`BENCH_CONNECTIONS\` (10
 \`BENCH_HOSTS=workerd,wrangler\`, \`BENCH_ONLY=A,K-cookie\`, \`BENCH_SKIP_CRITERION=1\`, \`BENCH_OUT\` (\`-\` prints only),
 \`BENCH_BUILD_B=<dir>[,<dir>…]\` (A/B: every K variant also runs from each build, as "K-… B", "K-… C", in the same rounds),
 \`BENCH_SKIP_EXTRAS=1\` (no cost mix or cold start), \`BENCH_MIX_SESSIONS\` (40), \`BENCH_COLD_SAMPLES\` (7),
-\`BENCH_NO_CF=1\` (plain workerd without the \`request.cf\` of bench/cf.json).
+\`BENCH_CF=1\` (plain workerd requests carry the \`request.cf\` of bench/cf.json).
 
 <details><summary>Every measurement</summary>
 
