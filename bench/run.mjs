@@ -1282,7 +1282,8 @@ Knobs: \`BENCH_ROUNDS\` (3), \`BENCH_DURATION\` (5 s), \`BENCH_CONNECTIONS\` (10
 \`BENCH_HOSTS=workerd,wrangler\`, \`BENCH_ONLY=A,K-cookie\`, \`BENCH_SKIP_CRITERION=1\`, \`BENCH_OUT\` (\`-\` prints only),
 \`BENCH_BUILD_B=<dir>[,<dir>…]\` (A/B: every K variant also runs from each build, as "K-… B", "K-… C", in the same rounds),
 \`BENCH_SKIP_EXTRAS=1\` (no cost mix or cold start), \`BENCH_MIX_SESSIONS\` (40), \`BENCH_COLD_SAMPLES\` (7),
-\`BENCH_CF=1\` (plain workerd requests carry the \`request.cf\` of bench/cf.json).
+\`BENCH_CF=1\` (plain workerd requests carry the \`request.cf\` of bench/cf.json),
+\`BENCH_PROFILE=1\` (no rounds: a CPU profile of each variant's isolate, printed).
 
 <details><summary>Every measurement</summary>
 
