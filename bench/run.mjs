@@ -186,6 +186,12 @@ function killHard() {
     try { process.kill(-c.pid, "SIGKILL"); } catch {}
   }
 }
+/** Stops every child: SIGTERM, a moment to exit, then SIGKILL for any left. */
+async function stopChildren() {
+  cleanup();
+  await sleep(500);
+  killHard();
+}
 process.on("exit", () => { cleanup(); killHard(); });
 for (const sig of ["SIGINT", "SIGTERM"]) process.on(sig, () => { cleanup(); process.exit(130); });
 const deadline = setTimeout(() => {
@@ -831,8 +837,6 @@ async function coldStarts(workers, origin) {
   return { rows, trace };
 }
 
-// --------------------------------------------------------------- criterion --
-
 // ------------------------------------------------------------------ profile --
 
 /** BENCH_PROFILE=1: V8's sampling profile of `w`'s isolate (through workerd's inspector)
@@ -889,6 +893,8 @@ async function profile(w) {
     "by kind:", ...top(kinds, 6), "own time:", ...top(own, 25), "with callees (JS functions):", ...top(withCallees, 15),
   ].join("\n");
 }
+
+// --------------------------------------------------------------- criterion --
 
 function criterion() {
   log("criterion: cargo bench --bench core (native, compiles first)");
@@ -1026,10 +1032,9 @@ async function main() {
   }
   if (PROFILE) {
     for (const w of workers.filter((x) => x.inspector)) process.stdout.write((await profile(w)) + "\n\n");
-    cleanup();
-    await sleep(500);
-    killHard();
-    process.exit(0); // the run's deadline timer would keep node alive
+    await stopChildren();
+    clearTimeout(deadline);
+    return;
   }
   const rounds = [];
   const names = VARIANTS.map((v) => v.name);
@@ -1051,9 +1056,7 @@ async function main() {
   // Not in the rounds: what a session-day costs, and the first request on a fresh isolate.
   const mix = EXTRAS ? await costMix(origin) : [];
   const cold = EXTRAS ? await coldStarts(workers, origin) : { rows: [] };
-  cleanup();
-  await sleep(500);
-  killHard();
+  await stopChildren();
   for (const w of workers) if (w.restarts) w.check += `; **its workerd process restarted ${w.restarts} time(s) during the run**`;
 
   const summary = workers.map((w) => {
