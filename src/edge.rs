@@ -13,7 +13,7 @@ use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::JsValue;
 use web_sys::{Headers, Response, ResponseInit};
 
-use crate::exchange::{self, Answer, Binding, Incoming, Step};
+use crate::exchange::{self, Answer, Incoming, Step};
 use crate::headers::HeaderList;
 use crate::js_env::{bindings, config, write_logs};
 use crate::keys::OsEntropy;
@@ -103,11 +103,7 @@ impl JsExchange {
             }
         };
         let bindings = bindings(env, &cfg);
-        // Only sign-out everywhere's device list uses the country.
-        let country = match bindings.users {
-            Binding::Present => country(request),
-            _ => None,
-        };
+        let country = bindings.users_on().then(|| country(request)).flatten();
         let req = Incoming {
             method,
             url,

@@ -78,6 +78,14 @@ pub struct Bindings {
     pub users: Binding,
 }
 
+impl Bindings {
+    /// Whether sign-out everywhere is on: the users' namespace is bound, and is one.
+    /// Only then does a request need its device (user agent and country).
+    pub fn users_on(&self) -> bool {
+        self.users == Binding::Present
+    }
+}
+
 /// How bad a [`Log`] line is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Level {
@@ -650,7 +658,7 @@ impl<E: Entropy> Exchange<E> {
         now: u64,
         entropy: E,
     ) -> (Exchange<E>, Step) {
-        let users = bindings.users == Binding::Present;
+        let users = bindings.users_on();
         let device = match users {
             true => Device {
                 agent: users::agent_summary(req.headers.get("user-agent")),

@@ -125,11 +125,10 @@ impl Keycard {
         };
         let (method, url) = (req.inner().method(), req.inner().url());
         let request_headers = lines(req.headers());
-        // Only sign-out everywhere's device list uses the country.
-        let country = match bindings.users {
-            Binding::Present => req.cf().and_then(|cf| cf.country()),
-            _ => None,
-        };
+        let country = bindings
+            .users_on()
+            .then(|| req.cf().and_then(|cf| cf.country()))
+            .flatten();
         let incoming = Incoming {
             method: &method,
             url: &url,
