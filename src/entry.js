@@ -16,10 +16,14 @@ const TEXT = { "content-type": "text/plain; charset=utf-8", "cache-control": "no
 
 const message = (e) => (e instanceof Error ? e.message : String(e));
 
-/** Every header as `name:value` lines, the form the core reads. */
+/** Every header as `name:value` lines, the form the core reads. `forEach` gives the
+ * same pairs in the same order as iterating, without an iterator result and a [k, v]
+ * array per header: 7.8% to 4.5% of the isolate's time (BENCHMARKS.md). */
 function lines(headers) {
   let out = "";
-  for (const [k, v] of headers) out += `${k}:${v}\n`;
+  headers.forEach((v, k) => {
+    out += `${k}:${v}\n`;
+  });
   return out;
 }
 
