@@ -8,7 +8,6 @@
 //! with its promise and closure plumbing, cost more CPU than all of keycard's own work
 //! (BENCHMARKS.md).
 
-use js_sys::Reflect;
 use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::JsValue;
 use web_sys::{Headers, Response, ResponseInit};
@@ -68,32 +67,15 @@ fn kind(step: &Step) -> Do {
     }
 }
 
-/// `request.cf.country`. Reading `request.cf` makes the runtime parse the whole `cf`
-/// object (about 1 KB of JSON on Cloudflare): in the bench, with such a `cf`, that was
-/// 12% of the isolate's time per request, so it is read only when it is used.
-fn country(request: &JsValue) -> Option<String> {
-    let cf = Reflect::get(request, &JsValue::from_str("cf")).ok()?;
-    Reflect::get(&cf, &JsValue::from_str("country"))
-        .ok()?
-        .as_string()
-}
-
 fn wrong_step(getter: &str) -> JsValue {
     JsValue::from_str(&format!("{getter} asked for at the wrong step"))
 }
 
 #[wasm_bindgen(js_class = Exchange)]
 impl JsExchange {
-    /// Starts the exchange for `request`. `headers` is every request header as
+    /// Starts the exchange for a request. `headers` is every request header as
     /// `name:value` lines (see [`HeaderList`]); `now_ms` is `Date.now()`.
-    pub fn start(
-        env: &JsValue,
-        request: &JsValue,
-        method: &str,
-        url: &str,
-        headers: &str,
-        now_ms: f64,
-    ) -> JsExchange {
+    pub fn start(env: &JsValue, method: &str, url: &str, headers: &str, now_ms: f64) -> JsExchange {
         let cfg = match config(env) {
             Ok(cfg) => cfg,
             Err(e) => {
@@ -103,12 +85,10 @@ impl JsExchange {
             }
         };
         let bindings = bindings(env, &cfg);
-        let country = bindings.users_on().then(|| country(request)).flatten();
         let req = Incoming {
             method,
             url,
             headers: HeaderList::new(headers),
-            country: country.as_deref(),
         };
         let now = (now_ms / 1000.0) as u64;
         let (mut inner, step) = exchange::Exchange::start(cfg, bindings, &req, now, OsEntropy);
@@ -184,11 +164,13 @@ impl JsExchange {
         }
     }
 
-    /// The call to send it (JSON).
-    #[wasm_bindgen(getter)]
-    pub fn call(&self) -> Result<String, JsValue> {
+    /// The call to send it (JSON), with `country`, the request's `request.cf.country`,
+    /// which the driver reads only now ([`UsersCall::json`]).
+    ///
+    /// [`UsersCall::json`]: crate::users::UsersCall::json
+    pub fn call(&self, country: Option<String>) -> Result<String, JsValue> {
         match &self.step {
-            Step::Users(u) => Ok(u.call.clone()),
+            Step::Users(u) => Ok(u.json(country.as_deref())),
             _ => Err(wrong_step("call")),
         }
     }

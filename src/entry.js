@@ -27,6 +27,14 @@ function lines(headers) {
   return out;
 }
 
+/** The request's country (`request.cf.country`) for a call to a user's object, read
+ * only then: reading `request.cf` makes the runtime parse the whole `cf` object, about
+ * 1 KB of JSON on Cloudflare (BENCHMARKS.md). */
+function country(request) {
+  const c = request.cf?.country;
+  return typeof c === "string" ? c : undefined;
+}
+
 /** Applies the core's header edits (`-name`, `=name:value`, `+name:value`) to
  * `headers`. */
 function applyEdits(headers, edits) {
@@ -148,7 +156,7 @@ async function drive(ex, request, env) {
         let answer;
         try {
           const ns = env[ex.binding];
-          answer = await ns.get(ns.idFromName(ex.object)).answer(ex.call);
+          answer = await ns.get(ns.idFromName(ex.object)).answer(ex.call(country(request)));
         } catch (e) {
           settle(() => ex.users_answered(undefined, message(e)));
           break;
@@ -217,8 +225,7 @@ export default {
     const gen = generation;
     let ex;
     try {
-      ex = Exchange.start(env, request, request.method, request.url, lines(request.headers),
-        Date.now());
+      ex = Exchange.start(env, request.method, request.url, lines(request.headers), Date.now());
       return await drive(ex, request, env);
     } catch (e) {
       noteTrap(e);

@@ -48,8 +48,6 @@ pub struct Incoming<'a> {
     pub url: &'a str,
     /// Every request header.
     pub headers: HeaderList<'a>,
-    /// The country the runtime placed the request in (`request.cf.country`).
-    pub country: Option<&'a str>,
 }
 
 /// Whether the Worker's environment has a binding the configuration names, of the
@@ -80,7 +78,8 @@ pub struct Bindings {
 
 impl Bindings {
     /// Whether sign-out everywhere is on: the users' namespace is bound, and is one.
-    /// Only then does a request need its device (user agent and country).
+    /// Only then does a request need its device (its user agent; the driver adds the
+    /// country when it sends a call: [`UsersCall::json`]).
     pub fn users_on(&self) -> bool {
         self.users == Binding::Present
     }
@@ -589,7 +588,8 @@ pub struct Exchange<E: Entropy = OsEntropy> {
     kv: bool,
     /// Sign-out everywhere is on: the users binding exists.
     users: bool,
-    /// The device the request comes from, for the user's object.
+    /// The device the request comes from, for the user's object: its user agent (the
+    /// driver adds the country: [`UsersCall::json`]).
     device: Device,
     /// The session, when its user's object said it is revoked: it is forwarded as
     /// `invalid` and ended like a destroyed one.
@@ -662,7 +662,7 @@ impl<E: Entropy> Exchange<E> {
         let device = match users {
             true => Device {
                 agent: users::agent_summary(req.headers.get("user-agent")),
-                country: users::country(req.country),
+                country: None,
             },
             false => Device::default(),
         };

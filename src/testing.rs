@@ -54,6 +54,8 @@ pub struct FakeUsers {
     pub calls: Vec<(String, String)>,
     /// Every call fails.
     pub failing: bool,
+    /// The country a driver would read from `request.cf` when it sends a call.
+    pub country: Option<&'static str>,
 }
 
 impl FakeUsers {
@@ -92,7 +94,10 @@ impl FakeKv {
                 Step::KvGet { key } => ex.record(self.get(&key)),
                 Step::KvPut(p) => ex.written(self.put(&p.key, &p.value, p.ttl)),
                 Step::KvDelete { key } => ex.written(self.delete(&key)),
-                Step::Users(u) => ex.users_answered(self.users.call(&u.object, &u.call)),
+                Step::Users(u) => {
+                    let call = u.json(self.users.country);
+                    ex.users_answered(self.users.call(&u.object, &call))
+                }
                 other => return other,
             }
         }

@@ -404,14 +404,29 @@ pub fn answer(state: Option<&str>, call: &str) -> Result<(String, Option<String>
     Ok((answer, stored))
 }
 
-/// A call for the edge to make: `call` (JSON) to the object named `object` in the
-/// `SESSION_USERS_BINDING` namespace.
+/// A call for the edge to make: [`UsersCall::json`] to the object named `object` in
+/// the `SESSION_USERS_BINDING` namespace.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UsersCall {
     /// The object's name ([`KeySet::users_object`]).
     pub object: String,
-    /// The [`Call`]'s JSON.
-    pub call: String,
+    /// The call, its device without a country (see [`UsersCall::json`]).
+    pub call: Call,
+}
+
+impl UsersCall {
+    /// The call's JSON, with `cf_country` (the runtime's `request.cf.country`, kept
+    /// only when [`country`] accepts it) as the device's country of a `see` or `list`.
+    /// The driver reads the country only when it sends a call: reading `request.cf`
+    /// makes the runtime parse the whole `cf` object, and most requests call no object
+    /// (BENCHMARKS.md).
+    pub fn json(&self, cf_country: Option<&str>) -> String {
+        let mut call = self.call.clone();
+        if let Op::See { device, .. } | Op::List { device, .. } = &mut call.op {
+            device.country = country(cf_country);
+        }
+        call.to_json()
+    }
 }
 
 /// The user a session's `data` names, if it is signed in ([`Guards::user`]), as text
@@ -457,7 +472,7 @@ pub fn call(
     };
     UsersCall {
         object: keys.users_object(user),
-        call: call.to_json(),
+        call,
     }
 }
 

@@ -125,15 +125,10 @@ impl Keycard {
         };
         let (method, url) = (req.inner().method(), req.inner().url());
         let request_headers = lines(req.headers());
-        let country = bindings
-            .users_on()
-            .then(|| req.cf().and_then(|cf| cf.country()))
-            .flatten();
         let incoming = Incoming {
             method: &method,
             url: &url,
             headers: HeaderList::new(&request_headers),
-            country: country.as_deref(),
         };
         let now = (js_sys::Date::now() / 1000.0) as u64;
         let (ex, step) = Exchange::start(cfg, bindings, &incoming, now, OsEntropy);
@@ -209,7 +204,10 @@ where
                 }
                 Step::Users(u) => {
                     let binding = &self.ex.config().users.binding;
-                    let answer = users::ask(self.env, binding, &u).await;
+                    // Read only for a call: reading `cf` makes the runtime parse all of it.
+                    let country = self.req.cf().and_then(|cf| cf.country());
+                    let call = u.json(country.as_deref());
+                    let answer = users::ask(self.env, binding, &u.object, &call).await;
                     self.ex.users_answered(answer)
                 }
                 // The exchange never asks for this: there is no assets binding here.

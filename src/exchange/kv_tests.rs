@@ -58,7 +58,6 @@ impl Client {
             method: "GET",
             url: "https://h/",
             headers: HeaderList::new(&header),
-            country: None,
         };
         let entropy = CountingEntropy(now as u8);
         Exchange::start(Rc::new(cfg.clone()), with_kv(), &req, now, entropy)

@@ -21,7 +21,6 @@ fn get(headers: &str) -> Incoming<'_> {
         method: "GET",
         url: URL,
         headers: HeaderList::new(headers),
-        country: None,
     }
 }
 
@@ -740,7 +739,6 @@ fn logout_revokes_the_record_and_clears_the_cookie() {
         method: "POST",
         url: "https://h/.keycard/logout?next=/bye",
         headers: HeaderList::new(&h),
-        country: None,
     };
     let (mut ex, step) = start(&cfg, kv(), &req, T0 + 1);
     assert!(matches!(step, Step::KvGet { .. }));
@@ -795,7 +793,6 @@ fn cross_origin_logout_is_refused() {
             method: "POST",
             url: "https://h/.keycard/logout",
             headers: HeaderList::new(&h),
-            country: None,
         };
         let (mut ex, step) = start(&cfg, Bindings::default(), &req, T0);
         let r = reply(step);
@@ -832,7 +829,6 @@ fn at<'a>(method: &'a str, url: &'a str, headers: &'a str) -> Incoming<'a> {
         method,
         url,
         headers: HeaderList::new(headers),
-        country: None,
     }
 }
 

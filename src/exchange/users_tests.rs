@@ -71,10 +71,12 @@ struct World {
 
 impl World {
     fn new(pairs: &[(&str, &str)]) -> World {
+        let mut p = FakeKv::default();
+        p.users.country = Some("de");
         World {
             cfg: config(pairs),
             bindings: users(),
-            p: FakeKv::default(),
+            p,
             now: T0,
             logs: Vec::new(),
         }
@@ -98,7 +100,6 @@ impl World {
             method,
             url: &url,
             headers: HeaderList::new(&headers),
-            country: Some("de"),
         };
         let entropy = CountingEntropy(self.now as u8 ^ b.jar.as_ref().map_or(0, |j| j.len() as u8));
         let (mut ex, step) = Exchange::start(

@@ -363,3 +363,52 @@ fn handles_are_22_base64url_characters() {
     assert!(!is_handle("AAAAAAAAAAAAAAAAAAAA-"));
     assert!(!is_handle("AAAAAAAAAAAAAAAAAAAA+/"));
 }
+
+#[test]
+fn a_call_gets_the_country_the_driver_reads_when_it_sends_it() {
+    let with_device = |op: Op| UsersCall {
+        object: "o".into(),
+        call: Call { op, ..see(1, NOW) },
+    };
+    let sent = |u: &UsersCall, cf: Option<&str>| -> Call {
+        Call::parse(&u.json(cf)).expect("the call's JSON reads back")
+    };
+    let device_of = |c: Call| match c.op {
+        Op::See { device, .. } | Op::List { device, .. } => device,
+        other => panic!("no device in {other:?}"),
+    };
+    let blank = Device {
+        agent: "Firefox on Linux".into(),
+        country: None,
+    };
+    for op in [
+        Op::See {
+            device: blank.clone(),
+            touch_after: 100,
+            replaces: None,
+            fresh: true,
+        },
+        Op::List {
+            device: blank.clone(),
+            touch_after: 100,
+        },
+    ] {
+        let u = with_device(op);
+        assert_eq!(
+            device_of(sent(&u, Some("de"))).country.as_deref(),
+            Some("DE")
+        );
+        assert_eq!(
+            device_of(sent(&u, Some("<\n"))).country,
+            None,
+            "checked like any country"
+        );
+        assert_eq!(device_of(sent(&u, None)), blank);
+    }
+    let revoke = with_device(Op::Revoke { which: Which::All });
+    assert_eq!(
+        sent(&revoke, Some("de")),
+        revoke.call,
+        "a call without a device is as it was"
+    );
+}

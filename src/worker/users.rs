@@ -11,8 +11,6 @@
 use wasm_bindgen::JsValue;
 use worker::{durable_object, DurableObject, Env, Method, Request, RequestInit, Response, Result};
 
-use crate::users::UsersCall;
-
 /// The key of the object's one stored value, as in the standalone Worker's class.
 const STATE: &str = "state";
 
@@ -64,21 +62,24 @@ impl DurableObject for KeycardUsers {
     }
 }
 
-/// Makes `u` to its object in the namespace bound as `binding`: the answer's JSON, or
-/// what went wrong.
+/// Sends `call` (JSON, [`UsersCall::json`]) to the object named `object` in the
+/// namespace bound as `binding`: the answer's JSON, or what went wrong.
+///
+/// [`UsersCall::json`]: crate::users::UsersCall::json
 pub(super) async fn ask(
     env: &Env,
     binding: &str,
-    u: &UsersCall,
+    object: &str,
+    call: &str,
 ) -> std::result::Result<String, String> {
     let asked = async {
         let stub = env
             .durable_object(binding)?
-            .id_from_name(&u.object)?
+            .id_from_name(object)?
             .get_stub()?;
         let mut init = RequestInit::new();
         init.with_method(Method::Post)
-            .with_body(Some(JsValue::from_str(&u.call)));
+            .with_body(Some(JsValue::from_str(call)));
         let mut res = stub
             .fetch_with_request(Request::new_with_init(CALL_URL, &init)?)
             .await?;
