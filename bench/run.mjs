@@ -6,6 +6,8 @@
 //   J          bench/workers/session-js.mjs: the session layer people write themselves
 //              (forty lines of JS on WebCrypto: HMAC-SHA256 cookie, expiry, X-Session)
 //   J-refresh  the same, re-signing the cookie on every request (beside K-refresh)
+//   J-kv       the same with its sessions in KV: a signed id in the cookie, one KV read
+//              per request (beside K-kv)
 //   K-cookie   build/index.js, SESSION_STORE=cookie, a valid ~200-byte session, no refresh
 //   K-refresh  the same on the re-issue path (SESSION_REFRESH_AFTER=1, cookie older than 1 s)
 //   K-guard    K-cookie with the guards on (KEYCARD_REQUIRE=/, identity headers)
@@ -109,6 +111,10 @@ const VARIANTS = [
   {
     name: "J-refresh", what: "J re-signing its cookie on every request", main: SESSION_JS,
     cookieName: "j", session: true, refresh: true, vars: { SESSION_SECRET: SECRET, REFRESH_AFTER: "1" },
+  },
+  {
+    name: "J-kv", what: "J with its sessions in KV (SESSION_STORE=kv): a signed random id in the cookie, one KV read per request", main: SESSION_JS,
+    cookieName: "j", session: true, kv: true, vars: { SESSION_SECRET: SECRET, SESSION_STORE: "kv" },
   },
   {
     name: "K-cookie", what: "keycard, SESSION_STORE=cookie, valid cookie, no refresh", main: KEYCARD, cookieName: "keycard", session: true,
@@ -667,6 +673,7 @@ const MIX_VARIANTS = [
     users: true, countObjects: true, vars: keycardVars({ SESSION_STORE: "auto", SESSION_REVOCATION_CHECK: "always" }),
   },
   { name: "J", what: "hand-written JS session (bench/workers/session-js.mjs): the cookie only", main: SESSION_JS, cookieName: "j", vars: { SESSION_SECRET: SECRET } },
+  { name: "J-kv", what: "the same with its sessions in KV (SESSION_STORE=kv)", main: SESSION_JS, cookieName: "j", vars: { SESSION_SECRET: SECRET, SESSION_STORE: "kv" } },
   { name: "H-kv", what: "hono-sessions with its sessions in KV (HONO_KV_STORE=1)", main: HONO, cookieName: "session", vars: { SESSION_SECRET: SECRET, HONO_KV_STORE: "1" } },
 ].map((v) => ({ ...v, kv: true, session: true }));
 
@@ -1113,8 +1120,9 @@ function mdTable(h, rs) {
 function hostTable(summary, host) {
   const rowsOf = summary.filter((s) => s.host === host);
   const A = rowsOf.find((s) => s.name === "A");
-  // The hand-written peer on the same path: J-refresh for the re-issue rows, J for the rest.
-  const jOf = (s) => rowsOf.find((x) => x.name === (s.refresh ? "J-refresh" : "J"));
+  // The hand-written peer on the same path: J-refresh for the re-issue rows, J-kv for
+  // those with a KV read per request, J for the rest.
+  const jOf = (s) => rowsOf.find((x) => x.name === (s.refresh ? "J-refresh" : s.kv ? "J-kv" : "J"));
   const ratio = (x, a) => (a ? `${f2(x / a)}×` : "");
   return mdTable(
     ["variant", "CPU µs/req", "(range)", "vs A", "vs J", "req/s", "vs A", "p50 ms", "vs A", "p99 ms", "vs A", "origin saw valid/total"],
@@ -1163,6 +1171,7 @@ function targetTable(summary, wasmSize, crit) {
   info("*floor:* F-kv CPU vs A (F-hdr + one KV read)", ratio("F-kv", "A"));
   info("*keycard's own:* K-cookie CPU vs F-hdr", ratio("K-cookie", "F-hdr"));
   info("*keycard's own:* K-kv CPU vs F-kv", ratio("K-kv", "F-kv"));
+  info("*floor:* J-kv CPU vs F-kv (the hand-written session over KV)", ratio("J-kv", "F-kv"));
   const fixed = (label, text, ok) => rows.push([label, ...HOSTS.map(() => `${text} ${ok ? "met" : "**not met**"}`)]);
   fixed("wasm ≤ 110 KB gzipped (16)", `${(wasmSize.gzip / 1000).toFixed(1)} KB`, wasmSize.gzip <= 110_000);
   const read = crit.results.find((r) => r.name.startsWith("session::read"));
@@ -1240,7 +1249,7 @@ Each variant runs twice: in a plain \`workerd serve\` (bench/workerd.capnp.in) a
 origin on loopback. Medians of ${ROUNDS} alternating rounds, ${DURATION} s each (\`wrk -t1 -c${CONNECTIONS}\`,
 after a ${WARMUP} s warm-up). **CPU** is the utime+stime of the workerd process running the Worker,
 per request completed; "vs A" is the ratio to the JS pass-through in the same host, "vs J" to the
-hand-written JS session on the same path (J-refresh for the re-issue rows).
+hand-written JS session on the same path (J-refresh for the re-issue rows, J-kv for those with a KV read).
 ${quiet}
 
 ${tables}
