@@ -29,7 +29,7 @@ fi
 # goes into the Worker changed since the last build.
 if [ "$out" = build ] && [ -z "$names" ] && [ -f build/index_bg.wasm ] && [ -f build/index.js ] \
    && [ "${KEYCARD_FORCE_BUILD:-}" != 1 ] \
-   && [ -z "$(find src Cargo.toml Cargo.lock .cargo rust-toolchain.toml scripts/build.sh -newer build/index_bg.wasm -print -quit)" ]; then
+   && [ -z "$(find src Cargo.toml Cargo.lock .cargo rust-toolchain.toml scripts/build.sh scripts/wasm-opt.sh -newer build/index_bg.wasm -print -quit)" ]; then
   echo "build: up to date (build/index_bg.wasm)"
   exit 0
 fi
@@ -51,17 +51,12 @@ tmp="$(mktemp -d "$out/.tmp.XXXXXX")"
 trap 'rm -rf "$tmp"' EXIT
 "$root/node_modules/.bin/esbuild" "$stage/entry.js" --bundle --format=esm $minify \
   --external:./index_bg.wasm --external:cloudflare:* --log-level=warning --outfile="$tmp/index.js"
-# The same explicit feature set worker-build would give wasm-opt (workerd supports it),
-# without the name section, which only serves stack traces.
-WASM_OPT_LEVEL="${WASM_OPT_LEVEL:--O3}"
-"$root/node_modules/.bin/wasm-opt" "$stage/index_bg.wasm" "$WASM_OPT_LEVEL" $strip --strip-producers \
-  --enable-mutable-globals --enable-sign-ext --enable-nontrapping-float-to-int \
-  --enable-bulk-memory --enable-multivalue --enable-reference-types --enable-exception-handling \
-  -o "$tmp/index_bg.wasm"
+# Without the name section, which only serves stack traces.
+scripts/wasm-opt.sh "$stage/index_bg.wasm" "$tmp/index_bg.wasm" $strip
 # Swap both in together, the wasm last (it is what the up-to-date check looks at).
 mv "$tmp/index.js" "$out/index.js"
 mv "$tmp/index_bg.wasm" "$out/index_bg.wasm"
 rm -rf "$out/worker" "$out/package.json"
 raw=$(wc -c < "$out/index_bg.wasm")
 gz=$(gzip -9c "$out/index_bg.wasm" | wc -c)
-echo "build: $out/index_bg.wasm is $raw bytes, $gz gzipped (wasm-opt $WASM_OPT_LEVEL)"
+echo "build: $out/index_bg.wasm is $raw bytes, $gz gzipped (wasm-opt ${WASM_OPT_LEVEL:--O3})"
