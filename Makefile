@@ -55,6 +55,7 @@ lint:
 	cargo clippy --target wasm32-unknown-unknown -- -D warnings
 	cargo clippy --features worker --target wasm32-unknown-unknown -- -D warnings
 	cargo clippy -p keycard-example-workers-rs --target wasm32-unknown-unknown -- -D warnings
+	cargo clippy -p keycard-bench-size-floor --target wasm32-unknown-unknown -- -D warnings
 	RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --features worker --target wasm32-unknown-unknown
 
 test-e2e:
@@ -78,7 +79,8 @@ loadtest: build
 bench: SETUP_EXTRAS = bench workers-rs
 bench: build example-rs
 	@scripts/build-rs.sh bench/workers/counter-rs
+	@scripts/build-size-floor.sh
 	node bench/run.mjs
 
 clean:
-	rm -rf build target .wrangler node_modules .tools examples/workers-rs/build bench/workers/counter-rs/build
+	rm -rf build target .wrangler node_modules .tools examples/workers-rs/build bench/workers/counter-rs/build bench/size-floor/build
