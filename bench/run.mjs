@@ -95,8 +95,10 @@ const CF_HEADER = process.env.BENCH_CF
   : {};
 
 const KEYCARD = path.join(ROOT, "build/index.js");
-// The Rust Workers (K-rs, W), built by `make bench` with scripts/build-rs.sh.
+// The size floor: the libraries keycard links, alone (make bench builds it with
+// scripts/build-size-floor.sh).
 const SIZE_FLOOR = path.join(BENCH, "size-floor/build/index_bg.wasm");
+// The Rust Workers (K-rs, W), built by `make bench` with scripts/build-rs.sh.
 const RS_BUILDS = { "K-rs": path.join(ROOT, "examples/workers-rs/build"), W: path.join(ROOT, "bench/workers/counter-rs/build") };
 // They answer themselves: up when GET / counts a visit; signed in through POST /login.
 const countsVisits = (r) => r.status === 200 && /"visits":\d+/.test(r.body);
@@ -987,8 +989,7 @@ async function main() {
   const wasm = fs.readFileSync(path.join(kdir, "index_bg.wasm"));
   const wasmSize = { raw: wasm.length, gzip: zlib.gzipSync(wasm, { level: 9 }).length };
   log(`wasm ${wasmSize.raw} bytes raw, ${wasmSize.gzip} gzipped`);
-  // The size floor: keycard's libraries alone (scripts/build-size-floor.sh, which make
-  // bench runs first), built and optimised as keycard is.
+  // Built and optimised as keycard is; absent when run.mjs runs without make bench.
   if (fs.existsSync(SIZE_FLOOR)) {
     const w = fs.readFileSync(SIZE_FLOOR);
     wasmSize.floor = { raw: w.length, gzip: zlib.gzipSync(w, { level: 9 }).length };
