@@ -410,8 +410,9 @@ pub fn answer(state: Option<&str>, call: &str) -> Result<(String, Option<String>
 pub struct UsersCall {
     /// The object's name ([`KeySet::users_object`]).
     pub object: String,
-    /// The call, its device without a country (see [`UsersCall::json`]).
-    pub call: Call,
+    /// The call, its device without a country (see [`UsersCall::json`]). Boxed: a
+    /// [`Step`](crate::exchange::Step) carries it, and most steps are far smaller.
+    pub call: Box<Call>,
 }
 
 impl UsersCall {
@@ -472,7 +473,7 @@ pub fn call(
     };
     UsersCall {
         object: keys.users_object(user),
-        call,
+        call: Box::new(call),
     }
 }
 

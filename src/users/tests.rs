@@ -368,7 +368,7 @@ fn handles_are_22_base64url_characters() {
 fn a_call_gets_the_country_the_driver_reads_when_it_sends_it() {
     let with_device = |op: Op| UsersCall {
         object: "o".into(),
-        call: Call { op, ..see(1, NOW) },
+        call: Box::new(Call { op, ..see(1, NOW) }),
     };
     let sent = |u: &UsersCall, cf: Option<&str>| -> Call {
         Call::parse(&u.json(cf)).expect("the call's JSON reads back")
@@ -408,7 +408,7 @@ fn a_call_gets_the_country_the_driver_reads_when_it_sends_it() {
     let revoke = with_device(Op::Revoke { which: Which::All });
     assert_eq!(
         sent(&revoke, Some("de")),
-        revoke.call,
+        *revoke.call,
         "a call without a device is as it was"
     );
 }
