@@ -204,9 +204,7 @@ where
                 }
                 Step::Users(u) => {
                     let binding = &self.ex.config().users.binding;
-                    // Read only for a call: reading `cf` makes the runtime parse all of it.
-                    let country = self.req.cf().and_then(|cf| cf.country());
-                    let call = u.json(country.as_deref());
+                    let call = u.json(country(self.req).as_deref());
                     let answer = users::ask(self.env, binding, &u.object, &call).await;
                     self.ex.users_answered(answer)
                 }
@@ -306,6 +304,16 @@ fn apply_edits(headers: &Headers, wire: &str) -> Result<Vec<char>> {
 }
 
 /// Every header as `name:value` lines, the form the core reads.
+/// `request.cf.country` when it is a string. Not worker's `Cf::country`, which panics
+/// when it is something else: where the host lets a client set `cf` (plain workerd's
+/// `cfBlobHeader`, say), that would be a client-made trap.
+fn country(req: &Request) -> Option<String> {
+    let cf = js_sys::Reflect::get(req.inner(), &JsValue::from_str("cf")).ok()?;
+    js_sys::Reflect::get(&cf, &JsValue::from_str("country"))
+        .ok()?
+        .as_string()
+}
+
 fn lines(headers: &Headers) -> String {
     let mut out = String::new();
     for (name, value) in headers.entries() {

@@ -72,6 +72,23 @@ describe("sign-out everywhere, cookie store, SESSION_REVOCATION_CHECK=writes (th
     assert.equal(anonymous.json.error, "session_required");
   });
 
+  test("a request.cf country that is not two letters is left out of the device list, never a trap", async () => {
+    // Where the host lets a client set request.cf (here miniflare's MF-CF-Blob header,
+    // in plain workerd its cfBlobHeader), the client picks the JSON. (Without
+    // clientAcceptEncoding in cf, workerd would answer in brotli.)
+    for (const country of [["D", "E"], 49, "<script>"]) {
+      const cf = { "MF-CF-Blob": JSON.stringify({ country, clientAcceptEncoding: "identity" }), "user-agent": FIREFOX };
+      const c = new Client(kc.url);
+      const r = await c.send(`/login?set=${q({ user: "cf-junk" })}&action=regenerate`, { method: "POST", headers: cf });
+      assert.equal(r.status, 200, `signed in with cf.country ${JSON.stringify(country)}`);
+      const listed = await c.get("/.keycard/sessions", { headers: cf });
+      assert.equal(listed.status, 200);
+      const mine = listed.json.sessions.filter((s) => s.current);
+      assert.equal(mine.length, 1);
+      assert.equal(mine[0].country ?? null, null, "no country rather than a made-up one");
+    }
+  });
+
   test("POST sessions/revoke ends one session of the same user; another user's handle is refused quietly", async () => {
     const a1 = await signedIn(kc, "ada");
     const a2 = await signedIn(kc, "ada");

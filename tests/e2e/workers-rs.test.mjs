@@ -132,6 +132,21 @@ describe("the workers-rs example", () => {
     assert.deepEqual((await c.get("/", { headers })).json, { user: "ann", visits: 1, status: "valid" });
   });
 
+  test("a request.cf country that is not a string is left out of the device list, never a trap", async () => {
+    // Where the host lets a client set request.cf (here miniflare's MF-CF-Blob header,
+    // in plain workerd its cfBlobHeader), the client picks the JSON. worker's own
+    // Cf::country panics on a value that is not a string. (Without clientAcceptEncoding
+    // in cf, workerd would answer in brotli.)
+    const c = new Client(rs.url);
+    const cf = { "MF-CF-Blob": JSON.stringify({ country: ["D", "E"], clientAcceptEncoding: "identity" }) };
+    const r = await c.send("/login?user=cf-junk", { method: "POST", headers: cf });
+    assert.equal(r.status, 303, "signed in");
+    const listed = await c.get("/.keycard/sessions", { headers: cf });
+    assert.equal(listed.status, 200);
+    assert.equal(listed.json.sessions.length, 1);
+    assert.equal(listed.json.sessions[0].country ?? null, null, "no country rather than a made-up one");
+  });
+
   test("sign out everywhere else: POST /logout-others ends the user's other sessions, not this one or another user's", async () => {
     const laptop = new Client(rs.url);
     const phone = new Client(rs.url);
