@@ -122,7 +122,10 @@ fuzz_target!(|data: &[u8]| {
                 let answer = match next_bits(2) {
                     0 => {
                         let state = objects.get(&call.object).map(String::as_str);
-                        let (answer, stored) = users::answer(state, &call.json(Some("de")))
+                        // The country a driver read from `request.cf`, if any.
+                        let cf = [None, Some("de"), Some("<\n"), Some("DEU")];
+                        let cf = cf[next_bits(2) as usize];
+                        let (answer, stored) = users::answer(state, &call.json(cf))
                             .expect("keycard's own calls always read");
                         if let Some(s) = stored {
                             objects.insert(call.object.clone(), s);
