@@ -39,13 +39,14 @@ pub enum Do {
     Pass = 6,
     /// Answer with the origin's response with `edits` applied to its headers; done.
     Rewrap = 7,
-    /// Send `call` to the object named `object` in the Durable Object namespace
-    /// `binding` (its `answer` method), then `users_answered(..)`.
+    /// Send `call(country)` to the object named `object` in the Durable Object
+    /// namespace `binding` (its `answer` method), then `users_answered(..)`.
     Users = 8,
 }
 
-/// One request in flight, as the JS driver sees it (`Exchange` in JS). A getter asked
-/// for at a step that has no such data throws: that is a bug in the driver.
+/// One request in flight, as the JS driver sees it (`Exchange` in JS). A getter (or
+/// `call`) asked for at a step that has no such data throws: that is a bug in the
+/// driver.
 #[wasm_bindgen(js_name = Exchange)]
 pub struct JsExchange {
     /// `None` when the request could not start (misconfigured): `step` is its answer.
