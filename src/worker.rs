@@ -303,7 +303,6 @@ fn apply_edits(headers: &Headers, wire: &str) -> Result<Vec<char>> {
     Ok(other)
 }
 
-/// Every header as `name:value` lines, the form the core reads.
 /// `request.cf.country` when it is a string. Not worker's `Cf::country`, which panics
 /// when it is something else: where the host lets a client set `cf` (plain workerd's
 /// `cfBlobHeader`, say), that would be a client-made trap.
@@ -314,6 +313,7 @@ fn country(req: &Request) -> Option<String> {
         .as_string()
 }
 
+/// Every header as `name:value` lines, the form the core reads.
 fn lines(headers: &Headers) -> String {
     let mut out = String::new();
     for (name, value) in headers.entries() {
