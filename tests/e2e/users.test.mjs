@@ -6,7 +6,7 @@ import { test, before, after, describe } from "node:test";
 import assert from "node:assert/strict";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { startOrigin, startKeycard, Client, request, q } from "./lib/harness.mjs";
+import { startOrigin, startKeycard, Client, request, q, clientCf } from "./lib/harness.mjs";
 
 const WRAP = path.join(path.dirname(fileURLToPath(import.meta.url)), "fixtures/users-wrap.mjs");
 const FIREFOX = "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0";
@@ -73,11 +73,8 @@ describe("sign-out everywhere, cookie store, SESSION_REVOCATION_CHECK=writes (th
   });
 
   test("a request.cf country that is not two letters is left out of the device list, never a trap", async () => {
-    // Where the host lets a client set request.cf (here miniflare's MF-CF-Blob header,
-    // in plain workerd its cfBlobHeader), the client picks the JSON. (Without
-    // clientAcceptEncoding in cf, workerd would answer in brotli.)
     for (const country of [["D", "E"], 49, "<script>"]) {
-      const cf = { "MF-CF-Blob": JSON.stringify({ country, clientAcceptEncoding: "identity" }), "user-agent": FIREFOX };
+      const cf = { ...clientCf({ country }), "user-agent": FIREFOX };
       const c = new Client(kc.url);
       const r = await c.send(`/login?set=${q({ user: "cf-junk" })}&action=regenerate`, { method: "POST", headers: cf });
       assert.equal(r.status, 200, `signed in with cf.country ${JSON.stringify(country)}`);

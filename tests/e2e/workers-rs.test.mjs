@@ -7,7 +7,7 @@ import { test, before, after, describe } from "node:test";
 import assert from "node:assert/strict";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { startOrigin, startKeycard, Client, request, decodeSession, q } from "./lib/harness.mjs";
+import { startOrigin, startKeycard, Client, request, decodeSession, q, clientCf } from "./lib/harness.mjs";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 const EXAMPLE = path.join(ROOT, "examples/workers-rs/build/index.js");
@@ -133,12 +133,9 @@ describe("the workers-rs example", () => {
   });
 
   test("a request.cf country that is not a string is left out of the device list, never a trap", async () => {
-    // Where the host lets a client set request.cf (here miniflare's MF-CF-Blob header,
-    // in plain workerd its cfBlobHeader), the client picks the JSON. worker's own
-    // Cf::country panics on a value that is not a string. (Without clientAcceptEncoding
-    // in cf, workerd would answer in brotli.)
+    // worker's own Cf::country panics on a value that is not a string.
     const c = new Client(rs.url);
-    const cf = { "MF-CF-Blob": JSON.stringify({ country: ["D", "E"], clientAcceptEncoding: "identity" }) };
+    const cf = clientCf({ country: ["D", "E"] });
     const r = await c.send("/login?user=cf-junk", { method: "POST", headers: cf });
     assert.equal(r.status, 303, "signed in");
     const listed = await c.get("/.keycard/sessions", { headers: cf });

@@ -392,3 +392,9 @@ export function decodeSession(h) {
 }
 
 export const q = (obj) => encodeURIComponent(JSON.stringify(obj));
+
+/** The header that makes `cf` the request's `request.cf` under wrangler dev
+ * (miniflare's MF-CF-Blob): a client choosing `cf`, as a host that lets it does (plain
+ * workerd's cfBlobHeader too). Without clientAcceptEncoding in `cf`, workerd would
+ * answer in brotli. */
+export const clientCf = (cf) => ({ "MF-CF-Blob": JSON.stringify({ clientAcceptEncoding: "identity", ...cf }) });
