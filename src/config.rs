@@ -120,7 +120,8 @@ pub struct Config {
     pub forward_cookie: bool,
     /// The edge guards: `KEYCARD_USER_FIELD`, `KEYCARD_REQUIRE`, `KEYCARD_PUBLIC`,
     /// `KEYCARD_PATHS_IGNORE_CASE`, `KEYCARD_LOGIN_URL`, `KEYCARD_IDENTITY_HEADERS`,
-    /// `KEYCARD_CSRF`, `KEYCARD_TRUSTED_ORIGINS`, `KEYCARD_CSRF_EXEMPT`.
+    /// `KEYCARD_PASS_CLIENT_HEADERS`, `KEYCARD_CSRF`, `KEYCARD_TRUSTED_ORIGINS`,
+    /// `KEYCARD_CSRF_EXEMPT`.
     pub guards: Guards,
     /// Sign-out everywhere: `SESSION_USERS_BINDING`, `SESSION_REVOCATION_CHECK`.
     pub users: UsersConfig,

@@ -594,9 +594,6 @@ pub struct Exchange<E: Entropy = OsEntropy> {
     /// The session, when its user's object said it is revoked: it is forwarded as
     /// `invalid` and ended like a destroyed one.
     revoked: Option<Session>,
-    /// The user's object under the current secret has seen the session in this
-    /// request and did not find it revoked.
-    seen: bool,
     method: String,
     url: String,
     purpose: Purpose,
@@ -671,7 +668,6 @@ impl<E: Entropy> Exchange<E> {
             users,
             device,
             revoked: None,
-            seen: false,
             cfg,
             entropy,
             now,
@@ -989,7 +985,7 @@ impl<E: Entropy> Exchange<E> {
                 self.log(
                     Level::Warn,
                     "identity_header_skipped",
-                    json!({ "header": header, "reason": "not a string, number or list of them in printable ASCII" }),
+                    json!({ "header": header, "reason": "not exactly a header value: a string, number or list of them in printable ASCII, without a space at either end or a comma in a list item" }),
                 );
             }
             plan.identity = sent;
@@ -1280,7 +1276,7 @@ fn forward_plan(cfg: &Config, req: &Incoming<'_>, parts: forward::UrlParts<'_>) 
         .map(|(name, _)| name)
         .filter(|name| {
             headers::is_reserved_request(name)
-                || cfg.guards.is_identity_alias(name)
+                || cfg.guards.drops_client_header(name)
                 || (bodiless && matches!(*name, "content-length" | "transfer-encoding"))
         })
         .map(str::to_owned)

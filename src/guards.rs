@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 use crate::config::ConfigError;
 use crate::cross_origin::{self, Provenance};
 use crate::headers::{self, HeaderList};
-use crate::path_guard::Rules;
+use crate::path_guard::{self, Exemptions, Rules};
 
 /// The guards' settings.
 #[derive(Debug, Clone)]
@@ -24,6 +24,9 @@ pub struct Guards {
     /// `KEYCARD_IDENTITY_HEADERS`: each header's name, lower-case, and its normal form
     /// (see [`crate::headers`]), and the session field it carries.
     pub identity: Vec<Identity>,
+    /// `KEYCARD_PASS_CLIENT_HEADERS`: identity headers of other proxies that a client
+    /// may send all the same, by exact name, lower-case.
+    pub pass_client: Vec<String>,
     /// `KEYCARD_CSRF=origin` (the default); `None` with `off`.
     pub csrf: Option<Csrf>,
 }
@@ -45,7 +48,7 @@ pub struct Csrf {
     /// `KEYCARD_TRUSTED_ORIGINS`: other origins allowed, lower-case.
     pub trusted: Vec<String>,
     /// `KEYCARD_CSRF_EXEMPT`: paths it does not apply to (webhooks, callbacks).
-    pub exempt: Rules,
+    pub exempt: Exemptions,
 }
 
 fn err(var: &'static str, problem: impl Into<String>) -> ConfigError {
@@ -94,7 +97,7 @@ fn check_login_url(url: &str) -> Result<(), String> {
         return Err("is /, which would make every path public".into());
     }
     // Its path becomes a public prefix: it must be a plain one.
-    Rules::parse_prefixes(path)?;
+    path_guard::parse_prefixes(path)?;
     Ok(())
 }
 
@@ -126,6 +129,29 @@ fn parse_identity(text: &str) -> Result<Vec<Identity>, String> {
     Ok(out)
 }
 
+fn parse_pass_client(text: &str, identity: &[Identity]) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    for name in text.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        let name = name.to_ascii_lowercase();
+        if !is_token(&name) {
+            return Err(format!("has {name:?}, which is not a header name"));
+        }
+        if !headers::is_proxy_identity(&name) {
+            return Err(format!(
+                "names {name:?}; only the identity headers of other proxies (Remote-User, X-Remote-User, X-Auth-Request-*, X-WEBAUTH-*, ...) are dropped and can be let through"
+            ));
+        }
+        let normal = headers::normal_form(&name);
+        if identity.iter().any(|i| i.normal == normal) {
+            return Err(format!(
+                "names {name:?}, which KEYCARD_IDENTITY_HEADERS sets from the session"
+            ));
+        }
+        out.push(name);
+    }
+    Ok(out)
+}
+
 fn parse_origins(text: &str) -> Result<Vec<String>, String> {
     let mut out = Vec::new();
     for o in text.split(',').map(str::trim).filter(|o| !o.is_empty()) {
@@ -145,7 +171,7 @@ impl Guards {
         csrf_on: bool,
     ) -> Result<Guards, ConfigError> {
         let prefixes = |var: &'static str| {
-            Rules::parse_prefixes(&get(var).unwrap_or_default()).map_err(|p| err(var, p))
+            path_guard::parse_prefixes(&get(var).unwrap_or_default()).map_err(|p| err(var, p))
         };
         let login_url = get("KEYCARD_LOGIN_URL");
         if let Some(u) = &login_url {
@@ -159,12 +185,17 @@ impl Guards {
         let require = prefixes("KEYCARD_REQUIRE")?;
         let identity = parse_identity(&get("KEYCARD_IDENTITY_HEADERS").unwrap_or_default())
             .map_err(|p| err("KEYCARD_IDENTITY_HEADERS", p))?;
+        let pass_client = parse_pass_client(
+            &get("KEYCARD_PASS_CLIENT_HEADERS").unwrap_or_default(),
+            &identity,
+        )
+        .map_err(|p| err("KEYCARD_PASS_CLIENT_HEADERS", p))?;
         let csrf = match csrf_on {
             false => None,
             true => Some(Csrf {
                 trusted: parse_origins(&get("KEYCARD_TRUSTED_ORIGINS").unwrap_or_default())
                     .map_err(|p| err("KEYCARD_TRUSTED_ORIGINS", p))?,
-                exempt: Rules::new(prefixes("KEYCARD_CSRF_EXEMPT")?, Vec::new(), ignore_case),
+                exempt: Exemptions::new(prefixes("KEYCARD_CSRF_EXEMPT")?, ignore_case),
             }),
         };
         Ok(Guards {
@@ -172,17 +203,21 @@ impl Guards {
             paths: Rules::new(require, public, ignore_case),
             login_url,
             identity,
+            pass_client,
             csrf,
         })
     }
 
-    /// Whether the client header `name` must be dropped because it reads as one of the
-    /// identity headers.
-    pub fn is_identity_alias(&self, name: &str) -> bool {
-        !self.identity.is_empty() && {
+    /// Whether the client header `name` (lower-case) must be dropped because it reads
+    /// as an identity header: one of `KEYCARD_IDENTITY_HEADERS`, or one that another
+    /// proxy sends and `KEYCARD_PASS_CLIENT_HEADERS` does not name.
+    pub fn drops_client_header(&self, name: &str) -> bool {
+        let configured = !self.identity.is_empty() && {
             let normal = headers::normal_form(name);
             self.identity.iter().any(|i| i.normal == normal)
-        }
+        };
+        configured
+            || (headers::is_proxy_identity(name) && !self.pass_client.iter().any(|p| p == name))
     }
 
     /// Whether a request with `method` to `path` (own origin `own`) is refused as a
@@ -212,7 +247,7 @@ impl Guards {
         let trusted = from
             .origin
             .is_some_and(|o| csrf.trusted.iter().any(|t| t.eq_ignore_ascii_case(o)));
-        !trusted && !csrf.exempt.always_required(path)
+        !trusted && !csrf.exempt.cover(path)
     }
 
     /// The signed-in user session `data` names: its user field, when that is a
@@ -273,11 +308,15 @@ const NEXT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
     .remove(b'_')
     .remove(b'~');
 
-/// A field's value as a header value: a string as it is, a number in decimal, an array
-/// of strings and numbers joined with `,`. `None` for anything else, and for a value
-/// with a control character or outside ASCII (the runtime would re-encode it, and log
-/// it).
+/// A field's value as a header value, exactly or not at all: a string as it is, a
+/// number in decimal, an array of strings and numbers joined with `,`. `None` for
+/// anything else; for a value with a control character or outside ASCII (the runtime
+/// would re-encode it, and log it); for one with a space at either end (the runtime
+/// trims it, and `" dan "` would reach the app as `dan`, whose sessions are another
+/// user's); and for a list item that holds a comma or has a space at either end (the
+/// app could not split the list back).
 fn header_value(v: &Value) -> Option<String> {
+    let exact = |s: &str| s.trim_matches(' ').len() == s.len();
     let text = match v {
         Value::String(s) => s.clone(),
         Value::Number(n) => n.to_string(),
@@ -285,7 +324,7 @@ fn header_value(v: &Value) -> Option<String> {
             let parts: Option<Vec<String>> = items
                 .iter()
                 .map(|i| match i {
-                    Value::String(s) => Some(s.clone()),
+                    Value::String(s) if exact(s) && !s.contains(',') => Some(s.clone()),
                     Value::Number(n) => Some(n.to_string()),
                     _ => None,
                 })
@@ -294,9 +333,7 @@ fn header_value(v: &Value) -> Option<String> {
         }
         _ => return None,
     };
-    text.bytes()
-        .all(|b| (0x20..0x7f).contains(&b))
-        .then_some(text)
+    (exact(&text) && text.bytes().all(|b| (0x20..0x7f).contains(&b))).then_some(text)
 }
 
 #[cfg(test)]
@@ -442,9 +479,84 @@ mod tests {
             ]
         );
         assert_eq!(skipped, ["x-email", "x-flags", "x-name"]);
-        assert!(g.is_identity_alias("X_Forwarded_User"));
-        assert!(g.is_identity_alias("x.uid"));
-        assert!(!g.is_identity_alias("x-forwarded-users"));
+        assert!(g.drops_client_header("X_Forwarded_User"));
+        assert!(g.drops_client_header("x.uid"));
+        assert!(!g.drops_client_header("x-forwarded-users"));
+    }
+
+    /// Issue 22, finding 5: the origin signed in `" dan "`; the runtime trimmed the
+    /// identity header to `dan`, while the user's object was keyed on `" dan "`.
+    #[test]
+    fn regression_identity_values_are_exact_or_not_sent() {
+        let g = guards(&[(
+            "KEYCARD_IDENTITY_HEADERS",
+            "Remote-User=user, Remote-Groups=groups",
+        )])
+        .unwrap();
+        for (user, groups) in [
+            (json!(" dan "), json!(["a", " b"])),
+            (json!("dan "), json!(["a,b"])),
+            (json!(" dan"), json!(["a", "b "])),
+        ] {
+            let (sent, skipped) =
+                g.identity_headers(&data(json!({"user": user, "groups": groups})));
+            assert!(sent.is_empty(), "{user} {groups}: {sent:?}");
+            assert_eq!(skipped, ["remote-user", "remote-groups"]);
+        }
+        let (sent, _) = g.identity_headers(&data(json!({"user": "d an", "groups": ["a b", 7]})));
+        assert_eq!(
+            sent,
+            [
+                ("remote-user".to_owned(), "d an".to_owned()),
+                ("remote-groups".to_owned(), "a b,7".to_owned())
+            ]
+        );
+    }
+
+    /// Issue 22, finding 6: identity headers keycard was not told about reached the app.
+    #[test]
+    fn regression_other_proxies_identity_headers_are_dropped_unless_let_through() {
+        let none = guards(&[]).unwrap();
+        for name in [
+            "remote-user",
+            "x-remote-user",
+            "x-auth-request-user",
+            "x-webauth-user",
+            "remote_groups",
+        ] {
+            assert!(none.drops_client_header(name), "{name}");
+        }
+        assert!(!none.drops_client_header("cf-access-authenticated-user-email"));
+        let pass = guards(&[
+            ("KEYCARD_IDENTITY_HEADERS", "Remote-User=user"),
+            (
+                "KEYCARD_PASS_CLIENT_HEADERS",
+                "X-Auth-Request-Email, x-webauth-user",
+            ),
+        ])
+        .unwrap();
+        assert!(!pass.drops_client_header("x-auth-request-email"));
+        assert!(!pass.drops_client_header("x-webauth-user"));
+        assert!(
+            pass.drops_client_header("x_auth_request_email"),
+            "by exact name only"
+        );
+        assert!(pass.drops_client_header("x-auth-request-user"));
+        assert!(pass.drops_client_header("remote-user"));
+        for bad in [
+            "Remote-User",
+            "X-Session",
+            "X-Forwarded-User",
+            "Authorization",
+            "a b",
+        ] {
+            let e = guards(&[
+                ("KEYCARD_IDENTITY_HEADERS", "Remote-User=user"),
+                ("KEYCARD_PASS_CLIENT_HEADERS", bad),
+            ])
+            .unwrap_err();
+            assert_eq!(e.var, "KEYCARD_PASS_CLIENT_HEADERS", "{bad}");
+        }
     }
 
     #[test]

@@ -85,6 +85,33 @@ pub fn is_reserved_request(name: &str) -> bool {
         || normal_eq(name, "x-real-ip")
 }
 
+/// Identity headers other proxies send, in normal form: Authelia's and Authentik's
+/// `Remote-*`, Apache's `X-Remote-*`. An app set up behind one of them trusts these.
+const PROXY_IDENTITY: [&str; 6] = [
+    "remote-user",
+    "remote-groups",
+    "remote-email",
+    "remote-name",
+    "x-remote-user",
+    "x-remote-group",
+];
+
+/// Prefixes of the same, in normal form: oauth2-proxy's `X-Auth-Request-*` and
+/// Grafana's `X-WEBAUTH-*`. (oauth2-proxy's `X-Forwarded-User` and its kin are
+/// reserved already.)
+const PROXY_IDENTITY_PREFIXES: [&str; 2] = ["x-auth-request-", "x-webauth-"];
+
+/// Whether a client header called `name` reads as an identity header that a
+/// well-known proxy sends (see [`PROXY_IDENTITY`]): dropped before forwarding unless
+/// `KEYCARD_PASS_CLIENT_HEADERS` names it, so that a client can never present an
+/// identity to an app set up for another proxy.
+pub fn is_proxy_identity(name: &str) -> bool {
+    PROXY_IDENTITY.iter().any(|n| normal_eq(name, n))
+        || PROXY_IDENTITY_PREFIXES
+            .iter()
+            .any(|p| normal_starts_with(name, p))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -156,6 +183,38 @@ mod tests {
             "cf-connecting-ip",
         ] {
             assert!(!is_reserved_request(name), "{name}");
+        }
+    }
+
+    /// Issue 22, finding 6: with only `Remote-User` configured (or nothing), a client's
+    /// `X-Remote-User`, `X-Auth-Request-User` or `X-WEBAUTH-USER` reached the app.
+    #[test]
+    fn regression_identity_headers_of_other_proxies_are_recognised() {
+        for name in [
+            "remote-user",
+            "Remote_User",
+            "remote.groups",
+            "remote-email",
+            "remote-name",
+            "x-remote-user",
+            "X_Remote_Group",
+            "x-auth-request-user",
+            "X-Auth-Request-Email",
+            "x_auth_request_access_token",
+            "x-webauth-user",
+            "X-WEBAUTH-NAME",
+        ] {
+            assert!(is_proxy_identity(name), "{name}");
+        }
+        for name in [
+            "remote-addr",
+            "x-remote-users",
+            "x-auth-request",
+            "x-webauth",
+            "cf-access-authenticated-user-email",
+            "authorization",
+        ] {
+            assert!(!is_proxy_identity(name), "{name}");
         }
     }
 }

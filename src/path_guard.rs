@@ -1,32 +1,52 @@
-//! Which request paths need a signed-in user (`KEYCARD_REQUIRE`, `KEYCARD_PUBLIC`).
+//! Which request paths need a signed-in user (`KEYCARD_REQUIRE`, `KEYCARD_PUBLIC`), and
+//! which are exempt from cross-origin protection (`KEYCARD_CSRF_EXEMPT`).
 //!
-//! Hand-written: no crate decides this, and the decision must be made on the path the
-//! origin will serve, never on the raw string, or `/%61dmin` walks past `/admin`.
+//! Hand-written: no crate decides this, and the decision must be made on the paths the
+//! origin could serve, never on the raw string, or `/%61dmin` walks past `/admin`.
 //!
-//! # Reading a path
+//! # Two directions
 //!
-//! A path is read in its *canonical* form: percent-escapes of unreserved characters
-//! (`A-Z a-z 0-9 - . _ ~`) decoded, other escapes kept with upper-case hex, `.` and `..`
-//! segments resolved (`..` above the root stays at the root), repeated slashes
-//! collapsed, the trailing slash dropped. It is read twice when it holds a `;`: with
-//! `;params` cut from each segment (Tomcat and other Java servers serve `/admin;x/y` as
-//! `/admin/y`) and without; it is required if either reading is.
+//! Each direction errs on its own safe side:
+//!
+//! - **What must be protected** ([`Rules`]' required prefixes) is matched as generously
+//!   as any common origin reads a path. A required prefix is a *raw* prefix, matched
+//!   without regard to ASCII case: `/admin` covers `/Admin`, `/admin.`, `/admin%20` and
+//!   `/administrator` (nginx's prefix `location`s and case-insensitive routers such as
+//!   Express serve those as the admin area). A trailing `/` keeps it to the segment:
+//!   `/admin/` covers `/admin` and what is below it, not `/administrator`.
+//! - **What is exempt** ([`Rules`]' public prefixes, and [`Exemptions`]) is matched
+//!   strictly: on segment boundaries (`/login` covers `/login` and `/login/x`, not
+//!   `/login.php`), in exact case unless `ignore_case`. A trailing `/` changes nothing.
+//!
+//! A path is required when some reading `r` of it is covered by a required prefix and
+//! that same `r` by no public one. An exemption holds only when every reading of the
+//! path falls in it.
+//!
+//! # Readings
+//!
+//! - The *canonical* reading: percent-escapes of unreserved characters
+//!   (`A-Z a-z 0-9 - . _ ~`) decoded, other escapes kept with upper-case hex, `.` and
+//!   `..` segments resolved (`..` above the root stays at the root), repeated slashes
+//!   collapsed, the trailing slash dropped.
+//! - With a `;`, also `;params` cut from each segment (Tomcat and other Java servers
+//!   serve `/admin;x/y` as `/admin/y`).
+//! - With an escape, a backslash or NUL, the *generous* readings: every escape decoded
+//!   until nothing changes (nginx decodes before it picks a `location`; an origin may
+//!   decode twice), then each combination of `\` read as `/` or not, the whole path or
+//!   the part before the first NUL, and `;params` cut or kept.
+//! - Of each of those, also the reading with `ı`, `ſ` and the Kelvin sign as `i`, `s`
+//!   and `k`: Java's `equalsIgnoreCase` takes all three for those ASCII letters, and
+//!   Unicode-aware regular expressions (JavaScript's `/iu`) the last two.
+//! - Of each, the *script* readings: the path with everything up to and including a
+//!   segment that names a script removed, when something is left, since a front
+//!   controller routes on the rest (`PATH_INFO`): `/index.php/admin` reads as `/admin`.
+//!   See [`SCRIPT_EXTENSIONS`] for which segments count.
 //!
 //! A path is *ambiguous* when servers disagree on what it means: it holds an encoded
 //! `/` (`%2F`), a backslash or `%5C`, NUL (raw or `%00`), or a double escape (`%25`
-//! then two hex digits, for an origin that decodes twice). Such a path is also
-//! read the generous ways an origin could (every escape decoded until nothing changes,
-//! then `\` as `/` or not, whole or cut at NUL, `;params` cut or kept); if any reading
-//! falls in a required area, the guard says [`Verdict::Ambiguous`] (the edge answers
+//! then two hex digits, for an origin that decodes twice). If any reading of an
+//! ambiguous path is required, the guard says [`Verdict::Ambiguous`] (the edge answers
 //! 400) rather than guess.
-//!
-//! # Matching
-//!
-//! A prefix matches on segment boundaries: `/admin` covers `/admin` and `/admin/x`, not
-//! `/administrator`. A trailing slash changes nothing (`/api/` also covers `/api`: for
-//! `KEYCARD_REQUIRE` the safer reading). `/` covers everything. A path is required when
-//! a `KEYCARD_REQUIRE` prefix covers it and no `KEYCARD_PUBLIC` prefix does. With
-//! `ignore_case`, both sides compare without regard to ASCII case.
 
 /// What the guard says of a path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,7 +59,40 @@ pub enum Verdict {
     Ambiguous,
 }
 
-/// The path rules: required prefixes, public exceptions, and the case rule.
+/// The endings of a segment that names a script a server runs with the rest of the
+/// path as its `PATH_INFO` (compared without regard to case):
+///
+/// - `php` and its old and packaged forms: PHP's built-in server, php-fpm behind nginx
+///   (`fastcgi_split_path_info`) and Apache's PHP handlers (Debian's runs
+///   `.ph(ar|p|tml)`) all pass the rest as `PATH_INFO`, and Laravel, Symfony,
+///   CodeIgniter and Slim route on it;
+/// - `cgi`, `fcgi`, `pl`, `py`: CGI and FastCGI scripts get `PATH_INFO` (RFC 3875), from
+///   Apache's `mod_cgi` to the `dispatch.fcgi` of shared hosts;
+/// - `asp`, `aspx`, `asmx`, `ashx`: IIS hands the rest to ASP.NET as
+///   `Request.PathInfo` (`service.asmx/Method` routes on it), and to classic ASP where
+///   its handler allows path info;
+/// - `cfm`: ColdFusion's `index.cfm/path` URLs (FW/1, ColdBox).
+///
+/// Not `jsp`: servlet containers match an extension on the last segment only, so
+/// Tomcat serves `/x.jsp/admin` from its default servlet, never from the JSP.
+pub const SCRIPT_EXTENSIONS: [&str; 18] = [
+    "php", "php3", "php4", "php5", "php7", "php8", "phtml", "phar", "cgi", "fcgi", "pl", "py",
+    "asp", "aspx", "asmx", "ashx", "cfm", "cfml",
+];
+
+/// `c`, or the ASCII letter that case-insensitive matchers take `ı`, `ſ` and the Kelvin
+/// sign for (see the module docs).
+fn fold(c: char) -> char {
+    match c {
+        '\u{131}' => 'i',
+        '\u{17f}' => 's',
+        '\u{212a}' => 'k',
+        c => c,
+    }
+}
+
+/// The path rules: required prefixes, public exceptions, and the case rule of the
+/// exceptions.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Rules {
     require: Vec<String>,
@@ -47,13 +100,29 @@ pub struct Rules {
     ignore_case: bool,
 }
 
-/// Whether `prefix` (without its trailing slash) covers `path` (canonical, no trailing
-/// slash) on a segment boundary.
-fn covers(prefix: &str, path: &str, ignore_case: bool) -> bool {
+/// Exempt path prefixes (`KEYCARD_CSRF_EXEMPT`), matched strictly.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Exemptions {
+    prefixes: Vec<String>,
+    ignore_case: bool,
+}
+
+/// Whether the required `prefix` reaches `path` (a reading): as a raw prefix, without
+/// regard to ASCII case; a prefix ending in `/` also reaches the path without it.
+fn reaches(prefix: &str, path: &str) -> bool {
+    let head = path.as_bytes().get(..prefix.len());
+    head.is_some_and(|h| h.eq_ignore_ascii_case(prefix.as_bytes()))
+        || prefix
+            .strip_suffix('/')
+            .is_some_and(|p| !p.is_empty() && path.eq_ignore_ascii_case(p))
+}
+
+/// Whether the exempt `prefix` (a trailing slash changes nothing) covers `path` (a
+/// reading, without a trailing slash) on a segment boundary.
+fn within(prefix: &str, path: &str, ignore_case: bool) -> bool {
     let p = prefix.trim_end_matches('/');
-    let head = match path.get(..p.len()) {
-        Some(h) => h,
-        None => return false,
+    let Some(head) = path.get(..p.len()) else {
+        return false;
     };
     let same = match ignore_case {
         true => head.eq_ignore_ascii_case(p),
@@ -173,32 +242,82 @@ fn generous(raw: &str) -> Vec<String> {
     readings
 }
 
-impl Rules {
-    /// Parses a comma-separated list of prefixes as a variable holds it. Each must start
-    /// with `/` and be a plain path: no `?`, `#`, `%`, `\`, `;`, whitespace or control
-    /// characters, no empty, `.` or `..` segment. Empty entries are skipped.
-    pub fn parse_prefixes(text: &str) -> Result<Vec<String>, String> {
-        let mut out = Vec::new();
-        for p in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let bad_char = p.chars().any(|c| {
-                c.is_control() || c.is_whitespace() || matches!(c, '?' | '#' | '%' | '\\' | ';')
-            });
-            let inner = p.trim_end_matches('/');
-            let bad_segment = inner
-                .split('/')
-                .skip(1)
-                .any(|s| s.is_empty() || s == "." || s == "..");
-            if !p.starts_with('/') || bad_char || bad_segment {
-                return Err(format!(
-                    "has {p:?}; each entry must be a plain path starting with /, such as /admin"
-                ));
-            }
-            out.push(p.to_owned());
-        }
-        Ok(out)
-    }
+/// Whether a segment names a script (see [`SCRIPT_EXTENSIONS`]).
+fn is_script(segment: &str) -> bool {
+    segment.rsplit_once('.').is_some_and(|(_, ext)| {
+        SCRIPT_EXTENSIONS
+            .iter()
+            .any(|e| ext.eq_ignore_ascii_case(e))
+    })
+}
 
-    /// The rules. `public` prefixes are exceptions to the `require` ones.
+/// Adds the script readings of the resolved `path` to `out`: the rest after each
+/// segment that names a script, when something is left. (A script with no rest is
+/// read as itself only: `/login.php` must stay public when it is listed so.)
+fn push_script_readings(path: &str, out: &mut Vec<String>) {
+    let mut start = 0;
+    for segment in path.split('/') {
+        let end = start + segment.len();
+        if is_script(segment) && end < path.len() {
+            out.push(path[end..].to_owned());
+        }
+        start = end + 1;
+    }
+}
+
+/// Every reading of `raw` that an origin could serve (see the module docs).
+fn readings(raw: &str) -> Vec<String> {
+    let mut resolved = vec![canonical(raw, true)];
+    if raw.contains(';') {
+        resolved.push(canonical(raw, false));
+    }
+    if raw.contains(['%', '\\', '\0']) {
+        resolved.extend(generous(raw));
+    }
+    let mut all = Vec::with_capacity(resolved.len() + 2);
+    for path in resolved {
+        let folded = path
+            .contains(['\u{131}', '\u{17f}', '\u{212a}'])
+            .then(|| path.chars().map(fold).collect::<String>());
+        for reading in std::iter::once(path).chain(folded) {
+            push_script_readings(&reading, &mut all);
+            all.push(reading);
+        }
+    }
+    all
+}
+
+/// Parses a comma-separated list of prefixes as a variable holds it. Each must start
+/// with `/` and be a plain path: no `?`, `#`, `%`, `\`, `;`, whitespace or control
+/// characters, no empty, `.` or `..` segment. Empty entries are skipped, and trailing
+/// slashes kept to one.
+pub fn parse_prefixes(text: &str) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    for p in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let bad_char = p.chars().any(|c| {
+            c.is_control() || c.is_whitespace() || matches!(c, '?' | '#' | '%' | '\\' | ';')
+        });
+        let inner = p.trim_end_matches('/');
+        let bad_segment = inner
+            .split('/')
+            .skip(1)
+            .any(|s| s.is_empty() || s == "." || s == "..");
+        if !p.starts_with('/') || bad_char || bad_segment {
+            return Err(format!(
+                "has {p:?}; each entry must be a plain path starting with /, such as /admin"
+            ));
+        }
+        out.push(match p.ends_with('/') {
+            true => format!("{inner}/"),
+            false => p.to_owned(),
+        });
+    }
+    Ok(out)
+}
+
+impl Rules {
+    /// The rules. `public` prefixes are exceptions to the `require` ones; `ignore_case`
+    /// applies to them (required prefixes always ignore case).
     pub fn new(require: Vec<String>, public: Vec<String>, ignore_case: bool) -> Rules {
         Rules {
             require,
@@ -212,48 +331,46 @@ impl Rules {
         self.require.is_empty()
     }
 
-    /// Whether the canonical `path` is required.
+    /// Whether the reading `path` is required.
     fn required(&self, path: &str) -> bool {
-        let by = |list: &[String]| list.iter().any(|p| covers(p, path, self.ignore_case));
-        by(&self.require) && !by(&self.public)
-    }
-
-    /// Every reading of `raw_path` that an origin could serve (see the module docs).
-    fn readings(raw_path: &str) -> Vec<String> {
-        let mut all = vec![canonical(raw_path, true), canonical(raw_path, false)];
-        if is_ambiguous(raw_path) {
-            all.extend(generous(raw_path));
-        }
-        all
-    }
-
-    /// Whether every reading of `raw_path` is covered by the required prefixes (and no
-    /// public one): for an exemption (`KEYCARD_CSRF_EXEMPT`), which must hold however
-    /// the origin reads the path, or `/hooks/..;/admin` would reach `/admin` on Tomcat
-    /// exempt. `false` when the rules are empty.
-    pub fn always_required(&self, raw_path: &str) -> bool {
-        !self.is_empty() && Rules::readings(raw_path).iter().all(|p| self.required(p))
+        self.require.iter().any(|p| reaches(p, path))
+            && !self
+                .public
+                .iter()
+                .any(|p| within(p, path, self.ignore_case))
     }
 
     /// The verdict on a request's path (without its query). Costs nothing when the
     /// rules are empty.
     pub fn check(&self, raw_path: &str) -> Verdict {
-        if self.is_empty() {
+        if self.is_empty() || !readings(raw_path).iter().any(|r| self.required(r)) {
             return Verdict::Open;
         }
-        // Java servers cut `;params` before resolving dot segments, others do not:
-        // `/admin/..;x/y` is `/y` to one and under `/admin` to the other. Either
-        // reading in a required area makes the path required.
-        let required = self.required(&canonical(raw_path, true))
-            || (raw_path.contains(';') && self.required(&canonical(raw_path, false)));
-        match (is_ambiguous(raw_path), required) {
-            (true, true) => Verdict::Ambiguous,
-            (true, false) if generous(raw_path).iter().any(|p| self.required(p)) => {
-                Verdict::Ambiguous
-            }
-            (_, true) => Verdict::SignInRequired,
-            (_, false) => Verdict::Open,
+        match is_ambiguous(raw_path) {
+            true => Verdict::Ambiguous,
+            false => Verdict::SignInRequired,
         }
+    }
+}
+
+impl Exemptions {
+    /// The exempt `prefixes`, compared without regard to case with `ignore_case`.
+    pub fn new(prefixes: Vec<String>, ignore_case: bool) -> Exemptions {
+        Exemptions {
+            prefixes,
+            ignore_case,
+        }
+    }
+
+    /// Whether every reading of `raw_path` falls in an exempt prefix: an exemption must
+    /// hold however the origin reads the path, or `/hooks/..;/admin` would reach
+    /// `/admin` on Tomcat exempt, and `/hooks/x.php/admin` a PHP app's `/admin`.
+    /// `false` when there are none.
+    pub fn cover(&self, raw_path: &str) -> bool {
+        !self.prefixes.is_empty()
+            && readings(raw_path)
+                .iter()
+                .all(|r| self.prefixes.iter().any(|p| within(p, r, self.ignore_case)))
     }
 }
 
@@ -263,8 +380,8 @@ mod tests {
 
     fn rules(require: &str, public: &str, ignore_case: bool) -> Rules {
         Rules::new(
-            Rules::parse_prefixes(require).unwrap(),
-            Rules::parse_prefixes(public).unwrap(),
+            parse_prefixes(require).unwrap(),
+            parse_prefixes(public).unwrap(),
             ignore_case,
         )
     }
@@ -276,19 +393,21 @@ mod tests {
     use Verdict::*;
 
     #[test]
-    fn prefixes_match_on_segment_boundaries() {
+    fn required_prefixes_are_raw_and_public_ones_keep_to_segments() {
         let r = admin();
         for (path, want) in [
             ("/admin", SignInRequired),
             ("/admin/", SignInRequired),
             ("/admin/x", SignInRequired),
-            ("/administrator", Open),
-            ("/adminx/y", Open),
+            ("/administrator", SignInRequired),
+            ("/adminx/y", SignInRequired),
             ("/api", SignInRequired),
             ("/api/v1", SignInRequired),
-            ("/api/public/x", Open),
             ("/apix", Open),
+            ("/api/public/x", Open),
+            ("/api/publicx", SignInRequired),
             ("/login", Open),
+            ("/login.html", Open),
             ("/", Open),
             ("", Open),
             ("*", Open),
@@ -300,6 +419,84 @@ mod tests {
         assert_eq!(all.check("/"), SignInRequired);
         assert_eq!(all.check("/static/app.css"), Open);
         assert_eq!(all.check("/static/../admin"), SignInRequired);
+        assert_eq!(all.check("/staticx"), SignInRequired);
+    }
+
+    /// Issue 22, finding 3: nginx's `location /admin` is a raw prefix, and served
+    /// `/admin.`, `/admin%20`, `/admin%3F` and `/administrator` from the admin app.
+    #[test]
+    fn regression_nginx_prefix_locations_serve_what_starts_with_the_prefix() {
+        let r = rules("/admin", "", false);
+        for path in [
+            "/admin.",
+            "/admin%20",
+            "/admin%3F",
+            "/administrator",
+            "/admin%2e",
+        ] {
+            assert_eq!(r.check(path), SignInRequired, "{path}");
+        }
+        // A trailing slash keeps a required prefix to its segment, and to itself.
+        let segment = rules("/admin/", "", false);
+        assert_eq!(segment.check("/admin"), SignInRequired);
+        assert_eq!(segment.check("/admin/x"), SignInRequired);
+        assert_eq!(segment.check("/administrator"), Open);
+        assert_eq!(segment.check("/admin."), Open);
+    }
+
+    /// Issue 22, finding 2: Express, koa-router, ASP.NET Core and nginx's `location ~*`
+    /// serve `/Admin` as `/admin`.
+    #[test]
+    fn regression_required_prefixes_ignore_case() {
+        let r = admin();
+        for path in ["/Admin", "/ADMIN/users", "/aDmIn", "/API/v1", "/%41dmin"] {
+            assert_eq!(r.check(path), SignInRequired, "{path}");
+        }
+        // Letters a Unicode-aware matcher folds to ASCII, raw or encoded.
+        for path in [
+            "/adm\u{131}n",
+            "/adm%C4%B1n/x",
+            "/%E2%84%AAeys",
+            "/\u{17f}ecret",
+        ] {
+            let r = rules("/admin, /keys, /secret", "", false);
+            assert_eq!(r.check(path), SignInRequired, "{path}");
+        }
+    }
+
+    /// Issue 22, finding 1: PHP sets `PATH_INFO=/admin` for `/index.php/admin`, and
+    /// Laravel, Symfony, CodeIgniter and Slim route on it.
+    #[test]
+    fn regression_a_front_controller_serves_index_php_admin_as_admin() {
+        let r = rules("/admin", "/login", false);
+        for path in [
+            "/index.php/admin",
+            "/index.php/admin/users",
+            "/index.php/%61dmin",
+            "/app/index.php/admin",
+            "/index.PHP/admin",
+            "/index%2Ephp/admin",
+            "/index.php;x/admin",
+            "/a.php/b.php/admin",
+            "/login/x.php/admin",
+            "/mt.cgi/admin",
+            "/Service.asmx/admin",
+            "/index.cfm/admin",
+        ] {
+            assert_eq!(r.check(path), SignInRequired, "{path}");
+        }
+        for path in [
+            "/index.php",
+            "/index.php/",
+            "/index.php/login",
+            "/index.jsp/admin",
+        ] {
+            assert_eq!(r.check(path), Open, "{path}");
+        }
+        // A public script stays public: it is read as itself when nothing follows it.
+        let php = rules("/", "/login.php", false);
+        assert_eq!(php.check("/login.php"), Open);
+        assert_eq!(php.check("/login.php/admin"), SignInRequired);
     }
 
     /// Each trick an attacker tries to walk past `/admin` unauthenticated.
@@ -321,6 +518,7 @@ mod tests {
             "/api/public/../../api/v1",
             "/api/./public/..//v1",
             "/admin/..;x/y",
+            "/login/..;/admin",
         ] {
             assert_eq!(r.check(path), SignInRequired, "{path}");
         }
@@ -343,6 +541,7 @@ mod tests {
             "/x/%252e%252e/admin",
             "/%2561dmin",
             "/login%2F..%2Fadmin",
+            "/index.php%2Fadmin",
         ] {
             assert_eq!(r.check(path), Ambiguous, "{path:?}");
         }
@@ -354,24 +553,37 @@ mod tests {
 
     #[test]
     fn an_exemption_holds_only_when_every_reading_agrees() {
-        let hooks = rules("/hooks/", "", false);
-        assert!(hooks.always_required("/hooks/pay"));
-        assert!(hooks.always_required("/hooks/a;x/b"));
+        let hooks = Exemptions::new(parse_prefixes("/hooks/, /pay/return.php").unwrap(), false);
+        assert!(hooks.cover("/hooks/pay"));
+        assert!(hooks.cover("/hooks/a;x/b"));
+        assert!(hooks.cover("/pay/return.php"));
         for path in [
             "/hooks/..;/admin",
             "/hooks%2F..%2F..%2Fadmin",
+            "/hooks/x.php/admin",
+            "/pay/return.php/x",
             "/hooksx",
+            "/Hooks/pay",
             "/admin",
         ] {
-            assert!(!hooks.always_required(path), "{path}");
+            assert!(!hooks.cover(path), "{path}");
         }
-        assert!(!Rules::default().always_required("/x"));
+        assert!(!Exemptions::default().cover("/x"));
+        let any_case = Exemptions::new(parse_prefixes("/hooks/").unwrap(), true);
+        assert!(any_case.cover("/HOOKS/pay"));
     }
 
+    /// `KEYCARD_PATHS_IGNORE_CASE` governs only the exempt lists.
     #[test]
-    fn case_is_ignored_only_when_asked() {
-        assert_eq!(admin().check("/ADMIN/x"), Open);
-        assert_eq!(admin().check("/Admin"), Open);
+    fn ignore_case_applies_to_the_public_prefixes_only() {
+        assert_eq!(
+            admin().check("/LOGIN"),
+            Open,
+            "/LOGIN is not required at all"
+        );
+        let all = rules("/", "/static/", false);
+        assert_eq!(all.check("/STATIC/x"), SignInRequired);
+        assert_eq!(all.check("/static/x"), Open);
         let iis = rules("/admin", "/admin/public", true);
         assert_eq!(iis.check("/ADMIN/x"), SignInRequired);
         assert_eq!(iis.check("/%41dmin"), SignInRequired);
@@ -389,6 +601,20 @@ mod tests {
     }
 
     #[test]
+    fn readings_hold_every_way_an_origin_serves_a_path() {
+        let distinct = |raw: &str| {
+            let mut all = readings(raw);
+            all.sort_unstable();
+            all.dedup();
+            all
+        };
+        assert_eq!(distinct("/a/b"), ["/a/b"]);
+        assert_eq!(distinct("/x/index.php/a"), ["/a", "/x/index.php/a"]);
+        assert_eq!(distinct("/%41%3F"), ["/A%3F", "/A?"]);
+        assert_eq!(distinct("/\u{17f}"), ["/s", "/\u{17f}"]);
+    }
+
+    #[test]
     fn no_rules_cost_nothing_and_bad_prefixes_are_refused() {
         let off = Rules::default();
         assert!(off.is_empty());
@@ -396,11 +622,11 @@ mod tests {
         for bad in [
             "admin", "/a?b", "/a#b", "/a%2F", "/a\\b", "/a b", "/a//b", "/a/../b", "/a;x",
         ] {
-            assert!(Rules::parse_prefixes(bad).is_err(), "{bad}");
+            assert!(parse_prefixes(bad).is_err(), "{bad}");
         }
         assert_eq!(
-            Rules::parse_prefixes(" /admin , ,/api/ ").unwrap(),
-            ["/admin", "/api/"]
+            parse_prefixes(" /admin , ,/api/ ,/v1//").unwrap(),
+            ["/admin", "/api/", "/v1/"]
         );
     }
 }

@@ -383,6 +383,11 @@ fn main() {
         ("everything", 1, "/static/../secret"),
         ("case", 0x80, "/ADMIN/x"),
         ("account", 2, "/account/login/../settings"),
+        ("front-controller", 0, "/index.php/admin/users"),
+        ("any-case", 0, "/ADMIN/users"),
+        ("raw-prefix", 0, "/administrator"),
+        ("raw-prefix-dot", 0, "/admin."),
+        ("folded-letter", 0, "/adm%C4%B1n"),
     ] {
         c.framed(label, &[head], path);
     }

@@ -1,15 +1,22 @@
 //! The path guard, `path_guard::Rules::check`, on any request path.
 //!
-//! Input: a byte that picks one of three rule sets and the case mode (bit 7), then the
-//! path.
+//! Input: a byte that picks one of three rule sets and the case mode of the public
+//! prefixes (bit 7), then the path.
 //!
 //! Properties: nothing panics; `Ambiguous` only for a path holding `\`, NUL, or an
 //! escape of `/`, `\`, NUL or `%`; and the one that matters: a path the guard lets
 //! through for a visitor who is not signed in (`Open`) is served from a path outside
 //! every required area by each origin modelled here, independently of the guard's own
-//! code: (a) decode every escape once, resolve dot segments, collapse slashes; (b) the
-//! same reading `\` as `/` (IIS); (c) `;params` cut from each segment first (Tomcat);
-//! (d) decode twice; (e) cut at NUL after decoding.
+//! code. Routers on segments: (a) decode every escape once, resolve dot segments,
+//! collapse slashes; (b) the same reading `\` as `/` (IIS); (c) `;params` cut from each
+//! segment first (Tomcat); (d) decode twice; (e) cut at NUL after decoding; (f) (a)
+//! without regard to case (Express, koa-router, ASP.NET Core). (g) nginx: (a) with the
+//! trailing slash kept, a required prefix a raw prefix (`location /admin`). PHP front
+//! controllers, routing on `PATH_INFO`, the rest of (a) after (h) the first or (i) the
+//! last segment ending in `.php` (`php -S`, and nginx's greedy
+//! `fastcgi_split_path_info`). A public prefix is read on segments in every model, in
+//! exact case unless bit 7 says otherwise: a model that knew less of the public areas
+//! would require less.
 
 #![no_main]
 
@@ -61,16 +68,51 @@ fn served(path: &str) -> String {
     format!("/{}", out.join("/"))
 }
 
+/// Whether a prefix covers `path` on a segment boundary.
 fn covered(prefixes: &[String], path: &str, fold: bool) -> bool {
-    let (path, fold_p) = match fold {
-        true => (path.to_ascii_lowercase(), true),
-        false => (path.to_owned(), false),
-    };
+    let path = if fold { path.to_ascii_lowercase() } else { path.to_owned() };
     prefixes.iter().any(|p| {
         let p = p.trim_end_matches('/');
-        let p = if fold_p { p.to_ascii_lowercase() } else { p.to_owned() };
+        let p = if fold { p.to_ascii_lowercase() } else { p.to_owned() };
         path == p || path.starts_with(&format!("{p}/"))
     })
+}
+
+/// Whether `path` starts with a prefix, byte for byte (nginx's prefix `location`).
+fn starts(prefixes: &[String], path: &str) -> bool {
+    prefixes.iter().any(|p| path.starts_with(p.as_str()))
+}
+
+/// nginx's normalised URI: dot segments resolved, slashes merged, a trailing slash kept.
+fn nginx_uri(decoded: &str) -> String {
+    let path = served(decoded);
+    match decoded.ends_with('/') && path != "/" {
+        true => format!("{path}/"),
+        false => path,
+    }
+}
+
+/// `PATH_INFO` of the served `path`: the rest after the first (`last: false`) or the
+/// last segment ending in `.php`, when there is a rest.
+fn path_info(path: &str, last: bool) -> Option<String> {
+    let segments: Vec<&str> = path.split('/').collect();
+    let mut scripts = (0..segments.len()).filter(|&i| segments[i].ends_with(".php"));
+    let i = match last {
+        true => scripts.next_back()?,
+        false => scripts.next()?,
+    };
+    (i + 1 < segments.len()).then(|| format!("/{}", segments[i + 1..].join("/")))
+}
+
+/// How a model's router matches a required prefix.
+#[derive(Clone, Copy)]
+enum Routes {
+    /// On segment boundaries, in the case of the public prefixes.
+    Segments,
+    /// On segment boundaries, without regard to case.
+    AnyCase,
+    /// As a raw prefix, in exact case.
+    Raw,
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -98,9 +140,10 @@ fuzz_target!(|data: &[u8]| {
         return;
     }
     let once = decode(raw);
-    let models = [
-        ("a", served(&once)),
-        ("b", served(&once.replace('\\', "/"))),
+    let plain = served(&once);
+    let mut models = vec![
+        ("a", plain.clone(), Routes::Segments),
+        ("b", served(&once.replace('\\', "/")), Routes::Segments),
         (
             "c",
             served(&decode(
@@ -109,12 +152,25 @@ fuzz_target!(|data: &[u8]| {
                     .collect::<Vec<_>>()
                     .join("/"),
             )),
+            Routes::Segments,
         ),
-        ("d", served(&decode(&once).replace('\\', "/"))),
-        ("e", served(once.split('\0').next().unwrap_or(""))),
+        ("d", served(&decode(&once).replace('\\', "/")), Routes::Segments),
+        ("e", served(once.split('\0').next().unwrap_or("")), Routes::Segments),
+        ("f", plain.clone(), Routes::AnyCase),
+        ("g", nginx_uri(&once), Routes::Raw),
     ];
-    for (model, path) in models {
-        let required = covered(&require, &path, fold) && !covered(&public, &path, fold);
+    for (model, last) in [("h", false), ("i", true)] {
+        if let Some(info) = path_info(&plain, last) {
+            models.push((model, info, Routes::Segments));
+        }
+    }
+    for (model, path, routes) in models {
+        let routed = match routes {
+            Routes::Segments => covered(&require, &path, fold),
+            Routes::AnyCase => covered(&require, &path, true),
+            Routes::Raw => starts(&require, &path),
+        };
+        let required = routed && !covered(&public, &path, fold);
         assert!(
             !required,
             "{raw:?} was let through, but origin model {model} serves {path:?}, a required path"

@@ -883,7 +883,7 @@ fn a_required_path_without_a_signed_in_user_never_reaches_the_origin() {
         start(
             &cfg,
             Bindings::default(),
-            &at("GET", "https://app.example/administrator", ""),
+            &at("GET", "https://app.example/about", ""),
             T0,
         )
         .1,

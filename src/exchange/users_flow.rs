@@ -10,8 +10,8 @@
 //! After the origin's changes, the calls they take are made before anything else is
 //! written: a sign-in (or `regenerate`) registers the new id and revokes the old one, a
 //! sign-out revokes the session, and `destroy-others`, `destroy-all` and
-//! `X-Session-Revoke` revoke what they name; a session re-issued without a check yet is
-//! checked. The object answers every call with whether its caller was revoked, so while
+//! `X-Session-Revoke` revoke what they name; a re-issued session is checked, even when
+//! it was checked before it was forwarded. The object answers every call with whether its caller was revoked, so while
 //! the session lives on, any call that finds it revoked (even one made after it was
 //! checked, when a revocation raced the request) stops it from being issued: its cookie
 //! is cleared instead. Revocations go to the user's object under every secret in the
@@ -36,13 +36,8 @@ use crate::users::{self, Caller, Op, RevocationCheck, UsersCall, Which};
 /// A call whose answer decides what comes next, before anything is written.
 #[derive(Debug)]
 pub(super) enum Ask {
-    /// Before forwarding: is the session revoked? `current`: the object asked is the
-    /// one under the current secret.
-    Forward {
-        loaded: Loaded,
-        guarded: Guarded,
-        current: bool,
-    },
+    /// Before forwarding: is the session revoked?
+    Forward { loaded: Loaded, guarded: Guarded },
     /// Before the inspector is answered: is the session revoked?
     Inspect { loaded: Loaded, cookie_len: usize },
     /// `GET sessions`: the list; `current` is the caller's key.
@@ -167,35 +162,30 @@ impl<E: Entropy> Exchange<E> {
 
     /// The check of a valid, signed-in session with the object named under the secret
     /// its cookie was signed with (during a rotation the session may not be known under
-    /// the new one yet), and whether that is the current secret. `None` for an
-    /// anonymous session.
+    /// the new one yet). `None` for an anonymous session.
     fn check_of(
         &self,
         loaded: &Loaded,
         data: Option<&serde_json::Map<String, serde_json::Value>>,
-    ) -> Option<(UsersCall, bool)> {
+    ) -> Option<UsersCall> {
         let s = loaded.session()?;
         let user = users::user_of(&self.cfg, data?)?;
-        let (keys, current) = self
+        let keys = self
             .cfg
             .keys
             .find(&s.kid)
-            .unwrap_or((self.cfg.keys.current(), true));
+            .map_or(self.cfg.keys.current(), |(keys, _)| keys);
         let caller = users::caller(&self.cfg, s);
-        Some((self.see(keys, &user, &caller, None, false), current))
+        Some(self.see(keys, &user, &caller, None, false))
     }
 
     /// Asks the user's object whether a signed-in session is revoked, then forwards;
     /// an anonymous one is forwarded at once.
     pub(super) fn check_then_forward(&mut self, loaded: Loaded, guarded: Guarded) -> Step {
-        let Some((call, current)) = self.check_of(&loaded, guarded.data.as_ref()) else {
+        let Some(call) = self.check_of(&loaded, guarded.data.as_ref()) else {
             return self.forward(loaded, guarded);
         };
-        self.state = State::Asking(Ask::Forward {
-            loaded,
-            guarded,
-            current,
-        });
+        self.state = State::Asking(Ask::Forward { loaded, guarded });
         Step::Users(call)
     }
 
@@ -207,7 +197,7 @@ impl<E: Entropy> Exchange<E> {
             .then(|| loaded.session().map(Session::data))
             .flatten();
         match self.check_of(&loaded, data.as_ref()) {
-            Some((call, _)) => {
+            Some(call) => {
                 self.state = State::Asking(Ask::Inspect { loaded, cookie_len });
                 Step::Users(call)
             }
@@ -272,11 +262,7 @@ impl<E: Entropy> Exchange<E> {
             self.log_revoked();
         }
         match ask {
-            Ask::Forward {
-                loaded,
-                guarded,
-                current,
-            } => match (revoked, loaded) {
+            Ask::Forward { loaded, guarded } => match (revoked, loaded) {
                 (true, Loaded::Valid(s)) => {
                     self.revoked = Some(s);
                     let guarded = Guarded {
@@ -285,10 +271,7 @@ impl<E: Entropy> Exchange<E> {
                     };
                     self.forward(Loaded::Bad(Status::Invalid), guarded)
                 }
-                (_, loaded) => {
-                    self.seen = current;
-                    self.forward(loaded, guarded)
-                }
+                (_, loaded) => self.forward(loaded, guarded),
             },
             Ask::Inspect { loaded, cookie_len } => self.inspected(&loaded, cookie_len, revoked),
             Ask::List { .. } | Ask::Revoke { .. } if revoked => self.session_required(true),
@@ -559,8 +542,10 @@ impl<E: Entropy> Exchange<E> {
             .is_some_and(|b| b.session.abs_exp != after.abs_exp);
         match user_after.as_deref() {
             Some(user) => {
-                // A re-issue not checked yet is checked; a moved lifetime is told.
-                let tell = (reissued && !self.seen) || moved;
+                // A re-issue is checked again even when the session was checked before
+                // it was forwarded: a revocation may have raced the request. A moved
+                // lifetime is told.
+                let tell = reissued || moved;
                 self.plan_signed_in(&mut plan, user, after, was, tell);
                 if wanted.destroy_others {
                     plan.calls

@@ -214,7 +214,11 @@ fn a_sign_in_registers_with_one_call_and_reads_cost_none() {
     assert_eq!(w.ops(), ["see"], "an unsafe method is checked");
     w.now += 100;
     w.go(&mut b, "GET", "/page", &[]);
-    assert_eq!(w.ops(), ["see"], "a refresh is checked");
+    assert_eq!(
+        w.ops(),
+        ["see", "see"],
+        "a refresh is checked before it is forwarded, and again when it is re-issued"
+    );
 }
 
 #[test]
@@ -930,4 +934,34 @@ fn destroy_others_misses_a_session_whose_registration_failed_under_open() {
         "invalid",
         "a session of ada's that the object never heard of outlived destroy-others"
     );
+}
+
+// ---- third review (issue 22) ----
+
+/// Finding 4: a session checked before forwarding because its refresh was due was
+/// re-issued without asking again, so a `destroy-others` that raced the request was
+/// lost: the fresh cookie read on as `valid` until its next refresh.
+#[test]
+fn regression_a_revocation_racing_a_refresh_wins() {
+    let mut w = World::new(&[("SESSION_STORE", "cookie")]);
+    let (mut laptop, mut phone) = (Browser::default(), Browser::default());
+    w.sign_in(&mut laptop, "ada");
+    w.sign_in(&mut phone, "ada");
+    w.now += w.cfg.refresh_after;
+    // The laptop's refresh: checked (not revoked yet) and forwarded...
+    let mut ex = start_request(&mut w, &laptop, "GET", "/slow");
+    // ...while the phone signs out everywhere else.
+    w.go(
+        &mut phone,
+        "POST",
+        "/devices",
+        &[("x-session-action", "destroy-others")],
+    );
+    let _ = w.answer(&mut ex, &mut laptop, &[]);
+    assert!(
+        laptop.jar.is_none(),
+        "the re-issue is refused and the cookie cleared"
+    );
+    w.now += 1;
+    assert_ne!(w.go(&mut laptop, "GET", "/", &[]).status(), "valid");
 }
