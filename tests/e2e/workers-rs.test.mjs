@@ -52,6 +52,17 @@ describe("the workers-rs example", () => {
     assert.equal((await session(c)).data.visits, 3);
   });
 
+  // Issue 22, finding 7: the example matched on worker::Method, which reads a method it
+  // does not know as Get, so PROPFIND / ran the GET branch and counted a visit.
+  test("an unknown method is not a GET: PROPFIND / is a 404 and changes no session", async () => {
+    const c = new Client(rs.url);
+    await c.get("/");
+    const r = await c.send("/", { method: "PROPFIND" });
+    assert.equal(r.status, 404);
+    assert.equal(keycardCookie(r), undefined, "no session change");
+    assert.equal((await session(c)).data.visits, 1);
+  });
+
   test("a request that changes nothing sends no session cookie, and the app's own cookie is kept", async () => {
     const c = new Client(rs.url);
     await c.get("/");

@@ -17,7 +17,7 @@
 pub use keycard::worker::KeycardUsers;
 use keycard::worker::{Keycard, Session};
 use serde_json::{json, Map, Value};
-use worker::{event, Context, Env, Method, Request, Response, Result};
+use worker::{event, Context, Env, Request, Response, Result};
 
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
@@ -26,8 +26,11 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
 
 async fn app(req: Request, session: &mut Session) -> Result<Response> {
     let url = req.url()?;
-    match (req.method(), url.path()) {
-        (Method::Get, "/") => {
+    // By the method's name: `worker::Method` reads a method it does not know (PROPFIND)
+    // as `Get`, and this GET branch changes the session.
+    let method = req.inner().method();
+    match (method.as_str(), url.path()) {
+        ("GET", "/") => {
             let visits = session.get::<u64>("visits")?.unwrap_or(0) + 1;
             session.insert("visits", visits)?;
             Response::from_json(&json!({
@@ -36,7 +39,7 @@ async fn app(req: Request, session: &mut Session) -> Result<Response> {
                 "status": session.status().as_str(),
             }))
         }
-        (Method::Post, "/login") => {
+        ("POST", "/login") => {
             let Some((_, user)) = url.query_pairs().find(|(k, _)| k == "user") else {
                 return Response::error("user is required", 400);
             };
@@ -44,15 +47,15 @@ async fn app(req: Request, session: &mut Session) -> Result<Response> {
             session.regenerate();
             see_other("/")
         }
-        (Method::Post, "/logout") => {
+        ("POST", "/logout") => {
             session.destroy();
             see_other("/")
         }
-        (Method::Post, "/logout-others") => {
+        ("POST", "/logout-others") => {
             session.destroy_others();
             see_other("/")
         }
-        (Method::Get, "/headers") => {
+        ("GET", "/headers") => {
             let seen: Map<String, Value> = req
                 .headers()
                 .entries()
