@@ -4,6 +4,9 @@
 #   scripts/setup.sh            # build + e2e toolchain
 #   scripts/setup.sh browser    # also Debian chromium for the browser test
 #   scripts/setup.sh php        # also Debian php-cli for the PHP origin example
+#   scripts/setup.sh symfony    # also Debian's Symfony HttpFoundation and Routing, for the
+#                               # e2e front controller
+#   scripts/setup.sh nginx      # also Debian nginx-light, for the e2e prefix-location origin
 #   scripts/setup.sh pyjwt      # also PyJWT (pinned) in .tools/pyjwt for the e2e jwt check
 #   scripts/setup.sh django     # also Django (pinned) in .tools/django for examples/django
 #   scripts/setup.sh bench      # also nginx-light and wrk for `make bench`
@@ -88,6 +91,11 @@ for extra in "$@"; do
   case "$extra" in
     browser) command -v chromium >/dev/null || apt_install chromium fonts-dejavu-core ;;
     php) command -v php >/dev/null || apt_install php-cli ;;
+    symfony)
+      [ -f /usr/share/php/Symfony/Component/Routing/autoload.php ] \
+        && [ -f /usr/share/php/Symfony/Component/HttpFoundation/autoload.php ] \
+        || apt_install php-cli php-symfony-http-foundation php-symfony-routing ;;
+    nginx) command -v nginx >/dev/null || apt_install nginx-light ;;
     # PyJWT for the e2e jwt check; Django (with asgiref and sqlparse) for examples/django.
     pyjwt) pip_target .tools/pyjwt jwt PyJWT 2.15.1 --no-deps ;;
     django) pip_target .tools/django django Django 5.2.19 ;;

@@ -13,6 +13,7 @@ const FIREFOX = "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefo
 const SAFARI = "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.1 Mobile/15E148 Safari/604.1";
 const EDGE = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36 Edg/131.0.0.0";
 const SAME = { "sec-fetch-site": "same-origin" };
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 const calls = async (kc) => (await request(kc.url + "/__test/users")).json.calls;
 const failObjects = (kc, on) => request(kc.url + `/__test/users?fail=${on ? 1 : 0}`, { method: "POST" });
@@ -180,6 +181,35 @@ describe("sign-out everywhere, cookie store, SESSION_REVOCATION_CHECK=writes (th
   test("no user name reaches a log line", async () => {
     await signedIn(kc, "ada-e2e-unique-name");
     assert.ok(!kc.logs.some((l) => l.includes("ada-e2e-unique-name")));
+  });
+});
+
+describe("sign-out everywhere: a revocation that races a refresh", () => {
+  let origin, kc;
+  before(async () => {
+    origin = await startOrigin();
+    kc = await startKeycard({ ORIGIN_URL: origin.url, SESSION_STORE: "cookie", SESSION_REFRESH_AFTER: "2" }, { entry: WRAP, users: true });
+  });
+  after(async () => {
+    await kc?.close();
+    await origin?.close();
+  });
+
+  // Issue 22, finding 4: the refresh was checked before it was forwarded, and its fresh
+  // cookie was issued without asking again, so it read on as valid.
+  test("destroy-others while a refresh is at the origin: its fresh cookie is refused", async () => {
+    const laptop = await signedIn(kc, "yara");
+    const phone = await signedIn(kc, "yara", SAFARI);
+    await sleep(2200); // the laptop's cookie is due for a refresh
+    const slow = laptop.get("/slow?delay=1500");
+    await sleep(500); // checked, not revoked yet, and waiting for the origin
+    assert.equal((await phone.send("/x?action=destroy-others", { method: "POST", headers: { "user-agent": SAFARI } })).status, 200);
+    const r = await slow;
+    assert.equal(r.json.headers["x-session-status"], "valid", "it was checked before the revocation");
+    const sc = r.cookies.find((c) => c.name === "keycard");
+    assert.equal(sc?.attrs["max-age"], "0", `the re-issue is refused and the cookie cleared: ${JSON.stringify(sc?.attrs)}`);
+    assert.notEqual((await laptop.get("/read")).json.headers["x-session-status"], "valid");
+    assert.equal(await statusOnPost(phone), "valid", "the phone keeps its session");
   });
 });
 
