@@ -671,8 +671,14 @@ const MIX_VARIANTS = [
     name: "K-users", what: "K-auto with sign-out everywhere on (KEYCARD_USERS, SESSION_REVOCATION_CHECK=writes)", main: KEYCARD, cookieName: "keycard",
     users: true, countObjects: true, vars: keycardVars({ SESSION_STORE: "auto" }),
   },
+  // What a re-issue adds with sign-out everywhere on: the object is asked before the
+  // refresh is forwarded and again when its fresh cookie is issued (issue 22).
   {
-    name: "K-users-always", what: "the same with SESSION_REVOCATION_CHECK=always", main: KEYCARD, cookieName: "keycard",
+    name: "K-users +1 re-issue", what: "K-users, the day's 37th read re-issued (SESSION_REFRESH_AFTER=1, a 1.1 s pause before it)", main: KEYCARD, cookieName: "keycard",
+    users: true, countObjects: true, pause: true, vars: keycardVars({ SESSION_STORE: "auto", SESSION_REFRESH_AFTER: "1" }),
+  },
+  {
+    name: "K-users-always", what: "K-users with SESSION_REVOCATION_CHECK=always", main: KEYCARD, cookieName: "keycard",
     users: true, countObjects: true, vars: keycardVars({ SESSION_STORE: "auto", SESSION_REVOCATION_CHECK: "always" }),
   },
   { name: "J", what: "hand-written JS session (bench/workers/session-js.mjs): the cookie only", main: SESSION_JS, cookieName: "j", vars: { SESSION_SECRET: SECRET } },
