@@ -19,8 +19,9 @@
 //! of order is an opaque 500, never a panic; no session cookie value is logged; the
 //! alias rule holds both ways: every client header whose name, lower-cased with every
 //! character outside `a-z0-9` read as `-`, is `x-session`, `x-session-*`,
-//! `x-forwarded-*`, `forwarded` or `x-real-ip` is deleted before forwarding, and every
-//! origin header whose name reads as `x-session` or `x-session-*` is deleted before the
+//! `x-forwarded-*`, `forwarded` or `x-real-ip`, or that of another proxy's identity
+//! header (`remote-user`, `x-auth-request-*`, `x-webauth-*`, ...), is deleted before
+//! forwarding, and every origin header whose name reads as `x-session` or `x-session-*` is deleted before the
 //! client sees the response (the rule restated here independently of `keycard::headers`).
 
 #![no_main]
@@ -306,9 +307,15 @@ fn session_alias(name: &str) -> bool {
     n == "x-session" || n.starts_with("x-session-")
 }
 
+/// Reserved, or another proxy's identity header (no fuzz configuration lets one through
+/// with `KEYCARD_PASS_CLIENT_HEADERS`).
 fn reserved_request(name: &str) -> bool {
     let n = normal(name);
-    session_alias(name) || n.starts_with("x-forwarded-") || n == "forwarded" || n == "x-real-ip"
+    let proxy_identity = ["remote-user", "remote-groups", "remote-email", "remote-name", "x-remote-user", "x-remote-group"]
+        .contains(&n.as_str())
+        || n.starts_with("x-auth-request-")
+        || n.starts_with("x-webauth-");
+    session_alias(name) || n.starts_with("x-forwarded-") || n == "forwarded" || n == "x-real-ip" || proxy_identity
 }
 
 /// The fuzzer's header lines, as the runtime would hand them over: names that are

@@ -43,7 +43,7 @@ pub const NONCE: [u8; 24] = [7; 24];
 
 /// Every variable `Config::from_lookup` reads, in a fixed order: the `config`
 /// target picks one by index, a record's first char modulo 34 (see [`var_char`]).
-pub const VARS: [&str; 36] = [
+pub const VARS: [&str; 37] = [
     "SESSION_SECRET",
     "SESSION_SECRET_PREVIOUS",
     "SESSION_STORE",
@@ -80,6 +80,7 @@ pub const VARS: [&str; 36] = [
     "KEYCARD_CSRF_EXEMPT",
     "SESSION_USERS_BINDING",
     "SESSION_REVOCATION_CHECK",
+    "KEYCARD_PASS_CLIENT_HEADERS",
 ];
 
 /// The variable a `config` record's first char picks: `D` is `VARS[0]`, and so on,
