@@ -11,6 +11,14 @@
 //! `x-real-ip`; that covers every name keycard sets on the forwarded request. An
 //! origin header whose normal form is `x-session` or starts with `x-session-` never
 //! reaches the client.
+//!
+//! # Other proxies' identity headers
+//!
+//! A client header that reads, by the same normal form, as an identity header a
+//! well-known proxy sends is dropped too, unless `KEYCARD_PASS_CLIENT_HEADERS` names it:
+//! Authelia's and Authentik's `Remote-User`, `-Groups`, `-Email` and `-Name`, Apache's
+//! `X-Remote-User` and `X-Remote-Group`, oauth2-proxy's `X-Auth-Request-*` and Grafana's
+//! `X-WEBAUTH-*`. An app set up behind one of them trusts these as the signed-in user.
 
 /// A header list in the edge's wire form: one `name:value` line per header, names
 /// lower-case (as the runtime's `Headers` gives them), repeated headers already joined
@@ -102,7 +110,7 @@ const PROXY_IDENTITY: [&str; 6] = [
 const PROXY_IDENTITY_PREFIXES: [&str; 2] = ["x-auth-request-", "x-webauth-"];
 
 /// Whether a client header called `name` reads as an identity header that a
-/// well-known proxy sends (see [`PROXY_IDENTITY`]): dropped before forwarding unless
+/// well-known proxy sends (see the module docs): dropped before forwarding unless
 /// `KEYCARD_PASS_CLIENT_HEADERS` names it, so that a client can never present an
 /// identity to an app set up for another proxy.
 pub fn is_proxy_identity(name: &str) -> bool {
