@@ -244,6 +244,8 @@ pub struct Forward {
     pub real_ip: Option<String>,
     /// `KEYCARD_IDENTITY_HEADERS` for a signed-in user: `(name, value)`.
     pub identity: Vec<(String, String)>,
+    /// `X-Session-Via`: this deployment's loop mark ([`crate::keys::KeySet::loop_mark`]).
+    pub via: String,
 }
 
 impl Forward {
@@ -290,6 +292,7 @@ impl Forward {
         for (name, value) in &self.identity {
             w.header('=', name, value);
         }
+        w.header('=', "x-session-via", &self.via);
         w.0
     }
 }
@@ -384,6 +387,9 @@ pub enum Failure {
     TooLarge(usize),
     /// A bug: the edge misused the exchange, or the runtime broke a promise.
     Internal(String),
+    /// The request carries this deployment's own loop mark: keycard forwarded it to
+    /// itself. The error names the variable that sends it back.
+    Loop(ConfigError),
 }
 
 impl Failure {
@@ -426,7 +432,37 @@ impl Failure {
                 Reply::opaque(500, "keycard: internal error"),
                 log("internal", json!({ "error": msg })),
             ),
+            Failure::Loop(e) => (
+                Reply::new(
+                    508,
+                    TEXT,
+                    format!("keycard: loop detected: this request came back to keycard itself; check {}", e.var),
+                ),
+                log("forward_loop", json!({ "var": e.var, "problem": e.problem })),
+            ),
         }
+    }
+}
+
+/// Why a request came back: the variable that sends it to this Worker again.
+fn loop_cause(cfg: &Config) -> ConfigError {
+    let (var, problem) = match (&cfg.origin_service, &cfg.origin_url) {
+        (Some(_), _) => (
+            "ORIGIN_SERVICE",
+            "names a service that sends the request back to this Worker",
+        ),
+        (None, Some(_)) => (
+            "ORIGIN_URL",
+            "points back at this Worker; it must be the app's own address",
+        ),
+        (None, None) => (
+            "ORIGIN_URL",
+            "is unset, so keycard forwards to the request's own URL (route mode), and that URL is this Worker; set ORIGIN_URL to the app's address, or deploy keycard on a route in front of an origin",
+        ),
+    };
+    ConfigError {
+        var,
+        problem: problem.into(),
     }
 }
 
@@ -729,6 +765,9 @@ impl<E: Entropy> Exchange<E> {
 
     fn begin(&mut self, req: &Incoming<'_>, assets: bool) -> Step {
         let cfg = Rc::clone(&self.cfg);
+        if req.headers.get("x-session-via") == Some(cfg.keys.current().loop_mark()) {
+            return self.fail(Failure::Loop(loop_cause(&cfg)));
+        }
         let Some(parts) = forward::split_url(req.url) else {
             return self.fail(Failure::Internal("request URL has no scheme".into()));
         };
@@ -1308,6 +1347,7 @@ fn forward_plan(cfg: &Config, req: &Incoming<'_>, parts: forward::UrlParts<'_>) 
         forwarded_proto: parts.scheme.to_owned(),
         real_ip: client_ip.map(str::to_owned),
         identity: Vec::new(),
+        via: cfg.keys.current().loop_mark().to_owned(),
     }
 }
 

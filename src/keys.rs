@@ -136,6 +136,7 @@ pub struct KeySet {
     enc: Key,
     handle: HmacSha256,
     users: HmacSha256,
+    loop_mark: String,
 }
 
 impl fmt::Debug for KeySet {
@@ -164,12 +165,14 @@ impl KeySet {
         let enc = purpose_key(secret, b"keycard cookie-enc");
         let handle = purpose_key(secret, b"keycard session-handle");
         let users = purpose_key(secret, b"keycard users-object");
+        let loop_mark = purpose_key(secret, b"keycard loop-mark");
         KeySet {
             kid: b64(&kid_bytes[..6]),
             mac: mac_key(&mac),
             enc: Key(enc),
             handle: mac_key(&handle),
             users: mac_key(&users),
+            loop_mark: b64(&loop_mark[..16]),
         }
     }
 
@@ -193,6 +196,13 @@ impl KeySet {
     pub fn handle(&self, sid: &SessionId) -> String {
         let tag = mac_tag(self.handle.clone(), &[sid.as_str().as_bytes()]);
         b64(&tag[..16])
+    }
+
+    /// The mark keycard puts on every request it forwards (`X-Session-Via`), so that a
+    /// request that comes back to it is known for a loop: 16 bytes of its own purpose
+    /// key, base64url. Another keycard, under another secret, has another mark.
+    pub fn loop_mark(&self) -> &str {
+        &self.loop_mark
     }
 
     /// The name of the Durable Object that keeps `user`'s sessions: base64url of
@@ -383,6 +393,7 @@ pub(crate) mod tests {
         };
         assert_eq!(ks.kid(), b64(&okm(b"keycard kid")[..6]));
         assert_eq!(ks.cookie_enc().bytes(), &okm(b"keycard cookie-enc"));
+        assert_eq!(ks.loop_mark(), b64(&okm(b"keycard loop-mark")[..16]));
         let sid = SessionId::generate(&mut CountingEntropy(0));
         let handle = mac_tag(
             mac_key(&okm(b"keycard session-handle")),

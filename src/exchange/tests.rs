@@ -178,13 +178,14 @@ fn forward_plan_crosses_as_tagged_edit_lines() {
         forwarded_proto: "https".into(),
         real_ip: Some("1.2.3.4".into()),
         identity: vec![("x-forwarded-user".into(), "ada".into())],
+        via: "m".into(),
     };
     assert_eq!(
         f.wire(),
         "Uhttp://o/p?q\nSAPP\nT5000\nB\n-x_session\n=cookie:a=1\n=x-session:e30\n\
          =x-session-status:valid\n=x-session-id:h\n=x-session-expires:9\n\
          =x-forwarded-for:1.2.3.4\n=x-forwarded-host:app\n=x-forwarded-proto:https\n\
-         =x-real-ip:1.2.3.4\n=x-forwarded-user:ada\n"
+         =x-real-ip:1.2.3.4\n=x-forwarded-user:ada\n=x-session-via:m\n"
     );
     let r = Rewrap {
         strip: vec!["x-session-set".into()],
@@ -990,4 +991,58 @@ fn cross_origin_unsafe_requests_are_refused_before_anything_else() {
         start(&off, Bindings::default(), &at("POST", URL, &h), T0).1,
         Step::Forward(_)
     ));
+}
+
+/// Issue 23: with `ORIGIN_URL` unset or misspelled under `wrangler dev`, keycard
+/// forwarded each request to itself, thousands of times, until a 500 with a stack trace.
+/// Its mark on the forwarded request makes the second pass a 508 that names the cause.
+#[test]
+fn a_request_that_comes_back_to_keycard_is_a_508_naming_the_variable() {
+    for (pairs, var, problem) in [
+        (&[][..], "ORIGIN_URL", "is unset"),
+        (
+            &[("ORIGIN_URL", "https://app.example")][..],
+            "ORIGIN_URL",
+            "points back",
+        ),
+        (
+            &[("ORIGIN_SERVICE", "APP")][..],
+            "ORIGIN_SERVICE",
+            "names a service",
+        ),
+    ] {
+        let cfg = config(pairs);
+        let b = Bindings {
+            origin_service: Binding::Present,
+            ..Default::default()
+        };
+        let first = forward(start(&cfg, b, &get(""), T0).1);
+        assert_eq!(first.via, cfg.keys.current().loop_mark());
+        assert!(first
+            .wire()
+            .contains(&format!("\n=x-session-via:{}", first.via)));
+        let back = hdrs(&[("x-session-via", &first.via)]);
+        let (mut ex, step) = start(&cfg, b, &get(&back), T0);
+        let r = reply(step);
+        assert_eq!(r.status, 508, "{pairs:?}");
+        assert!(r.body.contains(var), "{}", r.body);
+        let logs = ex.take_logs();
+        assert_eq!(logs[0].event, "forward_loop");
+        assert_eq!(logs[0].detail["var"], var);
+        assert!(logs[0].detail["problem"]
+            .as_str()
+            .unwrap()
+            .starts_with(problem));
+    }
+    // Another keycard in front of this one has another mark: forwarded, the mark
+    // dropped like any reserved header and replaced with this one's.
+    let front = config(&[(
+        "SESSION_SECRET",
+        "another-secret-0123456789abcdef0123456789",
+    )]);
+    let cfg = config(&[]);
+    let theirs = hdrs(&[("x-session-via", front.keys.current().loop_mark())]);
+    let f = forward(start(&cfg, Bindings::default(), &get(&theirs), T0).1);
+    assert!(f.strip.iter().any(|n| n == "x-session-via"));
+    assert_ne!(f.via, front.keys.current().loop_mark());
 }

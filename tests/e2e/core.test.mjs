@@ -268,3 +268,44 @@ describe("origin failures", () => {
 });
 
 export { SECRET };
+
+// Issue 23: with ORIGIN_URL unset (route mode) or pointing at keycard itself, `wrangler
+// dev` forwarded each request to keycard again, thousands of times, until a 500 with a
+// stack trace, or hung for 30 s. keycard's mark on what it forwards ends it at once.
+describe("a request that comes back to keycard", () => {
+  test("ORIGIN_URL unset: one 508 that names ORIGIN_URL, in the body and in one log line", async () => {
+    const kc = await startKeycard({});
+    try {
+      const started = Date.now();
+      const r = await request(kc.url + "/page");
+      assert.equal(r.status, 508, r.text);
+      assert.match(r.text, /^keycard: loop detected: .*ORIGIN_URL/);
+      assert.ok(Date.now() - started < 10000, "answered at once, not after a timeout");
+      const ev = await kc.waitForEvent("forward_loop");
+      assert.equal(ev?.detail.var, "ORIGIN_URL");
+      assert.match(ev.detail.problem, /^is unset/);
+      await new Promise((res) => setTimeout(res, 500));
+      assert.equal(kc.events().filter((e) => e.keycard === "forward_loop").length, 1, "one line, no storm");
+      assert.ok(!kc.logs.some((l) => l.includes("Network connection lost")), "no storm of errors");
+    } finally {
+      await kc.close();
+    }
+  });
+
+  test("a keycard in front of another keycard (another secret) is no loop", async () => {
+    const origin = await startOrigin();
+    const back = await startKeycard({ ORIGIN_URL: origin.url, SESSION_SECRET: "the-back-keycard-secret-0123456789abcdef0123" });
+    const front = await startKeycard({ ORIGIN_URL: back.url });
+    try {
+      const r = await request(front.url + "/page", { headers: { "X-Session-Via": "forged" } });
+      assert.equal(r.status, 200, r.text);
+      const via = origin.last().rawHeaders.filter((_, i) => i % 2 === 0 && origin.last().rawHeaders[i].toLowerCase() === "x-session-via");
+      assert.equal(via.length, 1, "the origin gets one mark, the back keycard's");
+      assert.notEqual(origin.last().headers["x-session-via"], "forged");
+    } finally {
+      await front.close();
+      await back.close();
+      await origin.close();
+    }
+  });
+});
