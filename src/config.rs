@@ -8,6 +8,10 @@ use crate::guards::Guards;
 use crate::keys::{KeyRing, Secret, SecretError};
 use crate::users::{RevocationCheck, UsersConfig};
 
+pub mod names;
+
+use names::Unknown;
+
 /// Where session data lives (`SESSION_STORE`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StoreMode {
@@ -125,6 +129,11 @@ pub struct Config {
     pub guards: Guards,
     /// Sign-out everywhere: `SESSION_USERS_BINDING`, `SESSION_REVOCATION_CHECK`.
     pub users: UsersConfig,
+    /// `KEYCARD_STRICT`; default false: a name keycard does not read is a warning.
+    pub strict: bool,
+    /// The names with keycard's prefixes in the environment that it does not read
+    /// ([`Config::from_env`]): each is logged once, and `health` lists them.
+    pub unknown: Vec<Unknown>,
 }
 
 /// A configuration error: which variable, and what is wrong with it.
@@ -613,7 +622,28 @@ impl Config {
             forward_cookie: v.boolean("SESSION_FORWARD_COOKIE", false)?,
             guards,
             users: v.users()?,
+            strict: v.boolean("KEYCARD_STRICT", false)?,
+            unknown: Vec::new(),
         })
+    }
+
+    /// [`Config::from_lookup`], then the check of every name the environment has
+    /// (`names`: its variables and secrets, not its bindings): those with keycard's
+    /// prefixes that it does not read are kept in [`Config::unknown`], or, under
+    /// `KEYCARD_STRICT=true`, are a misconfiguration.
+    pub fn from_env<'a>(
+        names: impl IntoIterator<Item = &'a str>,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let mut cfg = Config::from_lookup(lookup)?;
+        cfg.unknown = names::unknown(names);
+        match (cfg.strict, cfg.unknown.first()) {
+            (true, Some(u)) => Err(err(
+                "KEYCARD_STRICT",
+                format!("is on, and {} {}", u.name, u.problem()),
+            )),
+            _ => Ok(cfg),
+        }
     }
 
     /// [`Config::from_lookup`] over `(name, value)` pairs; a later pair wins.
@@ -632,6 +662,84 @@ impl Config {
 mod tests {
 
     use super::*;
+
+    /// Issue 23: `SESSION_IDLE_TIMOUT="30m"` was ignored in silence, and the default
+    /// applied.
+    #[test]
+    fn regression_a_name_keycard_does_not_read_is_reported_or_refused_when_strict() {
+        let pairs = [("SESSION_SECRET", SECRET), ("SESSION_IDLE_TIMOUT", "30m")];
+        let lookup = |n: &str| {
+            pairs
+                .iter()
+                .find(|(k, _)| *k == n)
+                .map(|(_, v)| (*v).to_owned())
+        };
+        let names = pairs.map(|(k, _)| k);
+        let cfg = Config::from_env(names, lookup).unwrap();
+        assert_eq!(cfg.unknown.len(), 1);
+        assert_eq!(cfg.unknown[0].closest, Some("SESSION_IDLE_TIMEOUT"));
+        let strict = [
+            ("SESSION_SECRET", SECRET),
+            ("SESSION_IDLE_TIMOUT", "30m"),
+            ("KEYCARD_STRICT", "true"),
+        ];
+        let lookup = |n: &str| {
+            strict
+                .iter()
+                .find(|(k, _)| *k == n)
+                .map(|(_, v)| (*v).to_owned())
+        };
+        let e = Config::from_env(strict.map(|(k, _)| k), lookup).unwrap_err();
+        assert_eq!(e.var, "KEYCARD_STRICT");
+        assert_eq!(
+            e.problem,
+            "is on, and SESSION_IDLE_TIMOUT is not a variable keycard reads; did you mean SESSION_IDLE_TIMEOUT?"
+        );
+        assert!(!e.problem.contains("30m"), "never the value");
+    }
+
+    /// Every name the configuration asks for is one of [`names::KNOWN`], so that it is
+    /// never reported as unknown.
+    #[test]
+    fn every_name_read_is_known() {
+        let asked = std::cell::RefCell::new(Vec::new());
+        let everything = [
+            ("SESSION_SECRET", SECRET),
+            ("SESSION_HEADER_FORMAT", "jwt"),
+            (
+                "ORIGIN_SECRET",
+                "origin-secret-0123456789abcdef0123456789abcdef",
+            ),
+            (
+                "SESSION_SECRET_PREVIOUS",
+                "previous-secret-0123456789abcdef0123456789ab",
+            ),
+            ("ORIGIN_URL", "https://app.example"),
+            ("KEYCARD_LOGIN_URL", "/login"),
+        ];
+        Config::from_lookup(|n: &str| {
+            asked.borrow_mut().push(n.to_owned());
+            everything
+                .iter()
+                .find(|(k, _)| *k == n)
+                .map(|(_, v)| (*v).to_owned())
+        })
+        .unwrap();
+        let asked = asked.into_inner();
+        assert!(asked.len() > 30, "{asked:?}");
+        for n in &asked {
+            assert!(
+                names::KNOWN.contains(&n.as_str()),
+                "{n} is read but not in KNOWN"
+            );
+        }
+        for k in names::KNOWN {
+            assert!(
+                asked.iter().any(|n| n == k),
+                "{k} is in KNOWN but never read"
+            );
+        }
+    }
 
     pub const SECRET: &str = "0123456789abcdef0123456789abcdef-test-secret";
 

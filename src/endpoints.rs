@@ -139,6 +139,7 @@ pub fn health_json(cfg: &Config, kv_available: bool, users_available: bool) -> S
         "kv": kv_available,
         "users": users_available,
         "version": crate::VERSION,
+        "warnings": cfg.unknown.iter().map(|u| json!({ "var": u.name, "problem": u.problem() })).collect::<Vec<_>>(),
     })
     .to_string()
 }

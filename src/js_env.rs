@@ -7,7 +7,7 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use js_sys::Reflect;
-use wasm_bindgen::JsValue;
+use wasm_bindgen::{JsCast, JsValue};
 
 use crate::config::{Config, ConfigError};
 use crate::exchange::{Binding, Bindings, Level, Log};
@@ -39,11 +39,30 @@ fn lookup(env: &JsValue, name: &str) -> Option<String> {
     None
 }
 
-/// The isolate's configuration, read from `env` on the first call.
+/// The isolate's configuration, read from `env` on the first call. The names of its
+/// variables and secrets (not its bindings) are checked too, and each that keycard does
+/// not read is logged then, once.
 pub(crate) fn config(env: &JsValue) -> IsolateConfig {
     CONFIG.with(|c| {
         c.borrow_mut()
-            .get_or_insert_with(|| Config::from_lookup(|name| lookup(env, name)).map(Rc::new))
+            .get_or_insert_with(|| {
+                let names: Vec<String> =
+                    js_sys::Object::keys(env.unchecked_ref::<js_sys::Object>())
+                        .iter()
+                        .filter_map(|k| k.as_string())
+                        .filter(|k| lookup(env, k).is_some())
+                        .collect();
+                let cfg =
+                    Config::from_env(names.iter().map(String::as_str), |name| lookup(env, name));
+                if let Ok(cfg) = &cfg {
+                    write_logs(cfg.unknown.iter().map(|u| Log {
+                        level: Level::Warn,
+                        event: "unknown_variable",
+                        detail: serde_json::json!({ "var": u.name, "problem": u.problem() }),
+                    }));
+                }
+                cfg.map(Rc::new)
+            })
             .clone()
     })
 }

@@ -41,47 +41,9 @@ pub const NAMES: [&str; 2] = ["__Host-keycard", "kc"];
 /// The nonce `cookie_decode` seals with.
 pub const NONCE: [u8; 24] = [7; 24];
 
-/// Every variable `Config::from_lookup` reads, in a fixed order: the `config`
-/// target picks one by index, a record's first char modulo 34 (see [`var_char`]).
-pub const VARS: [&str; 37] = [
-    "SESSION_SECRET",
-    "SESSION_SECRET_PREVIOUS",
-    "SESSION_STORE",
-    "SESSION_KV_BINDING",
-    "SESSION_KV_PREFIX",
-    "SESSION_IDLE_TIMEOUT",
-    "SESSION_ABSOLUTE_TIMEOUT",
-    "SESSION_REFRESH_AFTER",
-    "SESSION_COOKIE_NAME",
-    "SESSION_COOKIE_DOMAIN",
-    "SESSION_COOKIE_PATH",
-    "SESSION_COOKIE_SECURE",
-    "SESSION_COOKIE_HTTP_ONLY",
-    "SESSION_COOKIE_SAME_SITE",
-    "SESSION_COOKIE_PERSISTENT",
-    "SESSION_COOKIE_ENCRYPT",
-    "SESSION_HEADER_FORMAT",
-    "ORIGIN_SECRET",
-    "ORIGIN_URL",
-    "ORIGIN_SERVICE",
-    "SESSION_KV_FAILURE",
-    "KEYCARD_PATH_PREFIX",
-    "KEYCARD_INSPECT",
-    "SESSION_FORWARD_COOKIE",
-    "ORIGIN_TIMEOUT",
-    "KEYCARD_USER_FIELD",
-    "KEYCARD_REQUIRE",
-    "KEYCARD_PUBLIC",
-    "KEYCARD_PATHS_IGNORE_CASE",
-    "KEYCARD_LOGIN_URL",
-    "KEYCARD_IDENTITY_HEADERS",
-    "KEYCARD_CSRF",
-    "KEYCARD_TRUSTED_ORIGINS",
-    "KEYCARD_CSRF_EXEMPT",
-    "SESSION_USERS_BINDING",
-    "SESSION_REVOCATION_CHECK",
-    "KEYCARD_PASS_CLIENT_HEADERS",
-];
+/// Every variable `Config::from_lookup` reads, in a fixed order (new ones at the end):
+/// the `config` target picks one by index (see [`var_char`]).
+pub use keycard::config::names::KNOWN as VARS;
 
 /// The variable a `config` record's first char picks: `D` is `VARS[0]`, and so on,
 /// cyclically, so that a variable added at the end leaves every earlier input's meaning

@@ -227,6 +227,7 @@ describe("misconfiguration fails closed", () => {
     ["short secret", { SESSION_SECRET: "short-secret-value" }, "SESSION_SECRET"],
     ["bad duration", { SESSION_IDLE_TIMEOUT: "forever" }, "SESSION_IDLE_TIMEOUT"],
     ["SameSite=None without Secure", { SESSION_COOKIE_SAME_SITE: "None" }, "SESSION_COOKIE_SAME_SITE"],
+    ["a misspelled name under KEYCARD_STRICT", { SESSION_IDLE_TIMOUT: "30m", KEYCARD_STRICT: "true" }, "KEYCARD_STRICT"],
   ]) {
     test(`${label}: opaque 500, a log line naming ${variable}, origin untouched`, async () => {
       const origin = await startOrigin();
@@ -248,6 +249,34 @@ describe("misconfiguration fails closed", () => {
       }
     });
   }
+});
+
+// Issue 23: SESSION_IDLE_TIMOUT="30m" was ignored in silence: health said ok, and the
+// cookie kept the default Max-Age=86400.
+describe("a variable keycard does not read", () => {
+  test("is logged once by name, with the name it likely means, and listed by health", async () => {
+    const origin = await startOrigin();
+    const kc = await startKeycard({ ORIGIN_URL: origin.url, SESSION_IDLE_TIMOUT: "30m", ORIGIN_ULR: "http://x.example", DATABASE_URL: "not ours" });
+    try {
+      const h = await request(kc.url + "/.keycard/health");
+      assert.equal(h.status, 200);
+      assert.deepEqual(h.json.warnings.map((w) => w.var).sort(), ["ORIGIN_ULR", "SESSION_IDLE_TIMOUT"]);
+      const w = h.json.warnings.find((x) => x.var === "SESSION_IDLE_TIMOUT");
+      assert.equal(w.problem, "is not a variable keycard reads; did you mean SESSION_IDLE_TIMEOUT?");
+      const ev = await kc.waitForEvent("unknown_variable");
+      assert.ok(ev, kc.logs.join("\n"));
+      await request(kc.url + "/x");
+      await new Promise((r) => setTimeout(r, 300));
+      const lines = kc.events().filter((e) => e.keycard === "unknown_variable");
+      assert.deepEqual(lines.map((e) => e.detail.var).sort(), ["ORIGIN_ULR", "SESSION_IDLE_TIMOUT"], "once each");
+      // keycard's own lines (wrangler lists the vars it was given when it starts).
+      const own = kc.logs.filter((l) => l.includes('"keycard"'));
+      assert.ok(!own.some((l) => l.includes("30m") || l.includes("x.example") || l.includes("not ours")), "never a value");
+    } finally {
+      await kc.close();
+      await origin.close();
+    }
+  });
 });
 
 describe("origin failures", () => {

@@ -95,8 +95,8 @@ pub fn seal(secret: &str, message: &str) -> Result<String, JsValue> {
     ))
 }
 
-/// humantime, form_urlencoded, percent-encoding, js-sys and web-sys: a duration, a
-/// query, a path, a number from `env` and a log line.
+/// humantime, form_urlencoded, percent-encoding, strsim, js-sys and web-sys: a duration,
+/// a query, a path, a distance between names, a number from `env` and a log line.
 #[wasm_bindgen]
 pub fn text(env: &JsValue, input: &str) -> String {
     let seconds = humantime::parse_duration(input).map_or(0, |d| d.as_secs());
@@ -109,5 +109,6 @@ pub fn text(env: &JsValue, input: &str) -> String {
         .and_then(|v| v.as_f64())
         .map(|n| n.to_string());
     web_sys::console::warn_1(&JsValue::from_str(&encoded));
-    format!("{seconds}{pairs}{decoded}{number:?}")
+    let distance = strsim::osa_distance(input, "SESSION_IDLE_TIMEOUT");
+    format!("{seconds}{pairs}{decoded}{distance}{number:?}")
 }
