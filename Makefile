@@ -4,10 +4,11 @@ SHELL := /bin/bash
 export WRANGLER_SEND_METRICS := false
 export PATH := $(CURDIR)/node_modules/.bin:$(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: help setup build example-rs dev dev-rs test test-native test-e2e lint fmt check-deploy fuzz fuzz-smoke loadtest bench clean
+.PHONY: help setup build example-rs dev front dev-rs test test-native test-e2e lint fmt check-deploy fuzz fuzz-smoke loadtest bench clean
 
 help:
 	@echo "make dev       keycard on http://127.0.0.1:8787 in front of the demo app (local KV)"
+	@echo "make front ORIGIN=http://127.0.0.1:9050   keycard on http://127.0.0.1:8787 in front of your own app"
 	@echo "make test      everything: setup, build, native tests, lints, workerd end-to-end suite"
 	@echo "make fuzz      cargo-fuzz each parser for FUZZ_SECONDS (default 60) each"
 	@echo "make loadtest  the full load test (cookie and kv modes) on loopback"
@@ -39,6 +40,20 @@ dev: build
 	@echo "  Stop with Ctrl-C."
 	@echo
 	npx wrangler dev -c wrangler.toml -c www/wrangler.toml --env dev --ip 127.0.0.1 --port 8787
+
+# keycard in front of your own app, locally: [env.front] of wrangler.toml, ORIGIN_URL from
+# the command line (PORT=8787 by default).
+PORT ?= 8787
+front: build
+	@if [ -z "$(ORIGIN)" ]; then echo "usage: make front ORIGIN=http://127.0.0.1:9050 [PORT=8787]" >&2; exit 2; fi
+	@echo
+	@echo "  keycard is starting on http://127.0.0.1:$(PORT)/ in front of $(ORIGIN), with local KV and Durable Objects."
+	@echo "  Open http://127.0.0.1:$(PORT)/ : your app, with X-Session-* request headers from keycard."
+	@echo "  Your app signs a user in by answering  X-Session-Set: {\"user\":\"ada\"}  and  X-Session-Action: regenerate ."
+	@echo "  The session inspector: http://127.0.0.1:$(PORT)/.keycard/   Health: http://127.0.0.1:$(PORT)/.keycard/health"
+	@echo "  To keep settings, put them in .dev.vars.front (see .dev.vars.example). Stop with Ctrl-C."
+	@echo
+	npx wrangler dev -c wrangler.toml --env front --ip 127.0.0.1 --port $(PORT) --var ORIGIN_URL:$(ORIGIN)
 
 dev-rs: example-rs
 	npx wrangler dev -c examples/workers-rs/wrangler.toml --ip 127.0.0.1 --port 8787
