@@ -58,7 +58,7 @@ front: build
 dev-rs: example-rs
 	npx wrangler dev -c examples/workers-rs/wrangler.toml --ip 127.0.0.1 --port 8787
 
-test: SETUP_EXTRAS = browser php symfony nginx pyjwt django fuzz workers-rs
+test: SETUP_EXTRAS = browser php symfony nginx pyjwt django gunicorn fuzz workers-rs
 test: build example-rs test-native lint test-e2e fuzz-smoke check-deploy
 
 test-native:

@@ -9,6 +9,7 @@
 #   scripts/setup.sh nginx      # also Debian nginx-light, for the e2e prefix-location origin
 #   scripts/setup.sh pyjwt      # also PyJWT (pinned) in .tools/pyjwt for the e2e jwt check
 #   scripts/setup.sh django     # also Django (pinned) in .tools/django for examples/django
+#   scripts/setup.sh gunicorn   # also gunicorn (pinned) in .tools/gunicorn, an e2e WSGI server
 #   scripts/setup.sh bench      # also nginx-light and wrk for `make bench`
 #   scripts/setup.sh fuzz       # also the nightly toolchain and cargo-fuzz for `make fuzz`
 #   scripts/setup.sh workers-rs # also worker-build for the Rust Workers (`make example-rs`)
@@ -99,6 +100,7 @@ for extra in "$@"; do
     # PyJWT for the e2e jwt check; Django (with asgiref and sqlparse) for examples/django.
     pyjwt) pip_target .tools/pyjwt jwt PyJWT 2.15.1 --no-deps ;;
     django) pip_target .tools/django django Django 5.2.19 ;;
+    gunicorn) pip_target .tools/gunicorn gunicorn gunicorn 27.0.1 ;;
     bench) { command -v nginx >/dev/null && command -v wrk >/dev/null; } || apt_install nginx-light wrk ;;
     fuzz)
       if ! rustup run nightly rustc --version >/dev/null 2>&1; then

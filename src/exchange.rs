@@ -777,7 +777,7 @@ impl<E: Entropy> Exchange<E> {
         };
         let cookie = req.headers.get("cookie");
         let Some(ep) = endpoints::route(&cfg, req.method, path, query) else {
-            return self.proxy(req, parts, path);
+            return self.proxy(req, parts);
         };
         let done = |r: Reply| Step::Reply(r);
         match ep {
@@ -863,12 +863,14 @@ impl<E: Entropy> Exchange<E> {
         )))
     }
 
-    /// A request for the origin: the guards first, then the session.
-    fn proxy(&mut self, req: &Incoming<'_>, parts: forward::UrlParts<'_>, path: &str) -> Step {
+    /// A request for the origin: the guards first (on its path and query, which some
+    /// origins route on), then the session.
+    fn proxy(&mut self, req: &Incoming<'_>, parts: forward::UrlParts<'_>) -> Step {
         let cfg = Rc::clone(&self.cfg);
         let (g, h) = (&cfg.guards, &req.headers);
         let own = format!("{}://{}", parts.scheme, parts.host);
-        if g.cross_origin_refused(req.method, path, h, &own) {
+        let target = parts.path_and_query;
+        if g.cross_origin_refused(req.method, target, h, &own) {
             self.log(
                 Level::Warn,
                 "cross_origin_refused",
@@ -876,7 +878,7 @@ impl<E: Entropy> Exchange<E> {
             );
             return Step::Reply(Reply::opaque(403, "keycard: cross-origin request refused"));
         }
-        let required = match g.paths.check(path) {
+        let required = match g.paths.check(target) {
             Verdict::Open => false,
             Verdict::SignInRequired => true,
             Verdict::Ambiguous => {
@@ -1315,6 +1317,7 @@ fn forward_plan(cfg: &Config, req: &Incoming<'_>, parts: forward::UrlParts<'_>) 
         .map(|(name, _)| name)
         .filter(|name| {
             headers::is_reserved_request(name)
+                || headers::is_path_override(name)
                 || cfg.guards.drops_client_header(name)
                 || (bodiless && matches!(*name, "content-length" | "transfer-encoding"))
         })

@@ -220,12 +220,12 @@ impl Guards {
             || (headers::is_proxy_identity(name) && !self.pass_client.iter().any(|p| p == name))
     }
 
-    /// Whether a request with `method` to `path` (own origin `own`) is refused as a
-    /// cross-origin request.
+    /// Whether a request with `method` to `target` (its path and query; own origin
+    /// `own`) is refused as a cross-origin request.
     pub fn cross_origin_refused(
         &self,
         method: &str,
-        path: &str,
+        target: &str,
         h: &HeaderList<'_>,
         own: &str,
     ) -> bool {
@@ -247,7 +247,7 @@ impl Guards {
         let trusted = from
             .origin
             .is_some_and(|o| csrf.trusted.iter().any(|t| t.eq_ignore_ascii_case(o)));
-        !trusted && !csrf.exempt.cover(path)
+        !trusted && !csrf.exempt.cover(target)
     }
 
     /// The signed-in user session `data` names: its user field, when that is a

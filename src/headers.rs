@@ -16,9 +16,18 @@
 //!
 //! A client header that reads, by the same normal form, as an identity header a
 //! well-known proxy sends is dropped too, unless `KEYCARD_PASS_CLIENT_HEADERS` names it:
-//! Authelia's and Authentik's `Remote-User`, `-Groups`, `-Email` and `-Name`, Apache's
-//! `X-Remote-User` and `X-Remote-Group`, oauth2-proxy's `X-Auth-Request-*` and Grafana's
-//! `X-WEBAUTH-*`. An app set up behind one of them trusts these as the signed-in user.
+//! Authelia's `Remote-User`, `-Groups`, `-Email` and `-Name`, Apache's `X-Remote-User`
+//! and `X-Remote-Group`, oauth2-proxy's `X-Auth-Request-*`, Grafana's `X-WEBAUTH-*`,
+//! Authentik's `X-authentik-*` and Pomerium's `X-Pomerium-*`. An app set up behind one
+//! of them trusts these as the signed-in user.
+//!
+//! # Headers that override the path
+//!
+//! Some origins take the path they route on from a header a proxy sets: gunicorn's
+//! `SCRIPT_NAME` and `PATH_INFO` (from any peer in `forwarded_allow_ips`, loopback by
+//! default), IIS's and Yii's `X-Original-URL` and `X-Rewrite-URL`. The guard decides
+//! on the request's own path, so a client header that reads as one of these is
+//! always dropped.
 
 /// A header list in the edge's wire form: one `name:value` line per header, names
 /// lower-case (as the runtime's `Headers` gives them), repeated headers already joined
@@ -93,8 +102,8 @@ pub fn is_reserved_request(name: &str) -> bool {
         || normal_eq(name, "x-real-ip")
 }
 
-/// Identity headers other proxies send, in normal form: Authelia's and Authentik's
-/// `Remote-*`, Apache's `X-Remote-*`. An app set up behind one of them trusts these.
+/// Identity headers other proxies send, in normal form: Authelia's `Remote-*`,
+/// Apache's `X-Remote-*`. An app set up behind one of them trusts these.
 const PROXY_IDENTITY: [&str; 6] = [
     "remote-user",
     "remote-groups",
@@ -104,10 +113,30 @@ const PROXY_IDENTITY: [&str; 6] = [
     "x-remote-group",
 ];
 
-/// Prefixes of the same, in normal form: oauth2-proxy's `X-Auth-Request-*` and
-/// Grafana's `X-WEBAUTH-*`. (oauth2-proxy's `X-Forwarded-User` and its kin are
-/// reserved already.)
-const PROXY_IDENTITY_PREFIXES: [&str; 2] = ["x-auth-request-", "x-webauth-"];
+/// Prefixes of the same, in normal form: oauth2-proxy's `X-Auth-Request-*`, Grafana's
+/// `X-WEBAUTH-*`, Authentik's `X-authentik-*` and Pomerium's `X-Pomerium-*`.
+/// (oauth2-proxy's `X-Forwarded-User` and its kin are reserved already.)
+const PROXY_IDENTITY_PREFIXES: [&str; 4] = [
+    "x-auth-request-",
+    "x-webauth-",
+    "x-authentik-",
+    "x-pomerium-",
+];
+
+/// Headers that tell an origin which path to route on, in normal form (see the module
+/// docs).
+const PATH_OVERRIDES: [&str; 4] = [
+    "script-name",
+    "path-info",
+    "x-original-url",
+    "x-rewrite-url",
+];
+
+/// Whether a client header called `name` reads as one that tells an origin which path
+/// to route on: always dropped before forwarding.
+pub fn is_path_override(name: &str) -> bool {
+    PATH_OVERRIDES.iter().any(|n| normal_eq(name, n))
+}
 
 /// Whether a client header called `name` reads as an identity header that a
 /// well-known proxy sends (see the module docs): dropped before forwarding unless
@@ -211,6 +240,8 @@ mod tests {
             "x_auth_request_access_token",
             "x-webauth-user",
             "X-WEBAUTH-NAME",
+            "X-authentik-username",
+            "x-pomerium-claim-email",
         ] {
             assert!(is_proxy_identity(name), "{name}");
         }
@@ -223,6 +254,24 @@ mod tests {
             "authorization",
         ] {
             assert!(!is_proxy_identity(name), "{name}");
+        }
+    }
+
+    /// Issue 22's review: gunicorn took `PATH_INFO=/admin` from a client's
+    /// `SCRIPT_NAME: /login` on `/login/admin`, and Yii2 its path from `X-Rewrite-Url`.
+    #[test]
+    fn regression_headers_that_override_the_path_are_recognised() {
+        for name in [
+            "script_name",
+            "SCRIPT-NAME",
+            "path_info",
+            "X-Original-URL",
+            "x_rewrite_url",
+        ] {
+            assert!(is_path_override(name), "{name}");
+        }
+        for name in ["x-script-name-hint", "script", "x-original-host"] {
+            assert!(!is_path_override(name), "{name}");
         }
     }
 }

@@ -15,14 +15,19 @@
 //!   Express serve those as the admin area). A trailing `/` keeps it to the segment:
 //!   `/admin/` covers `/admin` and what is below it, not `/administrator`.
 //! - **What is exempt** ([`Rules`]' public prefixes, and [`Exemptions`]) is matched
-//!   strictly: on segment boundaries (`/login` covers `/login` and `/login/x`, not
-//!   `/login.php`), in exact case unless `ignore_case`. A trailing `/` changes nothing.
+//!   strictly: on segment boundaries (`/login` covers `/login`, `/login/x` and
+//!   `/login;jsessionid=…`, not `/login.php`), in exact case unless `ignore_case`. A
+//!   trailing `/` changes nothing. What an exempt prefix covers, it covers with its
+//!   script readings (below): `/index.php/login` listed public stays public.
 //!
 //! A path is required when some reading `r` of it is covered by a required prefix and
 //! that same `r` by no public one. An exemption holds only when every reading of the
 //! path falls in it.
 //!
 //! # Readings
+//!
+//! The guard reads the request's path, and its query when that starts with `/` (up to
+//! the first `&`): CodeIgniter serves `/?/admin` and `/index.php?/admin` as `/admin`.
 //!
 //! - The *canonical* reading: percent-escapes of unreserved characters
 //!   (`A-Z a-z 0-9 - . _ ~`) decoded, other escapes kept with upper-case hex, `.` and
@@ -34,9 +39,9 @@
 //!   until nothing changes (nginx decodes before it picks a `location`; an origin may
 //!   decode twice), then each combination of `\` read as `/` or not, the whole path or
 //!   the part before the first NUL, and `;params` cut or kept.
-//! - Of each of those, also the reading with `ı`, `ſ` and the Kelvin sign as `i`, `s`
-//!   and `k`: Java's `equalsIgnoreCase` takes all three for those ASCII letters, and
-//!   Unicode-aware regular expressions (JavaScript's `/iu`) the last two.
+//! - Of each of those, also the reading with `İ`, `ı`, `ſ` and the Kelvin sign as `i`,
+//!   `i`, `s` and `k`: Java's `equalsIgnoreCase` and Python's `re.I` take them for those
+//!   ASCII letters, and JavaScript's `/iu` the last two.
 //! - Of each, the *script* readings: the path with everything up to and including a
 //!   segment that names a script removed, when something is left, since a front
 //!   controller routes on the rest (`PATH_INFO`): `/index.php/admin` reads as `/admin`.
@@ -80,11 +85,14 @@ pub const SCRIPT_EXTENSIONS: [&str; 18] = [
     "asp", "aspx", "asmx", "ashx", "cfm", "cfml",
 ];
 
-/// `c`, or the ASCII letter that case-insensitive matchers take `ı`, `ſ` and the Kelvin
-/// sign for (see the module docs).
+/// The letters outside ASCII that case-insensitive matchers take for ASCII ones.
+const FOLDED: [char; 4] = ['\u{130}', '\u{131}', '\u{17f}', '\u{212a}'];
+
+/// `c`, or the ASCII letter that case-insensitive matchers take `İ`, `ı`, `ſ` and the
+/// Kelvin sign for (see the module docs).
 fn fold(c: char) -> char {
     match c {
-        '\u{131}' => 'i',
+        '\u{130}' | '\u{131}' => 'i',
         '\u{17f}' => 's',
         '\u{212a}' => 'k',
         c => c,
@@ -118,7 +126,8 @@ fn reaches(prefix: &str, path: &str) -> bool {
 }
 
 /// Whether the exempt `prefix` (a trailing slash changes nothing) covers `path` (a
-/// reading, without a trailing slash) on a segment boundary.
+/// reading, without a trailing slash) on a segment boundary, `;params` included
+/// (`/login;jsessionid=…`, where Tomcat sends a first visit's login form).
 fn within(prefix: &str, path: &str, ignore_case: bool) -> bool {
     let p = prefix.trim_end_matches('/');
     let Some(head) = path.get(..p.len()) else {
@@ -128,7 +137,7 @@ fn within(prefix: &str, path: &str, ignore_case: bool) -> bool {
         true => head.eq_ignore_ascii_case(p),
         false => head == p,
     };
-    same && (path.len() == p.len() || path.as_bytes()[p.len()] == b'/')
+    same && (path.len() == p.len() || matches!(path.as_bytes()[p.len()], b'/' | b';'))
 }
 
 fn is_unreserved(b: u8) -> bool {
@@ -251,37 +260,78 @@ fn is_script(segment: &str) -> bool {
     })
 }
 
-/// Adds the script readings of the resolved `path` to `out`: the rest after each
-/// segment that names a script, when something is left. (A script with no rest is
-/// read as itself only: `/login.php` must stay public when it is listed so.)
-fn push_script_readings(path: &str, out: &mut Vec<String>) {
-    let mut start = 0;
-    for segment in path.split('/') {
-        let end = start + segment.len();
-        if is_script(segment) && end < path.len() {
-            out.push(path[end..].to_owned());
-        }
-        start = end + 1;
+/// One reading of a path.
+struct Reading {
+    path: String,
+    /// For a script reading, the index of the reading it was cut from: an exempt prefix
+    /// that covers that one covers this one too, so that a public
+    /// `/index.php/login` stays public (MediaWiki's and Nextcloud's login pages).
+    cut_from: Option<usize>,
+}
+
+impl Reading {
+    /// Whether `exempt` covers this reading, or the one it was cut from.
+    fn exempt(&self, all: &[Reading], exempt: impl Fn(&str) -> bool) -> bool {
+        exempt(&self.path) || self.cut_from.is_some_and(|i| exempt(&all[i].path))
     }
 }
 
-/// Every reading of `raw` that an origin could serve (see the module docs).
-fn readings(raw: &str) -> Vec<String> {
-    let mut resolved = vec![canonical(raw, true)];
-    if raw.contains(';') {
-        resolved.push(canonical(raw, false));
+/// Adds the script readings of `all[from]` to `all`: the rest after each segment that
+/// names a script, when something is left. (A script with no rest is read as itself
+/// only: `/login.php` must stay public when it is listed so.)
+fn push_script_readings(all: &mut Vec<Reading>, from: usize) {
+    let mut start = 0;
+    let mut cut = Vec::new();
+    let path = &all[from].path;
+    for segment in path.split('/') {
+        let end = start + segment.len();
+        if is_script(segment) && end < path.len() {
+            cut.push(path[end..].to_owned());
+        }
+        start = end + 1;
     }
-    if raw.contains(['%', '\\', '\0']) {
-        resolved.extend(generous(raw));
+    all.extend(cut.into_iter().map(|path| Reading {
+        path,
+        cut_from: Some(from),
+    }));
+}
+
+/// The paths in the request target `target` (its path, then `?` and its query, if
+/// any): the path, and a query that starts with `/` up to its first `&`, since
+/// CodeIgniter serves `/?/admin` and `/index.php?/admin` as `/admin`.
+fn paths(target: &str) -> impl Iterator<Item = &str> {
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let routed = query
+        .starts_with('/')
+        .then(|| query.split('&').next().unwrap_or(""));
+    std::iter::once(path).chain(routed)
+}
+
+/// Every reading of the request target `target` that an origin could serve (see the
+/// module docs).
+fn readings(target: &str) -> Vec<Reading> {
+    let mut resolved = Vec::with_capacity(4);
+    for raw in paths(target) {
+        resolved.push(canonical(raw, true));
+        if raw.contains(';') {
+            resolved.push(canonical(raw, false));
+        }
+        if raw.contains(['%', '\\', '\0']) {
+            resolved.extend(generous(raw));
+        }
     }
     let mut all = Vec::with_capacity(resolved.len() + 2);
     for path in resolved {
         let folded = path
-            .contains(['\u{131}', '\u{17f}', '\u{212a}'])
+            .contains(FOLDED)
             .then(|| path.chars().map(fold).collect::<String>());
         for reading in std::iter::once(path).chain(folded) {
-            push_script_readings(&reading, &mut all);
-            all.push(reading);
+            all.push(Reading {
+                path: reading,
+                cut_from: None,
+            });
+            let from = all.len() - 1;
+            push_script_readings(&mut all, from);
         }
     }
     all
@@ -331,22 +381,27 @@ impl Rules {
         self.require.is_empty()
     }
 
-    /// Whether the reading `path` is required.
-    fn required(&self, path: &str) -> bool {
-        self.require.iter().any(|p| reaches(p, path))
-            && !self
-                .public
+    /// Whether the reading `r` (one of `all`) is required.
+    fn required(&self, all: &[Reading], r: &Reading) -> bool {
+        let public = |path: &str| {
+            self.public
                 .iter()
                 .any(|p| within(p, path, self.ignore_case))
+        };
+        self.require.iter().any(|p| reaches(p, &r.path)) && !r.exempt(all, public)
     }
 
-    /// The verdict on a request's path (without its query). Costs nothing when the
-    /// rules are empty.
-    pub fn check(&self, raw_path: &str) -> Verdict {
-        if self.is_empty() || !readings(raw_path).iter().any(|r| self.required(r)) {
+    /// The verdict on a request target: its path, and its query if any. Costs nothing
+    /// when the rules are empty.
+    pub fn check(&self, target: &str) -> Verdict {
+        if self.is_empty() {
             return Verdict::Open;
         }
-        match is_ambiguous(raw_path) {
+        let all = readings(target);
+        if !all.iter().any(|r| self.required(&all, r)) {
+            return Verdict::Open;
+        }
+        match paths(target).any(is_ambiguous) {
             true => Verdict::Ambiguous,
             false => Verdict::SignInRequired,
         }
@@ -362,15 +417,18 @@ impl Exemptions {
         }
     }
 
-    /// Whether every reading of `raw_path` falls in an exempt prefix: an exemption must
-    /// hold however the origin reads the path, or `/hooks/..;/admin` would reach
-    /// `/admin` on Tomcat exempt, and `/hooks/x.php/admin` a PHP app's `/admin`.
-    /// `false` when there are none.
-    pub fn cover(&self, raw_path: &str) -> bool {
-        !self.prefixes.is_empty()
-            && readings(raw_path)
+    /// Whether every reading of the request target `target` falls in an exempt
+    /// prefix: an exemption must hold however the origin reads the path, or
+    /// `/hooks/..;/admin` would reach `/admin` on Tomcat exempt, and
+    /// `/hooks/x.php/admin` a PHP app's `/admin`. `false` when there are none.
+    pub fn cover(&self, target: &str) -> bool {
+        let exempt = |path: &str| {
+            self.prefixes
                 .iter()
-                .all(|r| self.prefixes.iter().any(|p| within(p, r, self.ignore_case)))
+                .any(|p| within(p, path, self.ignore_case))
+        };
+        let all = readings(target);
+        !self.prefixes.is_empty() && all.iter().all(|r| r.exempt(&all, exempt))
     }
 }
 
@@ -478,7 +536,6 @@ mod tests {
             "/index%2Ephp/admin",
             "/index.php;x/admin",
             "/a.php/b.php/admin",
-            "/login/x.php/admin",
             "/mt.cgi/admin",
             "/Service.asmx/admin",
             "/index.cfm/admin",
@@ -490,13 +547,53 @@ mod tests {
             "/index.php/",
             "/index.php/login",
             "/index.jsp/admin",
+            // Below a public prefix, scripts included, is the public area.
+            "/login/x.php/admin",
         ] {
             assert_eq!(r.check(path), Open, "{path}");
         }
-        // A public script stays public: it is read as itself when nothing follows it.
+        // A public script stays public, and so does what follows it: it runs the script.
         let php = rules("/", "/login.php", false);
         assert_eq!(php.check("/login.php"), Open);
-        assert_eq!(php.check("/login.php/admin"), SignInRequired);
+        assert_eq!(php.check("/login.php/x"), Open);
+        assert_eq!(php.check("/index.php/login.php"), SignInRequired);
+    }
+
+    /// Issue 22's review: a login page behind a front controller (MediaWiki's
+    /// `/index.php/Special:UserLogin`, Nextcloud's `/index.php/login`) was required by
+    /// its own script reading, and `KEYCARD_REQUIRE=/` looped on it forever.
+    #[test]
+    fn regression_a_public_page_behind_a_front_controller_stays_public() {
+        let r = rules("/", "/index.php/login, /index.php/Special:UserLogin", false);
+        assert_eq!(r.check("/index.php/login"), Open);
+        assert_eq!(r.check("/index.php/login/reset"), Open);
+        assert_eq!(r.check("/index.php/Special:UserLogin"), Open);
+        assert_eq!(r.check("/index.php/admin"), SignInRequired);
+        assert_eq!(r.check("/login"), SignInRequired, "only what is listed");
+    }
+
+    /// Issue 22's review: CodeIgniter routes on a query that starts with `/`
+    /// (`/?/admin`, `/index.php?/admin/users`), and Java-style matchers fold `İ`.
+    #[test]
+    fn regression_a_query_routed_path_and_the_dotted_capital_i_are_read() {
+        let r = rules("/admin", "/login", false);
+        for target in [
+            "/?/admin",
+            "/index.php?/admin/users",
+            "/?/%61dmin&x=1",
+            "/adm%C4%B0n",
+        ] {
+            assert_eq!(r.check(target), SignInRequired, "{target}");
+        }
+        assert_eq!(r.check("/?/admin%2Fx"), Ambiguous);
+        for target in ["/?q=admin", "/search?next=/admin", "/login?/x"] {
+            assert_eq!(r.check(target), Open, "{target}");
+        }
+        // Tomcat's first-visit `;jsessionid=` stays on the public page.
+        assert_eq!(
+            rules("/", "/login", false).check("/login;jsessionid=ABC"),
+            Open
+        );
     }
 
     /// Each trick an attacker tries to walk past `/admin` unauthenticated.
@@ -557,11 +654,14 @@ mod tests {
         assert!(hooks.cover("/hooks/pay"));
         assert!(hooks.cover("/hooks/a;x/b"));
         assert!(hooks.cover("/pay/return.php"));
+        assert!(
+            hooks.cover("/hooks/x.php/admin"),
+            "a script below /hooks/ is the hooks'"
+        );
+        assert!(hooks.cover("/hooks/pay;jsessionid=1"));
         for path in [
             "/hooks/..;/admin",
             "/hooks%2F..%2F..%2Fadmin",
-            "/hooks/x.php/admin",
-            "/pay/return.php/x",
             "/hooksx",
             "/Hooks/pay",
             "/admin",
@@ -603,7 +703,7 @@ mod tests {
     #[test]
     fn readings_hold_every_way_an_origin_serves_a_path() {
         let distinct = |raw: &str| {
-            let mut all = readings(raw);
+            let mut all: Vec<String> = readings(raw).into_iter().map(|r| r.path).collect();
             all.sort_unstable();
             all.dedup();
             all

@@ -20,7 +20,8 @@
 //! alias rule holds both ways: every client header whose name, lower-cased with every
 //! character outside `a-z0-9` read as `-`, is `x-session`, `x-session-*`,
 //! `x-forwarded-*`, `forwarded` or `x-real-ip`, or that of another proxy's identity
-//! header (`remote-user`, `x-auth-request-*`, `x-webauth-*`, ...), is deleted before
+//! header (`remote-user`, `x-auth-request-*`, `x-webauth-*`, ...) or one that
+//! overrides the path (`script-name`, `x-original-url`, ...), is deleted before
 //! forwarding, and every origin header whose name reads as `x-session` or `x-session-*` is deleted before the
 //! client sees the response (the rule restated here independently of `keycard::headers`).
 
@@ -307,14 +308,14 @@ fn session_alias(name: &str) -> bool {
     n == "x-session" || n.starts_with("x-session-")
 }
 
-/// Reserved, or another proxy's identity header (no fuzz configuration lets one through
-/// with `KEYCARD_PASS_CLIENT_HEADERS`).
+/// Reserved, another proxy's identity header (no fuzz configuration lets one through
+/// with `KEYCARD_PASS_CLIENT_HEADERS`), or a header that overrides the path.
 fn reserved_request(name: &str) -> bool {
     let n = normal(name);
     let proxy_identity = ["remote-user", "remote-groups", "remote-email", "remote-name", "x-remote-user", "x-remote-group"]
         .contains(&n.as_str())
-        || n.starts_with("x-auth-request-")
-        || n.starts_with("x-webauth-");
+        || ["x-auth-request-", "x-webauth-", "x-authentik-", "x-pomerium-"].iter().any(|p| n.starts_with(p))
+        || ["script-name", "path-info", "x-original-url", "x-rewrite-url"].contains(&n.as_str());
     session_alias(name) || n.starts_with("x-forwarded-") || n == "forwarded" || n == "x-real-ip" || proxy_identity
 }
 

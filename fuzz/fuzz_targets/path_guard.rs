@@ -14,9 +14,11 @@
 //! trailing slash kept, a required prefix a raw prefix (`location /admin`). PHP front
 //! controllers, routing on `PATH_INFO`, the rest of (a) after (h) the first or (i) the
 //! last segment ending in `.php` (`php -S`, and nginx's greedy
-//! `fastcgi_split_path_info`). A public prefix is read on segments in every model, in
-//! exact case unless bit 7 says otherwise: a model that knew less of the public areas
-//! would require less.
+//! `fastcgi_split_path_info`), unless a public prefix covers the script. (j) CodeIgniter:
+//! a query that starts with `/`, up to its first `&`, decoded, as the path. Every model
+//! splits the query off at the first `?`. A public prefix is read on segments in every
+//! model, in exact case unless bit 7 says otherwise: a model that knew less of the
+//! public areas would require less.
 
 #![no_main]
 
@@ -76,6 +78,12 @@ fn covered(prefixes: &[String], path: &str, fold: bool) -> bool {
         let p = if fold { p.to_ascii_lowercase() } else { p.to_owned() };
         path == p || path.starts_with(&format!("{p}/"))
     })
+}
+
+/// Whether a public prefix covers `path`: on a segment boundary or before `;params`
+/// (`/login;jsessionid=…` is the login page).
+fn public_covers(prefixes: &[String], path: &str, fold: bool) -> bool {
+    covered(prefixes, path.split(';').next().unwrap_or(""), fold)
 }
 
 /// Whether `path` starts with a prefix, byte for byte (nginx's prefix `location`).
@@ -139,6 +147,9 @@ fuzz_target!(|data: &[u8]| {
     if verdict != Verdict::Open {
         return;
     }
+    // Servers split the query off at the first `?` before they read the path.
+    let (path_part, query) = raw.split_once('?').unwrap_or((raw, ""));
+    let raw = path_part;
     let once = decode(raw);
     let plain = served(&once);
     let mut models = vec![
@@ -159,10 +170,17 @@ fuzz_target!(|data: &[u8]| {
         ("f", plain.clone(), Routes::AnyCase),
         ("g", nginx_uri(&once), Routes::Raw),
     ];
-    for (model, last) in [("h", false), ("i", true)] {
-        if let Some(info) = path_info(&plain, last) {
-            models.push((model, info, Routes::Segments));
+    // A script below a public prefix is the public area's, whatever follows it.
+    if !public_covers(&public, &plain, fold) {
+        for (model, last) in [("h", false), ("i", true)] {
+            if let Some(info) = path_info(&plain, last) {
+                models.push((model, info, Routes::Segments));
+            }
         }
+    }
+    if query.starts_with('/') {
+        let routed = query.split('&').next().unwrap_or("");
+        models.push(("j", served(&decode(routed)), Routes::Segments));
     }
     for (model, path, routes) in models {
         let routed = match routes {
@@ -170,7 +188,7 @@ fuzz_target!(|data: &[u8]| {
             Routes::AnyCase => covered(&require, &path, true),
             Routes::Raw => starts(&require, &path),
         };
-        let required = routed && !covered(&public, &path, fold);
+        let required = routed && !public_covers(&public, &path, fold);
         assert!(
             !required,
             "{raw:?} was let through, but origin model {model} serves {path:?}, a required path"

@@ -105,6 +105,25 @@ describe("KEYCARD_REQUIRE reads a path as generously as the origins behind it", 
     }
   });
 
+  // Issue 22's review: the login page's own script reading (/login) was required, so
+  // KEYCARD_REQUIRE=/ sent /index.php/login to /index.php/login forever.
+  test("a login page behind the front controller stays public: no loop", async () => {
+    const port = await freePort();
+    const php = await startServer("php", ["-S", `127.0.0.1:${port}`, "-t", path.join(FIXTURES, "symfony")], port);
+    const kc = await startKeycard({ ORIGIN_URL: php.url, KEYCARD_REQUIRE: "/", KEYCARD_LOGIN_URL: "/index.php/login" });
+    try {
+      const page = { accept: "text/html" };
+      const r = await request(kc.url + "/index.php/login", { headers: page });
+      assert.equal(r.text.trim(), "route=login", `${r.status} ${r.headers.location ?? ""}`);
+      const admin = await request(kc.url + "/index.php/admin", { headers: page });
+      assert.equal(admin.status, 303);
+      assert.equal(admin.headers.location, "/index.php/login?next=%2Findex.php%2Fadmin");
+    } finally {
+      await kc.close();
+      php.close();
+    }
+  });
+
   test("a case-insensitive router (Express 5 at its defaults) serves /ADMIN as /admin", async () => {
     const port = await freePort();
     const app = await startServer(process.execPath, [path.join(FIXTURES, "express-app.mjs"), String(port)], port);
@@ -128,6 +147,33 @@ describe("KEYCARD_REQUIRE reads a path as generously as the origins behind it", 
     } finally {
       await kc.close();
       await nginx.close();
+    }
+  });
+
+  // Issue 22's review: gunicorn takes SCRIPT_NAME from a header of any peer in
+  // forwarded_allow_ips (loopback by default), and PATH_INFO is the rest.
+  test("gunicorn serves /login/admin with a client's SCRIPT_NAME: /login as /admin; keycard drops the header", async () => {
+    const port = await freePort();
+    const env = { ...process.env, PYTHONPATH: path.resolve(FIXTURES, "../../../.tools/gunicorn") };
+    const child = spawn("python3", ["-m", "gunicorn", "--bind", `127.0.0.1:${port}`, "--chdir", FIXTURES, "wsgi_routes:app"], { env, detached: true, stdio: "ignore" });
+    const app = { url: `http://127.0.0.1:${port}`, close: () => { try { process.kill(-child.pid, "SIGTERM"); } catch {} } };
+    for (let i = 0; i < 100; i++) {
+      try { await request(app.url + "/"); break; } catch { await new Promise((r) => setTimeout(r, 100)); }
+    }
+    const kc = await startKeycard({ ORIGIN_URL: app.url, KEYCARD_REQUIRE: "/admin", KEYCARD_PUBLIC: "/login" });
+    try {
+      for (const [p, name] of [["/login/admin", "SCRIPT_NAME"], ["/login/admin", "Script.Name"], ["/static/admin", "SCRIPT_NAME"]]) {
+        const prefix = p.slice(0, p.lastIndexOf("/admin"));
+        if (name === "SCRIPT_NAME") {
+          const direct = await request(app.url + p, { headers: { [name]: prefix } });
+          assert.equal(direct.text.trim(), "route=admin", `gunicorn itself serves ${p} with ${name} as /admin`);
+        }
+        const r = await request(kc.url + p, { headers: { [name]: prefix } });
+        assert.equal(r.text.trim(), `route=other:${p}`, `${p} with ${name}: ${r.status} ${r.text}`);
+      }
+    } finally {
+      await kc.close();
+      app.close();
     }
   });
 
@@ -155,9 +201,12 @@ const POSING = {
   "X-Auth-Request-Groups": "admins", "X-Auth-Request-Preferred-Username": "root", "X-WEBAUTH-USER": "root",
   X_WEBAUTH_NAME: "root", "X-Forwarded-User": "root", "X-Forwarded-Email": "root@example.com",
   "X-Forwarded-Groups": "admins", "X-Forwarded-Preferred-Username": "root", "X-Forwarded-Access-Token": "t",
+  "X-authentik-username": "root", "X-Pomerium-Claim-Email": "root@example.com",
 };
+// Headers some origins take the path from: gunicorn, IIS, Yii.
+const OVERRIDING = { SCRIPT_NAME: "/login", PATH_INFO: "/admin", "X-Original-URL": "/admin", "X-Rewrite-Url": "/admin" };
 // The CGI names of those headers (and their spellings), as PHP and WSGI show them.
-const POSING_CGI = Object.keys(POSING).map((n) => "HTTP_" + n.toUpperCase().replace(/[^A-Z0-9]/g, "_"));
+const POSING_CGI = Object.keys({ ...POSING, ...OVERRIDING }).map((n) => "HTTP_" + n.toUpperCase().replace(/[^A-Z0-9]/g, "_"));
 
 describe("identity headers reach an app only from keycard", () => {
   const echo = {
@@ -176,7 +225,7 @@ describe("identity headers reach an app only from keycard", () => {
       try {
         const extra = { "X-Auth-Request-Email": "partner@example.com", "Cf-Access-Authenticated-User-Email": "a@example.com" };
         for (const cookie of [{}, signedIn()]) {
-          const seen = (await request(kc.url + "/", { headers: { ...POSING, ...extra, ...cookie } })).json;
+          const seen = (await request(kc.url + "/", { headers: { ...POSING, ...OVERRIDING, ...extra, ...cookie } })).json;
           const posed = POSING_CGI.filter((k) => k in seen && !(k === "HTTP_REMOTE_USER" && seen[k] === "ada"));
           assert.deepEqual(posed, [], `a client's identity reached ${stack}: ${JSON.stringify(seen)}`);
           assert.equal(seen.HTTP_REMOTE_USER, cookie.cookie ? "ada" : undefined, "Remote-User comes from the session only");
