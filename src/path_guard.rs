@@ -228,23 +228,33 @@ pub fn canonical(raw: &str, cut_params: bool) -> String {
 
 /// The generous readings of `raw`: every escape decoded until nothing changes; then
 /// each combination of `\` read as `/` or not, the whole of it or the part before the
-/// first NUL (where a C string ends), and `;params` cut or kept.
+/// first NUL (where a C string ends), and `;params` cut or kept. With a `;`, the same
+/// again from `raw` with its `;params` cut before anything is decoded, as Tomcat does
+/// (`/x;a%2F/..%2Fadmin` is `/admin` to it).
 fn generous(raw: &str) -> Vec<String> {
-    let mut text = raw.to_owned();
-    for _ in 0..4 {
-        let once: Vec<u8> = percent_encoding::percent_decode_str(&text).collect();
-        let next = String::from_utf8_lossy(&once).into_owned();
-        if next == text {
-            break;
+    let cut_first = raw.contains(';').then(|| {
+        raw.split('/')
+            .map(|s| s.split(';').next().unwrap_or(""))
+            .collect::<Vec<_>>()
+            .join("/")
+    });
+    let mut readings = Vec::with_capacity(16);
+    for source in std::iter::once(raw).chain(cut_first.as_deref()) {
+        let mut text = source.to_owned();
+        for _ in 0..4 {
+            let once: Vec<u8> = percent_encoding::percent_decode_str(&text).collect();
+            let next = String::from_utf8_lossy(&once).into_owned();
+            if next == text {
+                break;
+            }
+            text = next;
         }
-        text = next;
-    }
-    let slashed = text.replace('\\', "/");
-    let mut readings = Vec::with_capacity(8);
-    for decoded in [&text, &slashed] {
-        for part in [decoded.as_str(), decoded.split('\0').next().unwrap_or("")] {
-            for cut_params in [true, false] {
-                readings.push(resolve(part.split('/'), cut_params));
+        let slashed = text.replace('\\', "/");
+        for decoded in [&text, &slashed] {
+            for part in [decoded.as_str(), decoded.split('\0').next().unwrap_or("")] {
+                for cut_params in [true, false] {
+                    readings.push(resolve(part.split('/'), cut_params));
+                }
             }
         }
     }
@@ -594,6 +604,17 @@ mod tests {
             rules("/", "/login", false).check("/login;jsessionid=ABC"),
             Open
         );
+    }
+
+    /// Found by the fuzz target: Tomcat cuts `;params` before it decodes, so a `%2F`
+    /// inside a cut parameter never becomes a slash, and `..%2F` outside one does.
+    #[test]
+    fn regression_tomcat_cuts_params_before_it_decodes() {
+        // The fuzz input: a rule-set byte (0: `admin()`), then the path.
+        let input = include_bytes!("../fuzz/regressions/path_guard/params-cut-before-decoding");
+        let path = std::str::from_utf8(&input[1..]).unwrap();
+        assert_ne!(admin().check(path), Open, "{path:?}");
+        assert_ne!(admin().check("/x;a%2F/..%2Fadmin"), Open);
     }
 
     /// Each trick an attacker tries to walk past `/admin` unauthenticated.
