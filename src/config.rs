@@ -47,8 +47,8 @@ pub enum SameSite {
 pub enum HeaderFormat {
     /// base64url of the data's JSON.
     Base64,
-    /// A JWS signed HS256 under this key, `ORIGIN_SECRET` (the README's `jwt` header
-    /// format).
+    /// A JWS signed HS256 under this key, `ORIGIN_SECRET` (`docs/origin.md`, "The `jwt`
+    /// header format").
     Jwt(Secret),
 }
 

@@ -209,7 +209,7 @@ impl Session {
 
     /// Ends every other session of the signed-in user and keeps this one
     /// (`X-Session-Action: destroy-others`): "sign out everywhere else". It needs the
-    /// users binding (the README's "Signing out everywhere"); without it, keycard logs
+    /// users binding (`docs/signing-out.md`); without it, keycard logs
     /// `users_unbound` and ends nothing.
     pub fn destroy_others(&mut self) {
         self.destroy_others = true;

@@ -1,4 +1,4 @@
-//! The `jwt` header format (README, "The `jwt` header format"): a compact JWS, HS256
+//! The `jwt` header format (`docs/origin.md`, "The `jwt` header format"): a compact JWS, HS256
 //! under `ORIGIN_SECRET`.
 //!
 //! Hand-written on `hmac`/`sha2`/`base64`/`serde_json` because signing one fixed HS256

@@ -36,6 +36,48 @@
 //! With the `worker` cargo feature, `keycard::worker` drives the same exchange from
 //! your own workers-rs `#[event(fetch)]` handler, calling your handler in place of the
 //! origin with a typed [`embedded::Session`].
+//!
+//! # Map
+//!
+//! Where each part lives, along a request's path (tests sit beside their module):
+//!
+//! ```text
+//! src/lib.rs           crate docs: terms defined once
+//! src/config.rs        Config from a lookup function; defaults; errors naming the variable
+//! src/config/names.rs  every variable's name; a name keycard does not read, and its likely meaning
+//! src/keys.rs          secrets, HKDF purpose keys, key ring, kid, session ids
+//! src/codec.rs         the cookie codec: signed and sealed formats
+//! src/cookie_header.rs the Cookie header split as RFC 6265bis says (exact names only)
+//! src/session.rs       expiry and refresh policy; origin changes -> decisions; Set-Cookie
+//! src/record.rs        the KV record and tombstone formats and keys
+//! src/control.rs       origin control headers -> changes
+//! src/headers.rs       header lists as the edge passes them; the reserved-name (alias) rule;
+//!                      other proxies' identity headers
+//! src/forward.rs       request rewriting: Cookie, origin URL, X-Forwarded-For
+//! src/cross_origin.rs  Sec-Fetch-Site / Origin checks (Go's CrossOriginProtection)
+//! src/guards.rs        the guards: signed-in users, login redirects, identity headers, CSRF
+//! src/path_guard.rs    which paths need a sign-in: every way an origin reads the path
+//! src/endpoints.rs     health, logout, inspect
+//! src/jwt.rs           the jwt header format
+//! src/users.rs         sign-out everywhere: a user's Durable Object (its logic, and its
+//!                      JSON in users/json.rs), user-agent summaries
+//! src/exchange.rs      one request as a state machine: each step (KV read/write, forward,
+//!                      reply, pass, rewrap) is data; header edits in one wire form
+//! src/exchange/        users_flow.rs (when a request asks the user's object); its tests,
+//!                      the KV session and sign-out-everywhere scenarios against FakeKv
+//! src/testing.rs       test fixtures: one config builder, FakeKv (an in-memory KV driver)
+//! src/edge.rs          wasm only: the exchange as synchronous wasm exports
+//! src/js_env.rs        env -> Config once per isolate, bindings by kind, log lines (both drivers)
+//! src/embedded.rs      the typed Session an in-process handler gets; its edits -> control headers
+//! src/worker.rs        the `worker` feature: the exchange driven from a workers-rs handler;
+//!                      worker/users.rs, its KeycardUsers Durable Object class
+//! src/entry.js         the Worker entry: carries out each step (KV, fetch, a user's object) in JS;
+//!                      the KeycardUsers Durable Object class
+//! www/                 the demo app (src/) and the inspector (inspector/)
+//! examples/            PHP, Python and Node origins; Django with reverse-proxy login;
+//!                      workers-rs, keycard inside a Rust Worker
+//! tests/e2e/           the end-to-end suite; tests/load/ the load test; fuzz/; bench/
+//! ```
 
 #![forbid(unsafe_code)]
 

@@ -21,7 +21,7 @@
 //! # fn main() {}
 //! ```
 //!
-//! What it does, in order, is what the README's request flow says, with your handler as
+//! What it does, in order, is what the README's "How one request flows" says, with your handler as
 //! the origin:
 //!
 //! - the configuration is the same environment variables, read and validated once per
@@ -81,8 +81,7 @@ pub struct Keycard {
 }
 
 impl Keycard {
-    /// Reads the configuration from `env`'s variables and secrets (the README's
-    /// configuration table), once per isolate: later calls return the first result.
+    /// Reads the configuration from `env`'s variables and secrets (`docs/configuration.md`), once per isolate: later calls return the first result.
     /// It does not fail: a misconfiguration is answered by [`Keycard::serve`], the way
     /// the standalone Worker answers it. [`Keycard::config`] says which it is.
     pub fn from_env(env: &Env) -> Keycard {

@@ -8,7 +8,7 @@
 //!
 //! Properties: nothing panics; durations are 1 s to 10 years and print back; an error
 //! names a known variable and never echoes a secret; an accepted config holds every
-//! configuration rule of the README (timeouts in order, `__Host-` and `__Secure-` prefixes, `SameSite=None`
+//! configuration rule of `docs/configuration.md` (timeouts in order, `__Host-` and `__Secure-` prefixes, `SameSite=None`
 //! needs `Secure`, `jwt` needs `ORIGIN_SECRET`), its `Debug` shows no secret, and a
 //! session created under it reads back from the cookie it issues.
 

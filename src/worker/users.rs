@@ -21,8 +21,8 @@ const CALL_URL: &str = "https://keycard-users.invalid/call";
 /// One signed-in user's sessions, for sign-out everywhere: name it in your Worker
 /// (`pub use keycard::worker::KeycardUsers;`; worker-build exports it in any case, as
 /// it exports every class linked in) and bind it as `SESSION_USERS_BINDING` (default
-/// `KEYCARD_USERS`) with a `new_sqlite_classes` migration, as the README's "Inside
-/// your own Rust Worker" says.
+/// `KEYCARD_USERS`) with a `new_sqlite_classes` migration, as `docs/rust.md` and
+/// `docs/signing-out.md` say.
 ///
 /// Its whole state is one JSON value in the object's storage. Calls come from
 /// [`Keycard::serve`](super::Keycard::serve) alone: the class has no route of its own.

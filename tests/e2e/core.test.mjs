@@ -122,7 +122,7 @@ describe("cookie mode, default attributes", () => {
     assert.equal(c.jar.size, 0);
     const after = await c.get("/after");
     assert.equal(after.json.headers["x-session-status"], "none");
-    // In cookie mode a saved copy stays verifiable until it expires: the README says
+    // In cookie mode a saved copy stays verifiable until it expires: docs/stores.md says
     // so, and kv mode is how to get revocation (tested in the KV suite).
     const replay = await request(kc.url + "/replay", { headers: { cookie: saved } });
     assert.equal(replay.json.headers["x-session-status"], "valid");

@@ -85,7 +85,7 @@ describe("from the client", () => {
     });
   }
 
-  test("a minted cookie with the right secret verifies (the README's format is exact)", async () => {
+  test("a minted cookie with the right secret verifies (docs/formats.md is exact)", async () => {
     const c = mint({ secret: SECRET, iat: now(), data: { user: "minted" } });
     const r = await request(kc.url + "/minted", { headers: { cookie: `keycard=${c}` } });
     assert.equal(r.json.headers["x-session-status"], "valid");

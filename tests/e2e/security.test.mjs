@@ -1,5 +1,5 @@
 // Issue 4: key rotation, encrypted cookies, the verifiable `jwt` origin header, and
-// the README's origin examples running for real behind the Worker. The JWT is checked
+// the origin examples of docs/origin.md running for real behind the Worker. The JWT is checked
 // with three JWT libraries nobody here wrote: `jose` and `jsonwebtoken` (npm) and PyJWT
 // (Python, pinned by `scripts/setup.sh pyjwt` in .tools/pyjwt).
 import { test, describe } from "node:test";
@@ -225,7 +225,7 @@ describe("encrypted cookies", () => {
 
 // ---------------------------------------------------------- origin examples --
 
-describe("the README's origin examples, for real behind the Worker", () => {
+describe("the origin examples of docs/origin.md, for real behind the Worker", () => {
   const php = spawnSync("php", ["--version"]).status === 0;
   if (!php) console.error("php-cli is missing: run `scripts/setup.sh php` (make test does)");
   for (const stack of ["php", "python", "node"]) {

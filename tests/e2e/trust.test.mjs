@@ -1,6 +1,6 @@
 // Issue 11: the findings of a review that tried keycard the way an attacker would, each
-// proven against the real Worker in workerd in front of real origins (the README's own
-// PHP and Python examples among them). Every test here failed before its fix.
+// proven against the real Worker in workerd in front of real origins (the PHP and Python
+// examples of docs/origin.md among them). Every test here failed before its fix.
 import { test, before, after, describe } from "node:test";
 import assert from "node:assert/strict";
 import net from "node:net";

@@ -252,7 +252,7 @@ export async function startKeycard(vars = {}, opts = {}) {
 
 // ------------------------------------------------------------------ examples --
 
-/** The README's example origin for `stack` (`node`, `python`, `php`) on a free port,
+/** The example origin of docs/origin.md for `stack` (`node`, `python`, `php`) on a free port,
  * with `env` added to its environment. */
 export async function startExample(stack, env = {}) {
   const port = await freePort();

@@ -1,6 +1,6 @@
-// An independent implementation of keycard's signed cookie format (README, "Cookie
-// format"), used to mint cookies the edge should refuse: expired, issued in the future,
-// signed for another cookie name. It also proves the README describes the format
+// An independent implementation of keycard's signed cookie format (docs/formats.md,
+// "Cookie"), used to mint cookies the edge should refuse: expired, issued in the future,
+// signed for another cookie name. It also proves docs/formats.md describes the format
 // exactly: a cookie minted here with the right inputs must verify at the edge.
 import crypto from "node:crypto";
 
