@@ -444,6 +444,18 @@ impl Failure {
     }
 }
 
+/// Route mode forwards to the request's own URL, and a `workers.dev` address has no
+/// origin behind it: only keycard itself. Cloudflare would answer the forward with an
+/// error of its own, or send it back here, so it is named as the mistake it is.
+const ROUTE_MODE_ON_WORKERS_DEV: &str = "is unset (route mode), but this request came to a workers.dev address, which has no origin behind it; set ORIGIN_URL to the app's address, or put keycard on a route of your zone";
+
+/// Whether `host` (with any port) is a `workers.dev` address, in any case.
+fn on_workers_dev(host: &str) -> bool {
+    const SUFFIX: &[u8] = b".workers.dev";
+    let name = host.rsplit_once(':').map_or(host, |(n, _)| n).as_bytes();
+    name.len() > SUFFIX.len() && name[name.len() - SUFFIX.len()..].eq_ignore_ascii_case(SUFFIX)
+}
+
 /// Why a request came back: the variable that sends it to this Worker again.
 fn loop_cause(cfg: &Config) -> ConfigError {
     let (var, problem) = match (&cfg.origin_service, &cfg.origin_url) {
@@ -771,6 +783,12 @@ impl<E: Entropy> Exchange<E> {
         let Some(parts) = forward::split_url(req.url) else {
             return self.fail(Failure::Internal("request URL has no scheme".into()));
         };
+        if cfg.origin_service.is_none() && cfg.origin_url.is_none() && on_workers_dev(parts.host) {
+            return self.fail(Failure::Misconfigured(ConfigError {
+                var: "ORIGIN_URL",
+                problem: ROUTE_MODE_ON_WORKERS_DEV.into(),
+            }));
+        }
         let (path, query) = match parts.path_and_query.split_once('?') {
             Some((p, q)) => (p, Some(q)),
             None => (parts.path_and_query, None),

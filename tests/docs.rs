@@ -61,14 +61,24 @@ fn every_variable_keycard_reads_has_a_row_in_the_configuration_page() {
         .filter_map(|l| l.strip_prefix("| `"))
         .filter_map(|l| l.split('`').next())
         .collect();
-    let missing: Vec<&str> = KNOWN.iter().copied().filter(|n| !rows.contains(n)).collect();
-    assert!(missing.is_empty(), "not in docs/configuration.md's tables: {missing:?}");
+    let missing: Vec<&str> = KNOWN
+        .iter()
+        .copied()
+        .filter(|n| !rows.contains(n))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "not in docs/configuration.md's tables: {missing:?}"
+    );
     let unread: Vec<&str> = rows
         .iter()
         .copied()
         .filter(|n| variable_names(n).contains(*n) && !KNOWN.contains(n))
         .collect();
-    assert!(unread.is_empty(), "rows for variables keycard does not read: {unread:?}");
+    assert!(
+        unread.is_empty(),
+        "rows for variables keycard does not read: {unread:?}"
+    );
 }
 
 #[test]
@@ -84,7 +94,10 @@ fn every_variable_the_docs_name_is_one_keycard_reads() {
             }
         }
     }
-    assert!(unknown.is_empty(), "names keycard does not read: {unknown:#?}");
+    assert!(
+        unknown.is_empty(),
+        "names keycard does not read: {unknown:#?}"
+    );
 }
 
 /// A heading's anchor as GitHub makes it: lower case, spaces to `-`, and every

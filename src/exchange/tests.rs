@@ -993,6 +993,50 @@ fn cross_origin_unsafe_requests_are_refused_before_anything_else() {
     ));
 }
 
+/// Issue 23: a Worker on `workers.dev` with `ORIGIN_URL` unset (route mode) has no origin
+/// to forward to. Every request there, health included, is a misconfiguration that names
+/// `ORIGIN_URL`; the same Worker on a route of a zone, or with an `ORIGIN_URL`, forwards.
+#[test]
+fn route_mode_on_a_workers_dev_address_is_a_misconfiguration_naming_origin_url() {
+    let route_mode = config(&[]);
+    for url in [
+        "https://keycard.ada.workers.dev/",
+        "https://keycard.ada.WORKERS.DEV:443/account",
+    ] {
+        for path in ["", ".keycard/health"] {
+            let url = format!("{url}{path}");
+            let (mut ex, step) = start(&route_mode, Bindings::default(), &at("GET", &url, ""), T0);
+            let r = reply(step);
+            assert_eq!(r.status, 500, "{url}");
+            assert_eq!(r.body, "keycard: misconfigured");
+            let logs = ex.take_logs();
+            assert_eq!(logs[0].event, "misconfigured");
+            assert_eq!(logs[0].detail["var"], "ORIGIN_URL");
+            assert!(logs[0].detail["problem"]
+                .as_str()
+                .unwrap()
+                .contains("workers.dev"));
+        }
+    }
+    for url in [
+        "https://workers.dev.example/",
+        "https://app.example/",
+        "https://notworkers.dev/",
+    ] {
+        let step = start(&route_mode, Bindings::default(), &at("GET", url, ""), T0).1;
+        assert!(matches!(step, Step::Forward(_)), "{url}");
+    }
+    let with_origin = config(&[("ORIGIN_URL", "https://app.example")]);
+    let step = start(
+        &with_origin,
+        Bindings::default(),
+        &at("GET", "https://keycard.ada.workers.dev/", ""),
+        T0,
+    )
+    .1;
+    assert!(matches!(step, Step::Forward(_)));
+}
+
 /// Issue 23: with `ORIGIN_URL` unset or misspelled under `wrangler dev`, keycard
 /// forwarded each request to itself, thousands of times, until a 500 with a stack trace.
 /// Its mark on the forwarded request makes the second pass a 508 that names the cause.
