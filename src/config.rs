@@ -354,7 +354,7 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
         let secret_text = self.secret("SESSION_SECRET").ok_or_else(|| {
             err(
                 "SESSION_SECRET",
-                "is missing; set it with `wrangler secret put SESSION_SECRET` (at least 32 bytes)",
+                "is missing; set it (at least 32 bytes) with `wrangler secret put SESSION_SECRET` when deployed, or in .dev.vars under `wrangler dev`",
             )
         })?;
         let secret = Secret::try_from(secret_text.as_str()).map_err(|e| match e {
@@ -1056,5 +1056,8 @@ mod tests {
     fn missing_secret_is_named() {
         let e = Config::from_lookup(|_| None).unwrap_err();
         assert_eq!(e.var, "SESSION_SECRET");
+        // Deployed, the fix is a secret; locally, a line in .dev.vars.
+        assert!(e.problem.contains("wrangler secret put SESSION_SECRET"));
+        assert!(e.problem.contains(".dev.vars"));
     }
 }
