@@ -31,6 +31,7 @@ use crate::cookie_header::{self, Stripped};
 use crate::cross_origin::{self, Provenance};
 use crate::endpoints::{self, Endpoint};
 use crate::forward;
+use crate::guards::SignIn;
 use crate::headers::{self, HeaderList};
 use crate::keys::{Entropy, OsEntropy};
 use crate::path_guard::Verdict;
@@ -1055,8 +1056,9 @@ impl<E: Entropy> Exchange<E> {
     }
 
     /// The answer to a request on a required path without a signed-in user: a page
-    /// load goes to the login page, anything else gets a 401 saying where to sign in.
-    /// Nothing is forwarded; a bad cookie is still cleared.
+    /// load goes to the login page, anything else gets a 401 saying where to sign in;
+    /// either way the login URL says whether the session was revoked. Nothing is
+    /// forwarded; a bad cookie is still cleared.
     fn sign_in_first(&mut self, loaded: &Loaded, navigation: bool) -> Step {
         let cfg = Rc::clone(&self.cfg);
         let (own, path_and_query) = match forward::split_url(&self.url) {
@@ -1066,7 +1068,11 @@ impl<E: Entropy> Exchange<E> {
             Some(p) => (format!("{}://{}", p.scheme, p.host), "/"),
             None => return self.out_of_order("sign_in_first"),
         };
-        let login = cfg.guards.login_with_next(&own, path_and_query);
+        let why = match self.revoked {
+            Some(_) => SignIn::Revoked,
+            None => SignIn::Needed,
+        };
+        let login = cfg.guards.login_with_next(&own, path_and_query, why);
         let mut reply = match (&login, navigation) {
             (Some(url), true) => Reply::new(303, TEXT, "").with("location", url.as_str()),
             _ => Reply::new(

@@ -42,6 +42,16 @@ pub struct Identity {
     pub field: String,
 }
 
+/// Why a request is sent to the login page, as its URL tells the page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignIn {
+    /// No signed-in session came with the request: `?next=` alone.
+    Needed,
+    /// The session that came with it had been ended from another device (its user's
+    /// object revoked it): `&session=revoked` after `next`, so that the page can say so.
+    Revoked,
+}
+
 /// Cross-origin protection for unsafe methods.
 #[derive(Debug, Clone)]
 pub struct Csrf {
@@ -266,8 +276,9 @@ impl Guards {
     }
 
     /// The login URL with `next` set to where the request wanted to go: its path and
-    /// query, or, for a login URL on another origin, its absolute URL.
-    pub fn login_with_next(&self, own: &str, path_and_query: &str) -> Option<String> {
+    /// query, or, for a login URL on another origin, its absolute URL; and, for a
+    /// session ended elsewhere, `session=revoked` ([`SignIn`]).
+    pub fn login_with_next(&self, own: &str, path_and_query: &str, why: SignIn) -> Option<String> {
         let login = self.login_url.as_deref()?;
         let same_origin = login.starts_with('/')
             || login
@@ -279,7 +290,11 @@ impl Guards {
         };
         let sep = if login.contains('?') { '&' } else { '?' };
         let encoded = percent_encoding::utf8_percent_encode(&next, NEXT);
-        Some(format!("{login}{sep}next={encoded}"))
+        let reason = match why {
+            SignIn::Needed => "",
+            SignIn::Revoked => "&session=revoked",
+        };
+        Some(format!("{login}{sep}next={encoded}{reason}"))
     }
 
     /// The identity headers for a signed-in session's `data`, and the names of those
@@ -383,28 +398,49 @@ mod tests {
     fn login_url_gets_next_percent_encoded() {
         let g = guards(&[("KEYCARD_LOGIN_URL", "/login")]).unwrap();
         assert_eq!(
-            g.login_with_next("https://app.example", "/admin/x?a=1")
+            g.login_with_next("https://app.example", "/admin/x?a=1", SignIn::Needed)
                 .as_deref(),
             Some("/login?next=%2Fadmin%2Fx%3Fa%3D1")
         );
         let g = guards(&[("KEYCARD_LOGIN_URL", "/login?src=kc")]).unwrap();
         assert_eq!(
-            g.login_with_next("https://app.example", "/a").as_deref(),
+            g.login_with_next("https://app.example", "/a", SignIn::Needed)
+                .as_deref(),
             Some("/login?src=kc&next=%2Fa")
         );
         let g = guards(&[("KEYCARD_LOGIN_URL", "https://auth.example/signin")]).unwrap();
         assert_eq!(
-            g.login_with_next("https://app.example", "/a?b").as_deref(),
+            g.login_with_next("https://app.example", "/a?b", SignIn::Needed)
+                .as_deref(),
             Some("https://auth.example/signin?next=https%3A%2F%2Fapp.example%2Fa%3Fb")
         );
         let g = guards(&[("KEYCARD_LOGIN_URL", "https://app.example/signin")]).unwrap();
         assert_eq!(
-            g.login_with_next("https://app.example", "/a").as_deref(),
+            g.login_with_next("https://app.example", "/a", SignIn::Needed)
+                .as_deref(),
             Some("https://app.example/signin?next=%2Fa")
         );
         assert_eq!(
-            guards(&[]).unwrap().login_with_next("https://h", "/a"),
+            guards(&[])
+                .unwrap()
+                .login_with_next("https://h", "/a", SignIn::Needed),
             None
+        );
+    }
+
+    #[test]
+    fn a_revoked_session_goes_to_the_login_url_saying_so() {
+        let g = guards(&[("KEYCARD_LOGIN_URL", "/login?src=kc")]).unwrap();
+        assert_eq!(
+            g.login_with_next("https://app.example", "/a?b=1", SignIn::Revoked)
+                .as_deref(),
+            Some("/login?src=kc&next=%2Fa%3Fb%3D1&session=revoked")
+        );
+        let g = guards(&[("KEYCARD_LOGIN_URL", "https://auth.example/signin")]).unwrap();
+        assert_eq!(
+            g.login_with_next("https://app.example", "/a", SignIn::Revoked)
+                .as_deref(),
+            Some("https://auth.example/signin?next=https%3A%2F%2Fapp.example%2Fa&session=revoked")
         );
     }
 

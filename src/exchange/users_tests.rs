@@ -304,6 +304,42 @@ fn required_paths_are_always_checked() {
 }
 
 #[test]
+fn the_login_url_says_revoked_only_for_a_session_ended_elsewhere() {
+    let mut w = World::new(&[
+        ("KEYCARD_REQUIRE", "/admin"),
+        ("KEYCARD_LOGIN_URL", "/login"),
+    ]);
+    let login = |seen: &Seen| {
+        let body: Value = serde_json::from_str(&seen.reply().body).unwrap();
+        body["login"].as_str().unwrap().to_owned()
+    };
+    let (mut a, mut b) = (Browser::default(), Browser::default());
+    w.sign_in(&mut a, "ada");
+    w.sign_in(&mut b, "ada");
+    w.go(
+        &mut b,
+        "POST",
+        "/",
+        &[("x-session-action", "destroy-others")],
+    );
+    let revoked = w.go(&mut a, "GET", "/admin/x", &[]);
+    assert_eq!(login(&revoked), "/login?next=%2Fadmin%2Fx&session=revoked");
+    assert!(a.jar.is_none(), "its cookie is cleared");
+    // Then, without a cookie, it is any visitor; nor does a bad cookie say more.
+    let anonymous = w.go(&mut a, "GET", "/admin/x", &[]);
+    assert_eq!(login(&anonymous), "/login?next=%2Fadmin%2Fx");
+    let mut forged = Browser {
+        jar: Some("v1.AAAA.1.1.1.c2lk.e30.bWFj".into()),
+    };
+    assert_eq!(
+        login(&w.go(&mut forged, "GET", "/admin/x", &[])),
+        "/login?next=%2Fadmin%2Fx"
+    );
+    // A signed-in session that is not revoked goes through.
+    assert_eq!(w.go(&mut b, "GET", "/admin/x", &[]).status(), "valid");
+}
+
+#[test]
 fn regenerate_revokes_the_old_id() {
     let mut w = World::new(&[("SESSION_STORE", "cookie")]);
     let mut b = Browser::default();

@@ -108,8 +108,9 @@ async function sessionCookies(context) {
 // ---------------------------------------------------------------------------------
 
 describe("browser: demo app and inspector in Chromium", { timeout: 240000 }, () => {
-  /** keycard with the dev settings: inspect on, SESSION_COOKIE_SECURE=false, /account/
-   * guarded, the users' Durable Objects bound (sign-out everywhere). */
+  /** keycard with the dev settings ([env.dev] of wrangler.toml): inspect on,
+   * SESSION_COOKIE_SECURE=false, /account/ guarded, the users' Durable Objects bound
+   * (sign-out everywhere), every signed-in request checked with them. */
   let dev;
   /** keycard with the defaults: inspect off, Secure on (`__Host-keycard`). */
   let prod;
@@ -117,7 +118,8 @@ describe("browser: demo app and inspector in Chromium", { timeout: 240000 }, () 
   before(async () => {
     [dev, prod] = await Promise.all([
       startKeycard({ ORIGIN_SERVICE: "ORIGIN", KEYCARD_INSPECT: "true", SESSION_COOKIE_SECURE: "false",
-        KEYCARD_REQUIRE: "/account/", KEYCARD_LOGIN_URL: "/login" }, { assets: true, serviceOrigin: DEMO, users: true }),
+        KEYCARD_REQUIRE: "/account/", KEYCARD_LOGIN_URL: "/login", SESSION_REVOCATION_CHECK: "always" },
+      { assets: true, serviceOrigin: DEMO, users: true }),
       // `undefined` drops the harness's SESSION_COOKIE_SECURE=false: keycard's own default.
       startKeycard({ ORIGIN_SERVICE: "ORIGIN", SESSION_COOKIE_SECURE: undefined }, { assets: true, serviceOrigin: DEMO }),
     ]);
@@ -308,6 +310,7 @@ describe("browser: demo app and inspector in Chromium", { timeout: 240000 }, () 
       assert.deepEqual(redirects, [["/account/", "/login?next=%2Faccount%2F"]]);
       assert.equal(await text(page, "#next"), "/account/");
       assert.equal(await page.locator("#account-user").count(), 0);
+      assert.equal(await page.locator("#signed-out-elsewhere").count(), 0, "a visitor who never signed in was not signed out");
       assert.deepEqual(await sessionCookies(context), [], "being sent to sign in creates no session");
       // The same URL fetched by a script is not a page load: keycard's 401, which only
       // keycard can give (the demo itself would answer with a redirect).
@@ -370,10 +373,13 @@ describe("browser: demo app and inspector in Chromium", { timeout: 240000 }, () 
         await laptop.click(`#sessions tr[data-id="${phoneHandle}"] button.revoke`);
         await laptop.waitForFunction(() => document.querySelectorAll("#sessions tr").length === 1);
 
-        // The phone's next visit to the guarded page is checked: signed out, cookie gone.
+        // The phone's next visit to the guarded page is checked: signed out, cookie gone,
+        // and the login page says why (keycard's `session=revoked`).
         await phone.goto(`${base}/account/`);
-        assert.equal(where(phone), "/login?next=%2Faccount%2F");
+        assert.equal(where(phone), "/login?next=%2Faccount%2F&session=revoked");
+        assert.match(await text(phone, "#signed-out-elsewhere"), /signed out from another device/);
         assert.deepEqual(await sessionCookies(phoneContext), []);
+        await phone.screenshot({ path: path.join(ARTIFACTS, "demo-signed-out-elsewhere.png"), fullPage: true });
 
         // Signed in again on the phone, then "Sign out everywhere else" on the laptop.
         await signInAt(phone, "Grace Hopper");
@@ -382,8 +388,17 @@ describe("browser: demo app and inspector in Chromium", { timeout: 240000 }, () 
         assert.ok(await laptop.locator("#others-done").isVisible());
         await laptop.waitForSelector("#device-list tr[data-id]");
         assert.equal(await laptop.locator("#device-list tr[data-id]").count(), 1);
+        // With SESSION_REVOCATION_CHECK=always (as `make dev` runs) the phone's very next
+        // page load, of any page, is signed out.
+        await phone.goto(`${base}/`);
+        assert.equal(await phone.locator("#user").count(), 0);
+        assert.equal(await text(phone, "#status"), "invalid");
+        assert.match(await text(phone, ".notice.warn"), /signed out from another device/);
+        assert.deepEqual(await sessionCookies(phoneContext), []);
+        // Its cookie is gone now: /account/ is a plain sign-in, with nothing to explain.
         await phone.goto(`${base}/account/`);
         assert.equal(where(phone), "/login?next=%2Faccount%2F");
+        assert.equal(await phone.locator("#signed-out-elsewhere").count(), 0);
         // The laptop stays signed in.
         await laptop.goto(`${base}/account/`);
         assert.equal(await text(laptop, "#account-user"), "Grace Hopper");

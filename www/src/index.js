@@ -184,7 +184,7 @@ const STATUS_TEXT = {
   none: "no session yet: you have not done anything that needs one",
   valid: "a valid session",
   expired: "your session expired; keycard cleared the cookie",
-  invalid: "your cookie was not valid (tampered, unknown key or gone from KV); keycard cleared it",
+  invalid: "your session cookie is no longer valid (signed out from another device, tampered, unknown key or gone from KV); keycard cleared it",
 };
 
 function accountCard(session, status) {
@@ -293,13 +293,21 @@ ${receivedCard(request, status)}
   </div>`);
 }
 
-/** The sign-in page keycard sends signed-out visitors of /account/ to, with `?next=`. */
-function loginPage(session, next, notice) {
+/**
+ * The sign-in page keycard sends signed-out visitors of /account/ to, with `?next=`.
+ * keycard adds `&session=revoked` when the session it held had been ended from another
+ * device (its user's object said so), and only then: a plain anonymous visitor, or a
+ * cookie that is merely bad, gets the page without it.
+ */
+function loginPage(session, next, notice, ended) {
   const warn = notice === "name" ? `<p class="notice warn" id="notice">${esc(NOTICES.name[1])}</p>` : "";
+  const revoked = ended === "revoked" && !session.user
+    ? `<p class="notice warn" id="signed-out-elsewhere">You were signed out from another device. Sign in again to continue.</p>`
+    : "";
   return shell(session, `<div class="grid">
 <section class="card" id="sign-in">
   <h2>Sign in</h2>
-  ${next ? `<p id="next-note">Sign in to continue to <code id="next">${esc(next)}</code>. keycard sent you here because that page needs a signed-in user.</p>` : ""}
+  ${revoked}${next ? `<p id="next-note">Sign in to continue to <code id="next">${esc(next)}</code>. keycard sent you here because that page needs a signed-in user.</p>` : ""}
   ${session.user ? `<p class="hint">You are signed in as <b>${esc(session.user)}</b>; signing in again replaces that.</p>` : ""}${warn}
   <form method="post" action="/login" id="login" class="row">
     ${next ? `<input type="hidden" name="next" value="${esc(next)}">` : ""}
@@ -436,7 +444,8 @@ export default {
     const get = request.method === "GET" || request.method === "HEAD";
     const html = { "content-type": "text/html; charset=utf-8", "cache-control": "no-store" };
     if (get && url.pathname === "/login") {
-      return new Response(loginPage(session, safeNext(url.searchParams.get("next")), url.searchParams.get("m")), { headers: html });
+      const q = url.searchParams;
+      return new Response(loginPage(session, safeNext(q.get("next")), q.get("m"), q.get("session")), { headers: html });
     }
     if (get && url.pathname === "/account/") {
       // keycard never lets a signed-out visitor through; should it be run without its
