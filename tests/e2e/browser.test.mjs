@@ -33,15 +33,19 @@ const PLAIN_HOST = "keycard.test";
 
 fs.mkdirSync(ARTIFACTS, { recursive: true });
 
-/** A fresh Chromium with a fresh profile; `fn(context, page)`; always cleaned up. */
-async function withBrowser(fn, { extraArgs = [] } = {}) {
+/** A phone's screen: the narrowest the demo and the inspector are made for. */
+const PHONE = { viewport: { width: 360, height: 740 }, isMobile: true, hasTouch: true };
+
+/** A fresh Chromium with a fresh profile; `fn(context, page)`; always cleaned up. A
+ * desktop window unless `screen` says otherwise (`PHONE`). */
+async function withBrowser(fn, { extraArgs = [], screen = { viewport: { width: 1280, height: 860 } } } = {}) {
   assert.ok(fs.existsSync(CHROMIUM), `${CHROMIUM} is missing: run \`scripts/setup.sh browser\` (make test does)`);
   const profile = fs.mkdtempSync(path.join(os.tmpdir(), "keycard-chromium-"));
   const context = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM,
     headless: true,
     args: [...CHROMIUM_ARGS, ...extraArgs],
-    viewport: { width: 1280, height: 860 },
+    ...screen,
     deviceScaleFactor: 1,
     colorScheme: "light",
     locale: "en-US",
@@ -99,6 +103,32 @@ async function openInspector(page, base) {
   await page.waitForSelector("body:not([data-status=loading])");
   // The same JSON the page rendered from, read by the page's own fetch.
   return page.evaluate(async () => (await fetch("/.keycard/session", { cache: "no-store" })).json());
+}
+
+/** That `page` does not scroll sideways: nothing on it is wider than the viewport. */
+async function assertFits(page, label) {
+  const { scrollWidth, clientWidth } = await page.evaluate(() => {
+    const e = document.documentElement;
+    return { scrollWidth: e.scrollWidth, clientWidth: e.clientWidth };
+  });
+  assert.ok(scrollWidth <= clientWidth, `${label}: ${scrollWidth} px of page in a ${clientWidth} px wide window`);
+}
+
+/** That the element `selector` lies within the box of `within` (by default, the window). */
+async function assertInside(page, selector, within, label) {
+  const [inner, outer] = await page.evaluate(([sel, out]) => {
+    const box = (e) => { const r = e.getBoundingClientRect(); return { left: r.left, right: r.right }; };
+    const o = out ? box(document.querySelector(out)) : { left: 0, right: document.documentElement.clientWidth };
+    return [box(document.querySelector(sel)), o];
+  }, [selector, within]);
+  assert.ok(inner.left >= outer.left - 0.5 && inner.right <= outer.right + 0.5,
+    `${label}: ${selector} spans ${inner.left}-${inner.right} px, outside ${within ?? "the window"} (${outer.left}-${outer.right} px)`);
+}
+
+/** Every header cell of `table` has a name. */
+async function assertHeadersNamed(page, table) {
+  const names = await page.$$eval(`${table} th`, (ths) => ths.map((th) => th.textContent.trim()));
+  assert.ok(names.length > 0 && names.every(Boolean), `${table} has a column without a header: ${JSON.stringify(names)}`);
 }
 
 async function sessionCookies(context) {
@@ -404,6 +434,50 @@ describe("browser: demo app and inspector in Chromium", { timeout: 240000 }, () 
         assert.equal(await text(laptop, "#account-user"), "Grace Hopper");
         assert.equal((await sessionCookies(laptopContext)).length, 1);
       });
+    });
+  });
+
+  test("at 360 px (a phone) and at desktop width nothing scrolls sideways: the demo, its devices, the inspector", async () => {
+    const base = dev.url;
+    // The pages at their widest: a cart, the order history, two devices, two sessions.
+    const visit = async (page, label) => {
+      await page.goto(`${base}/login?next=%2Faccount%2F`);
+      await assertFits(page, `${label} login`);
+      await page.fill("#login input[name=name]", "Katherine Johnson");
+      await submit(page, "#login button", "/account/");
+      await page.goto(`${base}/`);
+      await addToCart(page, "crt");
+      await addToCart(page, "floppy");
+      await submit(page, "#load-history", "/?m=history");
+    };
+    const look = async (page, label) => {
+      await page.goto(`${base}/`);
+      assert.match(await text(page, "#history-loaded"), /48 orders/);
+      await assertFits(page, `${label} demo home`);
+      await page.screenshot({ path: path.join(ARTIFACTS, `${label}-demo.png`), fullPage: true });
+
+      await page.goto(`${base}/account/`);
+      await page.waitForFunction(() => document.querySelectorAll("#device-list tr[data-id]").length === 2);
+      await assertFits(page, `${label} /account/`);
+      await assertHeadersNamed(page, "#devices");
+      await assertInside(page, "#devices .scroll", "#devices", `${label} devices table`);
+      await page.screenshot({ path: path.join(ARTIFACTS, `${label}-account.png`), fullPage: true });
+
+      await openInspector(page, base);
+      await page.waitForFunction(() => document.querySelectorAll("#sessions tr").length === 2);
+      await assertFits(page, `${label} inspector`);
+      await assertHeadersNamed(page, "#panel-sessions");
+      await assertInside(page, "#panel-sessions .scroll", "#panel-sessions", `${label} sessions table`);
+      await assertInside(page, "#logout", null, `${label} inspector's Sign out`);
+      await page.screenshot({ path: path.join(ARTIFACTS, `${label}-inspector.png`), fullPage: true });
+    };
+    await withBrowser(async (_, desktop) => {
+      await withBrowser(async (_, phone) => {
+        await visit(phone, "phone");
+        await visit(desktop, "desktop");
+        await look(phone, "phone");
+        await look(desktop, "desktop");
+      }, { screen: PHONE });
     });
   });
 

@@ -240,9 +240,9 @@ function historyCard(session) {
   <h2>Big data</h2>
 ${h && Array.isArray(h.orders)
     ? `  <p id="history-loaded"><b>${h.orders.length} orders</b> (${bytes(size)} of JSON) are in your session, far more than fits in a 4 KB cookie.</p>
-  <table class="orders"><tr><th>Order</th><th>Date</th><th>Item</th><th>Total</th></tr>
+  <div class="scroll"><table class="orders"><tr><th>Order</th><th>Date</th><th>Item</th><th>Total</th></tr>
 ${h.orders.slice(0, 3).map((o) => `    <tr><td>${esc(o.order)}</td><td>${esc(o.date)}</td><td>${esc(o.qty)}× ${esc(o.sku)}</td><td>${esc(o.total)}</td></tr>`).join("\n")}
-  </table>
+  </table></div>
   <form method="post" action="/history/drop"><button id="drop-history" class="secondary">Drop the order history</button></form>`
     : `  <p>Legacy apps love to stuff things into the session. Load about 5 KB of order history and watch keycard (in <code>auto</code> mode) move the data from the cookie to KV.</p>
   <form method="post" action="/history/load"><button id="load-history">Load 5 KB of order history</button></form>`}
@@ -258,13 +258,13 @@ function receivedCard(request, status) {
   return `<section class="card wide" id="received">
   <h2>What this app received</h2>
   <p class="hint">The request headers keycard forwarded for this page. The app never sees the session cookie: keycard strips it from <code>Cookie</code>.</p>
-  <table class="headers">
+  <div class="scroll"><table class="headers">
     ${row("X-Session-Status", status, "status")}
     ${row("X-Session", raw, "x-session", raw ? bytes(raw.length) : "")}
     ${row("X-Session-Id", h("x-session-id"), "handle")}
     ${row("X-Session-Expires", expires, "expires", expires ? new Date(Number(expires) * 1000).toISOString().replace(".000", "") : "")}
     ${row("Cookie", h("cookie"), "origin-cookie")}
-  </table>
+  </table></div>
 </section>`;
 }
 
@@ -345,22 +345,34 @@ function devicesCard(notice) {
   return `<section class="card wide" id="devices">
   <h2>Your devices</h2>
   ${notice === "others" ? `<p class="notice" id="others-done">Every other session of yours has ended.</p>` : ""}
-  <table class="headers"><thead><tr><th>Device</th><th>Country</th><th>Signed in</th><th>Last seen</th><th></th></tr></thead>
-  <tbody id="device-list"><tr><td colspan="5" class="hint">Loading…</td></tr></tbody></table>
+  <div class="scroll"><table class="devices"><thead><tr><th>Device</th><th>Country</th><th>Signed in</th><th>Last seen</th></tr></thead>
+  <tbody id="device-list"><tr><td colspan="4" class="hint">Loading…</td></tr></tbody></table></div>
   <form method="post" action="/devices/signout-others"><button id="signout-others" class="secondary">Sign out everywhere else</button></form>
   <script>
   (async () => {
     const body = document.getElementById("device-list");
-    const when = (t) => new Date(t * 1000).toISOString().replace(".000", "").replace("T", " ");
+    const ago = (t) => {
+      const s = Math.max(0, Math.round(Date.now() / 1000 - t));
+      return s < 10 ? "just now" : s < 60 ? s + " s ago" : s < 3600 ? Math.floor(s / 60) + " min ago"
+        : s < 86400 ? Math.floor(s / 3600) + " h ago" : Math.floor(s / 86400) + " days ago";
+    };
+    const cell = (text, title) => {
+      const td = document.createElement("td"); td.textContent = text;
+      if (title) td.title = new Date(title * 1000).toISOString().replace(".000", "");
+      return td;
+    };
     const r = await fetch("/.keycard/sessions", { cache: "no-store" });
-    if (!r.ok) { body.innerHTML = '<tr><td colspan="5" class="hint">keycard keeps no device list here (no KEYCARD_USERS binding).</td></tr>'; return; }
+    if (!r.ok) { body.innerHTML = '<tr><td colspan="4" class="hint">keycard keeps no device list here (no KEYCARD_USERS binding).</td></tr>'; return; }
     body.replaceChildren(...(await r.json()).sessions.map((s) => {
       const tr = document.createElement("tr");
       tr.dataset.id = s.id;
-      for (const text of [s.agent, s.country ?? "", when(s.created), when(s.last_seen), s.current ? "this device" : ""]) {
-        const td = document.createElement("td"); td.textContent = text; tr.append(td);
+      const device = cell(s.agent);
+      if (s.current) {
+        tr.className = "current";
+        const here = document.createElement("span"); here.className = "pill valid"; here.textContent = "this device";
+        device.append(" ", here);
       }
-      if (s.current) tr.className = "current";
+      tr.append(device, cell(s.country ?? ""), cell(ago(s.created), s.created), cell(ago(s.last_seen), s.last_seen));
       return tr;
     }));
   })();
@@ -394,10 +406,10 @@ const CSS = `
 :root{--ink:#1f2328;--muted:#656d76;--line:#d8dee4;--bg:#f6f3ee;--card:#fff;--brand:#b4441c;--brand-ink:#fff;--ok:#1a7f37;--warn:#9a6700}
 *{box-sizing:border-box}
 body{margin:0;font:15px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,"DejaVu Sans",sans-serif;color:var(--ink);background:var(--bg)}
-.top{display:flex;justify-content:space-between;align-items:center;gap:1rem;padding:.7rem 1.5rem;background:#fff;border-bottom:3px solid var(--brand)}
+.top{display:flex;flex-wrap:wrap;justify-content:space-between;align-items:center;gap:.6rem 1rem;padding:.7rem 1.5rem;background:#fff;border-bottom:3px solid var(--brand)}
 .brand{display:flex;align-items:center;gap:.7rem}.brand small{display:block;color:var(--muted);font-size:.8rem}
 .logo{display:grid;place-items:center;width:2.2rem;height:2.2rem;border-radius:6px;background:var(--brand);color:#fff;font:700 1.3rem Georgia,serif}
-nav{display:flex;align-items:center;gap:1rem}.who{color:var(--muted)}
+nav{display:flex;flex-wrap:wrap;align-items:center;gap:.5rem 1rem}.who{color:var(--muted)}
 a{color:var(--brand)}a.inspect{font-weight:600;text-decoration:none;border:1px solid var(--brand);border-radius:6px;padding:.3rem .7rem}
 a.inspect:hover{background:var(--brand);color:#fff}
 main{max-width:64rem;margin:0 auto;padding:1.2rem 1.5rem}
@@ -406,8 +418,8 @@ code{font:.85em ui-monospace,"DejaVu Sans Mono",monospace;background:#eff1f3;bor
 .pill{display:inline-block;padding:0 .55rem;border-radius:999px;font-size:.85em;background:#eff1f3;color:var(--muted)}
 .pill.valid{background:#dafbe1;color:var(--ok)}.pill.expired,.pill.invalid{background:#fff8c5;color:var(--warn)}
 .notice{border-left:4px solid var(--ok);background:#fff;padding:.6rem .9rem;border-radius:4px}.notice.warn{border-color:var(--warn)}
-.grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(22rem,1fr));gap:1rem}
-.card{background:var(--card);border:1px solid var(--line);border-radius:8px;padding:1rem 1.2rem}
+.grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(min(22rem,100%),1fr));gap:1rem}
+.card{background:var(--card);border:1px solid var(--line);border-radius:8px;padding:1rem 1.2rem;min-width:0}
 .card.wide{grid-column:1/-1}
 h2{margin:0 0 .6rem;font:600 1.05rem Georgia,serif;color:var(--brand)}h3{margin:0 0 .4rem;font-size:.95rem}
 .big{font-size:1.2rem;margin:.2rem 0}.hint{color:var(--muted);font-size:.85rem}
@@ -424,8 +436,9 @@ button.small{padding:.1rem .6rem;font-size:.85rem}button.ghost{background:none;b
 .total{text-align:right;margin:.5rem 0 0}
 table{border-collapse:collapse;width:100%;font-size:.85rem}th,td{text-align:left;padding:.25rem .4rem;border-bottom:1px solid var(--line);vertical-align:top}
 .headers th{white-space:nowrap;width:1%;font-weight:600}.orders{margin:.5rem 0}
+.scroll{overflow-x:auto}.devices{margin-bottom:.7rem}.devices tr.current td:first-child{font-weight:600}.devices .pill{font-weight:400;white-space:nowrap}
 footer{text-align:center;color:var(--muted);font-size:.8rem;padding:2rem}
-@media (max-width:40rem){.shop{grid-template-columns:1fr}.top{padding:.6rem .8rem}.brand small,.who{display:none}main{padding:1rem .8rem}}
+@media (max-width:40rem){.shop{grid-template-columns:1fr}.top{padding:.6rem .8rem}.brand small,.who{display:none}main{padding:1rem .8rem}.card{padding:.9rem .8rem}}
 `;
 
 // -------------------------------------------------------------------- entry --
