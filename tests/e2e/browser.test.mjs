@@ -237,9 +237,13 @@ describe("browser: demo app and inspector in Chromium", { timeout: 240000 }, () 
       await page.screenshot({ path: path.join(ARTIFACTS, "inspector-cookie.png"), fullPage: true });
 
       // Past 4 KB: auto mode moves the data to KV, and the cookie shrinks to a signed id.
+      // The button says how big the history is, and the page then says the same.
       await page.goto(`${base}/`);
+      const [, promised] = /^Load (\d+\.\d KB) of order history$/.exec(await text(page, "#load-history")) ?? [];
+      assert.ok(promised, await text(page, "#load-history"));
       await submit(page, "#load-history", "/?m=history");
       assert.match(await text(page, "#history-loaded"), /48 orders/);
+      assert.equal(await text(page, "#history-size"), promised);
       const [kvCookie] = await sessionCookies(context);
       assert.ok(kvCookie.value.length < smallCookieSize, `the cookie holds only an id now (${kvCookie.value.length} bytes)`);
       assert.equal(kvCookie.httpOnly, true);
@@ -251,6 +255,7 @@ describe("browser: demo app and inspector in Chromium", { timeout: 240000 }, () 
       assert.equal(await text(page, "#visits"), "10");
       assert.deepEqual(await cartOnPage(page), { floppy: 2, modem: 1 });
       assert.match(await text(page, "#history-loaded"), /48 orders/);
+      const sessionSize = await text(page, "#session-size");
       await page.screenshot({ path: path.join(ARTIFACTS, "demo.png"), fullPage: true });
 
       // The inspector: status, location KV, kid, cookie bar, live countdowns, data.
@@ -276,6 +281,7 @@ describe("browser: demo app and inspector in Chromium", { timeout: 240000 }, () 
       assert.match(data, /"A-10400"/);
       assert.deepEqual(info.data.cart, { floppy: 2, modem: 1 });
       assert.equal(info.data.order_history.orders.length, 48);
+      assert.equal(await text(page, "#data-size"), sessionSize, "the inspector and the demo agree on the session's size");
 
       const idle1 = clockSeconds(await text(page, "#idle-left"));
       const abs1 = clockSeconds(await text(page, "#abs-left"));

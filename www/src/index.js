@@ -112,7 +112,8 @@ function cartOf(session) {
   return cart;
 }
 
-/** About 5 KB of made-up order history: more than a 4096-byte cookie can hold. */
+/** About 4.8 KB of made-up order history (the same for the same name, but for
+ * `loaded_at`, whose length never changes): more than a 4096-byte cookie can hold. */
 function orderHistory(user) {
   const orders = [];
   let seed = [...String(user || "guest")].reduce((a, c) => (a * 31 + c.codePointAt(0)) >>> 0, 7);
@@ -176,9 +177,13 @@ function money(cents) {
   return `$${(cents / 100).toFixed(2)}`;
 }
 
+/** A size as the inspector shows it (1 KB = 1024 bytes). */
 function bytes(n) {
   return n < 1024 ? `${n} B` : `${(n / 1024).toFixed(1)} KB`;
 }
+
+/** The size of `value` as JSON text, in bytes. */
+const jsonSize = (value) => new TextEncoder().encode(JSON.stringify(value)).length;
 
 const STATUS_TEXT = {
   none: "no session yet: you have not done anything that needs one",
@@ -233,19 +238,21 @@ ${lines.map((l) => `        <li data-sku="${l.sku}" data-qty="${l.qty}"><span cl
 </section>`;
 }
 
+/** The order history: a button that loads it, labelled with the size it will have, or
+ * what it added to the session (the inspector's "Session data" is the whole session). */
 function historyCard(session) {
   const h = session.order_history;
-  const size = h ? new TextEncoder().encode(JSON.stringify(h)).length : 0;
   return `<section class="card" id="history">
   <h2>Big data</h2>
 ${h && Array.isArray(h.orders)
-    ? `  <p id="history-loaded"><b>${h.orders.length} orders</b> (${bytes(size)} of JSON) are in your session, far more than fits in a 4 KB cookie.</p>
+    ? `  <p id="history-loaded"><b>${h.orders.length} orders</b> (<span id="history-size">${bytes(jsonSize(h))}</span> of JSON) are in your session,
+  which is now <span id="session-size">${bytes(jsonSize(session))}</span> of JSON in all: more than fits in a 4 KB cookie.</p>
   <div class="scroll"><table class="orders"><tr><th>Order</th><th>Date</th><th>Item</th><th>Total</th></tr>
 ${h.orders.slice(0, 3).map((o) => `    <tr><td>${esc(o.order)}</td><td>${esc(o.date)}</td><td>${esc(o.qty)}× ${esc(o.sku)}</td><td>${esc(o.total)}</td></tr>`).join("\n")}
   </table></div>
   <form method="post" action="/history/drop"><button id="drop-history" class="secondary">Drop the order history</button></form>`
-    : `  <p>Legacy apps love to stuff things into the session. Load about 5 KB of order history and watch keycard (in <code>auto</code> mode) move the data from the cookie to KV.</p>
-  <form method="post" action="/history/load"><button id="load-history">Load 5 KB of order history</button></form>`}
+    : `  <p>Legacy apps love to stuff things into the session. Load your order history and watch keycard (in <code>auto</code> mode) move the data from the cookie to KV.</p>
+  <form method="post" action="/history/load"><button id="load-history">Load ${bytes(jsonSize(orderHistory(session.user)))} of order history</button></form>`}
 </section>`;
 }
 
