@@ -487,6 +487,27 @@ describe("browser: demo app and inspector in Chromium", { timeout: 240000 }, () 
     });
   });
 
+  test("a keycard whose ORIGIN_URL is itself shows its 508 at once, with why", async () => {
+    const loop = await startKeycard({ ORIGIN_URL: (self) => self });
+    try {
+      await withBrowser(async (_, page) => {
+        const started = Date.now();
+        const res = await page.goto(`${loop.url}/shop`);
+        assert.ok(Date.now() - started < 10000, `answered after ${Date.now() - started} ms, not at a timeout`);
+        assert.equal(res.status(), 508);
+        const body = await page.locator("body").innerText();
+        assert.match(body, /^keycard: loop detected: this request came back to keycard itself; check ORIGIN_URL/);
+        await page.screenshot({ path: path.join(ARTIFACTS, "loop.png") });
+      });
+      const ev = await loop.waitForEvent("forward_loop");
+      assert.equal(ev?.detail.var, "ORIGIN_URL");
+      assert.match(ev.detail.problem, /points back at this Worker/);
+      assert.ok(!loop.logs.some((l) => l.includes("Network connection lost")), "no storm of errors");
+    } finally {
+      await loop.close();
+    }
+  });
+
   test("Secure=false (cookie `keycard`) also works on a non-loopback http host", async () => {
     const base = dev.url.replace("127.0.0.1", PLAIN_HOST);
     await withBrowser(async (context, page) => {

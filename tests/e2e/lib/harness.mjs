@@ -149,7 +149,8 @@ async function launchWrangler(configs, port, persist, dir, logs) {
 /**
  * Starts the built Worker in workerd with `wrangler dev` (fully local, local KV under a
  * fresh temporary directory). `vars` become its environment bindings, as [vars] and
- * secrets do. Options:
+ * secrets do; a value may be a function of keycard's own URL (`(self) => self` points
+ * ORIGIN_URL back at keycard). Options:
  *   kv: false           no KV binding at all
  *   users: true         the KEYCARD_USERS Durable Object namespace (class KeycardUsers,
  *                       SQLite storage), as wrangler.toml declares it
@@ -185,17 +186,22 @@ export async function startKeycard(vars = {}, opts = {}) {
   }
   if (opts.users) lines.push(`[[migrations]]`, `tag = "v1"`, `new_sqlite_classes = ["KeycardUsers"]`);
   // Secrets go to .dev.vars, as `wrangler secret put` values would, so wrangler never
-  // prints them; everything else is a plain [vars] entry.
+  // prints them; everything else is a plain [vars] entry. Written once the port is
+  // known, for the values that depend on keycard's own URL.
   const SECRETS = new Set(["SESSION_SECRET", "SESSION_SECRET_PREVIOUS", "ORIGIN_SECRET"]);
-  lines.push(`[vars]`);
-  const devVars = [];
-  for (const [k, v] of Object.entries(bindings)) {
-    if (v === undefined) continue;
-    if (SECRETS.has(k)) devVars.push(`${k}=${toml(v)}`);
-    else lines.push(`${k} = ${toml(v)}`);
-  }
-  fs.writeFileSync(cfgPath, lines.join("\n") + "\n");
-  fs.writeFileSync(path.join(dir, ".dev.vars"), devVars.join("\n") + "\n");
+  const writeConfig = (port) => {
+    const self = `http://127.0.0.1:${port}`;
+    const vars = [`[vars]`];
+    const devVars = [];
+    for (const [k, given] of Object.entries(bindings)) {
+      const v = typeof given === "function" ? given(self) : given;
+      if (v === undefined) continue;
+      if (SECRETS.has(k)) devVars.push(`${k}=${toml(v)}`);
+      else vars.push(`${k} = ${toml(v)}`);
+    }
+    fs.writeFileSync(cfgPath, [...lines, ...vars].join("\n") + "\n");
+    fs.writeFileSync(path.join(dir, ".dev.vars"), devVars.join("\n") + "\n");
+  };
 
   // Two processes can still race for a port freePort found free; a wrangler that lost
   // the race exits with "Address already in use", and is started again on another port.
@@ -203,6 +209,7 @@ export async function startKeycard(vars = {}, opts = {}) {
   let port, child, exited;
   for (let attempt = 1; ; attempt++) {
     port = await freePort();
+    writeConfig(port);
     const from = logs.length;
     let started;
     ({ child, exited, started } = await launchWrangler(configs, port, persist, dir, logs));
