@@ -26,34 +26,48 @@ example-rs: SETUP_EXTRAS = workers-rs
 example-rs: setup
 	@scripts/build-rs.sh examples/workers-rs
 
+# What to try, printed by scripts/dev.mjs (KEYCARD_STEPS) once wrangler is ready, after
+# its own output.
+define DEV_STEPS
+  keycard is ready on http://127.0.0.1:8787/ in front of the demo app (www/), with local KV and Durable Objects.
+  wrangler lists DEMO as [not connected]: that status is about Workers in other `wrangler dev` processes,
+  and the demo runs in this one (www/wrangler.toml), where DEMO reaches it.
+  1. Open http://127.0.0.1:8787/ and sign in with any name. Reload to count visits.
+  2. Add a few things to the cart, then press 'Load 4.7 KB of order history' (the size depends on the name).
+  3. Open http://127.0.0.1:8787/.keycard/ , the session inspector: the decoded data, its status,
+     where it lives (the cookie, then KV past 4 KB), the cookie size and the expiry countdowns.
+  4. Sign out: the session and its cookie are gone; even the back button shows nothing.
+  5. Signed out, open http://127.0.0.1:8787/account/ : keycard sends you to /login?next=%2Faccount%2F first.
+  6. Sign in as the same name in a second browser (or a private window): /account/ lists both devices.
+     'Sign out everywhere else' ends the other one at once: its next page load is signed out, and its
+     /account/ lands on the login page saying so (the KEYCARD_USERS Durable Object, local here).
+     The demo checks every request (SESSION_REVOCATION_CHECK=always); the default, writes, checks
+     guarded pages and writes, so an ended session may still read other pages until its next write.
+  Stop with Ctrl-C.
+endef
+
+dev: export KEYCARD_STEPS = $(DEV_STEPS)
 dev: build
 	@echo
-	@echo "  keycard is starting on http://127.0.0.1:8787/ in front of the demo app (www/), with local KV."
-	@echo "  1. Open http://127.0.0.1:8787/ and sign in with any name. Reload to count visits."
-	@echo "  2. Add a few things to the cart, then press 'Load 5 KB of order history'."
-	@echo "  3. Open http://127.0.0.1:8787/.keycard/ , the session inspector: the decoded data, its status,"
-	@echo "     where it lives (the cookie, then KV past 4 KB), the cookie size and the expiry countdowns."
-	@echo "  4. Sign out: the session and its cookie are gone; even the back button shows nothing."
-	@echo "  5. Signed out, open http://127.0.0.1:8787/account/ : keycard sends you to /login?next=%2Faccount%2F first."
-	@echo "  6. Sign in as the same name in a second browser (or a private window): /account/ lists both devices;"
-	@echo "     'Sign out everywhere else' ends the other one (the KEYCARD_USERS Durable Object, local here)."
-	@echo "  Stop with Ctrl-C."
+	@echo "  keycard is starting in front of the demo app; what to try follows wrangler's \"Ready\"."
 	@echo
-	npx wrangler dev -c wrangler.toml -c www/wrangler.toml --env dev --ip 127.0.0.1 --port 8787
+	node scripts/dev.mjs dev -c wrangler.toml -c www/wrangler.toml --env dev --ip 127.0.0.1 --port 8787
 
 # keycard in front of your own app, locally: [env.front] of wrangler.toml, ORIGIN_URL from
 # the command line (PORT=8787 by default).
 PORT ?= 8787
+define FRONT_STEPS
+  keycard is ready on http://127.0.0.1:$(PORT)/ in front of $(ORIGIN), with local KV and Durable Objects.
+  Open http://127.0.0.1:$(PORT)/ : your app, with X-Session-* request headers from keycard.
+  Your app signs a user in by answering  X-Session-Set: {"user":"ada"}  and  X-Session-Action: regenerate .
+  The session inspector: http://127.0.0.1:$(PORT)/.keycard/   Health: http://127.0.0.1:$(PORT)/.keycard/health
+  To keep settings, put them in .dev.vars.front (see .dev.vars.example). Stop with Ctrl-C.
+endef
+
+front: export KEYCARD_STEPS = $(FRONT_STEPS)
 front: build
 	@if [ -z "$(ORIGIN)" ]; then echo "usage: make front ORIGIN=http://127.0.0.1:9050 [PORT=8787]" >&2; exit 2; fi
-	@echo
-	@echo "  keycard is starting on http://127.0.0.1:$(PORT)/ in front of $(ORIGIN), with local KV and Durable Objects."
-	@echo "  Open http://127.0.0.1:$(PORT)/ : your app, with X-Session-* request headers from keycard."
-	@echo "  Your app signs a user in by answering  X-Session-Set: {\"user\":\"ada\"}  and  X-Session-Action: regenerate ."
-	@echo "  The session inspector: http://127.0.0.1:$(PORT)/.keycard/   Health: http://127.0.0.1:$(PORT)/.keycard/health"
-	@echo "  To keep settings, put them in .dev.vars.front (see .dev.vars.example). Stop with Ctrl-C."
-	@echo
-	npx wrangler dev -c wrangler.toml --env front --ip 127.0.0.1 --port $(PORT) --var ORIGIN_URL:$(ORIGIN)
+	node scripts/dev.mjs dev -c wrangler.toml --env front --ip 127.0.0.1 --port $(PORT) --var ORIGIN_URL:$(ORIGIN)
 
 dev-rs: example-rs
 	npx wrangler dev -c examples/workers-rs/wrangler.toml --ip 127.0.0.1 --port 8787

@@ -12,7 +12,8 @@ import { startOrigin, freePort, Client, decodeSession, q } from "./lib/harness.m
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 
-/** `make front ORIGIN=<origin>` on a free port, once wrangler says it is ready. */
+/** `make front ORIGIN=<origin>` on a free port, once it has said what to open: it prints
+ * that after wrangler's "Ready on", when keycard first answers (scripts/dev.mjs). */
 async function startFront(origin) {
   const port = await freePort();
   const child = spawn("make", ["--no-print-directory", "front", `ORIGIN=${origin}`, `PORT=${port}`], {
@@ -26,7 +27,7 @@ async function startFront(origin) {
     const timer = setTimeout(() => reject(new Error(`make front did not start:\n${out}`)), 180000);
     const take = (d) => {
       out += d;
-      if (out.includes("Ready on")) {
+      if (out.includes("Ready on") && out.includes("keycard is ready on")) {
         clearTimeout(timer);
         resolve();
       }
@@ -64,6 +65,7 @@ test("make front ORIGIN=… fronts any app: sessions and the inspector, none of 
   const front = await startFront(origin.url);
   try {
     assert.match(front.output(), new RegExp(`http://127\\.0\\.0\\.1:${front.port}/\\.keycard/`), "it says where the inspector is");
+    assert.ok(front.output().indexOf("keycard is ready on") > front.output().indexOf("Ready on"), "after wrangler's own start-up lines");
     const c = new Client(front.url);
     // The demo's KEYCARD_REQUIRE=/account/ is not here: the app's own /account/ answers.
     const r = await firstGet(c, `/account/?set=${q({ user: "ada" })}`);
