@@ -70,6 +70,11 @@ front: build
 	node scripts/dev.mjs dev -c wrangler.toml --env front --ip 127.0.0.1 --port $(PORT) --var ORIGIN_URL:$(ORIGIN)
 
 dev-rs: example-rs
+	@echo
+	@echo "  The workers-rs example is starting on http://127.0.0.1:8787/ (local KV and Durable Objects)."
+	@echo "  GET / counts visits; POST /login?user=NAME signs in; POST /logout; POST /logout-others;"
+	@echo "  GET /headers shows what the handler receives. Try: curl -c j -b j -X POST '127.0.0.1:8787/login?user=ann'"
+	@echo
 	npx wrangler dev -c examples/workers-rs/wrangler.toml --ip 127.0.0.1 --port 8787
 
 test: SETUP_EXTRAS = browser php symfony nginx pyjwt django gunicorn fuzz workers-rs
