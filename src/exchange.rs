@@ -75,6 +75,20 @@ pub struct Bindings {
     pub assets: Binding,
     /// The Durable Object namespace `SESSION_USERS_BINDING`.
     pub users: Binding,
+    /// How the driver carries out a forward.
+    pub forwarding: Forwarding,
+}
+
+/// How the driver carries out a [`Step::Forward`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Forwarding {
+    /// A fetch: to `ORIGIN_SERVICE`, to `ORIGIN_URL`, or to the request's own URL
+    /// (route mode). The standalone Worker.
+    #[default]
+    Fetch,
+    /// A call of the app's handler in this very Worker (`keycard::worker`): there is no
+    /// origin to reach, and `ORIGIN_URL` means nothing.
+    Handler,
 }
 
 impl Bindings {
@@ -447,8 +461,19 @@ impl Failure {
 
 /// Route mode forwards to the request's own URL, and a `workers.dev` address has no
 /// origin behind it: only keycard itself. Cloudflare would answer the forward with an
-/// error of its own, or send it back here, so it is named as the mistake it is.
-const ROUTE_MODE_ON_WORKERS_DEV: &str = "is unset (route mode), but this request came to a workers.dev address, which has no origin behind it; set ORIGIN_URL to the app's address, or put keycard on a route of your zone";
+/// error of its own, or send it back here, so it is named as the mistake it is. Inside
+/// a workers-rs app the handler is the origin, and nothing is fetched.
+fn check_route_mode(cfg: &Config, b: Bindings, url: &str) -> Result<(), ConfigError> {
+    let route_mode = cfg.origin_service.is_none() && cfg.origin_url.is_none();
+    let host = forward::split_url(url).map_or("", |p| p.host);
+    match b.forwarding == Forwarding::Fetch && route_mode && on_workers_dev(host) {
+        false => Ok(()),
+        true => Err(ConfigError {
+            var: "ORIGIN_URL",
+            problem: "is unset (route mode), but this request came to a workers.dev address, which has no origin behind it; set ORIGIN_URL to the app's address, or put keycard on a route of your zone".into(),
+        }),
+    }
+}
 
 /// Whether `host` (with any port) is a `workers.dev` address, in any case.
 fn on_workers_dev(host: &str) -> bool {
@@ -729,7 +754,9 @@ impl<E: Entropy> Exchange<E> {
             state: State::Done,
             logs: Vec::new(),
         };
-        let step = match check_bindings(&ex.cfg, bindings) {
+        let step = match check_bindings(&ex.cfg, bindings)
+            .and_then(|()| check_route_mode(&ex.cfg, bindings, req.url))
+        {
             Ok(()) => ex.begin(req, bindings.assets == Binding::Present),
             Err(e) => ex.fail(Failure::Misconfigured(e)),
         };
@@ -784,12 +811,6 @@ impl<E: Entropy> Exchange<E> {
         let Some(parts) = forward::split_url(req.url) else {
             return self.fail(Failure::Internal("request URL has no scheme".into()));
         };
-        if cfg.origin_service.is_none() && cfg.origin_url.is_none() && on_workers_dev(parts.host) {
-            return self.fail(Failure::Misconfigured(ConfigError {
-                var: "ORIGIN_URL",
-                problem: ROUTE_MODE_ON_WORKERS_DEV.into(),
-            }));
-        }
         let (path, query) = match parts.path_and_query.split_once('?') {
             Some((p, q)) => (p, Some(q)),
             None => (parts.path_and_query, None),

@@ -10,7 +10,7 @@ use js_sys::Reflect;
 use wasm_bindgen::{JsCast, JsValue};
 
 use crate::config::{Config, ConfigError};
-use crate::exchange::{Binding, Bindings, Level, Log};
+use crate::exchange::{Binding, Bindings, Forwarding, Level, Log};
 
 /// The isolate's configuration, validated once: the result, good or bad.
 pub(crate) type IsolateConfig = Result<Rc<Config>, ConfigError>;
@@ -84,6 +84,7 @@ pub(crate) fn bindings(env: &JsValue, cfg: &Config) -> Bindings {
             .map_or(Binding::Absent, |n| binding(env, n, Kind::Fetcher)),
         assets: binding(env, "ASSETS", Kind::Fetcher),
         users: binding(env, &cfg.users.binding, Kind::Objects),
+        forwarding: Forwarding::Fetch,
     };
     BINDINGS.set(Some(b));
     b

@@ -56,7 +56,8 @@ use worker::{Env, Headers, KvStore, Request, Response, Result};
 use crate::config::{Config, ConfigError};
 pub use crate::embedded::{Session, SessionError};
 use crate::exchange::{
-    self, Answer, Binding, Bindings, Exchange, Failure, Forward, Incoming, Level, Log, Reply, Step,
+    self, Answer, Binding, Bindings, Exchange, Failure, Forward, Forwarding, Incoming, Level, Log,
+    Reply, Step,
 };
 use crate::headers::{self, HeaderList};
 use crate::js_env;
@@ -120,6 +121,8 @@ impl Keycard {
         let bindings = Bindings {
             // No inspector page: its JSON endpoint still answers.
             assets: Binding::Absent,
+            // The handler is the origin: route mode on workers.dev is no mistake here.
+            forwarding: Forwarding::Handler,
             ..js_env::bindings(env, &cfg)
         };
         let (method, url) = (req.inner().method(), req.inner().url());

@@ -995,7 +995,9 @@ fn cross_origin_unsafe_requests_are_refused_before_anything_else() {
 
 /// Issue 23: a Worker on `workers.dev` with `ORIGIN_URL` unset (route mode) has no origin
 /// to forward to. Every request there, health included, is a misconfiguration that names
-/// `ORIGIN_URL`; the same Worker on a route of a zone, or with an `ORIGIN_URL`, forwards.
+/// `ORIGIN_URL`; the same Worker on a route of a zone, or with an `ORIGIN_URL`, forwards,
+/// and so does keycard inside a workers-rs app, whose handler is the origin (found by
+/// the review: every request of the embedded example on workers.dev was a 500).
 #[test]
 fn route_mode_on_a_workers_dev_address_is_a_misconfiguration_naming_origin_url() {
     let route_mode = config(&[]);
@@ -1026,6 +1028,19 @@ fn route_mode_on_a_workers_dev_address_is_a_misconfiguration_naming_origin_url()
         let step = start(&route_mode, Bindings::default(), &at("GET", url, ""), T0).1;
         assert!(matches!(step, Step::Forward(_)), "{url}");
     }
+    // Inside a workers-rs app the handler is the origin: nothing is fetched.
+    let embedded = Bindings {
+        forwarding: Forwarding::Handler,
+        ..Bindings::default()
+    };
+    let step = start(
+        &route_mode,
+        embedded,
+        &at("GET", "https://keycard.ada.workers.dev/", ""),
+        T0,
+    )
+    .1;
+    assert!(matches!(step, Step::Forward(_)), "embedded");
     let with_origin = config(&[("ORIGIN_URL", "https://app.example")]);
     let step = start(
         &with_origin,
