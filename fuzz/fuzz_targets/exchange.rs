@@ -30,7 +30,7 @@
 use keycard::config::StoreMode;
 use std::rc::Rc;
 
-use keycard::exchange::{Answer, Binding, Bindings, Exchange, Incoming, Step};
+use keycard::exchange::{Answer, Binding, Bindings, Exchange, Forwarding, Incoming, Step};
 use keycard::headers::HeaderList;
 use keycard::session::{self, Read};
 use keycard::users;
@@ -68,6 +68,11 @@ fuzz_target!(|data: &[u8]| {
         origin_service: Binding::Absent,
         assets: present(2),
         users: present(8),
+        // Bit 16: keycard inside a workers-rs app, whose handler is the origin.
+        forwarding: match bind & 16 != 0 {
+            true => Forwarding::Handler,
+            false => Forwarding::Fetch,
+        },
     };
     // A method or path the runtime would never hand over (it parses the request line).
     if method.bytes().any(|b| !b.is_ascii_graphic()) || path.bytes().any(|b| b <= b' ') {
