@@ -85,6 +85,7 @@ test-native:
 
 lint:
 	cargo +nightly fmt --all --check
+	cargo test -q --test layout
 	cargo clippy --all-targets -- -D warnings
 	cargo clippy --target wasm32-unknown-unknown -- -D warnings
 	cargo clippy --features worker --target wasm32-unknown-unknown -- -D warnings

@@ -8,6 +8,7 @@ use crate::guards::Guards;
 use crate::keys::{KeyRing, Secret, SecretError};
 use crate::users::{RevocationCheck, UsersConfig};
 
+mod guards;
 pub mod names;
 
 use names::Unknown;
@@ -589,7 +590,7 @@ impl Config {
         }
         let (idle_timeout, absolute_timeout, refresh_after) = v.timeouts()?;
         let path_prefix = v.path_prefix()?;
-        let guards = Guards::parse(
+        let guards = guards::read(
             |name| v.get(name),
             &path_prefix,
             v.boolean("KEYCARD_PATHS_IGNORE_CASE", false)?,

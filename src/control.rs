@@ -151,7 +151,7 @@ pub fn parse_revoke(list: &str) -> Result<Vec<String>, ControlError> {
         .filter(|h| !h.is_empty())
         .map(str::to_owned)
         .collect();
-    match handles.len() <= MAX_REVOKE && handles.iter().all(|h| crate::users::is_handle(h)) {
+    match handles.len() <= MAX_REVOKE && handles.iter().all(|h| crate::keys::is_handle(h)) {
         true => Ok(handles),
         false => Err(ControlError::BadRevoke),
     }

@@ -212,6 +212,15 @@ impl KeySet {
     }
 }
 
+/// Whether `h` can be a handle ([`KeySet::handle`]: base64url of 16 bytes). A client
+/// names sessions by handle (`sessions/revoke?id=`, `X-Session-Revoke`), so this is the
+/// shape checked before any of them is looked up.
+pub fn is_handle(h: &str) -> bool {
+    h.len() == 22
+        && h.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 /// The current key set and the previous ones, looked up by kid.
 #[derive(Clone, Debug)]
 pub struct KeyRing {
@@ -432,12 +441,20 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn handles_are_22_base64url_characters() {
+        assert!(is_handle("AAAAAAAAAAAAAAAAAAAA-_"));
+        assert!(!is_handle("AAAAAAAAAAAAAAAAAAAA-"));
+        assert!(!is_handle("AAAAAAAAAAAAAAAAAAAA+/"));
+    }
+
+    #[test]
     fn handle_is_not_the_id_and_is_stable() {
         let ks = KeySet::derive(&secret(&"h".repeat(32)));
         let sid = SessionId::generate(&mut CountingEntropy(0));
         assert_eq!(ks.handle(&sid), ks.handle(&sid));
         assert_ne!(ks.handle(&sid), sid.as_str());
         assert_eq!(ks.handle(&sid).len(), 22);
+        assert!(is_handle(&ks.handle(&sid)));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! Workers KV is eventually consistent, so it cannot end a session everywhere at once;
 //! a Durable Object is one strongly consistent place per name. With a Durable Object
 //! namespace bound as `SESSION_USERS_BINDING` (default `KEYCARD_USERS`), every
-//! signed-in user gets one object, named by [`KeySet::users_object`] (an HMAC of the
+//! signed-in user gets one object, named by [`KeySet::users_object`](crate::keys::KeySet::users_object) (an HMAC of the
 //! user field's value, so no user name appears in it). The object keeps the user's
 //! live sessions, for the device list, the revoked ones for as long as any session
 //! could still live, and the time of the last "every session but this one" (a
@@ -18,14 +18,10 @@
 //! (`src/worker/users.rs`), so the same code runs in either object and in the native
 //! tests.
 //!
-//! A session is named in the object by [`SessionId::digest`], which does not change
+//! A session is named in the object by [`SessionId::digest`](crate::keys::SessionId::digest), which does not change
 //! when the secret rotates (the handle does) and cannot be turned back into the id.
 
-use serde_json::{json, Map, Value};
-
-use crate::config::Config;
-use crate::keys::{KeySet, SessionId};
-use crate::session::Session;
+use serde_json::{Map, Value};
 
 mod json;
 
@@ -66,7 +62,7 @@ pub struct UsersConfig {
 /// Where a call comes from, as the object sees it: the session making the request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
-    /// [`SessionId::digest`] of its id.
+    /// [`SessionId::digest`](crate::keys::SessionId::digest) of its id.
     pub key: String,
     /// Its handle, as the origin sees it in `X-Session-Id`.
     pub handle: String,
@@ -143,7 +139,7 @@ pub struct Call {
 /// One live session in a user's object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
-    /// [`SessionId::digest`] of its id.
+    /// [`SessionId::digest`](crate::keys::SessionId::digest) of its id.
     pub key: String,
     /// Its handle when it was last seen.
     pub handle: String,
@@ -291,100 +287,140 @@ impl State {
     /// Carries out `call`.
     pub fn apply(&mut self, call: Call) -> Answer {
         self.prune(call.now);
-        let refused = Answer {
-            caller_revoked: true,
-            ..Answer::default()
-        };
-        let (c, horizon) = (&call.caller, call.horizon);
-        // Revocations by key are keycard's own follow-ups of one this caller was allowed
-        // to make (into the other objects of a key rotation), even if it revoked itself.
-        let follow_up = matches!(
-            call.op,
-            Op::Revoke {
-                which: Which::Keys(_)
-            }
-        );
-        let fresh = matches!(call.op, Op::See { fresh: true, .. });
-        if !follow_up && self.is_revoked(&c.key) {
-            return refused;
+        if !self.admits(&call) {
+            return Answer::refused();
         }
-        if !follow_up && !fresh && self.cut_off(&c.key, c.created) {
-            // Known from now on, like the sessions the cutoff did know.
-            self.revoke_key(&c.key, horizon);
-            return refused;
-        }
-        let mut answer = Answer::default();
-        match &call.op {
+        let answer = match &call.op {
             Op::See {
                 device,
                 touch_after,
                 replaces,
                 ..
-            } => {
-                if let Some(old) = replaces.as_deref().filter(|old| *old != c.key) {
-                    // A revoked session cannot come back under a new id (`regenerate`
-                    // keeps the session's `created`).
-                    let was_revoked = self.is_revoked(old) || self.cut_off(old, c.created);
-                    self.revoke_key(old, horizon);
-                    if was_revoked {
-                        self.revoke_key(&c.key, horizon);
-                        return refused;
-                    }
-                    answer.keys = vec![old.to_owned()];
-                }
-                if !self.keep(&call, device.clone(), *touch_after) {
-                    return refused;
-                }
-            }
+            } => self.see(&call, device, *touch_after, replaces.as_deref()),
             Op::List {
                 device,
                 touch_after,
-            } => {
-                if !self.keep(&call, device.clone(), *touch_after) {
-                    return refused;
-                }
-                answer.sessions = self
-                    .live
-                    .iter()
-                    .filter(|e| !e.signed_out)
-                    .cloned()
-                    .collect();
-            }
-            Op::Revoke { which } => {
-                answer.keys = match which {
-                    Which::Caller => {
-                        self.revoke_key(&c.key, horizon);
-                        vec![c.key.clone()]
-                    }
-                    Which::Others => {
-                        self.set_cutoff(call.now, Some(&c.key));
-                        self.revoke_where(horizon, |e| e.key != c.key)
-                    }
-                    Which::All => {
-                        self.set_cutoff(call.now, None);
-                        let mut keys = self.revoke_where(horizon, |e| e.key != c.key);
-                        self.revoke_key(&c.key, horizon);
-                        keys.push(c.key.clone());
-                        keys
-                    }
-                    Which::Handles(handles) => {
-                        self.revoke_where(horizon, |e| handles.contains(&e.handle))
-                    }
-                    Which::Keys(keys) => {
-                        for k in keys {
-                            self.revoke_key(k, horizon);
-                        }
-                        keys.clone()
-                    }
-                };
-            }
+            } => self.list(&call, device, *touch_after),
+            Op::Revoke { which } => Some(Answer {
+                keys: self.revoke(&call, which),
+                ..Answer::default()
+            }),
             Op::Forget => {
-                if let Some(e) = self.live.iter_mut().find(|e| e.key == c.key) {
+                if let Some(e) = self.live.iter_mut().find(|e| e.key == call.caller.key) {
                     e.signed_out = true;
                 }
+                Some(Answer::default())
+            }
+        };
+        answer.unwrap_or_else(Answer::refused)
+    }
+
+    /// Whether the caller may make `call` at all: it is not revoked, and no earlier
+    /// `Others` or `All` cut it off (one that did is revoked from now on, like the
+    /// sessions the cutoff knew). Revocations by key are keycard's own follow-ups of
+    /// one this caller was allowed to make (into the other objects of a key rotation),
+    /// even if it revoked itself, and a caller that just became this user's session (a
+    /// sign-in, or `regenerate`) cannot be what an earlier cutoff meant.
+    fn admits(&mut self, call: &Call) -> bool {
+        let c = &call.caller;
+        if matches!(
+            call.op,
+            Op::Revoke {
+                which: Which::Keys(_)
+            }
+        ) {
+            return true;
+        }
+        if self.is_revoked(&c.key) {
+            return false;
+        }
+        let fresh = matches!(call.op, Op::See { fresh: true, .. });
+        if !fresh && self.cut_off(&c.key, c.created) {
+            self.revoke_key(&c.key, call.horizon);
+            return false;
+        }
+        true
+    }
+
+    /// `See`: revokes the id the caller replaces, then keeps the caller's entry.
+    /// `None` when the caller is refused.
+    fn see(
+        &mut self,
+        call: &Call,
+        device: &Device,
+        touch_after: u64,
+        replaces: Option<&str>,
+    ) -> Option<Answer> {
+        let (c, horizon) = (&call.caller, call.horizon);
+        let mut answer = Answer::default();
+        if let Some(old) = replaces.filter(|old| *old != c.key) {
+            // A revoked session cannot come back under a new id (`regenerate` keeps the
+            // session's `created`).
+            let was_revoked = self.is_revoked(old) || self.cut_off(old, c.created);
+            self.revoke_key(old, horizon);
+            if was_revoked {
+                self.revoke_key(&c.key, horizon);
+                return None;
+            }
+            answer.keys = vec![old.to_owned()];
+        }
+        self.keep(call, device.clone(), touch_after)
+            .then_some(answer)
+    }
+
+    /// `List`: keeps the caller's entry, then answers the signed-in sessions.
+    fn list(&mut self, call: &Call, device: &Device, touch_after: u64) -> Option<Answer> {
+        if !self.keep(call, device.clone(), touch_after) {
+            return None;
+        }
+        Some(Answer {
+            sessions: self
+                .live
+                .iter()
+                .filter(|e| !e.signed_out)
+                .cloned()
+                .collect(),
+            ..Answer::default()
+        })
+    }
+
+    /// `Revoke`: ends what `which` names, and answers the keys it revoked.
+    fn revoke(&mut self, call: &Call, which: &Which) -> Vec<String> {
+        let (c, horizon) = (&call.caller, call.horizon);
+        match which {
+            Which::Caller => {
+                self.revoke_key(&c.key, horizon);
+                vec![c.key.clone()]
+            }
+            Which::Others => {
+                self.set_cutoff(call.now, Some(&c.key));
+                self.revoke_where(horizon, |e| e.key != c.key)
+            }
+            Which::All => {
+                self.set_cutoff(call.now, None);
+                let mut keys = self.revoke_where(horizon, |e| e.key != c.key);
+                self.revoke_key(&c.key, horizon);
+                keys.push(c.key.clone());
+                keys
+            }
+            Which::Handles(handles) => self.revoke_where(horizon, |e| handles.contains(&e.handle)),
+            Which::Keys(keys) => {
+                for k in keys {
+                    self.revoke_key(k, horizon);
+                }
+                keys.clone()
             }
         }
-        answer
+    }
+}
+
+impl Answer {
+    /// The answer to a caller that was revoked before its call, which changed nothing.
+    fn refused() -> Answer {
+        Answer {
+            caller_revoked: true,
+            ..Answer::default()
+        }
     }
 }
 
@@ -408,7 +444,7 @@ pub fn answer(state: Option<&str>, call: &str) -> Result<(String, Option<String>
 /// the `SESSION_USERS_BINDING` namespace.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UsersCall {
-    /// The object's name ([`KeySet::users_object`]).
+    /// The object's name ([`KeySet::users_object`](crate::keys::KeySet::users_object)).
     pub object: String,
     /// The call, its device without a country (see [`UsersCall::json`]). Boxed: a
     /// [`Step`](crate::exchange::Step) carries it, and most steps are far smaller.
@@ -428,82 +464,6 @@ impl UsersCall {
         }
         call.to_json()
     }
-}
-
-/// The user a session's `data` names, if it is signed in ([`Guards::user`]), as text
-/// (a number in decimal), the way an identity header carries it, so that `42` and
-/// `"42"` are one user.
-///
-/// [`Guards::user`]: crate::guards::Guards::user
-pub fn user_of(cfg: &Config, data: &Map<String, Value>) -> Option<String> {
-    match cfg.guards.user(data)? {
-        Value::String(s) => Some(s.clone()),
-        number => Some(number.to_string()),
-    }
-}
-
-/// Who `s` is to its user's object.
-pub fn caller(cfg: &Config, s: &Session) -> Caller {
-    caller_of(cfg, &s.sid, s.created, s.abs_exp)
-}
-
-fn caller_of(cfg: &Config, sid: &SessionId, created: u64, expires: u64) -> Caller {
-    Caller {
-        key: sid.digest(),
-        handle: cfg.keys.current().handle(sid),
-        created,
-        expires,
-    }
-}
-
-/// The call `op` from `caller` to `user`'s object under the key set `keys`.
-pub fn call(
-    cfg: &Config,
-    keys: &KeySet,
-    user: &str,
-    caller: &Caller,
-    op: Op,
-    now: u64,
-) -> UsersCall {
-    let call = Call {
-        now,
-        horizon: now.saturating_add(cfg.absolute_timeout),
-        caller: caller.clone(),
-        op,
-    };
-    UsersCall {
-        object: keys.users_object(user),
-        call: Box::new(call),
-    }
-}
-
-/// The `GET sessions` body: the user's live sessions, the one signed in last first,
-/// without those idle past `SESSION_IDLE_TIMEOUT`.
-pub fn sessions_json(cfg: &Config, answer: &Answer, current: &str, now: u64) -> String {
-    let sessions: Vec<Value> = answer
-        .sessions
-        .iter()
-        .rev()
-        .filter(|e| e.last_seen.saturating_add(cfg.idle_timeout) > now)
-        .map(|e| {
-            json!({
-                "id": e.handle,
-                "created": e.created,
-                "last_seen": e.last_seen,
-                "current": e.key == current,
-                "agent": e.device.agent,
-                "country": e.device.country,
-            })
-        })
-        .collect();
-    json!({ "sessions": sessions }).to_string()
-}
-
-/// Whether `h` can be a handle (base64url of 16 bytes).
-pub fn is_handle(h: &str) -> bool {
-    h.len() == 22
-        && h.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// A short summary of a `User-Agent`: the browser family and the system, such as

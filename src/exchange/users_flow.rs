@@ -21,17 +21,17 @@
 use std::mem;
 use std::rc::Rc;
 
-use serde_json::json;
+use serde_json::{json, Map, Value};
 
 use super::{
     Exchange, Failure, Guarded, Level, Purpose, Reply, State, Step, StoreError, Write, Writes, JSON,
 };
-use crate::config::KvFailure;
+use crate::config::{Config, KvFailure};
 use crate::control::Changes;
 use crate::cross_origin;
 use crate::keys::{Entropy, KeySet};
 use crate::session::{self, Loaded, Outcome, Revocation, Session, Status};
-use crate::users::{self, Caller, Op, RevocationCheck, UsersCall, Which};
+use crate::users::{self, Answer, Call, Caller, Op, RevocationCheck, UsersCall, Which};
 
 /// A call whose answer decides what comes next, before anything is written.
 #[derive(Debug)]
@@ -115,7 +115,16 @@ impl<E: Entropy> Exchange<E> {
 
     /// `op` from `caller` to `user`'s object under `keys`.
     fn call(&self, keys: &KeySet, user: &str, caller: &Caller, op: Op) -> UsersCall {
-        users::call(&self.cfg, keys, user, caller, op, self.now)
+        let call = Call {
+            now: self.now,
+            horizon: self.now.saturating_add(self.cfg.absolute_timeout),
+            caller: caller.clone(),
+            op,
+        };
+        UsersCall {
+            object: keys.users_object(user),
+            call: Box::new(call),
+        }
     }
 
     /// `op` from `caller` to every object `user` may have, one per secret in the ring
@@ -169,13 +178,13 @@ impl<E: Entropy> Exchange<E> {
         data: Option<&serde_json::Map<String, serde_json::Value>>,
     ) -> Option<UsersCall> {
         let s = loaded.session()?;
-        let user = users::user_of(&self.cfg, data?)?;
+        let user = user_of(&self.cfg, data?)?;
         let keys = self
             .cfg
             .keys
             .find(&s.kid)
             .map_or(self.cfg.keys.current(), |(keys, _)| keys);
-        let caller = users::caller(&self.cfg, s);
+        let caller = caller_of(&self.cfg, s);
         Some(self.see(keys, &user, &caller, None, false))
     }
 
@@ -278,7 +287,7 @@ impl<E: Entropy> Exchange<E> {
             Ask::List { current } => Step::Reply(Reply::new(
                 200,
                 JSON,
-                users::sessions_json(&self.cfg, &answer, &current, self.now),
+                sessions_json(&self.cfg, &answer, &current, self.now),
             )),
             Ask::Revoke { calls } => {
                 let mut calls = std::collections::VecDeque::from(calls);
@@ -382,13 +391,11 @@ impl<E: Entropy> Exchange<E> {
     /// need a signed-in user.
     pub(super) fn sessions(&mut self, loaded: Loaded) -> Step {
         let cfg = Rc::clone(&self.cfg);
-        let user = loaded
-            .session()
-            .and_then(|s| users::user_of(&cfg, &s.data()));
+        let user = loaded.session().and_then(|s| user_of(&cfg, &s.data()));
         let (Some(user), Some(s)) = (user, loaded.session()) else {
             return self.session_required(matches!(loaded, Loaded::Bad(_)));
         };
-        let caller = users::caller(&cfg, s);
+        let caller = caller_of(&cfg, s);
         let target = match &self.purpose {
             Purpose::RevokeSession(h) => Some(h.clone()),
             _ => None,
@@ -483,7 +490,7 @@ impl<E: Entropy> Exchange<E> {
             return (loaded, changes, None);
         }
         let before = loaded.session().map(|s| Before {
-            user: users::user_of(&self.cfg, &s.data()),
+            user: user_of(&self.cfg, &s.data()),
             session: s.clone(),
         });
         if let Some(b) = &before {
@@ -496,7 +503,7 @@ impl<E: Entropy> Exchange<E> {
     /// `which` from `s`, to every object of `user` (these calls fail closed); `checks`:
     /// whether their answers decide if the session is issued.
     fn revocations(&self, user: &str, s: &Session, which: Which, checks: bool) -> Vec<UsersWrite> {
-        let caller = users::caller(&self.cfg, s);
+        let caller = caller_of(&self.cfg, s);
         let others = matches!(which, Which::Handles(_) | Which::Others | Which::All);
         let then_keys = others.then(|| (user.to_owned(), caller.clone()));
         self.to_every_object(
@@ -534,7 +541,7 @@ impl<E: Entropy> Exchange<E> {
         };
         let user_after = match &before {
             Some(b) if b.session.data_b64 == after.data_b64 => b.user.clone(),
-            _ => users::user_of(&cfg, &after.data()),
+            _ => user_of(&cfg, &after.data()),
         };
         let reissued = outcome.set_cookie.is_some();
         let moved = before
@@ -569,7 +576,7 @@ impl<E: Entropy> Exchange<E> {
                         },
                         false => Op::Forget,
                     };
-                    let caller = users::caller(&cfg, s);
+                    let caller = caller_of(&cfg, s);
                     let calls = self.to_every_object(old_user, &caller, op, (new_id, true), None);
                     plan.calls.extend(calls);
                 }
@@ -618,7 +625,7 @@ impl<E: Entropy> Exchange<E> {
         };
         // The object judges a session by when it began: an `X-Session-Max-Age` in this
         // request must not make it look younger than the last `destroy-others`.
-        let mut caller = users::caller(cfg, after);
+        let mut caller = caller_of(cfg, after);
         if let Some((s, _)) = was.filter(|_| !new_id) {
             caller.created = caller.created.min(s.created);
         }
@@ -642,7 +649,7 @@ impl<E: Entropy> Exchange<E> {
         }
         // The id before, in the objects that call did not reach.
         if let Some((s, old_user)) = was.filter(|_| new_id || !same_user) {
-            let caller = users::caller(cfg, s);
+            let caller = caller_of(cfg, s);
             let (op, revokes) = match new_id {
                 true => (
                     Op::Revoke {
@@ -671,4 +678,51 @@ impl<E: Entropy> Exchange<E> {
             );
         }
     }
+}
+
+// What a request tells its user's object, in the object's terms: who is calling, for
+// which user, and the device list it answers.
+
+/// The user a session's `data` names, if it is signed in ([`Guards::user`]), as text
+/// (a number in decimal), the way an identity header carries it, so that `42` and
+/// `"42"` are one user.
+///
+/// [`Guards::user`]: crate::guards::Guards::user
+fn user_of(cfg: &Config, data: &Map<String, Value>) -> Option<String> {
+    match cfg.guards.user(data)? {
+        Value::String(s) => Some(s.clone()),
+        number => Some(number.to_string()),
+    }
+}
+
+/// Who `s` is to its user's object.
+fn caller_of(cfg: &Config, s: &Session) -> Caller {
+    Caller {
+        key: s.sid.digest(),
+        handle: cfg.keys.current().handle(&s.sid),
+        created: s.created,
+        expires: s.abs_exp,
+    }
+}
+
+/// The `GET sessions` body: the user's live sessions, the one signed in last first,
+/// without those idle past `SESSION_IDLE_TIMEOUT`.
+fn sessions_json(cfg: &Config, answer: &Answer, current: &str, now: u64) -> String {
+    let sessions: Vec<Value> = answer
+        .sessions
+        .iter()
+        .rev()
+        .filter(|e| e.last_seen.saturating_add(cfg.idle_timeout) > now)
+        .map(|e| {
+            json!({
+                "id": e.handle,
+                "created": e.created,
+                "last_seen": e.last_seen,
+                "current": e.key == current,
+                "agent": e.device.agent,
+                "country": e.device.country,
+            })
+        })
+        .collect();
+    json!({ "sessions": sessions }).to_string()
 }

@@ -358,13 +358,6 @@ fn agent_summaries() {
 }
 
 #[test]
-fn handles_are_22_base64url_characters() {
-    assert!(is_handle("AAAAAAAAAAAAAAAAAAAA-_"));
-    assert!(!is_handle("AAAAAAAAAAAAAAAAAAAA-"));
-    assert!(!is_handle("AAAAAAAAAAAAAAAAAAAA+/"));
-}
-
-#[test]
 fn a_call_gets_the_country_the_driver_reads_when_it_sends_it() {
     let with_device = |op: Op| UsersCall {
         object: "o".into(),
