@@ -52,10 +52,13 @@ wrangler.on("message", async (message) => {
   process.stdout.write(`\n${trouble}${STEPS}\n\n`);
 });
 
-// The terminal sends Ctrl-C to wrangler as well; a TERM (a parent stopping this
-// script) is passed on.
-process.on("SIGINT", () => {});
+// The terminal sends Ctrl-C to wrangler as well. An interrupt sent to this script
+// alone (`kill -INT`, an editor's stop button) reaches wrangler a moment later, if it is
+// still running then; TERM and HUP (a parent stopping this script, a closed terminal)
+// are passed on at once.
+process.on("SIGINT", () => setTimeout(() => wrangler.kill("SIGINT"), 1000).unref());
 process.on("SIGTERM", () => wrangler.kill("SIGTERM"));
+process.on("SIGHUP", () => wrangler.kill("SIGHUP"));
 
 wrangler.on("exit", (code, signal) => {
   process.exit(code ?? 128 + (constants.signals[signal] ?? 0));
