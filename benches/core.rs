@@ -7,11 +7,10 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use keycard::codec::{self, Body, Claims};
 use keycard::config::Config;
-use keycard::control::Changes;
-use keycard::keys::{OsEntropy, SessionId};
-use keycard::session::{self, Loaded, Read};
+use keycard::crypto::keys::{OsEntropy, SessionId};
+use keycard::session::codec::{self, Body, Claims};
+use keycard::session::{self, Changes, Loaded, Read};
 use keycard::util::b64;
 
 const SECRET: &str = "bench-secret-0123456789abcdef0123456789abcdef0123456789abcdef";

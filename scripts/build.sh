@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Builds the Worker into build/: index.js (src/entry.js bundled with the wasm-bindgen
+# Builds the Worker into build/: index.js (src/driver/entry.js bundled with the wasm-bindgen
 # glue) and index_bg.wasm. Three steps, all with local tools:
 #   1. cargo builds the crate for wasm32-unknown-unknown (release profile);
 #   2. wasm-bindgen (the CLI matching Cargo.lock, from scripts/setup.sh) writes the glue
 #      as an ES module that instantiates the wasm itself, with a reset function that
-#      src/entry.js calls after a trap;
-#   3. esbuild bundles src/entry.js with that glue, and wasm-opt shrinks the module.
+#      src/driver/entry.js calls after a trap;
+#   3. esbuild bundles src/driver/entry.js with that glue, and wasm-opt shrinks the module.
 # worker-build's generated entry is not used: it wraps every request in a
 # WorkerEntrypoint proxy and an async Rust `fetch`, which cost more CPU than keycard's
 # own work (BENCHMARKS.md). The JS driver calls synchronous wasm exports instead.
@@ -44,7 +44,7 @@ wasm-bindgen --target module --out-dir "$stage" --out-name index \
 # The glue imports the module with `import source` (a source-phase import); Workers
 # give a plain import of a .wasm file the same WebAssembly.Module.
 sed -i 's/^import source /import /' "$stage/index.js"
-cp src/entry.js "$stage/entry.js"
+cp src/driver/entry.js "$stage/entry.js"
 
 mkdir -p "$out"
 tmp="$(mktemp -d "$out/.tmp.XXXXXX")"

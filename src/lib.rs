@@ -11,96 +11,90 @@
 //! - **session**: what the edge knows about one visitor: its data (a JSON object), its
 //!   session id, when it was created, when it ends at the latest (absolute expiry) and
 //!   when its cookie was last issued (which drives the sliding idle expiry).
-//! - **session id** ([`keys::SessionId`]): 32 random bytes from the platform CSPRNG,
+//! - **session id** ([`crypto::keys::SessionId`]): 32 random bytes from the platform CSPRNG,
 //!   base64url. It is a bearer secret: it only ever travels inside the signed cookie and
 //!   is never logged or forwarded.
 //! - **handle**: a non-secret, stable name for a session, `HMAC(handle key, session id)`,
 //!   forwarded as `X-Session-Id`. Origin logs can carry it without leaking a session.
-//! - **cookie**: the signed (or sealed) value the browser holds; see [`codec`].
-//! - **record**: the server-side copy of a session's data in KV; see [`record`].
+//! - **cookie**: the signed (or sealed) value the browser holds; see [`session::codec`].
+//! - **record**: the server-side copy of a session's data in KV; see [`session::record`].
 //! - **kid**: a short id of the key a cookie was signed with, derived from the secret.
 //! - **user's object**: the Durable Object that keeps one signed-in user's sessions,
 //!   for sign-out everywhere; see [`users`].
 //!
 //! # Shape
 //!
-//! Everything in this crate except the edge (`src/edge.rs`, `src/js_env.rs`) and the
-//! `worker` feature's driver is a pure core: plain functions and types that take `now`
-//! (unix seconds) as an argument and never touch the platform, so `cargo test` runs
-//! them natively. One request is an [`exchange::Exchange`]: a state
-//! machine that returns each step (read or write a KV record, forward, answer) as data.
-//! The edge (wasm32 only) reads the Worker's `env` into a [`config::Config`] and exports
-//! the exchange as synchronous calls; `src/entry.js`, the Worker's entry, carries out
-//! the steps with the Workers runtime.
+//! Everything in this crate except the drivers (`src/driver/`) is a pure core: plain
+//! functions and types that take `now` (unix seconds) as an argument and never touch
+//! the platform, so `cargo test` runs them natively. One request is an
+//! [`exchange::Exchange`]: a state machine that returns each step (read or write a KV
+//! record, forward, answer) as data. The edge (wasm32 only) reads the Worker's `env`
+//! into a [`config::Config`] and exports the exchange as synchronous calls;
+//! `src/driver/entry.js`, the Worker's entry, carries out the steps with the Workers
+//! runtime.
 //!
 //! With the `worker` cargo feature, `keycard::worker` drives the same exchange from
 //! your own workers-rs `#[event(fetch)]` handler, calling your handler in place of the
-//! origin with a typed [`embedded::Session`].
+//! origin with a typed [`origin::embedded::Session`].
 //!
 //! # Map
 //!
-//! Where each part lives, along a request's path (tests sit beside their module):
+//! The folders go by layer, and dependencies point one way, from the top of this list
+//! down: a request starts in a driver, the exchange alone orchestrates it, and what it
+//! calls is configuration, policy or a leaf, none of which calls back up.
 //!
 //! ```text
-//! src/lib.rs           crate docs: terms defined once
-//! src/config.rs        Config from a lookup function; defaults; errors naming the variable
-//! src/config/names.rs  every variable's name; a name keycard does not read, and its likely meaning
-//! src/config/guards.rs the guards' variables, read into guards::Guards
-//! src/keys.rs          secrets, HKDF purpose keys, key ring, kid, session ids, handles
-//! src/codec.rs         the cookie codec: signed and sealed formats
-//! src/cookie_header.rs the Cookie header split as RFC 6265bis says (exact names only)
-//! src/session.rs       expiry and refresh policy; origin changes -> decisions; Set-Cookie
-//! src/record.rs        the KV record and tombstone formats and keys
-//! src/control.rs       origin control headers -> changes
-//! src/headers.rs       header lists as the edge passes them; the reserved-name (alias) rule;
-//!                      other proxies' identity headers
-//! src/forward.rs       request rewriting: Cookie, origin URL, X-Forwarded-For
-//! src/cross_origin.rs  Sec-Fetch-Site / Origin checks (Go's CrossOriginProtection)
-//! src/guards.rs        the guards: signed-in users, login redirects, identity headers, CSRF
-//! src/path_guard.rs    which paths need a sign-in: every way an origin reads the path
-//! src/endpoints.rs     health, logout, inspect
-//! src/jwt.rs           the jwt header format
-//! src/users.rs         sign-out everywhere: a user's Durable Object (its logic, and its
-//!                      JSON in users/json.rs), user-agent summaries
-//! src/exchange.rs      one request as a state machine: each step (KV read/write, forward,
-//!                      reply, pass, rewrap) is data; header edits in one wire form
-//! src/exchange/        users_flow.rs (when a request asks the user's object, and what it
-//!                      tells it); its tests,
-//!                      the KV session and sign-out-everywhere scenarios against FakeKv
-//! src/testing.rs       test fixtures: one config builder, FakeKv (an in-memory KV driver)
-//! src/edge.rs          wasm only: the exchange as synchronous wasm exports
-//! src/js_env.rs        env -> Config once per isolate, bindings by kind, log lines (both drivers)
-//! src/embedded.rs      the typed Session an in-process handler gets; its edits -> control headers
-//! src/worker.rs        the `worker` feature: the exchange driven from a workers-rs handler;
-//!                      worker/users.rs, its KeycardUsers Durable Object class
-//! src/entry.js         the Worker entry: carries out each step (KV, fetch, a user's object) in JS;
-//!                      the KeycardUsers Durable Object class
-//! www/                 the demo app (src/) and the inspector (inspector/)
-//! examples/            PHP, Python and Node origins; Django with reverse-proxy login;
-//!                      workers-rs, keycard inside a Rust Worker
-//! tests/e2e/           the end-to-end suite; tests/load/ the load test; fuzz/; bench/
+//! src/driver/    the platform: entry.js (the standalone Worker's entry: it carries out
+//!                each step in JS, and holds the KeycardUsers class) with edge.rs (the
+//!                exchange as synchronous wasm exports); js_env.rs (env -> Config once
+//!                per isolate, bindings by kind, log lines); worker.rs, the `worker`
+//!                feature's driver inside a workers-rs app, and worker/users.rs, its
+//!                KeycardUsers Durable Object class
+//! src/exchange/  one request as a state machine (mod.rs): each step (KV read or write,
+//!                a user's object, forward, reply) is data; endpoints.rs (keycard's own
+//!                paths: health, logout, sessions, inspect); users_flow.rs (when a
+//!                request asks the user's object, and what it tells it); the tests of
+//!                the exchange, its KV sessions and sign-out everywhere against FakeKv
+//! src/config/    Config from a lookup function, defaults, errors naming the variable
+//!                (mod.rs); guards.rs, the guards' variables; names.rs, every
+//!                variable's name, and the likely meaning of one keycard does not read
+//! src/origin/    what passes between keycard and the origin: control.rs (its control
+//!                headers -> session changes), embedded.rs (the typed Session an
+//!                in-process handler gets, its edits -> control headers)
+//! src/session/   the session (mod.rs: expiry and refresh, origin changes -> decisions,
+//!                Set-Cookie); codec.rs, the cookie's signed and sealed formats;
+//!                record.rs, the KV record and tombstone
+//! src/guard.rs   the guards: signed-in users, login redirects, identity headers, CSRF
+//! src/users/     sign-out everywhere: a user's Durable Object (its logic, and its JSON
+//!                in json.rs), user-agent summaries
+//! src/http/      HTTP pieces: headers.rs (header lists as the edge passes them, the
+//!                reserved-name rule, other proxies' identity headers), cookie_header.rs
+//!                (the Cookie header split as RFC 6265bis says), forward.rs (the origin
+//!                URL, X-Forwarded-For), path_guard.rs (which paths need a sign-in: every
+//!                way an origin reads a path), cross_origin.rs (Sec-Fetch-Site and
+//!                Origin, as Go's CrossOriginProtection)
+//! src/crypto/    keys.rs (secrets, HKDF purpose keys, the key ring, kid, session ids,
+//!                handles), jwt.rs (the jwt header format)
+//! src/util.rs    base64url and strict numbers
+//! src/testing.rs test fixtures: one config builder, FakeKv (an in-memory KV driver)
 //! ```
+//!
+//! Outside `src/`: `www/` holds the demo app and the inspector; `examples/` the PHP,
+//! Python and Node origins, Django with reverse-proxy login, and keycard inside a Rust
+//! Worker; `tests/e2e/` the end-to-end suite, beside `tests/load/`, `fuzz/` and
+//! `bench/`.
 
 #![forbid(unsafe_code)]
 // One phase per function, at most 80 lines (clippy.toml); tests may be longer tables.
 #![warn(clippy::too_many_lines)]
 #![cfg_attr(test, allow(clippy::too_many_lines))]
 
-pub mod codec;
 pub mod config;
-pub mod control;
-pub mod cookie_header;
-pub mod cross_origin;
-pub mod embedded;
-pub mod endpoints;
+pub mod crypto;
 pub mod exchange;
-pub mod forward;
-pub mod guards;
-pub mod headers;
-pub mod jwt;
-pub mod keys;
-pub mod path_guard;
-pub mod record;
+pub mod guard;
+pub mod http;
+pub mod origin;
 pub mod session;
 pub mod users;
 pub mod util;
@@ -108,14 +102,10 @@ pub mod util;
 #[cfg(test)]
 mod testing;
 
-// The standalone Worker's exports; a crate built with the `worker` feature is a
-// library inside someone else's Worker, which must not carry them.
-#[cfg(all(target_arch = "wasm32", not(feature = "worker")))]
-mod edge;
 #[cfg(any(target_arch = "wasm32", feature = "worker"))]
-mod js_env;
+mod driver;
 #[cfg(feature = "worker")]
-pub mod worker;
+pub use driver::worker;
 
 /// The crate version, reported by the `health` endpoint.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -5,9 +5,9 @@
 use std::collections::{HashMap, HashSet};
 
 use crate::config::Config;
+pub use crate::crypto::keys::tests::CountingEntropy;
+use crate::crypto::keys::Entropy;
 use crate::exchange::{Exchange, Step};
-pub use crate::keys::tests::CountingEntropy;
-use crate::keys::Entropy;
 use crate::users;
 
 /// The session secret of every test configuration.

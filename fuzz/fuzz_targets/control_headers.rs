@@ -18,7 +18,8 @@
 #![no_main]
 
 use keycard::config::StoreMode;
-use keycard::control::{self, merge, ControlError};
+use keycard::origin::control::{self, ControlError};
+use keycard::session::merge;
 use keycard::session::{self, Change, FinishError, Loaded, Location, Status};
 use keycard_fuzz::{configs, read_back, record, session, Counter, T0};
 use libfuzzer_sys::fuzz_target;

@@ -18,8 +18,8 @@
 
 #![no_main]
 
-use keycard::codec::{self, Body, SEALED, SIGNED};
-use keycard::keys::SessionId;
+use keycard::session::codec::{self, Body, SEALED, SIGNED};
+use keycard::crypto::keys::SessionId;
 use keycard::util::unb64;
 use keycard_fuzz::{keys, ring, seal, sign, Replay, NAMES, NONCE};
 use libfuzzer_sys::fuzz_target;

@@ -16,8 +16,8 @@
 #![no_main]
 
 use keycard::config::StoreMode;
-use keycard::control::Changes;
-use keycard::cookie_header::{self, Stripped};
+use keycard::session::Changes;
+use keycard::http::cookie_header::{self, Stripped};
 use keycard::session::{self, Change, FinishError, Loaded, Read, Status, MAX_SKEW};
 use keycard_fuzz::{configs, Counter, T0};
 use libfuzzer_sys::fuzz_target;

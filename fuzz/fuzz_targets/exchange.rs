@@ -23,7 +23,7 @@
 //! header (`remote-user`, `x-auth-request-*`, `x-webauth-*`, ...) or one that
 //! overrides the path (`script-name`, `x-original-url`, ...), is deleted before
 //! forwarding, and every origin header whose name reads as `x-session` or `x-session-*` is deleted before the
-//! client sees the response (the rule restated here independently of `keycard::headers`).
+//! client sees the response (the rule restated here independently of `keycard::http::headers`).
 
 #![no_main]
 
@@ -31,7 +31,7 @@ use keycard::config::StoreMode;
 use std::rc::Rc;
 
 use keycard::exchange::{Answer, Binding, Bindings, Exchange, Forwarding, Incoming, Step};
-use keycard::headers::HeaderList;
+use keycard::http::headers::HeaderList;
 use keycard::session::{self, Read};
 use keycard::users;
 use keycard_fuzz::{configs, Counter, T0};
@@ -278,7 +278,7 @@ fuzz_target!(|data: &[u8]| {
     // Session cookie values (the ones long and cookie-like enough not to turn up in a
     // log line by chance) never appear in one.
     let secrets: Vec<&str> = cookie
-        .map(|c| keycard::cookie_header::values(c, &cfg.cookie.name).collect::<Vec<_>>())
+        .map(|c| keycard::http::cookie_header::values(c, &cfg.cookie.name).collect::<Vec<_>>())
         .unwrap_or_default()
         .into_iter()
         .filter(|v| {

@@ -13,7 +13,7 @@
 use std::sync::OnceLock;
 
 use keycard::config::Config;
-use keycard::endpoints::{self, Endpoint};
+use keycard::exchange::endpoints::{self, Endpoint};
 use libfuzzer_sys::fuzz_target;
 use url::Url;
 

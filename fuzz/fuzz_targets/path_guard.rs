@@ -22,7 +22,7 @@
 
 #![no_main]
 
-use keycard::path_guard::{Rules, Verdict};
+use keycard::http::path_guard::{Rules, Verdict};
 use libfuzzer_sys::fuzz_target;
 
 const SETS: [(&str, &str); 3] = [

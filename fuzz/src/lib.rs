@@ -22,9 +22,9 @@ use std::sync::OnceLock;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use hmac::Mac;
-use keycard::codec::{self, Body, Claims};
+use keycard::session::codec::{self, Body, Claims};
 use keycard::config::Config;
-use keycard::keys::{Entropy, KeyRing, KeySet, Secret, SessionId};
+use keycard::crypto::keys::{Entropy, KeyRing, KeySet, Secret, SessionId};
 use keycard::session::{self, Location, Read, Session};
 use keycard::util::b64;
 

@@ -1,11 +1,11 @@
 //! The guards' variables (`KEYCARD_REQUIRE`, `KEYCARD_LOGIN_URL`, the identity headers
 //! and cross-origin protection), read into [`Guards`]. What the guards then do with a
-//! request is [`crate::guards`]'s.
+//! request is [`crate::guard`]'s.
 
 use super::{err, ConfigError};
-use crate::guards::{Csrf, Guards, Identity};
-use crate::headers;
-use crate::path_guard::{self, Exemptions, Rules};
+use crate::guard::{Csrf, Guards, Identity};
+use crate::http::headers;
+use crate::http::path_guard::{self, Exemptions, Rules};
 
 /// Reads the `KEYCARD_*` guard settings through `get` (trimmed values, `None` when
 /// unset). `path_prefix` is `KEYCARD_PATH_PREFIX`, always public.

@@ -157,7 +157,7 @@ fn anonymous_request_is_forwarded_then_passed_through() {
     assert!(ex.take_logs().is_empty());
 }
 
-/// The wire form is the whole contract with `src/entry.js`: pin it.
+/// The wire form is the whole contract with `src/driver/entry.js`: pin it.
 #[test]
 fn forward_plan_crosses_as_tagged_edit_lines() {
     let f = Forward {

@@ -27,10 +27,9 @@ use super::{
     Exchange, Failure, Guarded, Level, Purpose, Reply, State, Step, StoreError, Write, Writes, JSON,
 };
 use crate::config::{Config, KvFailure};
-use crate::control::Changes;
-use crate::cross_origin;
-use crate::keys::{Entropy, KeySet};
-use crate::session::{self, Loaded, Outcome, Revocation, Session, Status};
+use crate::crypto::keys::{Entropy, KeySet};
+use crate::http::cross_origin;
+use crate::session::{self, Changes, Loaded, Outcome, Revocation, Session, Status};
 use crate::users::{self, Answer, Call, Caller, Op, RevocationCheck, UsersCall, Which};
 
 /// A call whose answer decides what comes next, before anything is written.
@@ -219,7 +218,7 @@ impl<E: Entropy> Exchange<E> {
             true => &Loaded::Bad(Status::Invalid),
             false => loaded,
         };
-        let body = crate::endpoints::inspect_json(&self.cfg, shown, cookie_len, self.now);
+        let body = crate::exchange::endpoints::inspect_json(&self.cfg, shown, cookie_len, self.now);
         let mut reply = Reply::new(200, JSON, body);
         if revoked {
             reply = reply.with("set-cookie", session::clearing_cookie(&self.cfg));
@@ -687,7 +686,7 @@ impl<E: Entropy> Exchange<E> {
 /// (a number in decimal), the way an identity header carries it, so that `42` and
 /// `"42"` are one user.
 ///
-/// [`Guards::user`]: crate::guards::Guards::user
+/// [`Guards::user`]: crate::guard::Guards::user
 fn user_of(cfg: &Config, data: &Map<String, Value>) -> Option<String> {
     match cfg.guards.user(data)? {
         Value::String(s) => Some(s.clone()),

@@ -611,7 +611,7 @@ mod tests {
     #[test]
     fn regression_tomcat_cuts_params_before_it_decodes() {
         // The fuzz input: a rule-set byte (0: `admin()`), then the path.
-        let input = include_bytes!("../fuzz/regressions/path_guard/params-cut-before-decoding");
+        let input = include_bytes!("../../fuzz/regressions/path_guard/params-cut-before-decoding");
         let path = std::str::from_utf8(&input[1..]).unwrap();
         assert_ne!(admin().check(path), Open, "{path:?}");
         assert_ne!(admin().check("/x;a%2F/..%2Fadmin"), Open);

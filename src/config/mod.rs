@@ -4,8 +4,8 @@
 //! the Worker `Env` and native tests. Everything is validated up front; an error names
 //! the variable and what is wrong with it, never its value when that value is secret.
 
-use crate::guards::Guards;
-use crate::keys::{KeyRing, Secret, SecretError};
+use crate::crypto::keys::{KeyRing, Secret, SecretError};
+use crate::guard::Guards;
 use crate::users::{RevocationCheck, UsersConfig};
 
 mod guards;

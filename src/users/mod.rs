@@ -3,7 +3,7 @@
 //! Workers KV is eventually consistent, so it cannot end a session everywhere at once;
 //! a Durable Object is one strongly consistent place per name. With a Durable Object
 //! namespace bound as `SESSION_USERS_BINDING` (default `KEYCARD_USERS`), every
-//! signed-in user gets one object, named by [`KeySet::users_object`](crate::keys::KeySet::users_object) (an HMAC of the
+//! signed-in user gets one object, named by [`KeySet::users_object`](crate::crypto::keys::KeySet::users_object) (an HMAC of the
 //! user field's value, so no user name appears in it). The object keeps the user's
 //! live sessions, for the device list, the revoked ones for as long as any session
 //! could still live, and the time of the last "every session but this one" (a
@@ -12,13 +12,13 @@
 //! and nothing is called.
 //!
 //! The object's logic lives here as well ([`answer`]): the Worker's `KeycardUsers`
-//! class (`src/entry.js`) keeps the object's [`State`] as one JSON value in its storage
+//! class (`src/driver/entry.js`) keeps the object's [`State`] as one JSON value in its storage
 //! and hands every [`Call`] to this module through a wasm export, and so does the
 //! `worker` feature's class of the same name for your own Rust Worker
-//! (`src/worker/users.rs`), so the same code runs in either object and in the native
+//! (`src/driver/worker/users.rs`), so the same code runs in either object and in the native
 //! tests.
 //!
-//! A session is named in the object by [`SessionId::digest`](crate::keys::SessionId::digest), which does not change
+//! A session is named in the object by [`SessionId::digest`](crate::crypto::keys::SessionId::digest), which does not change
 //! when the secret rotates (the handle does) and cannot be turned back into the id.
 
 use serde_json::{Map, Value};
@@ -62,7 +62,7 @@ pub struct UsersConfig {
 /// Where a call comes from, as the object sees it: the session making the request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
-    /// [`SessionId::digest`](crate::keys::SessionId::digest) of its id.
+    /// [`SessionId::digest`](crate::crypto::keys::SessionId::digest) of its id.
     pub key: String,
     /// Its handle, as the origin sees it in `X-Session-Id`.
     pub handle: String,
@@ -139,7 +139,7 @@ pub struct Call {
 /// One live session in a user's object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
-    /// [`SessionId::digest`](crate::keys::SessionId::digest) of its id.
+    /// [`SessionId::digest`](crate::crypto::keys::SessionId::digest) of its id.
     pub key: String,
     /// Its handle when it was last seen.
     pub handle: String,
@@ -444,7 +444,7 @@ pub fn answer(state: Option<&str>, call: &str) -> Result<(String, Option<String>
 /// the `SESSION_USERS_BINDING` namespace.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UsersCall {
-    /// The object's name ([`KeySet::users_object`](crate::keys::KeySet::users_object)).
+    /// The object's name ([`KeySet::users_object`](crate::crypto::keys::KeySet::users_object)).
     pub object: String,
     /// The call, its device without a country (see [`UsersCall::json`]). Boxed: a
     /// [`Step`](crate::exchange::Step) carries it, and most steps are far smaller.

@@ -62,7 +62,7 @@ pub fn route(cfg: &Config, method: &str, path: &str, query: Option<&str>) -> Opt
         "sessions/revoke" if method.eq_ignore_ascii_case("POST") => Endpoint::RevokeSession(
             query
                 .and_then(|q| param(q, "id"))
-                .filter(|h| crate::keys::is_handle(h)),
+                .filter(|h| crate::crypto::keys::is_handle(h)),
         ),
         "sessions/revoke" => Endpoint::MethodNotAllowed("POST"),
         asset if cfg.inspect && get && is_asset_name(asset) => {

@@ -1,5 +1,5 @@
 //! Request rewriting: the origin URL and `X-Forwarded-For`. The forwarded `Cookie` is
-//! [`crate::cookie_header`]'s, the reserved headers [`crate::headers`]'s.
+//! [`crate::http::cookie_header`]'s, the reserved headers [`crate::http::headers`]'s.
 
 /// The parts of a request URL: scheme, host (with port) and path with query.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -8,7 +8,7 @@
 //! until a final one.
 //!
 //! Nothing here awaits or touches the platform. The Worker drives the steps from a few
-//! lines of JS (`src/entry.js`), so no Rust future or promise exists per request (see
+//! lines of JS (`src/driver/entry.js`), so no Rust future or promise exists per request (see
 //! BENCHMARKS.md for what that bought), and the tests drive the very same steps natively
 //! against an in-memory KV, the way quinn's tests drive a connection pair.
 //!
@@ -23,20 +23,20 @@ use std::fmt::Write as _;
 use std::mem;
 use std::rc::Rc;
 
+use endpoints::Endpoint;
 use serde_json::{json, Map, Value};
 
 use crate::config::{Config, ConfigError, KvFailure, StoreMode};
-use crate::control::{self, Changes};
-use crate::cookie_header::{self, Stripped};
-use crate::cross_origin::{self, Provenance};
-use crate::endpoints::{self, Endpoint};
-use crate::forward;
-use crate::guards::SignIn;
-use crate::headers::{self, HeaderList};
-use crate::keys::{Entropy, OsEntropy};
-use crate::path_guard::Verdict;
+use crate::crypto::keys::{Entropy, OsEntropy};
+use crate::guard::SignIn;
+use crate::http::cookie_header::{self, Stripped};
+use crate::http::cross_origin::{self, Provenance};
+use crate::http::forward;
+use crate::http::headers::{self, HeaderList};
+use crate::http::path_guard::Verdict;
+use crate::origin::control;
 use crate::session::{
-    self, FinishError, KvPut, Loaded, Pending, Read, Session, SessionHeaders, Status,
+    self, Changes, FinishError, KvPut, Loaded, Pending, Read, Session, SessionHeaders, Status,
 };
 use crate::users::{self, Device, UsersCall};
 
@@ -189,7 +189,7 @@ impl Reply {
 
 /// Header edits and forwarding instructions in the form the edge applies them: one per
 /// line, tagged by its first character. This is the whole Rust-to-JS contract for
-/// headers; `src/entry.js` (`applyEdits`, `forward`) reads it without knowing any
+/// headers; `src/driver/entry.js` (`applyEdits`, `forward`) reads it without knowing any
 /// header name.
 ///
 /// | line | meaning |
@@ -232,7 +232,7 @@ pub enum CookieEdit {
 }
 
 /// The request to send to the origin: the client's method, body and headers, with the
-/// reserved headers dropped (see [`crate::headers`]) and these changes made.
+/// reserved headers dropped (see [`crate::http::headers`]) and these changes made.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Forward {
     /// Where to send it.
@@ -259,7 +259,7 @@ pub struct Forward {
     pub real_ip: Option<String>,
     /// `KEYCARD_IDENTITY_HEADERS` for a signed-in user: `(name, value)`.
     pub identity: Vec<(String, String)>,
-    /// `X-Session-Via`: this deployment's loop mark ([`crate::keys::KeySet::loop_mark`]).
+    /// `X-Session-Via`: this deployment's loop mark ([`crate::crypto::keys::KeySet::loop_mark`]).
     pub via: String,
 }
 
@@ -357,7 +357,7 @@ impl Rewrap {
 pub enum Step {
     /// Answer with this; done.
     Reply(Reply),
-    /// Read the record at `key` with `cacheTtl` [`KV_CACHE_TTL`](crate::record::KV_CACHE_TTL), then
+    /// Read the record at `key` with `cacheTtl` [`KV_CACHE_TTL`](crate::session::record::KV_CACHE_TTL), then
     /// [`Exchange::record`].
     KvGet { key: String },
     /// Write this record, then [`Exchange::written`].
@@ -770,7 +770,7 @@ impl<E: Entropy> Exchange<E> {
 
     /// While the request is with the origin (after [`Step::Forward`], before
     /// [`Exchange::answered`]): the session it was forwarded with. An in-process origin
-    /// ([`crate::embedded`]) reads its data from here rather than decode `X-Session`.
+    /// ([`crate::origin::embedded`]) reads its data from here rather than decode `X-Session`.
     pub fn forwarded(&self) -> Option<&Loaded> {
         match &self.state {
             State::Forwarding(loaded) => Some(loaded),
@@ -1399,6 +1399,7 @@ fn forward_plan(cfg: &Config, req: &Incoming<'_>, parts: forward::UrlParts<'_>) 
     }
 }
 
+pub mod endpoints;
 mod users_flow;
 
 #[cfg(test)]

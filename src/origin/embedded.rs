@@ -296,7 +296,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::control;
+    use crate::origin::control;
 
     fn session(data: Value) -> Session {
         let Value::Object(map) = data else {
@@ -306,7 +306,7 @@ mod tests {
     }
 
     /// What the exchange would read from the control headers.
-    fn changes(s: &Session) -> control::Changes {
+    fn changes(s: &Session) -> crate::session::Changes {
         let h = s.control_headers();
         let (changes, errors) = control::from_headers(|name: &str| {
             h.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str())
@@ -356,7 +356,7 @@ mod tests {
             json!({"visits": 4, "theme": "dark", "cart": null, "user": null})
         );
         let mut merged = s.loaded.clone();
-        control::merge(&mut merged, set);
+        crate::session::merge(&mut merged, set);
         assert_eq!(merged, s.data);
         assert_eq!(s.keys().collect::<Vec<_>>(), ["theme", "visits"]);
     }
@@ -368,7 +368,7 @@ mod tests {
         assert!(s.is_empty());
         s.insert("c", 3).unwrap();
         let mut merged = s.loaded.clone();
-        control::merge(&mut merged, changes(&s).set.unwrap());
+        crate::session::merge(&mut merged, changes(&s).set.unwrap());
         assert_eq!(Value::Object(merged), json!({"c": 3}));
     }
 

@@ -1,4 +1,4 @@
-//! The origin's control headers, parsed into [`Changes`].
+//! The origin's control headers, parsed into the session's [`Changes`].
 //!
 //! | header | meaning |
 //! | --- | --- |
@@ -13,39 +13,11 @@
 
 use serde_json::{Map, Value};
 
+use crate::session::Changes;
 use crate::util::unb64;
 
 /// The largest `X-Session-Set` accepted, in bytes. Larger values are ignored.
 pub const MAX_SET_LEN: usize = 128 * 1024;
-
-/// What the origin asked for, in application order: destroy, clear, set, regenerate,
-/// max-age.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Changes {
-    /// `destroy`: delete the session; everything else is ignored.
-    pub destroy: bool,
-    /// `clear`: empty the data.
-    pub clear: bool,
-    /// `X-Session-Set`: keys to merge; `Value::Null` deletes the key.
-    pub set: Option<Map<String, Value>>,
-    /// `regenerate`: a new session id with the same data.
-    pub regenerate: bool,
-    /// `X-Session-Max-Age`: the absolute lifetime from now, in seconds.
-    pub max_age: Option<u64>,
-    /// `destroy-others`: end every other session of this user.
-    pub destroy_others: bool,
-    /// `destroy-all`: end every session of this user; implies `destroy`.
-    pub destroy_all: bool,
-    /// `X-Session-Revoke`: the handles of this user's sessions to end.
-    pub revoke: Vec<String>,
-}
-
-impl Changes {
-    /// Whether the origin asked for anything at all.
-    pub fn is_empty(&self) -> bool {
-        *self == Changes::default()
-    }
-}
 
 /// A control header the edge could not use. It is logged, never sent to the client.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -151,21 +123,9 @@ pub fn parse_revoke(list: &str) -> Result<Vec<String>, ControlError> {
         .filter(|h| !h.is_empty())
         .map(str::to_owned)
         .collect();
-    match handles.len() <= MAX_REVOKE && handles.iter().all(|h| crate::keys::is_handle(h)) {
+    match handles.len() <= MAX_REVOKE && handles.iter().all(|h| crate::crypto::keys::is_handle(h)) {
         true => Ok(handles),
         false => Err(ControlError::BadRevoke),
-    }
-}
-
-/// Applies a shallow merge: each key of `set` replaces the one in `data`, and a
-/// `null` value deletes it.
-pub fn merge(data: &mut Map<String, Value>, set: Map<String, Value>) {
-    for (k, v) in set {
-        if v.is_null() {
-            data.remove(&k);
-        } else {
-            data.insert(k, v);
-        }
     }
 }
 
@@ -202,7 +162,7 @@ mod tests {
     fn null_deletes_on_merge() {
         let mut data = obj(json!({"a":1,"b":2}));
         let (c, _) = parse(Some(r#"{"a":null,"c":3}"#), None, None);
-        merge(&mut data, c.set.unwrap());
+        crate::session::merge(&mut data, c.set.unwrap());
         assert_eq!(Value::Object(data), json!({"b":2,"c":3}));
     }
 

@@ -6,9 +6,9 @@
 
 use serde_json::{Map, Value};
 
-use crate::cross_origin::{self, Provenance};
-use crate::headers::{self, HeaderList};
-use crate::path_guard::{Exemptions, Rules};
+use crate::http::cross_origin::{self, Provenance};
+use crate::http::headers::{self, HeaderList};
+use crate::http::path_guard::{Exemptions, Rules};
 
 /// The guards' settings.
 #[derive(Debug, Clone)]
@@ -21,7 +21,7 @@ pub struct Guards {
     /// `KEYCARD_LOGIN_URL`.
     pub login_url: Option<String>,
     /// `KEYCARD_IDENTITY_HEADERS`: each header's name, lower-case, and its normal form
-    /// (see [`crate::headers`]), and the session field it carries.
+    /// (see [`crate::http::headers`]), and the session field it carries.
     pub identity: Vec<Identity>,
     /// `KEYCARD_PASS_CLIENT_HEADERS`: identity headers of other proxies that a client
     /// may send all the same, by exact name, lower-case.

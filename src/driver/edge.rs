@@ -1,5 +1,5 @@
 //! The wasm-only edge: the core's [`Exchange`] exported to the JS driver
-//! (`src/entry.js`) as a handful of synchronous calls (the Worker's `env` is read in
+//! (`src/driver/entry.js`) as a handful of synchronous calls (the Worker's `env` is read in
 //! `js_env`).
 //!
 //! The driver does the platform's I/O (KV, the origin, the assets binding) and hands
@@ -12,10 +12,10 @@ use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::JsValue;
 use web_sys::{Headers, Response, ResponseInit};
 
+use crate::crypto::keys::OsEntropy;
+use crate::driver::js_env::{bindings, config, write_logs};
 use crate::exchange::{self, Answer, Incoming, Step};
-use crate::headers::HeaderList;
-use crate::js_env::{bindings, config, write_logs};
-use crate::keys::OsEntropy;
+use crate::http::headers::HeaderList;
 
 /// What the driver must do next; the data for it is on the [`Exchange`].
 #[wasm_bindgen]
@@ -138,7 +138,7 @@ impl JsExchange {
     #[wasm_bindgen(getter)]
     pub fn cache_ttl(&self) -> Result<f64, JsValue> {
         match &self.step {
-            Step::KvGet { .. } => Ok(crate::record::KV_CACHE_TTL as f64),
+            Step::KvGet { .. } => Ok(crate::session::record::KV_CACHE_TTL as f64),
             _ => Err(wrong_step("cache_ttl")),
         }
     }
@@ -279,7 +279,7 @@ impl JsExchange {
     }
 }
 
-/// A user's object (`KeycardUsers` in `src/entry.js`) carrying out one call: `state` is
+/// A user's object (`KeycardUsers` in `src/driver/entry.js`) carrying out one call: `state` is
 /// its stored value (`undefined` at first), `call` the call's JSON. Returns
 /// `[answer, state]`: the answer's JSON, and the value to store (`undefined` when it
 /// did not change). Throws when the state or the call does not read.

@@ -12,7 +12,7 @@
 
 use std::fmt::Write as _;
 
-use crate::keys::SessionId;
+use crate::crypto::keys::SessionId;
 
 /// KV's minimum `expirationTtl`.
 pub const KV_MIN_TTL: u64 = 60;
@@ -65,7 +65,7 @@ pub fn tombstone(now: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::keys::tests::CountingEntropy;
+    use crate::crypto::keys::tests::CountingEntropy;
 
     #[test]
     fn record_round_trip_and_refusals() {

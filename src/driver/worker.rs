@@ -37,7 +37,7 @@
 //!   forwarded headers set by keycard. It changes the session through [`Session`]
 //!   only: any `X-Session*` header it sets itself is removed and logged, never obeyed;
 //! - when it returns, the [`Session`]'s edits become the origin protocol's control
-//!   headers and apply exactly as an origin's would ([`crate::embedded`]); the client
+//!   headers and apply exactly as an origin's would ([`crate::origin::embedded`]); the client
 //!   gets your response with keycard's `Set-Cookie` added (your own `Set-Cookie`
 //!   headers are kept) and never a control header.
 //!
@@ -54,15 +54,15 @@ use wasm_bindgen::JsValue;
 use worker::{Env, Headers, KvStore, Request, Response, Result};
 
 use crate::config::{Config, ConfigError};
-pub use crate::embedded::{Session, SessionError};
+use crate::crypto::keys::OsEntropy;
+use crate::driver::js_env;
 use crate::exchange::{
     self, Answer, Binding, Bindings, Exchange, Failure, Forward, Forwarding, Incoming, Level, Log,
     Reply, Step,
 };
-use crate::headers::{self, HeaderList};
-use crate::js_env;
-use crate::keys::OsEntropy;
-use crate::record::KV_CACHE_TTL;
+use crate::http::headers::{self, HeaderList};
+pub use crate::origin::embedded::{Session, SessionError};
+use crate::session::record::KV_CACHE_TTL;
 use crate::session::Loaded;
 pub use crate::session::Status;
 
@@ -287,7 +287,7 @@ fn forwarded_request(req: &Request, plan: &Forward) -> Result<Request> {
 }
 
 /// Applies the core's header edits in their wire form (`-name`, `=name:value`,
-/// `+name:value`; see `Forward::wire`) to `headers`, as `src/entry.js` does; returns
+/// `+name:value`; see `Forward::wire`) to `headers`, as `src/driver/entry.js` does; returns
 /// the tags of the other lines (the forwarding instructions).
 fn apply_edits(headers: &Headers, wire: &str) -> Result<Vec<char>> {
     let mut other = Vec::new();

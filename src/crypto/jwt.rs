@@ -7,7 +7,7 @@
 //! `jose`, `jsonwebtoken` and PyJWT, and `tests/vectors.rs` checks [`compact_hs256`]
 //! against RFC 7515's HS256 example).
 
-use crate::keys::{mac_key, mac_tag, Secret};
+use crate::crypto::keys::{mac_key, mac_tag, Secret};
 use crate::util::b64;
 
 /// The fixed JOSE header.
@@ -27,7 +27,7 @@ pub fn session_jwt(
     method: &str,
     url: &str,
 ) -> String {
-    let htu = crate::forward::url_without_query(url);
+    let htu = crate::http::forward::url_without_query(url);
     let claims = format!(
         "{{\"iss\":\"{ISSUER}\",\"sub\":{},\"iat\":{iat},\"exp\":{exp},\"session\":{data_json},\"htm\":{},\"htu\":{}}}",
         serde_json::Value::from(handle),

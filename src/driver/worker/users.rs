@@ -2,7 +2,7 @@
 //! and the driver's call to it.
 //!
 //! Both sides only carry JSON: what a call does to a user's object is
-//! [`crate::users::answer`], the code the standalone Worker's class (`src/entry.js`)
+//! [`crate::users::answer`], the code the standalone Worker's class (`src/driver/entry.js`)
 //! runs, and what the exchange does with the answer is the exchange's. The class is
 //! reached through `fetch` (a workers-rs Durable Object has no RPC methods): the call's
 //! JSON is the request body, the answer's JSON the body of a `200`; anything else is an

@@ -9,7 +9,7 @@
 //! sealed:  e1.<kid>.<box>
 //! ```
 //!
-//! - `kid`: 8 base64url characters naming the key set ([`crate::keys::KeySet::kid`]);
+//! - `kid`: 8 base64url characters naming the key set ([`crate::crypto::keys::KeySet::kid`]);
 //! - `iat`, `ctime`, `aexp`: issue time, creation time and absolute expiry, unix
 //!   seconds in canonical decimal;
 //! - `sid`: the session id, 43 base64url characters;
@@ -28,7 +28,7 @@
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 
-use crate::keys::{mac_tag, verify_mac, Entropy, Key, KeyRing, KeySet, SessionId};
+use crate::crypto::keys::{mac_tag, verify_mac, Entropy, Key, KeyRing, KeySet, SessionId};
 use crate::util::{b64, parse_u64, unb64};
 
 /// The signed format's version tag.
@@ -265,8 +265,8 @@ pub fn decode(ring: &KeyRing, name: &str, value: &str) -> Result<Verified, Decod
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::keys::tests::{secret, CountingEntropy};
-    use crate::keys::Secret;
+    use crate::crypto::keys::tests::{secret, CountingEntropy};
+    use crate::crypto::keys::Secret;
 
     const NAME: &str = "__Host-keycard";
 

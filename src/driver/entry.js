@@ -1,4 +1,4 @@
-// keycard's Worker entry: the driver of the Rust core's exchange (src/exchange.rs).
+// keycard's Worker entry: the driver of the Rust core's exchange (src/exchange/mod.rs).
 //
 // For each request the core is asked, through synchronous wasm calls, what to do next:
 // read or write a KV record, call a user's Durable Object (sign-out everywhere), forward
@@ -6,7 +6,7 @@
 // and hands each result back. All decisions (sessions, cookies, policies, errors, and
 // every header name set or removed) are made in Rust; header edits arrive as lines
 // this file applies without reading them (the wire form is documented on `Wire` in
-// src/exchange.rs). The awaits live here, so no Rust future or promise plumbing runs
+// src/exchange/mod.rs). The awaits live here, so no Rust future or promise plumbing runs
 // per request (BENCHMARKS.md has the numbers).
 // scripts/build.sh bundles it with the wasm-bindgen glue into build/index.js.
 import { DurableObject } from "cloudflare:workers";
@@ -197,7 +197,7 @@ function noteTrap(e) {
 }
 
 /**
- * One signed-in user's sessions, for sign-out everywhere (src/users.rs). The object's
+ * One signed-in user's sessions, for sign-out everywhere (src/users/mod.rs). The object's
  * whole state is one JSON value in its storage; what a call does with it is decided in
  * Rust (`usersAnswer`), so this class only loads, stores and answers. Calls come from
  * keycard's exchange alone: an object has no route of its own.

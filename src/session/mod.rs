@@ -19,14 +19,19 @@
 //!   second refreshes), or when it was signed under a previous key.
 //! - A cookie issued more than [`MAX_SKEW`] seconds in the future is invalid.
 
+use codec::{Body, Claims, DecodeError};
 use serde_json::{Map, Value};
 
-use crate::codec::{self, Body, Claims, DecodeError};
 use crate::config::{Config, HeaderFormat, SameSite, StoreMode};
-use crate::control::{merge, Changes};
-use crate::keys::{Entropy, SessionId};
+use crate::crypto::keys::{Entropy, SessionId};
+use crate::http::cookie_header;
 use crate::util::{b64, unb64};
-use crate::{cookie_header, record};
+
+mod changes;
+pub mod codec;
+pub mod record;
+
+pub use changes::{merge, Changes};
 
 /// The largest `Set-Cookie` value (name, value and attributes) keycard sends.
 pub const MAX_COOKIE_LEN: usize = 4096;
@@ -321,7 +326,7 @@ pub fn forward_headers(
     let handle = cfg.keys.current().handle(&s.sid);
     let session = match &cfg.header_format {
         HeaderFormat::Base64 => s.data_b64.clone(),
-        HeaderFormat::Jwt(key) => crate::jwt::session_jwt(
+        HeaderFormat::Jwt(key) => crate::crypto::jwt::session_jwt(
             key,
             &handle,
             now,
@@ -697,7 +702,7 @@ mod tests {
 
     use super::*;
     use crate::config::CookieConfig;
-    use crate::control;
+    use crate::origin::control;
     use crate::testing::{config, CountingEntropy, SECRET, T0};
 
     /// What the `cookie` crate writes for the same cookie: the reference

@@ -1,0 +1,5 @@
+//! Keys and signatures: the leaves that everything which signs, seals or names a
+//! session stands on.
+
+pub mod jwt;
+pub mod keys;
