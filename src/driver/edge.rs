@@ -185,7 +185,7 @@ impl JsExchange {
         }
     }
 
-    /// The forwarding plan, in the wire form described on `exchange::Forward::wire`.
+    /// The forwarding plan, in the text form of `exchange::Forward::wire`.
     #[wasm_bindgen(getter)]
     pub fn plan(&self) -> Result<String, JsValue> {
         match &self.step {
@@ -194,7 +194,7 @@ impl JsExchange {
         }
     }
 
-    /// The edits to the origin's response headers, in the same wire form.
+    /// The edits to the origin's response headers, in the same text form.
     #[wasm_bindgen(getter)]
     pub fn edits(&self) -> Result<String, JsValue> {
         match &self.step {
@@ -203,16 +203,14 @@ impl JsExchange {
         }
     }
 
-    /// keycard's own response (never cached).
+    /// keycard's own response, with every header it carries.
     pub fn reply(&self) -> Result<Response, JsValue> {
         let Step::Reply(r) = &self.step else {
             return Err(wrong_step("reply"));
         };
         let headers = Headers::new()?;
-        headers.set("content-type", r.content_type)?;
-        headers.set("cache-control", "no-store")?;
-        for (k, v) in &r.headers {
-            headers.append(k, v)?;
+        for (name, value) in r.all_headers() {
+            headers.append(name, value)?;
         }
         let init = ResponseInit::new();
         init.set_status(r.status);

@@ -57,8 +57,8 @@ use crate::config::{Config, ConfigError};
 use crate::crypto::keys::OsEntropy;
 use crate::driver::js_env;
 use crate::exchange::{
-    self, Answer, Binding, Bindings, Exchange, Failure, Forward, Forwarding, Incoming, Level, Log,
-    Reply, Step,
+    self, Answer, Binding, Bindings, Exchange, Failure, Forward, Forwarding, HeaderEdit, Incoming,
+    Level, Log, Reply, Step,
 };
 use crate::http::headers::{self, HeaderList};
 pub use crate::origin::embedded::{Session, SessionError};
@@ -201,7 +201,7 @@ where
                     let Some(mut response) = self.response.take() else {
                         return no_response();
                     };
-                    apply_edits(response.headers_mut(), &edits.wire())?;
+                    apply_edits(response.headers_mut(), &edits.header_edits())?;
                     return Ok(response);
                 }
                 Step::Users(u) => {
@@ -277,32 +277,25 @@ where
 /// the plan's header edits applied, and without the body when the plan says so.
 fn forwarded_request(req: &Request, plan: &Forward) -> Result<Request> {
     let headers = Headers(web_sys::Headers::new_with_headers(&req.headers().0)?);
-    let drop_body = apply_edits(&headers, &plan.wire())?.contains(&'B');
+    apply_edits(&headers, &plan.header_edits())?;
     let init = web_sys::RequestInit::new();
     init.set_headers(&headers.0);
-    if drop_body {
+    if plan.drop_body {
         init.set_body(&JsValue::NULL);
     }
     Ok(web_sys::Request::new_with_request_and_init(req.inner(), &init)?.into())
 }
 
-/// Applies the core's header edits in their wire form (`-name`, `=name:value`,
-/// `+name:value`; see `Forward::wire`) to `headers`, as `src/driver/entry.js` does; returns
-/// the tags of the other lines (the forwarding instructions).
-fn apply_edits(headers: &Headers, wire: &str) -> Result<Vec<char>> {
-    let mut other = Vec::new();
-    for line in wire.lines() {
-        let mut chars = line.chars();
-        let Some(tag) = chars.next() else { continue };
-        let rest = chars.as_str();
-        match (tag, rest.split_once(':')) {
-            ('-', _) => headers.delete(rest)?,
-            ('=', Some((name, value))) => headers.set(name, value)?,
-            ('+', Some((name, value))) => headers.append(name, value)?,
-            _ => other.push(tag),
+/// Applies the core's header edits to `headers`, in order.
+fn apply_edits(headers: &Headers, edits: &[HeaderEdit<'_>]) -> Result<()> {
+    for edit in edits {
+        match edit {
+            HeaderEdit::Delete(name) => headers.delete(name)?,
+            HeaderEdit::Set(name, value) => headers.set(name, value)?,
+            HeaderEdit::Append(name, value) => headers.append(name, value)?,
         }
     }
-    Ok(other)
+    Ok(())
 }
 
 /// `request.cf.country` when it is a string. Not worker's `Cf::country`, which panics
@@ -331,12 +324,10 @@ fn push_line(out: &mut String, name: &str, value: &str) {
     out.push('\n');
 }
 
-/// keycard's own response (never cached).
+/// keycard's own response, with every header it carries.
 fn reply(r: Reply) -> Result<Response> {
     let headers = Headers::new();
-    headers.set("content-type", r.content_type)?;
-    headers.set("cache-control", "no-store")?;
-    for (name, value) in &r.headers {
+    for (name, value) in r.all_headers() {
         headers.append(name, value)?;
     }
     let builder = Response::builder()

@@ -19,7 +19,6 @@
 //! ([`Failure::reply`]): an opaque body, the detail in a [`Log`] line.
 
 use std::collections::VecDeque;
-use std::fmt::Write as _;
 use std::mem;
 use std::rc::Rc;
 
@@ -185,37 +184,17 @@ impl Reply {
         self.headers.push((name, value.into()));
         self
     }
-}
 
-/// Header edits and forwarding instructions in the form the edge applies them: one per
-/// line, tagged by its first character. This is the whole Rust-to-JS contract for
-/// headers; `src/driver/entry.js` (`applyEdits`, `forward`) reads it without knowing any
-/// header name.
-///
-/// | line | meaning |
-/// | --- | --- |
-/// | `-name` | delete the header `name` |
-/// | `=name:value` | set it (replacing any value) |
-/// | `+name:value` | append it (for `Set-Cookie`) |
-/// | `Uurl` | forward to `url` (requests only) |
-/// | `Sbinding` | through this service binding (requests only) |
-/// | `Tms` | give up on the origin after `ms` milliseconds (requests only) |
-/// | `B` | forward without the body (requests only) |
-///
-/// Names never hold `:` or a newline, values never hold a newline, so the form is
-/// unambiguous.
-#[derive(Debug, Default)]
-struct Wire(String);
-
-impl Wire {
-    fn line(&mut self, tag: char, text: &str) {
-        self.0.push(tag);
-        self.0.push_str(text);
-        self.0.push('\n');
-    }
-
-    fn header(&mut self, tag: char, name: &str, value: &str) {
-        let _ = writeln!(self.0, "{tag}{name}:{value}");
+    /// Every header of the reply, in order: its `Content-Type`, `Cache-Control:
+    /// no-store` (keycard's own answers are about one client and one moment, and are
+    /// never cached), then the others.
+    pub fn all_headers(&self) -> impl Iterator<Item = (&str, &str)> {
+        [
+            ("content-type", self.content_type),
+            ("cache-control", "no-store"),
+        ]
+        .into_iter()
+        .chain(self.headers.iter().map(|(n, v)| (*n, v.as_str())))
     }
 }
 
@@ -263,55 +242,6 @@ pub struct Forward {
     pub via: String,
 }
 
-impl Forward {
-    /// The plan in the edge's wire form (`Wire`, in this module).
-    pub fn wire(&self) -> String {
-        let mut w = Wire::default();
-        w.line('U', &self.url);
-        if let Some(s) = &self.service {
-            w.line('S', s);
-        }
-        if let Some(ms) = self.timeout_ms {
-            w.line('T', &ms.to_string());
-        }
-        if self.drop_body {
-            w.line('B', "");
-        }
-        for name in &self.strip {
-            w.line('-', name);
-        }
-        match &self.cookie {
-            CookieEdit::Keep => {}
-            CookieEdit::Set(c) => w.header('=', "cookie", c),
-            CookieEdit::Remove => w.line('-', "cookie"),
-        }
-        let s = &self.session;
-        if let Some(v) = &s.session {
-            w.header('=', "x-session", v);
-        }
-        w.header('=', "x-session-status", s.status);
-        if let Some(v) = &s.handle {
-            w.header('=', "x-session-id", v);
-        }
-        if let Some(v) = s.expires {
-            w.header('=', "x-session-expires", &v.to_string());
-        }
-        if let Some(v) = &self.forwarded_for {
-            w.header('=', "x-forwarded-for", v);
-        }
-        w.header('=', "x-forwarded-host", &self.forwarded_host);
-        w.header('=', "x-forwarded-proto", &self.forwarded_proto);
-        if let Some(v) = &self.real_ip {
-            w.header('=', "x-real-ip", v);
-        }
-        for (name, value) in &self.identity {
-            w.header('=', name, value);
-        }
-        w.header('=', "x-session-via", &self.via);
-        w.0
-    }
-}
-
 /// What the origin answered.
 #[derive(Debug, Clone, Default)]
 pub struct Answer<'a> {
@@ -332,23 +262,6 @@ pub struct Rewrap {
     pub set_cookie: Option<String>,
     /// The `Cache-Control` to set (with `set_cookie` only).
     pub cache_control: Option<String>,
-}
-
-impl Rewrap {
-    /// The edits in the edge's wire form (`Wire`, in this module).
-    pub fn wire(&self) -> String {
-        let mut w = Wire::default();
-        for name in &self.strip {
-            w.line('-', name);
-        }
-        if let Some(sc) = &self.set_cookie {
-            w.header('+', "set-cookie", sc);
-        }
-        if let Some(cc) = &self.cache_control {
-            w.header('=', "cache-control", cc);
-        }
-        w.0
-    }
 }
 
 /// What the edge must do next.
@@ -1401,6 +1314,9 @@ fn forward_plan(cfg: &Config, req: &Incoming<'_>, parts: forward::UrlParts<'_>) 
 
 pub mod endpoints;
 mod users_flow;
+mod wire;
+
+pub use wire::HeaderEdit;
 
 #[cfg(test)]
 mod kv_tests;

@@ -1105,3 +1105,38 @@ fn a_request_that_comes_back_to_keycard_is_a_508_naming_the_variable() {
     assert!(f.strip.iter().any(|n| n == "x-session-via"));
     assert_ne!(f.via, front.keys.current().loop_mark());
 }
+
+/// Every driver answers with exactly the headers a reply carries: it adds none, so
+/// `no-store` is decided here, once.
+#[test]
+fn a_reply_carries_all_its_headers_no_store_included() {
+    let cfg = config(&[]);
+    let h = hdrs(&[("origin", "https://evil.example")]);
+    let r = reply(start(&cfg, Bindings::default(), &at("POST", URL, &h), T0).1);
+    let all: Vec<(&str, &str)> = r.all_headers().collect();
+    assert_eq!(
+        all,
+        [("content-type", TEXT), ("cache-control", "no-store")],
+        "{r:?}"
+    );
+    let loc = reply(
+        start(
+            &cfg,
+            Bindings::default(),
+            &at("POST", "https://app.example/.keycard/logout?next=/bye", ""),
+            T0,
+        )
+        .1,
+    );
+    assert!(
+        loc.all_headers()
+            .any(|(n, v)| n == "location" && v == "/bye"),
+        "{loc:?}"
+    );
+    assert_eq!(
+        loc.all_headers()
+            .filter(|(n, _)| *n == "cache-control")
+            .count(),
+        1
+    );
+}

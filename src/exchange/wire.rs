@@ -1,0 +1,132 @@
+//! The exchange's plans as the drivers carry them out: header edits as a type, and the
+//! one text form of them that `src/driver/entry.js` reads.
+//!
+//! A [`Forward`] and a [`Rewrap`] are typed. Their [`HeaderEdit`]s are what a driver
+//! applies to a header list, in order: `keycard::worker` applies them as they are, and
+//! the standalone edge renders them, with the forwarding instructions, into the text
+//! below, once, for JS. No driver reads a header name or parses the text back.
+//!
+//! | line | meaning |
+//! | --- | --- |
+//! | `-name` | delete the header `name` |
+//! | `=name:value` | set it (replacing any value) |
+//! | `+name:value` | append it (for `Set-Cookie`) |
+//! | `Uurl` | forward to `url` (requests only) |
+//! | `Sbinding` | through this service binding (requests only) |
+//! | `Tms` | give up on the origin after `ms` milliseconds (requests only) |
+//! | `B` | forward without the body (requests only) |
+//!
+//! Names never hold `:` or a newline, values never hold a newline, so the form is
+//! unambiguous.
+
+use std::borrow::Cow;
+use std::fmt::Write as _;
+
+use super::{CookieEdit, Forward, Rewrap};
+
+/// One change to a header list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeaderEdit<'a> {
+    /// Delete every header of this name.
+    Delete(&'a str),
+    /// Set this header, replacing any of its name.
+    Set(&'a str, Cow<'a, str>),
+    /// Add this header beside any of its name (`Set-Cookie`).
+    Append(&'a str, &'a str),
+}
+
+impl Forward {
+    /// The changes to the client's request headers, in order: the reserved ones and the
+    /// session cookie out, then what keycard tells the origin.
+    pub fn header_edits(&self) -> Vec<HeaderEdit<'_>> {
+        let mut edits: Vec<HeaderEdit<'_>> =
+            self.strip.iter().map(|n| HeaderEdit::Delete(n)).collect();
+        match &self.cookie {
+            CookieEdit::Keep => {}
+            CookieEdit::Set(c) => edits.push(set("cookie", c)),
+            CookieEdit::Remove => edits.push(HeaderEdit::Delete("cookie")),
+        }
+        let s = &self.session;
+        edits.extend(s.session.as_deref().map(|v| set("x-session", v)));
+        edits.push(set("x-session-status", s.status));
+        edits.extend(s.handle.as_deref().map(|v| set("x-session-id", v)));
+        if let Some(v) = s.expires {
+            edits.push(HeaderEdit::Set(
+                "x-session-expires",
+                Cow::Owned(v.to_string()),
+            ));
+        }
+        edits.extend(
+            self.forwarded_for
+                .as_deref()
+                .map(|v| set("x-forwarded-for", v)),
+        );
+        edits.push(set("x-forwarded-host", &self.forwarded_host));
+        edits.push(set("x-forwarded-proto", &self.forwarded_proto));
+        edits.extend(self.real_ip.as_deref().map(|v| set("x-real-ip", v)));
+        edits.extend(self.identity.iter().map(|(n, v)| set(n, v)));
+        edits.push(set("x-session-via", &self.via));
+        edits
+    }
+
+    /// The plan in the text form: the forwarding instructions, then the edits.
+    pub fn wire(&self) -> String {
+        let mut w = String::new();
+        line(&mut w, 'U', &self.url);
+        if let Some(s) = &self.service {
+            line(&mut w, 'S', s);
+        }
+        if let Some(ms) = self.timeout_ms {
+            line(&mut w, 'T', &ms.to_string());
+        }
+        if self.drop_body {
+            line(&mut w, 'B', "");
+        }
+        render(&mut w, &self.header_edits());
+        w
+    }
+}
+
+impl Rewrap {
+    /// The changes to the origin's response headers: the control headers out,
+    /// keycard's cookie in, and the `Cache-Control` that goes with it.
+    pub fn header_edits(&self) -> Vec<HeaderEdit<'_>> {
+        let mut edits: Vec<HeaderEdit<'_>> =
+            self.strip.iter().map(|n| HeaderEdit::Delete(n)).collect();
+        if let Some(sc) = &self.set_cookie {
+            edits.push(HeaderEdit::Append("set-cookie", sc));
+        }
+        if let Some(cc) = &self.cache_control {
+            edits.push(HeaderEdit::Set("cache-control", Cow::Borrowed(cc)));
+        }
+        edits
+    }
+
+    /// The edits in the text form.
+    pub fn wire(&self) -> String {
+        let mut w = String::new();
+        render(&mut w, &self.header_edits());
+        w
+    }
+}
+
+fn line(w: &mut String, tag: char, text: &str) {
+    w.push(tag);
+    w.push_str(text);
+    w.push('\n');
+}
+
+fn render(w: &mut String, edits: &[HeaderEdit<'_>]) {
+    for e in edits {
+        let _ = match e {
+            HeaderEdit::Delete(name) => writeln!(w, "-{name}"),
+            HeaderEdit::Set(name, value) => writeln!(w, "={name}:{value}"),
+            HeaderEdit::Append(name, value) => writeln!(w, "+{name}:{value}"),
+        };
+    }
+}
+
+/// `Set` with a value borrowed from the plan.
+fn set<'a>(name: &'a str, value: &'a str) -> HeaderEdit<'a> {
+    HeaderEdit::Set(name, Cow::Borrowed(value))
+}
