@@ -25,7 +25,7 @@ use hmac::Mac;
 use keycard::session::codec::{self, Body, Claims};
 use keycard::config::Config;
 use keycard::crypto::keys::{Entropy, KeyRing, KeySet, Secret, SessionId};
-use keycard::session::{self, Location, Read, Session};
+use keycard::session::{self, Location, Read, SessionState};
 use keycard::util::b64;
 
 /// The fuzz ring's current secret.
@@ -229,8 +229,8 @@ pub fn session(
     json: &str,
     location: Location,
     previous_key: bool,
-) -> Session {
-    Session {
+) -> SessionState {
+    SessionState {
         sid: sid(42),
         created: issued,
         abs_exp: issued + cfg.absolute_timeout,
@@ -251,7 +251,7 @@ pub fn read_back(
     set_cookie: &str,
     kv: Option<(&str, &str)>,
     now: u64,
-) -> Option<Session> {
+) -> Option<SessionState> {
     assert!(
         set_cookie.len() <= session::MAX_COOKIE_LEN,
         "Set-Cookie over 4096 bytes"

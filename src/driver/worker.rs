@@ -241,7 +241,7 @@ where
             plan.session.handle.clone(),
             loaded
                 .and_then(Loaded::session)
-                .map(crate::session::Session::data)
+                .map(crate::session::SessionState::data)
                 .unwrap_or_default(),
         );
         let response = app(forwarded_request(self.req, plan)?, &mut session).await?;

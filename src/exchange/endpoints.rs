@@ -4,7 +4,7 @@
 use serde_json::json;
 
 use crate::config::Config;
-use crate::session::{Loaded, Session};
+use crate::session::{Loaded, SessionState};
 
 /// An endpoint request, as routed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -147,7 +147,7 @@ pub fn health_json(cfg: &Config, kv_available: bool, users_available: bool) -> S
 /// The `session` (inspect) body: the decoded session, status, expiry, store and cookie
 /// size. It is only served with `KEYCARD_INSPECT=true`, to the holder of the cookie.
 pub fn inspect_json(cfg: &Config, loaded: &Loaded, cookie_len: usize, now: u64) -> String {
-    let s: Option<&Session> = loaded.session();
+    let s: Option<&SessionState> = loaded.session();
     json!({
         "status": loaded.status().as_str(),
         "now": now,

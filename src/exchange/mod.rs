@@ -13,7 +13,8 @@
 //! against an in-memory KV, the way quinn's tests drive a connection pair.
 //!
 //! Every header name the edge sets or deletes is decided here, and crosses to the edge
-//! as a list of edits it applies without looking ([`Forward::wire`], [`Rewrap::wire`]).
+//! as a list of edits it applies without looking ([`HeaderEdit`]s, rendered once as text
+//! for JS by [`Forward::wire`] and [`Rewrap::wire`]).
 //!
 //! Every error that is not the client's doing becomes a reply in one place
 //! ([`Failure::reply`]): an opaque body, the detail in a [`Log`] line.
@@ -35,7 +36,7 @@ use crate::http::headers::{self, HeaderList};
 use crate::http::path_guard::Verdict;
 use crate::origin::control;
 use crate::session::{
-    self, Changes, FinishError, KvPut, Loaded, Pending, Read, Session, SessionHeaders, Status,
+    self, Changes, FinishError, KvPut, Loaded, Pending, Read, SessionHeaders, SessionState, Status,
 };
 use crate::users::{self, Device, UsersCall};
 
@@ -580,7 +581,7 @@ pub struct Exchange<E: Entropy = OsEntropy> {
     device: Device,
     /// The session, when its user's object said it is revoked: it is forwarded as
     /// `invalid` and ended like a destroyed one.
-    revoked: Option<Session>,
+    revoked: Option<SessionState>,
     method: String,
     url: String,
     purpose: Purpose,
@@ -924,7 +925,7 @@ impl<E: Entropy> Exchange<E> {
                 // Session data is parsed only when a guard or the user's object needs it.
                 let check = self.check_due(&loaded, required);
                 let data = (required || !g.identity.is_empty() || check)
-                    .then(|| loaded.session().map(Session::data))
+                    .then(|| loaded.session().map(SessionState::data))
                     .flatten();
                 let guarded = Guarded {
                     plan,

@@ -29,8 +29,8 @@ use super::{
 use crate::config::{Config, KvFailure};
 use crate::crypto::keys::{Entropy, KeySet};
 use crate::http::cross_origin;
-use crate::session::{self, Changes, Loaded, Outcome, Revocation, Session, Status};
-use crate::users::{self, Answer, Call, Caller, Op, RevocationCheck, UsersCall, Which};
+use crate::session::{self, Changes, Loaded, Outcome, Revocation, SessionState, Status};
+use crate::users::{Call, Caller, ObjectAnswer, Op, RevocationCheck, UsersCall, Which};
 
 /// A call whose answer decides what comes next, before anything is written.
 #[derive(Debug)]
@@ -62,7 +62,7 @@ pub(super) struct UsersWrite {
 
 /// The session before the origin's changes, with its user (when signed in).
 pub(super) struct Before {
-    session: Session,
+    session: SessionState,
     user: Option<String>,
 }
 
@@ -202,7 +202,7 @@ impl<E: Entropy> Exchange<E> {
     pub(super) fn inspect(&mut self, loaded: Loaded, cookie_len: usize) -> Step {
         let data = self
             .users
-            .then(|| loaded.session().map(Session::data))
+            .then(|| loaded.session().map(SessionState::data))
             .flatten();
         match self.check_of(&loaded, data.as_ref()) {
             Some(call) => {
@@ -230,7 +230,7 @@ impl<E: Entropy> Exchange<E> {
     /// The answer of the user's object to a [`Step::Users`]: its JSON text, or the
     /// error's message.
     pub fn users_answered(&mut self, result: Result<String, String>) -> Step {
-        let answer = result.and_then(|text| users::Answer::parse(&text));
+        let answer = result.and_then(|text| ObjectAnswer::parse(&text));
         match mem::replace(&mut self.state, State::Done) {
             State::Asking(ask) => match answer {
                 Ok(a) => self.asked(ask, a),
@@ -264,7 +264,7 @@ impl<E: Entropy> Exchange<E> {
         );
     }
 
-    fn asked(&mut self, ask: Ask, answer: users::Answer) -> Step {
+    fn asked(&mut self, ask: Ask, answer: ObjectAnswer) -> Step {
         let revoked = answer.caller_revoked;
         if revoked {
             self.log_revoked();
@@ -309,7 +309,7 @@ impl<E: Entropy> Exchange<E> {
     }
 
     /// The answer to the first of the writes' calls to users' objects.
-    fn users_written(&mut self, mut writes: Writes, answer: users::Answer) -> Step {
+    fn users_written(&mut self, mut writes: Writes, answer: ObjectAnswer) -> Step {
         let Some(done) = writes.users.pop_front() else {
             return self.out_of_order("users_written");
         };
@@ -501,7 +501,13 @@ impl<E: Entropy> Exchange<E> {
 
     /// `which` from `s`, to every object of `user` (these calls fail closed); `checks`:
     /// whether their answers decide if the session is issued.
-    fn revocations(&self, user: &str, s: &Session, which: Which, checks: bool) -> Vec<UsersWrite> {
+    fn revocations(
+        &self,
+        user: &str,
+        s: &SessionState,
+        which: Which,
+        checks: bool,
+    ) -> Vec<UsersWrite> {
         let caller = caller_of(&self.cfg, s);
         let others = matches!(which, Which::Handles(_) | Which::Others | Which::All);
         let then_keys = others.then(|| (user.to_owned(), caller.clone()));
@@ -587,7 +593,7 @@ impl<E: Entropy> Exchange<E> {
 
     /// A signed-in session that ended (destroy, Max-Age 0 or destroy-all). The sessions
     /// named by handle first: a caller already revoked can revoke nothing.
-    fn plan_ended(&self, plan: &mut UsersPlan, user: &str, s: &Session, wanted: Wanted) {
+    fn plan_ended(&self, plan: &mut UsersPlan, user: &str, s: &SessionState, wanted: Wanted) {
         if !wanted.handles.is_empty() {
             let handles = Which::Handles(wanted.handles);
             plan.calls.extend(self.revocations(user, s, handles, false));
@@ -606,8 +612,8 @@ impl<E: Entropy> Exchange<E> {
         &self,
         plan: &mut UsersPlan,
         user: &str,
-        after: &Session,
-        was: Option<(&Session, &str)>,
+        after: &SessionState,
+        was: Option<(&SessionState, &str)>,
         tell: bool,
     ) {
         let cfg = &self.cfg;
@@ -695,7 +701,7 @@ fn user_of(cfg: &Config, data: &Map<String, Value>) -> Option<String> {
 }
 
 /// Who `s` is to its user's object.
-fn caller_of(cfg: &Config, s: &Session) -> Caller {
+fn caller_of(cfg: &Config, s: &SessionState) -> Caller {
     Caller {
         key: s.sid.digest(),
         handle: cfg.keys.current().handle(&s.sid),
@@ -706,7 +712,7 @@ fn caller_of(cfg: &Config, s: &Session) -> Caller {
 
 /// The `GET sessions` body: the user's live sessions, the one signed in last first,
 /// without those idle past `SESSION_IDLE_TIMEOUT`.
-fn sessions_json(cfg: &Config, answer: &Answer, current: &str, now: u64) -> String {
+fn sessions_json(cfg: &Config, answer: &ObjectAnswer, current: &str, now: u64) -> String {
     let sessions: Vec<Value> = answer
         .sessions
         .iter()

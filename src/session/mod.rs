@@ -84,7 +84,7 @@ impl Location {
 
 /// A valid session.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Session {
+pub struct SessionState {
     /// The session id (secret).
     pub sid: SessionId,
     /// Creation time.
@@ -103,7 +103,7 @@ pub struct Session {
     pub current_key: bool,
 }
 
-impl Session {
+impl SessionState {
     /// The data as a JSON object. Data that does not decode (which a verified cookie
     /// cannot produce) reads as empty.
     pub fn data(&self) -> Map<String, Value> {
@@ -159,9 +159,9 @@ impl Pending {
     /// Finishes loading with the record text found in KV (`None` when missing).
     /// A missing, unreadable or wrong-version record gives `None`: the session is
     /// invalid.
-    pub fn complete(self, record: Option<&str>) -> Option<Session> {
+    pub fn complete(self, record: Option<&str>) -> Option<SessionState> {
         let data = record::decode(record?)?;
-        Some(Session {
+        Some(SessionState {
             sid: self.claims.sid,
             created: self.claims.created,
             abs_exp: self.claims.abs_exp,
@@ -182,7 +182,7 @@ pub enum Read {
     /// One or more session cookies, none usable: `Invalid` or `Expired`.
     Bad(Status, DecodeError),
     /// A valid session with its data in the cookie.
-    Ready(Session),
+    Ready(SessionState),
     /// A valid cookie whose data is in KV.
     NeedsRecord(Pending),
 }
@@ -196,7 +196,7 @@ pub enum Loaded {
     /// cleared.
     Bad(Status),
     /// A valid session.
-    Valid(Session),
+    Valid(SessionState),
     /// The store could not be read (`SESSION_KV_FAILURE=open`): forwarded as
     /// `invalid`, but the browser's cookie is left alone rather than cleared, and
     /// nothing is created or issued.
@@ -215,7 +215,7 @@ impl Loaded {
     }
 
     /// The session, when valid.
-    pub fn session(&self) -> Option<&Session> {
+    pub fn session(&self) -> Option<&SessionState> {
         match self {
             Loaded::Valid(s) => Some(s),
             _ => None,
@@ -264,7 +264,7 @@ pub fn read(cfg: &Config, cookie_header: Option<&str>, now: u64) -> Read {
             continue;
         }
         return match claims.body {
-            Body::Inline(ref data_b64) => Read::Ready(Session {
+            Body::Inline(ref data_b64) => Read::Ready(SessionState {
                 data_b64: data_b64.clone(),
                 sid: claims.sid,
                 created: claims.created,
@@ -387,7 +387,7 @@ pub struct Outcome {
     /// What happened, for the log.
     pub change: Change,
     /// The session after the changes, if it lives on.
-    pub session: Option<Session>,
+    pub session: Option<SessionState>,
 }
 
 /// The end of a session whose record is in KV: a tombstone under a key that session
@@ -466,7 +466,7 @@ fn build_cookie(cfg: &Config, value: &str, max_age: Option<u64>) -> String {
     out
 }
 
-fn claims_of(s: &Session, body: Body) -> Claims {
+fn claims_of(s: &SessionState, body: Body) -> Claims {
     Claims {
         issued: s.issued,
         created: s.created,
@@ -488,21 +488,21 @@ fn encode(cfg: &Config, claims: &Claims, entropy: &mut dyn Entropy) -> String {
 /// A session after the origin's changes were applied, before it is placed.
 struct Applied {
     /// The session that lives on, if any.
-    session: Option<Session>,
+    session: Option<SessionState>,
     /// Whether its data, id or lifetime changed.
     changed: bool,
     /// Whether its id is new in this request (created or regenerated): no tombstone
     /// can exist for it.
     new_id: bool,
     /// The session as it was before `regenerate`, whose id is now revoked.
-    replaced: Option<Session>,
+    replaced: Option<SessionState>,
 }
 
 /// Applies `clear`, the `Set` merge, `regenerate` and `Max-Age` (in that order) to
 /// `session`, creating one when a `Set` leaves data and there was none.
 fn apply(
     cfg: &Config,
-    mut session: Option<Session>,
+    mut session: Option<SessionState>,
     changes: Changes,
     now: u64,
     entropy: &mut dyn Entropy,
@@ -526,7 +526,7 @@ fn apply(
             }
             Some(_) => {}
             None if !data.is_empty() => {
-                session = Some(Session {
+                session = Some(SessionState {
                     sid: SessionId::generate(entropy),
                     created: now,
                     abs_exp: now + cfg.absolute_timeout,
@@ -572,7 +572,7 @@ fn apply(
 /// it fits (`cookie`, `auto`), in KV in `kv` mode or past the limit in `auto`.
 fn place(
     cfg: &Config,
-    s: &Session,
+    s: &SessionState,
     max_age: u64,
     entropy: &mut dyn Entropy,
     kv_available: bool,
@@ -601,7 +601,7 @@ fn place(
 
 /// The revocation of a session whose record is in KV: its tombstone, then the
 /// record's deletion. `None` for a session in the cookie.
-pub fn revoke(cfg: &Config, s: &Session, now: u64) -> Option<Revocation> {
+pub fn revoke(cfg: &Config, s: &SessionState, now: u64) -> Option<Revocation> {
     (s.location == Location::Kv).then(|| Revocation {
         tombstone: KvPut {
             key: s.tombstone_key(cfg),

@@ -6,13 +6,13 @@
 //! | what | JSON |
 //! | --- | --- |
 //! | [`Call`] | `{"v":1,"now":..,"horizon":..,"caller":{"key","handle","created","expires"},"op":"see"\|"list"\|"revoke"\|"forget", ..}`; `see` and `list` add `"device":{"agent","country"}` and `"touch_after"`, `see` adds `"fresh"` and may add `"replaces"`, `revoke` adds `"which":"caller"\|"others"\|"all"\|{"handles":[..]}\|{"keys":[..]}` |
-//! | [`Answer`] | `{"caller_revoked":bool}`, with `"keys":[..]` (the sessions it revoked) and, for `list`, `"sessions":[entry..]` |
+//! | [`ObjectAnswer`] | `{"caller_revoked":bool}`, with `"keys":[..]` (the sessions it revoked) and, for `list`, `"sessions":[entry..]` |
 //! | [`State`] | `{"v":1,"live":[entry..],"revoked":{"<key>":<until>,..}}`, and `"cutoff":{"at":..,"except":<key>\|null}` after an `Others` or `All` |
 //! | entry | `{"key","handle","created","expires","last_seen","device":{"agent","country"}}`, and `"signed_out":true` for an entry whose user field was removed |
 
 use serde_json::{json, Map, Value};
 
-use super::{Answer, Call, Caller, Cutoff, Device, Entry, Op, State, Which, VERSION};
+use super::{Call, Caller, Cutoff, Device, Entry, ObjectAnswer, Op, State, Which, VERSION};
 
 type Obj = Map<String, Value>;
 
@@ -208,7 +208,7 @@ impl Call {
     }
 }
 
-impl Answer {
+impl ObjectAnswer {
     /// The answer's JSON.
     pub fn to_json(&self) -> String {
         let mut o = json!({ "caller_revoked": self.caller_revoked });
@@ -223,9 +223,9 @@ impl Answer {
     }
 
     /// Reads an answer's JSON.
-    pub fn parse(text: &str) -> Result<Answer, String> {
+    pub fn parse(text: &str) -> Result<ObjectAnswer, String> {
         let o = parse_object(text, "answer")?;
-        Ok(Answer {
+        Ok(ObjectAnswer {
             caller_revoked: o
                 .get("caller_revoked")
                 .and_then(Value::as_bool)

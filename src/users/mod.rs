@@ -157,7 +157,7 @@ pub struct Entry {
 
 /// The object's answer to a [`Call`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Answer {
+pub struct ObjectAnswer {
     /// The caller was revoked before this call (which then changed nothing).
     pub caller_revoked: bool,
     /// The keys of the sessions this call revoked.
@@ -285,10 +285,10 @@ impl State {
     }
 
     /// Carries out `call`.
-    pub fn apply(&mut self, call: Call) -> Answer {
+    pub fn apply(&mut self, call: Call) -> ObjectAnswer {
         self.prune(call.now);
         if !self.admits(&call) {
-            return Answer::refused();
+            return ObjectAnswer::refused();
         }
         let answer = match &call.op {
             Op::See {
@@ -301,18 +301,18 @@ impl State {
                 device,
                 touch_after,
             } => self.list(&call, device, *touch_after),
-            Op::Revoke { which } => Some(Answer {
+            Op::Revoke { which } => Some(ObjectAnswer {
                 keys: self.revoke(&call, which),
-                ..Answer::default()
+                ..ObjectAnswer::default()
             }),
             Op::Forget => {
                 if let Some(e) = self.live.iter_mut().find(|e| e.key == call.caller.key) {
                     e.signed_out = true;
                 }
-                Some(Answer::default())
+                Some(ObjectAnswer::default())
             }
         };
-        answer.unwrap_or_else(Answer::refused)
+        answer.unwrap_or_else(ObjectAnswer::refused)
     }
 
     /// Whether the caller may make `call` at all: it is not revoked, and no earlier
@@ -350,9 +350,9 @@ impl State {
         device: &Device,
         touch_after: u64,
         replaces: Option<&str>,
-    ) -> Option<Answer> {
+    ) -> Option<ObjectAnswer> {
         let (c, horizon) = (&call.caller, call.horizon);
-        let mut answer = Answer::default();
+        let mut answer = ObjectAnswer::default();
         if let Some(old) = replaces.filter(|old| *old != c.key) {
             // A revoked session cannot come back under a new id (`regenerate` keeps the
             // session's `created`).
@@ -369,18 +369,18 @@ impl State {
     }
 
     /// `List`: keeps the caller's entry, then answers the signed-in sessions.
-    fn list(&mut self, call: &Call, device: &Device, touch_after: u64) -> Option<Answer> {
+    fn list(&mut self, call: &Call, device: &Device, touch_after: u64) -> Option<ObjectAnswer> {
         if !self.keep(call, device.clone(), touch_after) {
             return None;
         }
-        Some(Answer {
+        Some(ObjectAnswer {
             sessions: self
                 .live
                 .iter()
                 .filter(|e| !e.signed_out)
                 .cloned()
                 .collect(),
-            ..Answer::default()
+            ..ObjectAnswer::default()
         })
     }
 
@@ -414,12 +414,12 @@ impl State {
     }
 }
 
-impl Answer {
+impl ObjectAnswer {
     /// The answer to a caller that was revoked before its call, which changed nothing.
-    fn refused() -> Answer {
-        Answer {
+    fn refused() -> ObjectAnswer {
+        ObjectAnswer {
             caller_revoked: true,
-            ..Answer::default()
+            ..ObjectAnswer::default()
         }
     }
 }

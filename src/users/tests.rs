@@ -51,7 +51,7 @@ fn keys(s: &State) -> Vec<&str> {
 #[test]
 fn see_registers_once_and_touches_at_most_once_per_interval() {
     let mut s = State::default();
-    assert_eq!(s.apply(see(1, NOW)), Answer::default());
+    assert_eq!(s.apply(see(1, NOW)), ObjectAnswer::default());
     assert_eq!(keys(&s), ["key-1"]);
     s.apply(see(1, NOW + 99));
     assert_eq!(s.live[0].last_seen, NOW, "not yet due");
@@ -333,7 +333,7 @@ fn answer_stores_only_what_changed_and_refuses_what_does_not_read() {
     }
     .to_json();
     let (a, _) = answer(Some(&stored), &list).unwrap();
-    let a = Answer::parse(&a).unwrap();
+    let a = ObjectAnswer::parse(&a).unwrap();
     assert_eq!(a.sessions.len(), 1);
     assert_eq!(a.sessions[0].device.agent, "Firefox on Linux");
 }
