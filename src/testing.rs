@@ -91,7 +91,7 @@ impl FakeKv {
     pub fn drive<E: Entropy>(&mut self, ex: &mut Exchange<E>, mut step: Step) -> Step {
         loop {
             step = match step {
-                Step::KvGet { key } => ex.record(self.get(&key)),
+                Step::KvGet { key } => ex.kv_read(self.get(&key)),
                 Step::KvPut(p) => ex.written(self.put(&p.key, &p.value, p.ttl)),
                 Step::KvDelete { key } => ex.written(self.delete(&key)),
                 Step::Users(u) => {

@@ -166,7 +166,7 @@ fuzz_target!(|data: &[u8]| {
                         Err("injected".to_owned())
                     }
                 };
-                ex.record(found)
+                ex.kv_read(found)
             }
             Step::KvPut(_) | Step::KvDelete { .. } => {
                 let result = if next_bits(3) == 0 {
@@ -234,7 +234,7 @@ fuzz_target!(|data: &[u8]| {
             // The edge misbehaves: any call that does not fit is an opaque 500.
             let wrong = match step {
                 Step::KvGet { .. } => ex.written(Ok(())),
-                _ => ex.record(Ok(None)),
+                _ => ex.kv_read(Ok(None)),
             };
             match wrong {
                 Step::Reply(r) => {

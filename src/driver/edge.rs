@@ -221,12 +221,12 @@ impl JsExchange {
 
     /// The KV read's result: the value (`undefined` when there is none), or the
     /// error's message.
-    pub fn record(&mut self, value: Option<String>, error: Option<String>) -> Do {
+    pub fn kv_read(&mut self, value: Option<String>, error: Option<String>) -> Do {
         let found = match error {
             Some(e) => Err(e),
             None => Ok(value),
         };
-        self.advance(|ex| ex.record(found))
+        self.advance(|ex| ex.kv_read(found))
     }
 
     /// The KV write's or delete's result: `undefined`, or the error's message.

@@ -122,10 +122,10 @@ async function drive(ex, request, env) {
         try {
           value = await env[ex.binding].get(ex.key, { cacheTtl: ex.cache_ttl });
         } catch (e) {
-          settle(() => ex.record(undefined, message(e)));
+          settle(() => ex.kv_read(undefined, message(e)));
           break;
         }
-        settle(() => ex.record(value ?? undefined, undefined));
+        settle(() => ex.kv_read(value ?? undefined, undefined));
         break;
       }
       case Do.KvPut:

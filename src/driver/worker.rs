@@ -176,7 +176,7 @@ where
                         Ok(kv) => kv.get(&key).cache_ttl(KV_CACHE_TTL).text().await,
                         Err(e) => Err(e),
                     };
-                    self.ex.record(found.map_err(|e| e.to_string()))
+                    self.ex.kv_read(found.map_err(|e| e.to_string()))
                 }
                 Step::KvPut(put) => {
                     let done = match self

@@ -3,7 +3,7 @@
 //! The edge starts an [`Exchange`] with what it read from the request and gets a
 //! [`Step`] back: read or write a KV record, forward the request to the origin, serve
 //! an inspector asset, or answer. It carries the step out and hands the result back
-//! ([`Exchange::record`], [`Exchange::written`], [`Exchange::answered`],
+//! ([`Exchange::kv_read`], [`Exchange::written`], [`Exchange::answered`],
 //! [`Exchange::unreachable`], [`Exchange::timed_out`]), which returns the next step,
 //! until a final one.
 //!
@@ -121,13 +121,37 @@ impl Level {
 
 /// A KV operation failed (network, quota, binding gone). Never a client's fault.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("session store {op} failed: {detail}")]
+#[error("session store {} failed: {detail}", op.as_str())]
 pub struct StoreError {
-    /// `get`, `put` or `delete` (KV), or `users` (a user's object): the exchange
-    /// knows which it asked for.
-    pub op: &'static str,
+    /// What failed: the exchange knows which it asked for.
+    pub op: StoreOp,
     /// What the store said, without keys or values.
     pub detail: String,
+}
+
+/// A store operation: KV's, or a call to a user's object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreOp {
+    /// A KV read.
+    Get,
+    /// A KV write.
+    Put,
+    /// A KV delete.
+    Delete,
+    /// A call to a user's object.
+    Users,
+}
+
+impl StoreOp {
+    /// Its name in a log line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StoreOp::Get => "get",
+            StoreOp::Put => "put",
+            StoreOp::Delete => "delete",
+            StoreOp::Users => "users",
+        }
+    }
 }
 
 /// A log line for the edge to write. Never holds cookie values, secrets or session data.
@@ -272,7 +296,7 @@ pub enum Step {
     /// Answer with this; done.
     Reply(Reply),
     /// Read the record at `key` with `cacheTtl` [`KV_CACHE_TTL`](crate::session::record::KV_CACHE_TTL), then
-    /// [`Exchange::record`].
+    /// [`Exchange::kv_read`].
     KvGet { key: String },
     /// Write this record, then [`Exchange::written`].
     KvPut(KvPut),
@@ -339,7 +363,7 @@ impl Failure {
             ),
             Failure::Store(e) => (
                 Reply::opaque(503, "keycard: session store unavailable").with("retry-after", "5"),
-                log(unavailable(&e), json!({ "op": e.op, "error": e.detail })),
+                log(unavailable(&e), json!({ "op": e.op.as_str(), "error": e.detail })),
             ),
             Failure::Origin(msg) => (
                 Reply::opaque(502, "keycard: origin unreachable"),
@@ -434,8 +458,8 @@ fn method_for_log(method: &str) -> &'static str {
 /// The log event of a store failure: KV's, or a user's object's.
 fn unavailable(e: &StoreError) -> &'static str {
     match e.op {
-        "users" => "users_unavailable",
-        _ => "kv_unavailable",
+        StoreOp::Users => "users_unavailable",
+        StoreOp::Get | StoreOp::Put | StoreOp::Delete => "kv_unavailable",
     }
 }
 
@@ -546,7 +570,7 @@ struct Writes {
 
 #[derive(Debug)]
 enum State {
-    /// Waiting for [`Exchange::record`] with the session's record; then forward with
+    /// Waiting for [`Exchange::kv_read`] with the session's record; then forward with
     /// `plan` (for [`Purpose::Proxy`]).
     Loading {
         pending: Pending,
@@ -554,7 +578,7 @@ enum State {
     },
     /// Waiting for [`Exchange::answered`].
     Forwarding(Loaded),
-    /// Waiting for [`Exchange::record`] with the tombstone looked at before the put.
+    /// Waiting for [`Exchange::kv_read`] with the tombstone looked at before the put.
     Checking(Writes),
     /// Waiting for [`Exchange::users_answered`] with an answer that decides what comes
     /// next.
@@ -883,8 +907,11 @@ impl<E: Entropy> Exchange<E> {
 
     /// The result of a [`Step::KvGet`]: the value's text (`None` when there is none),
     /// or the store's error message. Applies `SESSION_KV_FAILURE` to an error.
-    pub fn record(&mut self, found: Result<Option<String>, String>) -> Step {
-        let found = found.map_err(|detail| StoreError { op: "get", detail });
+    pub fn kv_read(&mut self, found: Result<Option<String>, String>) -> Step {
+        let found = found.map_err(|detail| StoreError {
+            op: StoreOp::Get,
+            detail,
+        });
         match mem::replace(&mut self.state, State::Done) {
             State::Loading { pending, plan } => {
                 let loaded = match found {
@@ -908,7 +935,7 @@ impl<E: Entropy> Exchange<E> {
         self.log(
             Level::Error,
             unavailable(e),
-            json!({ "op": e.op, "error": e.detail, "policy": "open" }),
+            json!({ "op": e.op.as_str(), "error": e.detail, "policy": "open" }),
         );
     }
 
@@ -943,7 +970,7 @@ impl<E: Entropy> Exchange<E> {
                 // Whatever the policy: answering "signed out" while the record, and the
                 // user it names, could not even be read would be a lie.
                 self.fail(Failure::Store(StoreError {
-                    op: "get",
+                    op: StoreOp::Get,
                     detail: "the session's record could not be read to end it".into(),
                 }))
             }
@@ -1177,8 +1204,8 @@ impl<E: Entropy> Exchange<E> {
             }
             Err(detail) => {
                 let op = match writes.ops.front().map(|w| &w.step) {
-                    Some(Step::KvDelete { .. }) => "delete",
-                    _ => "put",
+                    Some(Step::KvDelete { .. }) => StoreOp::Delete,
+                    _ => StoreOp::Put,
                 };
                 self.store_failed(writes, StoreError { op, detail })
             }
@@ -1189,13 +1216,15 @@ impl<E: Entropy> Exchange<E> {
     /// fails closed; otherwise `SESSION_KV_FAILURE` decides.
     fn store_failed(&mut self, mut writes: Writes, e: StoreError) -> Step {
         let revoking = match e.op {
-            "users" => writes.users.front().is_some_and(|w| w.revokes),
-            _ => writes.ops.front().is_some_and(|w| w.revokes),
+            StoreOp::Users => writes.users.front().is_some_and(|w| w.revokes),
+            StoreOp::Get | StoreOp::Put | StoreOp::Delete => {
+                writes.ops.front().is_some_and(|w| w.revokes)
+            }
         };
         let proxy = matches!(self.purpose, Purpose::Proxy { .. });
         if proxy && !revoking && self.cfg.kv_failure == KvFailure::Open {
             self.log_open_failure(&e);
-            if e.op == "users" {
+            if e.op == StoreOp::Users {
                 // A check or a registration: the session is checked and registered on
                 // its next check instead.
                 writes.users.pop_front();

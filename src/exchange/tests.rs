@@ -396,7 +396,7 @@ fn kv_session_reads_its_record_and_writes_nothing_when_unchanged() {
             key: put.key.clone()
         }
     );
-    let f = forward(ex.record(Ok(Some(put.value.clone()))));
+    let f = forward(ex.kv_read(Ok(Some(put.value.clone()))));
     assert_eq!(f.session.status, "valid");
     assert_eq!(ex.answered(&ok()), Step::Pass);
 }
@@ -407,7 +407,7 @@ fn kv_record_missing_means_invalid_and_the_cookie_is_cleared() {
     let (cookie, _) = kv_session(&cfg);
     let h = cookie_hdr(Some(&cookie));
     let (mut ex, _) = start(&cfg, kv(), &get(&h), T0 + 1);
-    let f = forward(ex.record(Ok(None)));
+    let f = forward(ex.kv_read(Ok(None)));
     assert_eq!(f.session.status, "invalid");
     let sc = set_cookie(ex.answered(&ok()));
     assert!(sc.contains("Max-Age=0"), "{sc}");
@@ -421,7 +421,7 @@ fn kv_read_failure_follows_the_policy() {
         let (cookie, _) = kv_session(&cfg);
         let h = cookie_hdr(Some(&cookie));
         let (mut ex, _) = start(&cfg, kv(), &get(&h), T0 + 1);
-        let step = ex.record(Err(err()));
+        let step = ex.kv_read(Err(err()));
         if open {
             let f = forward(step);
             assert_eq!(f.session.status, "invalid");
@@ -452,7 +452,7 @@ fn nothing_is_created_or_issued_while_the_store_is_unreadable() {
     let (mut ex, step) = start(&cfg, kv(), &get(&h), T0 + 1);
     assert!(matches!(step, Step::KvGet { .. }));
     let err = "boom".to_owned();
-    forward(ex.record(Err(err)));
+    forward(ex.kv_read(Err(err)));
     let h = hdrs(&[("x-session-set", r#"{"theme":"dark"}"#)]);
     let r = rewrap(ex.answered(&answer(200, &h)));
     assert_eq!(r.set_cookie, None, "the user's cookie is left alone");
@@ -493,7 +493,7 @@ fn a_destroy_that_cannot_revoke_fails_closed_whatever_the_policy() {
     for fail_at in 0..2 {
         let h = cookie_hdr(Some(&cookie));
         let (mut ex, _) = start(&cfg, kv(), &get(&h), T0 + 1);
-        forward(ex.record(Ok(Some(put.value.clone()))));
+        forward(ex.kv_read(Ok(Some(put.value.clone()))));
         let h = hdrs(&[("x-session-action", "destroy")]);
         let mut step = ex.answered(&answer(200, &h));
         for _ in 0..fail_at {
@@ -516,7 +516,7 @@ fn a_revoked_session_is_never_written_again() {
 
     // Sign out: a tombstone under its own key, then the record's deletion.
     let (mut ex, _) = start(&cfg, kv(), &get(&h), T0 + 1);
-    forward(ex.record(Ok(Some(put.value.clone()))));
+    forward(ex.kv_read(Ok(Some(put.value.clone()))));
     let destroy = hdrs(&[("x-session-action", "destroy")]);
     let step = ex.answered(&answer(200, &destroy));
     let (writes, end) = write_all(&mut ex, step);
@@ -537,7 +537,7 @@ fn a_revoked_session_is_never_written_again() {
         (T0 + 500, hdrs(&[])),
     ] {
         let (mut ex, _) = start(&cfg, kv(), &get(&h), at);
-        let f = forward(ex.record(Ok(Some(put.value.clone()))));
+        let f = forward(ex.kv_read(Ok(Some(put.value.clone()))));
         assert_eq!(f.session.status, "valid", "the stale location still has it");
         let step = ex.answered(&answer(200, &origin));
         assert_eq!(
@@ -546,7 +546,7 @@ fn a_revoked_session_is_never_written_again() {
                 key: tomb.key.clone()
             }
         );
-        let step = ex.record(Ok(Some(tomb.value.clone())));
+        let step = ex.kv_read(Ok(Some(tomb.value.clone())));
         let (writes, end) = write_all(&mut ex, step);
         assert_eq!(
             writes,
@@ -565,7 +565,7 @@ fn regenerate_revokes_the_old_id_and_writes_the_new_one_unchecked() {
     let (cookie, put) = kv_session(&cfg);
     let h = cookie_hdr(Some(&cookie));
     let (mut ex, _) = start(&cfg, kv(), &get(&h), T0 + 1);
-    forward(ex.record(Ok(Some(put.value.clone()))));
+    forward(ex.kv_read(Ok(Some(put.value.clone()))));
     let regen = hdrs(&[("x-session-action", "regenerate")]);
     let step = ex.answered(&answer(200, &regen));
     let (writes, end) = write_all(&mut ex, step);
@@ -587,10 +587,10 @@ fn a_refresh_of_a_live_kv_session_checks_its_tombstone_then_writes() {
     let (cookie, put) = kv_session(&cfg);
     let h = cookie_hdr(Some(&cookie));
     let (mut ex, _) = start(&cfg, kv(), &get(&h), T0 + 100);
-    forward(ex.record(Ok(Some(put.value.clone()))));
+    forward(ex.kv_read(Ok(Some(put.value.clone()))));
     let step = ex.answered(&ok());
     assert!(matches!(&step, Step::KvGet { key } if key.contains("revoked.")));
-    let step = ex.record(Ok(None));
+    let step = ex.kv_read(Ok(None));
     let (writes, end) = write_all(&mut ex, step);
     assert!(matches!(writes.as_slice(), [Step::KvPut(p)] if p.key == put.key));
     assert!(set_cookie(end).starts_with(&cfg.cookie.name));
@@ -682,7 +682,7 @@ fn calls_out_of_order_are_internal_errors_not_panics() {
     let cfg = config(&[]);
     let (mut ex, _) = start(&cfg, Bindings::default(), &get(""), T0);
     assert_eq!(reply(ex.written(Ok(()))).status, 500);
-    assert_eq!(reply(ex.record(Ok(None))).status, 500);
+    assert_eq!(reply(ex.kv_read(Ok(None))).status, 500);
     assert_eq!(reply(ex.answered(&ok())).status, 500);
     assert_eq!(reply(ex.unreachable("x")).status, 500);
     assert_eq!(reply(ex.timed_out()).status, 500);
@@ -743,7 +743,7 @@ fn logout_revokes_the_record_and_clears_the_cookie() {
     };
     let (mut ex, step) = start(&cfg, kv(), &req, T0 + 1);
     assert!(matches!(step, Step::KvGet { .. }));
-    let step = ex.record(Ok(Some(put.value.clone())));
+    let step = ex.kv_read(Ok(Some(put.value.clone())));
     let (writes, end) = write_all(&mut ex, step);
     assert!(
         matches!(writes.as_slice(), [Step::KvPut(t), Step::KvDelete { key }]
@@ -765,7 +765,7 @@ fn logout_revokes_the_record_and_clears_the_cookie() {
         ..req
     };
     let (mut ex, _) = start(&cfg, kv(), &req, T0 + 1);
-    let _ = ex.record(Ok(Some(put.value.clone())));
+    let _ = ex.kv_read(Ok(Some(put.value.clone())));
     let err = "boom".to_owned();
     assert_eq!(reply(ex.written(Err(err))).status, 503);
 }

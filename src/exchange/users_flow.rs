@@ -24,7 +24,8 @@ use std::rc::Rc;
 use serde_json::{json, Map, Value};
 
 use super::{
-    Exchange, Failure, Guarded, Level, Purpose, Reply, State, Step, StoreError, Write, Writes, JSON,
+    Exchange, Failure, Guarded, Level, Purpose, Reply, State, Step, StoreError, StoreOp, Write,
+    Writes, JSON,
 };
 use crate::config::{Config, KvFailure};
 use crate::crypto::keys::{Entropy, KeySet};
@@ -44,6 +45,15 @@ pub(super) enum Ask {
     /// `POST sessions/revoke`: the calls to every object, the first of them asked;
     /// the others follow as writes.
     Revoke { calls: Vec<UsersWrite> },
+}
+
+/// What a write to a user's object is for, beside its call.
+#[derive(Debug, Clone, Copy)]
+struct Effect {
+    /// It ends sessions: if it fails, the request fails closed.
+    revokes: bool,
+    /// Its answer says whether the session being issued was revoked.
+    checks: bool,
 }
 
 /// A call to a user's object among the writes.
@@ -128,13 +138,13 @@ impl<E: Entropy> Exchange<E> {
 
     /// `op` from `caller` to every object `user` may have, one per secret in the ring
     /// (during a rotation a session may still be known only to the object named under
-    /// an older one), as writes with these flags.
+    /// an older one), as writes for `effect`.
     fn to_every_object(
         &self,
         user: &str,
         caller: &Caller,
         op: Op,
-        (revokes, checks): (bool, bool),
+        effect: Effect,
         then_keys: Option<(String, Caller)>,
     ) -> Vec<UsersWrite> {
         self.cfg
@@ -142,8 +152,8 @@ impl<E: Entropy> Exchange<E> {
             .all()
             .map(|k| UsersWrite {
                 call: self.call(k, user, caller, op.clone()),
-                revokes,
-                checks,
+                revokes: effect.revokes,
+                checks: effect.checks,
                 then_keys: then_keys.clone(),
             })
             .collect()
@@ -237,7 +247,7 @@ impl<E: Entropy> Exchange<E> {
                 Err(detail) => self.ask_failed(
                     ask,
                     StoreError {
-                        op: "users",
+                        op: StoreOp::Users,
                         detail,
                     },
                 ),
@@ -247,7 +257,7 @@ impl<E: Entropy> Exchange<E> {
                 Err(detail) => self.store_failed(
                     writes,
                     StoreError {
-                        op: "users",
+                        op: StoreOp::Users,
                         detail,
                     },
                 ),
@@ -338,7 +348,16 @@ impl<E: Entropy> Exchange<E> {
         let op = Op::Revoke {
             which: Which::Keys(keys),
         };
-        let calls = self.to_every_object(&user, &caller, op, (true, false), None);
+        let calls = self.to_every_object(
+            &user,
+            &caller,
+            op,
+            Effect {
+                revokes: true,
+                checks: false,
+            },
+            None,
+        );
         for call in calls.into_iter().rev() {
             writes.users.push_front(call);
         }
@@ -515,7 +534,10 @@ impl<E: Entropy> Exchange<E> {
             user,
             &caller,
             Op::Revoke { which },
-            (true, checks),
+            Effect {
+                revokes: true,
+                checks,
+            },
             then_keys,
         )
     }
@@ -582,7 +604,16 @@ impl<E: Entropy> Exchange<E> {
                         false => Op::Forget,
                     };
                     let caller = caller_of(&cfg, s);
-                    let calls = self.to_every_object(old_user, &caller, op, (new_id, true), None);
+                    let calls = self.to_every_object(
+                        old_user,
+                        &caller,
+                        op,
+                        Effect {
+                            revokes: new_id,
+                            checks: true,
+                        },
+                        None,
+                    );
                     plan.calls.extend(calls);
                 }
                 self.log_unsigned(&wanted);
