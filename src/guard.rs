@@ -88,10 +88,7 @@ impl Guards {
         if cross_origin::is_safe_method(method) {
             return false;
         }
-        let from = Provenance {
-            fetch_site: h.get("sec-fetch-site"),
-            origin: h.get("origin"),
-        };
+        let from = Provenance::of(h);
         if cross_origin::allowed(from, own) {
             return false;
         }

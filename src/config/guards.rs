@@ -67,12 +67,6 @@ const NOT_IDENTITY: [&str; 9] = [
     "transfer-encoding",
 ];
 
-fn is_token(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
-}
-
 /// A path, or an absolute `https://` URL.
 fn check_login_url(url: &str) -> Result<(), String> {
     let bad = |s: &str| s.chars().any(|c| c.is_control() || c.is_whitespace());
@@ -103,7 +97,7 @@ fn parse_identity(text: &str) -> Result<Vec<Identity>, String> {
             return Err(format!("has {pair:?}; expected Header=field"));
         };
         let (header, field) = (header.trim().to_ascii_lowercase(), field.trim());
-        if !is_token(&header) || field.is_empty() {
+        if !headers::is_token(&header) || field.is_empty() {
             return Err(format!("has {pair:?}; expected Header=field"));
         }
         let normal = headers::normal_form(&header);
@@ -128,7 +122,7 @@ fn parse_pass_client(text: &str, identity: &[Identity]) -> Result<Vec<String>, S
     let mut out = Vec::new();
     for name in text.split(',').map(str::trim).filter(|n| !n.is_empty()) {
         let name = name.to_ascii_lowercase();
-        if !is_token(&name) {
+        if !headers::is_token(&name) {
             return Err(format!("has {name:?}, which is not a header name"));
         }
         if !headers::is_proxy_identity(&name) {

@@ -6,6 +6,7 @@
 
 use crate::crypto::keys::{KeyRing, Secret, SecretError};
 use crate::guard::Guards;
+use crate::http::headers;
 use crate::users::{RevocationCheck, UsersConfig};
 
 mod guards;
@@ -193,14 +194,6 @@ fn parse_bool(var: &'static str, text: &str) -> Result<bool, ConfigError> {
         "false" | "0" | "no" | "off" => Ok(false),
         other => Err(err(var, format!("must be true or false, not {other:?}"))),
     }
-}
-
-/// A cookie name must be an RFC 6265 token.
-fn valid_cookie_name(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 fn valid_attr_value(v: &str) -> bool {
@@ -542,7 +535,7 @@ fn check_cookie_name(
     path: &str,
 ) -> Result<(), ConfigError> {
     let problem = |p: &str| Err(err("SESSION_COOKIE_NAME", p));
-    if !valid_cookie_name(name) || name.len() > 64 {
+    if !headers::is_token(name) || name.len() > 64 {
         return problem("must be a cookie token of at most 64 characters");
     }
     let lower = name.to_ascii_lowercase();

@@ -303,15 +303,6 @@ impl SessionId {
         &self.0
     }
 
-    /// The KV key for this session: `prefix` + [`SessionId::digest`], so a KV dump
-    /// holds no usable ids.
-    pub fn kv_key(&self, prefix: &str) -> String {
-        let mut key = String::with_capacity(prefix.len() + 43);
-        key.push_str(prefix);
-        key.push_str(&self.digest());
-        key
-    }
-
     /// base64url(SHA-256(id)): a name for the session that does not change with a
     /// secret rotation and cannot be turned back into the id.
     pub fn digest(&self) -> String {
@@ -455,15 +446,6 @@ pub(crate) mod tests {
         assert_ne!(ks.handle(&sid), sid.as_str());
         assert_eq!(ks.handle(&sid).len(), 22);
         assert!(is_handle(&ks.handle(&sid)));
-    }
-
-    #[test]
-    fn kv_key_hashes_the_id() {
-        let sid = SessionId::generate(&mut CountingEntropy(0));
-        let key = sid.kv_key("keycard:");
-        assert!(key.starts_with("keycard:"));
-        assert!(!key.contains(sid.as_str()));
-        assert_eq!(key.len(), "keycard:".len() + 43);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 use serde_json::json;
 
 use crate::config::Config;
+use crate::http::cross_origin;
 use crate::session::{Loaded, SessionState};
 
 /// An endpoint request, as routed.
@@ -35,7 +36,7 @@ pub enum Endpoint {
 /// Routes a request. Returns `None` when the path is not under the prefix (forward
 /// it). `path` is the URL path without the query; `query` the raw query, if any.
 pub fn route(cfg: &Config, method: &str, path: &str, query: Option<&str>) -> Option<Endpoint> {
-    let get = method.eq_ignore_ascii_case("GET") || method.eq_ignore_ascii_case("HEAD");
+    let get = cross_origin::is_get_or_head(method);
     if path == &cfg.path_prefix[..cfg.path_prefix.len() - 1] {
         return Some(if cfg.inspect && get {
             Endpoint::AddSlash

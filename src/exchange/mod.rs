@@ -205,6 +205,16 @@ impl Reply {
         Reply::new(status, TEXT, body)
     }
 
+    /// The 401 of a request that needs a signed-in user: `{"error":"session_required"}`
+    /// with the fields of `more` (an object).
+    fn session_required(more: Value) -> Reply {
+        let mut body = json!({ "error": "session_required" });
+        if let (Some(b), Value::Object(m)) = (body.as_object_mut(), more) {
+            b.extend(m);
+        }
+        Reply::new(401, JSON, body.to_string())
+    }
+
     fn with(mut self, name: &'static str, value: impl Into<String>) -> Reply {
         self.headers.push((name, value.into()));
         self
@@ -822,23 +832,16 @@ impl<E: Entropy> Exchange<E> {
         parts: forward::UrlParts<'_>,
         event: &'static str,
     ) -> Option<Step> {
-        let from = Provenance {
-            fetch_site: req.headers.get("sec-fetch-site"),
-            origin: req.headers.get("origin"),
-        };
-        let own = format!("{}://{}", parts.scheme, parts.host);
-        if cross_origin::allowed(from, &own) {
+        if cross_origin::allowed(Provenance::of(&req.headers), &parts.origin()) {
             return None;
         }
-        self.log(
-            Level::Warn,
-            event,
-            json!({ "reason": "cross-origin request" }),
-        );
-        Some(Step::Reply(Reply::opaque(
-            403,
-            "keycard: cross-origin request refused",
-        )))
+        Some(self.cross_origin_refusal(event, json!({ "reason": "cross-origin request" })))
+    }
+
+    /// The 403 of a cross-origin request, logged as `event` with `detail`.
+    fn cross_origin_refusal(&mut self, event: &'static str, detail: Value) -> Step {
+        self.log(Level::Warn, event, detail);
+        Step::Reply(Reply::opaque(403, "keycard: cross-origin request refused"))
     }
 
     /// A request for the origin: the guards first (on its path and query, which some
@@ -846,15 +849,10 @@ impl<E: Entropy> Exchange<E> {
     fn proxy(&mut self, req: &Incoming<'_>, parts: forward::UrlParts<'_>) -> Step {
         let cfg = Rc::clone(&self.cfg);
         let (g, h) = (&cfg.guards, &req.headers);
-        let own = format!("{}://{}", parts.scheme, parts.host);
         let target = parts.path_and_query;
-        if g.cross_origin_refused(req.method, target, h, &own) {
-            self.log(
-                Level::Warn,
-                "cross_origin_refused",
-                json!({ "method": method_for_log(req.method) }),
-            );
-            return Step::Reply(Reply::opaque(403, "keycard: cross-origin request refused"));
+        if g.cross_origin_refused(req.method, target, h, &parts.origin()) {
+            let detail = json!({ "method": method_for_log(req.method) });
+            return self.cross_origin_refusal("cross_origin_refused", detail);
         }
         let required = match g.paths.check(target) {
             Verdict::Open => false,
@@ -864,10 +862,7 @@ impl<E: Entropy> Exchange<E> {
                 return Step::Reply(Reply::opaque(400, "keycard: ambiguous path"));
             }
         };
-        let page_load = ["GET", "HEAD"]
-            .iter()
-            .any(|m| req.method.eq_ignore_ascii_case(m))
-            && h.get("upgrade").is_none();
+        let page_load = cross_origin::is_get_or_head(req.method) && h.get("upgrade").is_none();
         let navigation = page_load
             && match h.get("sec-fetch-mode") {
                 Some(mode) => mode.eq_ignore_ascii_case("navigate"),
@@ -1023,25 +1018,21 @@ impl<E: Entropy> Exchange<E> {
     /// forwarded; a bad cookie is still cleared.
     fn sign_in_first(&mut self, loaded: &Loaded, navigation: bool) -> Step {
         let cfg = Rc::clone(&self.cfg);
-        let (own, path_and_query) = match forward::split_url(&self.url) {
-            Some(p) if !p.path_and_query.is_empty() => {
-                (format!("{}://{}", p.scheme, p.host), p.path_and_query)
-            }
-            Some(p) => (format!("{}://{}", p.scheme, p.host), "/"),
-            None => return self.out_of_order("sign_in_first"),
+        let Some(p) = forward::split_url(&self.url) else {
+            return self.out_of_order("sign_in_first");
+        };
+        let path_and_query = match p.path_and_query {
+            "" => "/",
+            pq => pq,
         };
         let why = match self.revoked {
             Some(_) => SignIn::Revoked,
             None => SignIn::Needed,
         };
-        let login = cfg.guards.login_with_next(&own, path_and_query, why);
+        let login = cfg.guards.login_with_next(&p.origin(), path_and_query, why);
         let mut reply = match (&login, navigation) {
             (Some(url), true) => Reply::new(303, TEXT, "").with("location", url.as_str()),
-            _ => Reply::new(
-                401,
-                JSON,
-                json!({ "error": "session_required", "login": login }).to_string(),
-            ),
+            _ => Reply::session_required(json!({ "login": login })),
         };
         if matches!(loaded, Loaded::Bad(_)) {
             reply = reply.with("set-cookie", session::clearing_cookie(&cfg));
@@ -1297,9 +1288,7 @@ impl<E: Entropy> Exchange<E> {
 /// which are known once the session is loaded.
 fn forward_plan(cfg: &Config, req: &Incoming<'_>, parts: forward::UrlParts<'_>) -> Forward {
     let h = &req.headers;
-    let bodiless = ["GET", "HEAD"]
-        .iter()
-        .any(|m| req.method.eq_ignore_ascii_case(m));
+    let bodiless = cross_origin::is_get_or_head(req.method);
     let strip = h
         .iter()
         .map(|(name, _)| name)

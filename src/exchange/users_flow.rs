@@ -451,11 +451,7 @@ impl<E: Entropy> Exchange<E> {
     /// The 401 of a `sessions` endpoint without a signed-in user; `clear` sends the
     /// clearing cookie (the session cookie was bad, or revoked).
     fn session_required(&mut self, clear: bool) -> Step {
-        let mut reply = Reply::new(
-            401,
-            JSON,
-            json!({ "error": "session_required" }).to_string(),
-        );
+        let mut reply = Reply::session_required(json!({}));
         if clear {
             reply = reply.with("set-cookie", session::clearing_cookie(&self.cfg));
         }

@@ -7,12 +7,20 @@
 //! neither header does not come from a browser, so no browser can be tricked into
 //! sending it, and it passes.
 
+use crate::http::headers::HeaderList;
+
 /// Whether `method` is safe (`GET`, `HEAD`, `OPTIONS`): it only reads, so it needs no
 /// cross-origin protection.
 pub fn is_safe_method(method: &str) -> bool {
     ["GET", "HEAD", "OPTIONS"]
         .iter()
         .any(|m| method.eq_ignore_ascii_case(m))
+}
+
+/// Whether `method` is `GET` or `HEAD`: a page load, and a request that cannot carry
+/// a body to the origin.
+pub fn is_get_or_head(method: &str) -> bool {
+    method.eq_ignore_ascii_case("GET") || method.eq_ignore_ascii_case("HEAD")
 }
 
 /// What the request says about where it comes from.
@@ -22,6 +30,16 @@ pub struct Provenance<'a> {
     pub fetch_site: Option<&'a str>,
     /// `Origin`.
     pub origin: Option<&'a str>,
+}
+
+impl<'a> Provenance<'a> {
+    /// What the request's `Sec-Fetch-Site` and `Origin` say.
+    pub fn of(h: &HeaderList<'a>) -> Provenance<'a> {
+        Provenance {
+            fetch_site: h.get("sec-fetch-site"),
+            origin: h.get("origin"),
+        }
+    }
 }
 
 /// Whether a request from `from` to a URL whose origin is `own_origin`

@@ -9,6 +9,13 @@ pub struct UrlParts<'a> {
     pub path_and_query: &'a str,
 }
 
+impl UrlParts<'_> {
+    /// The URL's origin, `scheme://host[:port]`, as the runtime serializes it.
+    pub fn origin(&self) -> String {
+        format!("{}://{}", self.scheme, self.host)
+    }
+}
+
 /// Splits an absolute URL as the runtime gives it (already normalized) without a full
 /// URL parser. Returns `None` for anything that is not `scheme://host/...`.
 pub fn split_url(url: &str) -> Option<UrlParts<'_>> {

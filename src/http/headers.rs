@@ -149,6 +149,14 @@ pub fn is_proxy_identity(name: &str) -> bool {
             .any(|p| normal_starts_with(name, p))
 }
 
+/// Whether `s` is an RFC 9110 token (a header or cookie name): one or more of
+/// `tchar`.
+pub fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -356,20 +356,6 @@ pub struct KvPut {
     pub ttl: u64,
 }
 
-/// What happened to the session, for the log (after actix-session's `SessionStatus`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum Change {
-    /// Nothing to send.
-    #[default]
-    Unchanged,
-    /// Created or changed.
-    Changed,
-    /// Re-issued without change (refresh or rotation).
-    Renewed,
-    /// Destroyed, or a bad cookie cleared.
-    Purged,
-}
-
 /// The decisions for the edge to carry out after the origin answered.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Outcome {
@@ -384,8 +370,6 @@ pub struct Outcome {
     pub kv_revoke: Vec<Revocation>,
     /// Records to delete that are no longer needed (the data moved into the cookie).
     pub kv_delete: Vec<String>,
-    /// What happened, for the log.
-    pub change: Change,
     /// The session after the changes, if it lives on.
     pub session: Option<SessionState>,
 }
@@ -635,7 +619,6 @@ pub fn finish(
         out.kv_revoke
             .extend(session.as_ref().and_then(|s| revoke(cfg, s, now)));
         out.set_cookie = Some(clearing_cookie(cfg));
-        out.change = Change::Purged;
         return Ok(out);
     }
 
@@ -648,7 +631,6 @@ pub fn finish(
     let Some(mut s) = session else {
         if bad_cookie {
             out.set_cookie = Some(clearing_cookie(cfg));
-            out.change = Change::Purged;
         }
         return Ok(out);
     };
@@ -685,11 +667,6 @@ pub fn finish(
     }
     s.location = location;
     out.set_cookie = Some(cookie);
-    out.change = if changed {
-        Change::Changed
-    } else {
-        Change::Renewed
-    };
     out.session = Some(s);
     Ok(out)
 }
@@ -838,7 +815,6 @@ mod tests {
         let cfg = config(&[]);
         let (mut jar, mut kv) = (None, HashMap::new());
         let (_, _, o) = request(&cfg, &mut jar, &mut kv, set(r#"{"user":"ada"}"#), T0);
-        assert_eq!(o.change, Change::Changed);
         let sc = o.set_cookie.unwrap();
         assert!(sc.starts_with("__Host-keycard=v1."), "{sc}");
         for attr in [
@@ -954,7 +930,6 @@ mod tests {
             let (_, f, o) = request(&cfg, &mut jar, &mut kv, Changes::default(), T0 + offset);
             assert_eq!(o.set_cookie.is_some(), want, "offset {offset}");
             if want {
-                assert_eq!(o.change, Change::Renewed);
                 assert_ne!(jar, before);
                 assert_eq!(f.expires, Some(T0 + offset + 1000));
                 // The refreshed cookie carries the new issue time.
@@ -1007,7 +982,6 @@ mod tests {
         // destroy wins over a Set in the same response.
         let (c, _) = control::parse(Some(r#"{"y":1}"#), Some("destroy"), None);
         let (_, _, o) = request(&cfg, &mut jar, &mut kv, c, T0 + 5);
-        assert_eq!(o.change, Change::Purged);
         assert!(o.set_cookie.unwrap().contains("Max-Age=0"));
         assert_eq!(jar, None);
     }
@@ -1030,7 +1004,7 @@ mod tests {
         let old = jar.clone();
         let (c, _) = control::parse(None, Some("regenerate"), None);
         let (_, _, o) = request(&cfg, &mut jar, &mut kv, c, T0 + 2);
-        assert_eq!(o.change, Change::Changed);
+        assert!(o.set_cookie.is_some());
         let (_, f2, _) = request(&cfg, &mut jar, &mut kv, Changes::default(), T0 + 3);
         assert_ne!(f1.handle, f2.handle);
         assert_eq!(data_of(&f2), json!({"a":1}));
@@ -1054,7 +1028,7 @@ mod tests {
         request(&cfg, &mut jar, &mut kv, set(r#"{"a":1}"#), T0);
         let (c, _) = control::parse(None, None, Some("0"));
         let (_, _, o) = request(&cfg, &mut jar, &mut kv, c, T0 + 1);
-        assert_eq!(o.change, Change::Purged);
+        assert_eq!(o.set_cookie, Some(clearing_cookie(&cfg)));
     }
 
     #[test]
@@ -1120,7 +1094,6 @@ mod tests {
         )
         .unwrap();
         assert_eq!(out.set_cookie, None);
-        assert_eq!(out.change, Change::Unchanged);
     }
 
     #[test]
@@ -1189,7 +1162,7 @@ mod tests {
         ]);
         let (l, _, o) = request(&new, &mut jar, &mut kv, Changes::default(), T0 + 1);
         assert_eq!(l.status(), Status::Valid);
-        assert_eq!(o.change, Change::Renewed);
+        assert!(o.set_cookie.is_some(), "re-signed under the current key");
         let kid = new.keys.current().kid();
         assert!(jar.as_ref().unwrap().starts_with(&format!("v1.{kid}.")));
         let only_new = config(&[("SESSION_SECRET", &"n".repeat(40))]);

@@ -21,15 +21,15 @@ pub const KV_MIN_TTL: u64 = 60;
 /// record serves it for at most this long after it changed or was deleted elsewhere.
 pub const KV_CACHE_TTL: u64 = 30;
 
-/// The key of the session `sid`'s record.
+/// The key of the session `sid`'s record: `prefix` + [`SessionId::digest`], so a KV
+/// dump holds no usable ids.
 pub fn record_key(prefix: &str, sid: &SessionId) -> String {
-    sid.kv_key(prefix)
+    format!("{prefix}{}", sid.digest())
 }
 
 /// The key of the session `sid`'s tombstone.
 pub fn tombstone_key(prefix: &str, sid: &SessionId) -> String {
-    let record = record_key(prefix, sid);
-    format!("{prefix}revoked.{}", &record[prefix.len()..])
+    format!("{prefix}revoked.{}", sid.digest())
 }
 
 /// A record holding `data_json` (the session data's JSON object).
@@ -93,5 +93,14 @@ mod tests {
         assert_eq!(tomb, format!("kc:revoked.{}", &rec[3..]));
         assert!(!rec[3..].contains('.'), "base64url holds no dot");
         assert_eq!(tombstone_key("", &sid), format!("revoked.{}", &rec[3..]));
+    }
+
+    #[test]
+    fn a_record_key_hashes_the_id() {
+        let sid = SessionId::generate(&mut CountingEntropy(0));
+        let key = record_key("keycard:", &sid);
+        assert!(key.starts_with("keycard:"));
+        assert!(!key.contains(sid.as_str()));
+        assert_eq!(key.len(), "keycard:".len() + 43);
     }
 }
