@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use keycard::config::names::KNOWN;
+use keycard::config::names::{is_known, KNOWN, PATTERNS};
 
 /// Names in the docs with keycard's prefixes that are not variables: the users' Durable
 /// Object binding (a binding's name, not a var), and the misspellings the docs show as
@@ -89,7 +89,7 @@ fn every_variable_the_docs_name_is_one_keycard_reads() {
     let mut unknown = Vec::new();
     for file in &files {
         for name in variable_names(&read(file)) {
-            if !KNOWN.contains(&name.as_str()) && !NOT_VARIABLES.contains(&name.as_str()) {
+            if !is_known(&name, &PATTERNS) && !NOT_VARIABLES.contains(&name.as_str()) {
                 unknown.push(format!("{}: {name}", file.display()));
             }
         }

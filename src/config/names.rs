@@ -48,6 +48,30 @@ pub const KNOWN: [&str; 38] = [
     "KEYCARD_STRICT",
 ];
 
+/// Families of variables whose middle part the operator chooses, as `(prefix,
+/// suffixes)`: a name is one of them when it is `prefix`, then a part of capitals,
+/// digits and `_`, then one of `suffixes`. Sign-in's per-provider settings
+/// (`KEYCARD_OIDC_<NAME>_ISSUER`) will be the first; until then there are none.
+pub const PATTERNS: [(&str, &[&str]); 0] = [];
+
+/// Whether `name` is a variable keycard reads: one of [`KNOWN`], or of a family of
+/// `patterns` (keycard's are [`PATTERNS`]).
+pub fn is_known(name: &str, patterns: &[(&str, &[&str])]) -> bool {
+    KNOWN.contains(&name)
+        || patterns.iter().any(|(prefix, suffixes)| {
+            name.strip_prefix(prefix).is_some_and(|rest| {
+                suffixes.iter().any(|suffix| {
+                    rest.strip_suffix(suffix).is_some_and(|middle| {
+                        !middle.is_empty()
+                            && middle
+                                .bytes()
+                                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+                    })
+                })
+            })
+        })
+}
+
 /// The prefixes of keycard's names: another name in the environment is some other
 /// code's, and none of keycard's business.
 const PREFIXES: [&str; 3] = ["SESSION_", "KEYCARD_", "ORIGIN_"];
@@ -87,7 +111,7 @@ fn closest(name: &str) -> Option<&'static str> {
 pub fn unknown<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<Unknown> {
     names
         .into_iter()
-        .filter(|n| PREFIXES.iter().any(|p| n.starts_with(p)) && !KNOWN.contains(n))
+        .filter(|n| PREFIXES.iter().any(|p| n.starts_with(p)) && !is_known(n, &PATTERNS))
         .map(|n| Unknown {
             name: n.to_owned(),
             closest: closest(n),
@@ -131,5 +155,27 @@ mod tests {
             "is not a variable keycard reads; did you mean SESSION_IDLE_TIMEOUT?"
         );
         assert!(unknown(KNOWN).is_empty());
+    }
+
+    #[test]
+    fn a_name_of_a_family_is_known_with_any_middle_part() {
+        let providers: [(&str, &[&str]); 1] = [("KEYCARD_OIDC_", &["_ISSUER", "_CLIENT_ID"])];
+        for name in [
+            "KEYCARD_OIDC_OKTA_ISSUER",
+            "KEYCARD_OIDC_AZURE_AD_2_CLIENT_ID",
+        ] {
+            assert!(is_known(name, &providers), "{name}");
+        }
+        for name in [
+            "KEYCARD_OIDC__ISSUER",
+            "KEYCARD_OIDC_okta_ISSUER",
+            "KEYCARD_OIDC_OKTA_ISSUR",
+            "KEYCARD_OIDC_OKTA",
+            "KEYCARD_OIDC_ISSUER",
+        ] {
+            assert!(!is_known(name, &providers), "{name}");
+        }
+        assert!(is_known("SESSION_SECRET", &[]));
+        assert!(!is_known("KEYCARD_OIDC_OKTA_ISSUER", &PATTERNS), "none yet");
     }
 }
