@@ -50,11 +50,16 @@
 //!                per isolate, bindings by kind, log lines); worker.rs, the `worker`
 //!                feature's driver inside a workers-rs app, and worker/users.rs, its
 //!                KeycardUsers Durable Object class
-//! src/exchange/  one request as a state machine (mod.rs): each step (KV read or write,
-//!                a user's object, forward, reply) is data; endpoints.rs (keycard's own
-//!                paths: health, logout, sessions, inspect); users_flow.rs (when a
-//!                request asks the user's object, and what it tells it); the tests of
-//!                the exchange, its KV sessions and sign-out everywhere against FakeKv
+//! src/exchange/  one request as a state machine whose steps are data: mod.rs (the
+//!                machine, how a request starts and is routed); step.rs (what crosses
+//!                to and from a driver); wire.rs (header edits, and their text for JS);
+//!                endpoints.rs (keycard's own paths: health, logout, sessions,
+//!                inspect); proxy.rs (a request for the origin: guards, the session
+//!                loaded, the forward); users_flow.rs (when a request asks the user's
+//!                object, and what it tells it); writes.rs (the origin's answer: its
+//!                changes, the writes they take, the response rewrapped); failure.rs
+//!                (what fails a request, answered in one place); the tests of the
+//!                exchange, its KV sessions and sign-out everywhere against FakeKv
 //! src/config/    Config from a lookup function, defaults, errors naming the variable
 //!                (mod.rs); guards.rs, the guards' variables; names.rs, every
 //!                variable's name, and the likely meaning of one keycard does not read

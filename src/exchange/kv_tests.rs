@@ -6,7 +6,9 @@
 use serde_json::{json, Value};
 
 use super::*;
-use crate::session::{read, Location, Read};
+use crate::config::Config;
+use crate::http::headers::HeaderList;
+use crate::session::{read, Location, Read, SessionHeaders, Status};
 use crate::testing::{config, CountingEntropy, FakeKv, T0};
 use crate::util::unb64;
 

@@ -1,4 +1,7 @@
 use super::*;
+use crate::config::{Config, ConfigError};
+use crate::http::headers::HeaderList;
+use crate::session::{KvPut, SessionHeaders};
 use crate::testing::{config, CountingEntropy, T0};
 
 /// An exchange as the tests run it.

@@ -1,0 +1,310 @@
+//! After the origin answered: its changes decided, the writes they take (KV records and
+//! tombstones, the users' objects) carried out in order, and the response rewrapped
+//! for the client.
+
+use std::collections::VecDeque;
+use std::mem;
+use std::rc::Rc;
+
+use serde_json::json;
+
+use super::*;
+use crate::config::KvFailure;
+use crate::crypto::keys::Entropy;
+use crate::http::headers::{self, HeaderList};
+use crate::origin::control;
+use crate::session::{self, Changes, FinishError, Loaded};
+
+impl<E: Entropy> Exchange<E> {
+    /// The origin's answer to a [`Step::Forward`]: applies its control headers (unless
+    /// they cannot be trusted), then asks for the KV writes, then for the response.
+    pub fn answered(&mut self, answer: &Answer<'_>) -> Step {
+        let State::Forwarding(loaded) = mem::replace(&mut self.state, State::Done) else {
+            return self.out_of_order("answered");
+        };
+        let h = &answer.headers;
+        let (changes, errors) = control::from_headers(|name| h.get(name));
+        for e in errors {
+            self.log(
+                Level::Error,
+                "bad_control_header",
+                json!({ "error": e.to_string() }),
+            );
+        }
+        let distrust = if changes.is_empty() {
+            None
+        } else if answer.status >= 500 {
+            Some("origin answered 5xx")
+        } else if from_cache(h) {
+            Some("the response came from a cache")
+        } else if matches!(loaded, Loaded::StoreUnavailable) {
+            Some("the session store is unavailable")
+        } else {
+            None
+        };
+        let changes = match distrust {
+            Some(reason) => {
+                self.log(
+                    Level::Warn,
+                    "control_ignored",
+                    json!({ "reason": reason, "status": answer.status }),
+                );
+                Changes::default()
+            }
+            None => changes,
+        };
+        let origin = OriginResponse {
+            strip: h
+                .iter()
+                .filter(|(name, _)| headers::is_session_alias(name))
+                .map(|(name, _)| name.to_owned())
+                .collect(),
+            cache_control: h.get("cache-control").map(str::to_owned),
+        };
+        self.decide(loaded, changes, origin)
+    }
+
+    /// The origin could not be reached (the detail is for the log only).
+    pub fn unreachable(&mut self, detail: &str) -> Step {
+        match self.state {
+            State::Forwarding(_) => self.fail(Failure::Origin(detail.to_owned())),
+            _ => self.out_of_order("unreachable"),
+        }
+    }
+
+    /// The origin did not answer within `ORIGIN_TIMEOUT`: no session change applies.
+    pub fn timed_out(&mut self) -> Step {
+        match (&self.state, self.cfg.origin_timeout) {
+            (State::Forwarding(_), Some(secs)) => {
+                self.fail(Failure::OriginTimeout(secs.saturating_mul(1000)))
+            }
+            _ => self.out_of_order("timed_out"),
+        }
+    }
+
+    /// Applies `changes` to the session, then asks for what that takes: the calls to
+    /// the user's objects, the tombstone, the KV writes, and finally the answer.
+    pub(super) fn decide(
+        &mut self,
+        loaded: Loaded,
+        changes: Changes,
+        origin: OriginResponse,
+    ) -> Step {
+        let cfg = Rc::clone(&self.cfg);
+        let (loaded, changes, planning) = self.before_changes(loaded, changes);
+        let finished = session::finish(&cfg, loaded, changes, self.now, &mut self.entropy, self.kv);
+        let outcome = match finished {
+            Ok(o) => o,
+            Err(FinishError::TooLarge { size }) => return self.fail(Failure::TooLarge(size)),
+        };
+        let users = self.users_plan(planning, &outcome);
+        let mut ops = VecDeque::new();
+        let put = outcome.kv_put.is_some();
+        if self.kv {
+            let write = |step, revokes| Write { step, revokes };
+            // The put first, so that a session that moves keys never exists nowhere;
+            // a revocation's tombstone before its record's deletion.
+            ops.extend(outcome.kv_put.map(|p| write(Step::KvPut(p), false)));
+            for r in outcome.kv_revoke {
+                ops.push_back(write(Step::KvPut(r.tombstone), true));
+                ops.push_back(write(Step::KvDelete { key: r.record }, true));
+            }
+            ops.extend(
+                outcome
+                    .kv_delete
+                    .into_iter()
+                    .map(|key| write(Step::KvDelete { key }, false)),
+            );
+        }
+        let writes = Writes {
+            users: users.calls,
+            if_refused: users.if_refused,
+            ops,
+            set_cookie: outcome.set_cookie,
+            put,
+            tombstone: outcome.kv_check.filter(|_| self.kv),
+            origin,
+        };
+        self.next_write(writes)
+    }
+
+    /// The tombstone looked at before a session's put: absent, the writes go ahead;
+    /// present, the session was revoked (at another location, whose deletion has not
+    /// reached this one yet), so it is not written, its record is deleted here too and
+    /// the browser's cookie cleared.
+    pub(super) fn checked(
+        &mut self,
+        mut writes: Writes,
+        found: Result<Option<String>, StoreError>,
+    ) -> Step {
+        match found {
+            Ok(None) => self.next_write(writes),
+            Ok(Some(_)) => {
+                self.log(
+                    Level::Warn,
+                    "session_revoked",
+                    json!({ "reason": "a tombstone exists for this session" }),
+                );
+                let Some(Write {
+                    step: Step::KvPut(put),
+                    ..
+                }) = writes.ops.pop_front()
+                else {
+                    return self.out_of_order("checked");
+                };
+                writes.ops = VecDeque::from([Write {
+                    step: Step::KvDelete { key: put.key },
+                    revokes: true,
+                }]);
+                writes.put = false;
+                writes.set_cookie = Some(session::clearing_cookie(&self.cfg));
+                self.next_write(writes)
+            }
+            Err(e) => self.store_failed(writes, e),
+        }
+    }
+
+    /// The result of the [`Step::KvPut`] or [`Step::KvDelete`] asked for: `Ok`, or the
+    /// store's error message. After an error no more writes are asked for;
+    /// `SESSION_KV_FAILURE` decides the answer.
+    pub fn written(&mut self, result: Result<(), String>) -> Step {
+        let State::Writing(mut writes) = mem::replace(&mut self.state, State::Done) else {
+            return self.out_of_order("written");
+        };
+        match result {
+            Ok(()) => {
+                writes.ops.pop_front();
+                writes.put = false;
+                self.next_write(writes)
+            }
+            Err(detail) => {
+                let op = match writes.ops.front().map(|w| &w.step) {
+                    Some(Step::KvDelete { .. }) => StoreOp::Delete,
+                    _ => StoreOp::Put,
+                };
+                self.store_failed(writes, StoreError { op, detail })
+            }
+        }
+    }
+
+    /// A store operation on the way to the answer failed. A revocation, or a logout,
+    /// fails closed; otherwise `SESSION_KV_FAILURE` decides.
+    pub(super) fn store_failed(&mut self, mut writes: Writes, e: StoreError) -> Step {
+        let revoking = match e.op {
+            StoreOp::Users => writes.users.front().is_some_and(|w| w.revokes),
+            StoreOp::Get | StoreOp::Put | StoreOp::Delete => {
+                writes.ops.front().is_some_and(|w| w.revokes)
+            }
+        };
+        let proxy = matches!(self.purpose, Purpose::Proxy { .. });
+        if proxy && !revoking && self.cfg.kv_failure == KvFailure::Open {
+            self.log_open_failure(&e);
+            if e.op == StoreOp::Users {
+                // A check or a registration: the session is checked and registered on
+                // its next check instead.
+                writes.users.pop_front();
+                return self.next_write(writes);
+            }
+            // Keep the browser's current cookie rather than point it at a record that
+            // was never written.
+            if writes.put {
+                writes.set_cookie = None;
+            }
+            writes.ops.clear();
+            return self.next_write(writes);
+        }
+        self.fail(Failure::Store(e))
+    }
+
+    /// Asks for the next write (which stays first in its queue until it is made), or
+    /// for the answer once they are all made.
+    pub(super) fn next_write(&mut self, mut writes: Writes) -> Step {
+        if let Some(u) = writes.users.front() {
+            let step = Step::Users(u.call.clone());
+            self.state = State::Writing(writes);
+            return step;
+        }
+        if let Some(key) = writes.tombstone.take() {
+            self.state = State::Checking(writes);
+            return Step::KvGet { key };
+        }
+        if let Some(op) = writes.ops.front() {
+            let step = op.step.clone();
+            self.state = State::Writing(writes);
+            return step;
+        }
+        match &self.purpose {
+            Purpose::Logout { next } => {
+                let sc = writes
+                    .set_cookie
+                    .unwrap_or_else(|| session::clearing_cookie(&self.cfg));
+                Step::Reply(match next {
+                    Some(n) => Reply::new(303, TEXT, "")
+                        .with("location", n.as_str())
+                        .with("set-cookie", sc),
+                    None => Reply::new(204, TEXT, "").with("set-cookie", sc),
+                })
+            }
+            Purpose::RevokeSession(_) => Step::Reply(Reply::new(204, TEXT, "")),
+            _ => {
+                let OriginResponse {
+                    strip,
+                    cache_control,
+                } = writes.origin;
+                if strip.is_empty() && writes.set_cookie.is_none() {
+                    return Step::Pass;
+                }
+                let cache_control = writes
+                    .set_cookie
+                    .as_ref()
+                    .and_then(|_| private_cache_control(cache_control.as_deref()));
+                Step::Rewrap(Rewrap {
+                    strip,
+                    set_cookie: writes.set_cookie,
+                    cache_control,
+                })
+            }
+        }
+    }
+}
+
+/// Whether the origin's response came out of a cache (its control headers were meant
+/// for whoever caused it to be stored, not for this client).
+fn from_cache(h: &HeaderList<'_>) -> bool {
+    h.get("age").is_some()
+        || h.get("cf-cache-status").is_some_and(|v| {
+            ["hit", "stale", "updating", "revalidated"]
+                .iter()
+                .any(|s| v.trim().eq_ignore_ascii_case(s))
+        })
+}
+
+/// The `Cache-Control` for a response that carries keycard's `Set-Cookie`, so that no
+/// shared cache stores it. An origin's `no-store` already says so and is kept as it is
+/// (`None`); otherwise `private` replaces `public`, `s-maxage` and `proxy-revalidate`,
+/// and the origin's other directives stay.
+fn private_cache_control(origin: Option<&str>) -> Option<String> {
+    let directives = || {
+        origin
+            .unwrap_or("")
+            .split(',')
+            .map(str::trim)
+            .filter(|d| !d.is_empty())
+    };
+    if directives().any(|d| d.eq_ignore_ascii_case("no-store")) {
+        return None;
+    }
+    let mut out = String::from("private");
+    for d in directives() {
+        let name = d.split('=').next().unwrap_or("").trim();
+        if ["public", "private", "s-maxage", "proxy-revalidate"]
+            .iter()
+            .any(|n| name.eq_ignore_ascii_case(n))
+        {
+            continue;
+        }
+        out.push_str(", ");
+        out.push_str(d);
+    }
+    Some(out)
+}
