@@ -82,14 +82,20 @@ fn core(c: &mut Criterion) {
     c.bench_function("read + forward_headers (K-cookie core)", |b| {
         b.iter(|| {
             let l = loaded(&cfg, black_box(&header));
-            session::forward_headers(&cfg, &l, NOW, "GET", "http://127.0.0.1/")
+            keycard::origin::headers::forward_headers(&cfg, &l, NOW, "GET", "http://127.0.0.1/")
         })
     });
     let refresh = config("1");
     c.bench_function("read + forward + finish (K-refresh core)", |b| {
         b.iter(|| {
             let l = loaded(&refresh, black_box(&header));
-            let f = session::forward_headers(&refresh, &l, NOW, "GET", "http://127.0.0.1/");
+            let f = keycard::origin::headers::forward_headers(
+                &refresh,
+                &l,
+                NOW,
+                "GET",
+                "http://127.0.0.1/",
+            );
             let out = session::finish(&refresh, l, Changes::default(), NOW, &mut OsEntropy, false)
                 .expect("a refresh fits");
             assert!(out.set_cookie.is_some());

@@ -63,12 +63,14 @@
 //! src/config/    Config from a lookup function, defaults, errors naming the variable
 //!                (mod.rs); guards.rs, the guards' variables; names.rs, every
 //!                variable's name, and the likely meaning of one keycard does not read
-//! src/origin/    what passes between keycard and the origin: control.rs (its control
-//!                headers -> session changes), embedded.rs (the typed Session an
-//!                in-process handler gets, its edits -> control headers)
-//! src/session/   the session (mod.rs: expiry and refresh, origin changes -> decisions,
-//!                Set-Cookie); codec.rs, the cookie's signed and sealed formats;
-//!                record.rs, the KV record and tombstone
+//! src/origin/    what passes between keycard and the origin: headers.rs (what it is
+//!                told: X-Session and its companions), control.rs (its control headers
+//!                -> session changes), embedded.rs (the typed Session an in-process
+//!                handler gets, its edits -> control headers)
+//! src/session/   the session (mod.rs: the model, expiry and refresh); read.rs (from
+//!                the Cookie header); write.rs (origin changes -> decisions, Set-Cookie,
+//!                KV writes); changes.rs (what an origin asks); codec.rs, the cookie's
+//!                signed and sealed formats; record.rs, the KV record and tombstone
 //! src/guard.rs   the guards: signed-in users, login redirects, identity headers, CSRF
 //! src/users/     sign-out everywhere: a user's Durable Object (its logic, and its JSON
 //!                in json.rs), user-agent summaries

@@ -191,7 +191,7 @@ fn check_session_cycle(cfg: &Config) {
     let back = read_back(cfg, &set_cookie, kv, T0).expect("a new session reads back");
     assert!(back.sid == s.sid);
     assert_eq!(back.data(), s.data());
-    let fwd = session::forward_headers(
+    let fwd = keycard::origin::headers::forward_headers(
         cfg,
         &Loaded::Valid(back),
         T0,

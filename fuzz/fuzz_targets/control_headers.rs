@@ -129,7 +129,7 @@ fuzz_target!(|data: &[u8]| {
     if let Some(m) = changes.max_age {
         assert_eq!(s.abs_exp, now + m.min(cfg.absolute_timeout));
     }
-    let _ = session::forward_headers(
+    let _ = keycard::origin::headers::forward_headers(
         cfg,
         &Loaded::Valid(s.clone()),
         now,

@@ -70,7 +70,7 @@ fuzz_target!(|data: &[u8]| {
         }
     };
     let bad = matches!(loaded.status(), Status::Invalid | Status::Expired);
-    let fwd = session::forward_headers(cfg, &loaded, now, "GET", "https://example.com/p?q=1");
+    let fwd = keycard::origin::headers::forward_headers(cfg, &loaded, now, "GET", "https://example.com/p?q=1");
     assert_eq!(fwd.session.is_some(), loaded.session().is_some());
     match session::finish(cfg, loaded, Changes::default(), now, &mut Counter(0), true) {
         Ok(out) => {

@@ -8,7 +8,8 @@ use serde_json::{json, Value};
 use super::*;
 use crate::config::Config;
 use crate::http::headers::HeaderList;
-use crate::session::{read, Location, Read, SessionHeaders, Status};
+use crate::origin::headers::SessionHeaders;
+use crate::session::{read, Location, Read, Status};
 use crate::testing::{config, CountingEntropy, FakeKv, T0};
 use crate::util::unb64;
 

@@ -16,7 +16,8 @@ use crate::http::cookie_header::{self, Stripped};
 use crate::http::cross_origin::{self, Provenance};
 use crate::http::path_guard::Verdict;
 use crate::http::{forward, headers};
-use crate::session::{self, Changes, Loaded, Read, SessionHeaders, SessionState, Status};
+use crate::origin::headers::{forward_headers, SessionHeaders};
+use crate::session::{self, Changes, Loaded, Read, SessionState, Status};
 
 impl<E: Entropy> Exchange<E> {
     /// The refusal of a cross-origin request to one of keycard's own unsafe endpoints
@@ -202,7 +203,7 @@ impl<E: Entropy> Exchange<E> {
             }
             plan.identity = sent;
         }
-        plan.session = session::forward_headers(&cfg, &loaded, self.now, &self.method, &self.url);
+        plan.session = forward_headers(&cfg, &loaded, self.now, &self.method, &self.url);
         self.state = State::Forwarding(loaded);
         Step::Forward(plan)
     }

@@ -5,7 +5,8 @@
 use serde_json::{json, Value};
 
 use crate::http::headers::HeaderList;
-use crate::session::{KvPut, SessionHeaders};
+use crate::origin::headers::SessionHeaders;
+use crate::session::KvPut;
 use crate::users::UsersCall;
 
 /// What the edge read from the client's request.

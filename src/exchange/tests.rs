@@ -1,7 +1,8 @@
 use super::*;
 use crate::config::{Config, ConfigError};
 use crate::http::headers::HeaderList;
-use crate::session::{KvPut, SessionHeaders};
+use crate::origin::headers::SessionHeaders;
+use crate::session::KvPut;
 use crate::testing::{config, CountingEntropy, T0};
 
 /// An exchange as the tests run it.

@@ -8,7 +8,7 @@ use serde_json::Value;
 use super::*;
 use crate::config::Config;
 use crate::http::headers::HeaderList;
-use crate::session::SessionHeaders;
+use crate::origin::headers::SessionHeaders;
 use crate::testing::{config, CountingEntropy, FakeKv, T0};
 use crate::util::unb64;
 

@@ -7,7 +7,7 @@
 //! 1. [`read`] the `Cookie` header into a [`Read`]: no session, a bad one, a complete
 //!    session (data in the cookie) or one whose record must be loaded from KV
 //!    ([`Pending`], finished by [`Pending::complete`]).
-//! 2. [`forward_headers`] says what the origin is told.
+//! 2. [`crate::origin::headers::forward_headers`] says what the origin is told.
 //! 3. [`finish`] turns the origin's changes into an [`Outcome`]: the `Set-Cookie` to
 //!    send and the KV writes and deletes to make.
 //!
@@ -19,26 +19,29 @@
 //!   second refreshes), or when it was signed under a previous key.
 //! - A cookie issued more than [`MAX_SKEW`] seconds in the future is invalid.
 
-use codec::{Body, Claims, DecodeError};
+use codec::{Claims, DecodeError};
 use serde_json::{Map, Value};
 
-use crate::config::{Config, HeaderFormat, SameSite, StoreMode};
-use crate::crypto::keys::{Entropy, SessionId};
-use crate::http::cookie_header;
+use crate::config::Config;
+use crate::crypto::keys::SessionId;
 use crate::util::{b64, unb64};
 
 mod changes;
 pub mod codec;
+mod read;
 pub mod record;
+mod write;
 
 pub use changes::{merge, Changes};
+pub use read::read;
+pub use write::{
+    clearing_cookie, finish, revoke, set_cookie, FinishError, KvPut, Outcome, Revocation,
+};
 
 /// The largest `Set-Cookie` value (name, value and attributes) keycard sends.
 pub const MAX_COOKIE_LEN: usize = 4096;
 /// How far in the future an issue time may be before the cookie is refused.
 pub const MAX_SKEW: u64 = 300;
-/// The lifetime of the `jwt`-format `X-Session` header.
-pub const JWT_LIFETIME: u64 = 60;
 
 /// The session status forwarded in `X-Session-Status`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -223,464 +226,19 @@ impl Loaded {
     }
 }
 
-fn check_times(cfg: &Config, claims: &mut Claims, now: u64) -> Result<(), Status> {
-    if claims.issued > now.saturating_add(MAX_SKEW) {
-        return Err(Status::Invalid);
-    }
-    // A cookie issued under a longer absolute timeout than the current one is held to
-    // the current one, counted from when its absolute lifetime started (creation, or
-    // the origin's last `X-Session-Max-Age`), not from its last issue.
-    claims.abs_exp = claims
-        .abs_exp
-        .min(claims.created.saturating_add(cfg.absolute_timeout));
-    if now >= claims.abs_exp || now >= claims.issued.saturating_add(cfg.idle_timeout) {
-        return Err(Status::Expired);
-    }
-    Ok(())
-}
-
-/// Reads the session from a `Cookie` header. Among several cookies with the session
-/// cookie's exact name (see [`cookie_header`]), the first valid one wins; every one is
-/// tried, so junk cookies of that name cannot hide the real one.
-pub fn read(cfg: &Config, cookie_header: Option<&str>, now: u64) -> Read {
-    let Some(header) = cookie_header else {
-        return Read::None;
-    };
-    let mut worst: Option<(Status, DecodeError)> = None;
-    for value in cookie_header::values(header, &cfg.cookie.name) {
-        let verified = match codec::decode(&cfg.keys, &cfg.cookie.name, value) {
-            Ok(v) => v,
-            Err(e) => {
-                worst.get_or_insert((Status::Invalid, e));
-                continue;
-            }
-        };
-        let mut claims = verified.claims;
-        if let Err(status) = check_times(cfg, &mut claims, now) {
-            // Expired beats invalid: it says more to the origin.
-            if status == Status::Expired || worst.is_none() {
-                worst = Some((status, DecodeError::Malformed));
-            }
-            continue;
-        }
-        return match claims.body {
-            Body::Inline(ref data_b64) => Read::Ready(SessionState {
-                data_b64: data_b64.clone(),
-                sid: claims.sid,
-                created: claims.created,
-                abs_exp: claims.abs_exp,
-                issued: claims.issued,
-                location: Location::Cookie,
-                kid: verified.kid,
-                current_key: verified.current_key,
-            }),
-            Body::InKv => Read::NeedsRecord(Pending {
-                key: record::record_key(&cfg.kv_prefix, &claims.sid),
-                claims,
-                kid: verified.kid,
-                current_key: verified.current_key,
-            }),
-        };
-    }
-    match worst {
-        None => Read::None,
-        Some((s, e)) => Read::Bad(s, e),
-    }
-}
-
-/// The headers the origin receives about the session.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SessionHeaders {
-    /// `X-Session`, with a valid session only.
-    pub session: Option<String>,
-    /// `X-Session-Status`, always.
-    pub status: &'static str,
-    /// `X-Session-Id`, the handle, with a valid session only.
-    pub handle: Option<String>,
-    /// `X-Session-Expires`, with a valid session only.
-    pub expires: Option<u64>,
-}
-
-/// What the origin is told. `method` and `url` feed the `jwt` format's `htm` and
-/// `htu` claims (the query and fragment are cut from `url`).
-pub fn forward_headers(
-    cfg: &Config,
-    loaded: &Loaded,
-    now: u64,
-    method: &str,
-    url: &str,
-) -> SessionHeaders {
-    let Some(s) = loaded.session() else {
-        return SessionHeaders {
-            session: None,
-            status: loaded.status().as_str(),
-            handle: None,
-            expires: None,
-        };
-    };
-    let expires = if s.refresh_due(cfg, now) {
-        (now + cfg.idle_timeout).min(s.abs_exp)
-    } else {
-        s.expires(cfg)
-    };
-    let handle = cfg.keys.current().handle(&s.sid);
-    let session = match &cfg.header_format {
-        HeaderFormat::Base64 => s.data_b64.clone(),
-        HeaderFormat::Jwt(key) => crate::crypto::jwt::session_jwt(
-            key,
-            &handle,
-            now,
-            now + JWT_LIFETIME,
-            &s.data_json(),
-            method,
-            url,
-        ),
-    };
-    SessionHeaders {
-        session: Some(session),
-        status: Status::Valid.as_str(),
-        handle: Some(handle),
-        expires: Some(expires),
-    }
-}
-
-/// A KV write.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KvPut {
-    /// The key: prefix + base64url(SHA-256(session id)).
-    pub key: String,
-    /// The versioned JSON record.
-    pub value: String,
-    /// `expirationTtl` in seconds: the smaller of the idle and absolute time left, at
-    /// least [`record::KV_MIN_TTL`].
-    pub ttl: u64,
-}
-
-/// The decisions for the edge to carry out after the origin answered.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Outcome {
-    /// The `Set-Cookie` header value for the session cookie, if any.
-    pub set_cookie: Option<String>,
-    /// The tombstone key to read before [`Outcome::kv_put`]: if a tombstone is there,
-    /// the session was revoked and must not be written again.
-    pub kv_check: Option<String>,
-    /// The record to write, if any.
-    pub kv_put: Option<KvPut>,
-    /// Sessions to revoke: write each tombstone, then delete each record.
-    pub kv_revoke: Vec<Revocation>,
-    /// Records to delete that are no longer needed (the data moved into the cookie).
-    pub kv_delete: Vec<String>,
-    /// The session after the changes, if it lives on.
-    pub session: Option<SessionState>,
-}
-
-/// The end of a session whose record is in KV: a tombstone under a key that session
-/// writes never touch, kept until the session's absolute expiry, then the record's
-/// deletion. KV is eventually consistent, so a stale location may still serve the
-/// record for a while; the tombstone makes sure that no request anywhere can write it
-/// back (every write of an existing id reads the tombstone key first).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Revocation {
-    /// The tombstone to write.
-    pub tombstone: KvPut,
-    /// The record to delete.
-    pub record: String,
-}
-
-/// Why [`finish`] could not honour the origin's answer.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum FinishError {
-    /// The session does not fit in a cookie and there is no KV to spill to.
-    #[error("session cookie would be {size} bytes, over the 4096-byte limit, and SESSION_STORE does not allow KV")]
-    TooLarge { size: usize },
-}
-
-/// Builds the `Set-Cookie` value for `value`, with every configured attribute.
-/// `max_age` is sent only for persistent cookies.
-pub fn set_cookie(cfg: &Config, value: &str, max_age: u64) -> String {
-    build_cookie(
-        cfg,
-        value,
-        if cfg.cookie.persistent {
-            Some(max_age)
-        } else {
-            None
-        },
-    )
-}
-
-/// The clearing cookie: same name, path and domain, empty value, `Max-Age=0`.
-pub fn clearing_cookie(cfg: &Config) -> String {
-    build_cookie(cfg, "", Some(0))
-}
-
-/// Written by hand, in the `cookie` crate's order and form (a test checks every
-/// attribute combination against the crate): the crate's `Display` also formats
-/// `Expires` with the `time` crate, which keycard never sends but which was 20 KB of
-/// the module's code, about a twentieth of it (BENCHMARKS.md, "Size"). Every part is
-/// a validated setting or keycard's own base64url value, so nothing needs escaping.
-fn build_cookie(cfg: &Config, value: &str, max_age: Option<u64>) -> String {
-    use std::fmt::Write;
-    let c = &cfg.cookie;
-    let mut out = String::with_capacity(c.name.len() + value.len() + 96);
-    out.push_str(&c.name);
-    out.push('=');
-    out.push_str(value);
-    if c.http_only {
-        out.push_str("; HttpOnly");
-    }
-    out.push_str(match c.same_site {
-        SameSite::Strict => "; SameSite=Strict",
-        SameSite::Lax => "; SameSite=Lax",
-        SameSite::None => "; SameSite=None",
-    });
-    if c.secure {
-        out.push_str("; Secure");
-    }
-    out.push_str("; Path=");
-    out.push_str(&c.path);
-    if let Some(d) = &c.domain {
-        // The legacy leading dot is dropped, as the crate does; browsers ignore it.
-        out.push_str("; Domain=");
-        out.push_str(d.strip_prefix('.').unwrap_or(d));
-    }
-    if let Some(m) = max_age {
-        let _ = write!(out, "; Max-Age={}", m.min(i64::MAX as u64));
-    }
-    out
-}
-
-fn claims_of(s: &SessionState, body: Body) -> Claims {
-    Claims {
-        issued: s.issued,
-        created: s.created,
-        abs_exp: s.abs_exp,
-        sid: s.sid.clone(),
-        body,
-    }
-}
-
-fn encode(cfg: &Config, claims: &Claims, entropy: &mut dyn Entropy) -> String {
-    let keys = cfg.keys.current();
-    if cfg.cookie.encrypt {
-        codec::encode_sealed(keys, &cfg.cookie.name, claims, entropy)
-    } else {
-        codec::encode_signed(keys, &cfg.cookie.name, claims)
-    }
-}
-
-/// A session after the origin's changes were applied, before it is placed.
-struct Applied {
-    /// The session that lives on, if any.
-    session: Option<SessionState>,
-    /// Whether its data, id or lifetime changed.
-    changed: bool,
-    /// Whether its id is new in this request (created or regenerated): no tombstone
-    /// can exist for it.
-    new_id: bool,
-    /// The session as it was before `regenerate`, whose id is now revoked.
-    replaced: Option<SessionState>,
-}
-
-/// Applies `clear`, the `Set` merge, `regenerate` and `Max-Age` (in that order) to
-/// `session`, creating one when a `Set` leaves data and there was none.
-fn apply(
-    cfg: &Config,
-    mut session: Option<SessionState>,
-    changes: Changes,
-    now: u64,
-    entropy: &mut dyn Entropy,
-) -> Applied {
-    let mut changed = false;
-    let mut new_id = false;
-    if changes.clear || changes.set.is_some() {
-        let mut data = match &session {
-            Some(s) if !changes.clear => s.data(),
-            _ => Map::new(),
-        };
-        if let Some(set) = changes.set {
-            merge(&mut data, set);
-        }
-        let json = serde_json::to_string(&data).expect("a JSON map always serializes");
-        let data_b64 = b64(json);
-        match &mut session {
-            Some(s) if s.data_b64 != data_b64 => {
-                s.data_b64 = data_b64;
-                changed = true;
-            }
-            Some(_) => {}
-            None if !data.is_empty() => {
-                session = Some(SessionState {
-                    sid: SessionId::generate(entropy),
-                    created: now,
-                    abs_exp: now + cfg.absolute_timeout,
-                    issued: now,
-                    data_b64,
-                    location: Location::Cookie,
-                    kid: cfg.keys.current().kid().to_owned(),
-                    current_key: true,
-                });
-                changed = true;
-                new_id = true;
-            }
-            None => {}
-        }
-    }
-    let mut replaced = None;
-    if let Some(s) = &mut session {
-        if changes.regenerate {
-            replaced = Some(s.clone());
-            s.sid = SessionId::generate(entropy);
-            changed = true;
-            new_id = true;
-        }
-        if let Some(secs) = changes.max_age {
-            let abs = now + secs.min(cfg.absolute_timeout);
-            if abs != s.abs_exp {
-                // The absolute lifetime now counts from here (see `check_times`).
-                s.created = now;
-                s.abs_exp = abs;
-                changed = true;
-            }
-        }
-    }
-    Applied {
-        session,
-        changed,
-        new_id,
-        replaced,
-    }
-}
-
-/// Encodes the session's cookie and decides where its data lives: in the cookie while
-/// it fits (`cookie`, `auto`), in KV in `kv` mode or past the limit in `auto`.
-fn place(
-    cfg: &Config,
-    s: &SessionState,
-    max_age: u64,
-    entropy: &mut dyn Entropy,
-    kv_available: bool,
-) -> Result<(String, Location), FinishError> {
-    let in_kv = |entropy: &mut dyn Entropy| {
-        let value = encode(cfg, &claims_of(s, Body::InKv), entropy);
-        (set_cookie(cfg, &value, max_age), Location::Kv)
-    };
-    if cfg.store == StoreMode::Kv {
-        return Ok(in_kv(entropy));
-    }
-    let value = encode(
-        cfg,
-        &claims_of(s, Body::Inline(s.data_b64.clone())),
-        entropy,
-    );
-    let inline = set_cookie(cfg, &value, max_age);
-    if inline.len() <= MAX_COOKIE_LEN {
-        Ok((inline, Location::Cookie))
-    } else if cfg.store == StoreMode::Auto && kv_available {
-        Ok(in_kv(entropy))
-    } else {
-        Err(FinishError::TooLarge { size: inline.len() })
-    }
-}
-
-/// The revocation of a session whose record is in KV: its tombstone, then the
-/// record's deletion. `None` for a session in the cookie.
-pub fn revoke(cfg: &Config, s: &SessionState, now: u64) -> Option<Revocation> {
-    (s.location == Location::Kv).then(|| Revocation {
-        tombstone: KvPut {
-            key: s.tombstone_key(cfg),
-            value: record::tombstone(now),
-            ttl: s.abs_exp.saturating_sub(now).max(record::KV_MIN_TTL),
-        },
-        record: s.kv_key(cfg),
-    })
-}
-
-/// Applies the origin's `changes` to the loaded session and decides what to send and
-/// store. `kv_available` says whether a KV binding exists. Change order: `destroy`
-/// (which ignores everything else), `clear`, the `Set` merge, `regenerate`, then
-/// `Max-Age` (`0` ends the session like `destroy`).
-pub fn finish(
-    cfg: &Config,
-    loaded: Loaded,
-    changes: Changes,
-    now: u64,
-    entropy: &mut dyn Entropy,
-    kv_available: bool,
-) -> Result<Outcome, FinishError> {
-    let (bad_cookie, session) = match loaded {
-        Loaded::Bad(_) => (true, None),
-        Loaded::Valid(s) => (false, Some(s)),
-        Loaded::None | Loaded::StoreUnavailable => (false, None),
-    };
-    let mut out = Outcome::default();
-
-    if changes.destroy || changes.max_age == Some(0) {
-        out.kv_revoke
-            .extend(session.as_ref().and_then(|s| revoke(cfg, s, now)));
-        out.set_cookie = Some(clearing_cookie(cfg));
-        return Ok(out);
-    }
-
-    let Applied {
-        session,
-        changed,
-        new_id,
-        replaced,
-    } = apply(cfg, session, changes, now, entropy);
-    let Some(mut s) = session else {
-        if bad_cookie {
-            out.set_cookie = Some(clearing_cookie(cfg));
-        }
-        return Ok(out);
-    };
-    // A regenerated session's old id dies with its record.
-    out.kv_revoke
-        .extend(replaced.as_ref().and_then(|old| revoke(cfg, old, now)));
-
-    let time_refresh = s.time_refresh_due(cfg, now);
-    if !changed && !time_refresh && s.current_key {
-        out.session = Some(s);
-        return Ok(out);
-    }
-
-    s.issued = now;
-    s.kid = cfg.keys.current().kid().to_owned();
-    s.current_key = true;
-    let max_age = cfg.idle_timeout.min(s.abs_exp.saturating_sub(now));
-    let (cookie, location) = place(cfg, &s, max_age, entropy, kv_available)?;
-    debug_assert!(cookie.len() <= MAX_COOKIE_LEN);
-
-    let was_kv = s.location == Location::Kv && replaced.is_none();
-    if location == Location::Kv && (changed || time_refresh || !was_kv) {
-        // An id that existed before may have been revoked meanwhile: its tombstone is
-        // looked at first, so a revoked session can never be written again.
-        out.kv_check = (!new_id).then(|| s.tombstone_key(cfg));
-        out.kv_put = Some(KvPut {
-            key: s.kv_key(cfg),
-            value: record::encode(s.created, s.abs_exp, &s.data_json()),
-            ttl: max_age.max(record::KV_MIN_TTL),
-        });
-    } else if location == Location::Cookie && was_kv {
-        // The data moved back into the cookie: the record is no longer needed.
-        out.kv_delete.push(s.kv_key(cfg));
-    }
-    s.location = location;
-    out.set_cookie = Some(cookie);
-    out.session = Some(s);
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
 
     use serde_json::json;
 
+    use super::write::build_cookie;
     use super::*;
-    use crate::config::CookieConfig;
+    use crate::config::{CookieConfig, SameSite};
     use crate::origin::control;
+    use crate::origin::headers::{forward_headers, SessionHeaders};
     use crate::testing::{config, CountingEntropy, SECRET, T0};
+    use crate::util::{b64, unb64};
 
     /// What the `cookie` crate writes for the same cookie: the reference
     /// `build_cookie` is checked against.
