@@ -60,9 +60,10 @@
 //!                changes, the writes they take, the response rewrapped); failure.rs
 //!                (what fails a request, answered in one place); the tests of the
 //!                exchange, its KV sessions and sign-out everywhere against FakeKv
-//! src/config/    Config from a lookup function, defaults, errors naming the variable
-//!                (mod.rs); guards.rs, the guards' variables; names.rs, every
-//!                variable's name, and the likely meaning of one keycard does not read
+//! src/config/    Config from a lookup function, with each field's default (mod.rs);
+//!                vars.rs (the reader, value types, the error naming the variable);
+//!                per concern: cookie.rs, origin.rs, guards.rs; names.rs (every
+//!                variable's name, and the likely meaning of one keycard does not read)
 //! src/origin/    what passes between keycard and the origin: headers.rs (what it is
 //!                told: X-Session and its companions), control.rs (its control headers
 //!                -> session changes), embedded.rs (the typed Session an in-process

@@ -9,10 +9,19 @@ use crate::guard::Guards;
 use crate::http::headers;
 use crate::users::{RevocationCheck, UsersConfig};
 
+mod cookie;
 mod guards;
 pub mod names;
+mod origin;
+mod vars;
 
+use cookie::valid_attr_value;
+pub use cookie::{CookieConfig, SameSite};
 use names::Unknown;
+pub(crate) use origin::check_origin;
+pub use origin::{HeaderFormat, OriginBase};
+use vars::{err, Vars};
+pub use vars::{parse_duration, ConfigError};
 
 /// Where session data lives (`SESSION_STORE`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,24 +45,6 @@ impl StoreMode {
     }
 }
 
-/// The `SameSite` cookie attribute.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SameSite {
-    Strict,
-    Lax,
-    None,
-}
-
-/// How `X-Session` is written (`SESSION_HEADER_FORMAT`).
-#[derive(Debug, Clone)]
-pub enum HeaderFormat {
-    /// base64url of the data's JSON.
-    Base64,
-    /// A JWS signed HS256 under this key, `ORIGIN_SECRET` (`docs/origin.md`, "The `jwt`
-    /// header format").
-    Jwt(Secret),
-}
-
 /// What to do when KV cannot be read (`SESSION_KV_FAILURE`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KvFailure {
@@ -62,31 +53,6 @@ pub enum KvFailure {
     /// Forward with `X-Session-Status: invalid`.
     Open,
 }
-
-/// The session cookie's name and attributes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CookieConfig {
-    /// `SESSION_COOKIE_NAME`; default `__Host-keycard` when secure, else `keycard`.
-    pub name: String,
-    /// `SESSION_COOKIE_DOMAIN`; default none.
-    pub domain: Option<String>,
-    /// `SESSION_COOKIE_PATH`; default `/`.
-    pub path: String,
-    /// `SESSION_COOKIE_SECURE`; default true.
-    pub secure: bool,
-    /// `SESSION_COOKIE_HTTP_ONLY`; default true.
-    pub http_only: bool,
-    /// `SESSION_COOKIE_SAME_SITE`; default `Lax`.
-    pub same_site: SameSite,
-    /// `SESSION_COOKIE_PERSISTENT`; default true (sends `Max-Age`).
-    pub persistent: bool,
-    /// `SESSION_COOKIE_ENCRYPT`; default false (signed, not sealed).
-    pub encrypt: bool,
-}
-
-/// The origin's scheme, host and port from `ORIGIN_URL`, such as `https://app:8443`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OriginBase(pub String);
 
 /// The validated configuration of one isolate.
 #[derive(Debug, Clone)]
@@ -138,213 +104,15 @@ pub struct Config {
     pub unknown: Vec<Unknown>,
 }
 
-/// A configuration error: which variable, and what is wrong with it.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{var} {problem}")]
-pub struct ConfigError {
-    /// The environment variable at fault.
-    pub var: &'static str,
-    /// What is wrong, without the value when it is a secret.
-    pub problem: String,
-}
-
-fn err(var: &'static str, problem: impl Into<String>) -> ConfigError {
-    ConfigError {
-        var,
-        problem: problem.into(),
-    }
-}
-
 /// The default idle timeout: 24 hours.
 pub const DEFAULT_IDLE: u64 = 24 * 3600;
 /// The default absolute timeout: 7 days.
 pub const DEFAULT_ABSOLUTE: u64 = 7 * 24 * 3600;
 
-/// Parses a duration: plain seconds (`90`) or a humane string (`30m`, `12h`, `7d`,
-/// `1h 30m`). Zero is refused: every timeout must be positive.
-pub fn parse_duration(text: &str) -> Result<u64, String> {
-    let t = text.trim();
-    if t.is_empty() {
-        return Err("is empty; expected seconds or a duration such as 30m, 12h, 7d".into());
-    }
-    let secs = if t.bytes().all(|b| b.is_ascii_digit()) {
-        t.parse::<u64>().map_err(|_| "is too large".to_string())?
-    } else {
-        humantime::parse_duration(t)
-            .map_err(|_| {
-                format!(
-                    "is not a duration: {t:?}; expected seconds or a duration such as 30m, 12h, 7d"
-                )
-            })?
-            .as_secs()
-    };
-    if secs == 0 {
-        return Err("must be at least 1 second".into());
-    }
-    // Ten years: far beyond any sane session, and keeps all arithmetic far from overflow.
-    if secs > 10 * 365 * 24 * 3600 {
-        return Err("is longer than 10 years".into());
-    }
-    Ok(secs)
-}
-
-fn parse_bool(var: &'static str, text: &str) -> Result<bool, ConfigError> {
-    match text.trim().to_ascii_lowercase().as_str() {
-        "true" | "1" | "yes" | "on" => Ok(true),
-        "false" | "0" | "no" | "off" => Ok(false),
-        other => Err(err(var, format!("must be true or false, not {other:?}"))),
-    }
-}
-
-fn valid_attr_value(v: &str) -> bool {
-    !v.is_empty() && v.bytes().all(|b| (0x21..0x7f).contains(&b) && b != b';')
-}
-
-/// Checks a registered name or IPv4 address the way the runtime's WHATWG URL parser
-/// will read it (hand-checked: the `url` crate would add ~70 KB of wasm). Stricter than
-/// WHATWG where it is ambiguous: a host whose last label is a number must be a plain
-/// dotted quad, and punycode (`xn--`) labels are refused.
-fn check_host(host: &str) -> Result<(), String> {
-    let labels: Vec<&str> = host.split('.').collect();
-    if labels.iter().any(|l| l.is_empty())
-        || !host
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
-    {
-        return Err("has an invalid host".into());
-    }
-    if labels
-        .iter()
-        .any(|l| l.len() >= 4 && l[..4].eq_ignore_ascii_case("xn--"))
-    {
-        return Err("has a punycode (xn--) host; use its IP address or another name".into());
-    }
-    let last = labels[labels.len() - 1];
-    let numeric = last.bytes().all(|b| b.is_ascii_digit())
-        || (last.len() >= 2 && last[..2].eq_ignore_ascii_case("0x"));
-    if numeric {
-        // WHATWG parses such a host as IPv4: accept only an unambiguous dotted quad.
-        let quad = labels.len() == 4
-            && labels.iter().all(|l| {
-                l.len() <= 3
-                    && l.bytes().all(|b| b.is_ascii_digit())
-                    && (l.len() == 1 || !l.starts_with('0'))
-                    && l.parse::<u16>().is_ok_and(|n| n <= 255)
-            });
-        if !quad {
-            return Err("has a host ending in a number that is not an IPv4 address".into());
-        }
-    }
-    Ok(())
-}
-
-/// Checks an origin, `scheme://host[:port]` with an http(s) scheme and nothing after.
-pub(crate) fn check_origin(text: &str) -> Result<(), String> {
-    parse_origin_url(text).map(|_| ())
-}
-
-fn parse_origin_url(text: &str) -> Result<OriginBase, String> {
-    let (scheme, rest) = text.split_once("://").ok_or_else(|| {
-        "must be an absolute http(s) URL such as https://app.internal:8443".to_string()
-    })?;
-    let scheme = scheme.to_ascii_lowercase();
-    if scheme != "http" && scheme != "https" {
-        return Err(format!("must use http or https, not {scheme:?}"));
-    }
-    let authority = rest.strip_suffix('/').unwrap_or(rest);
-    if authority.is_empty() {
-        return Err("has no host".into());
-    }
-    if authority.contains(['/', '?', '#', '@', ' ', '\\']) {
-        return Err(
-            "must be only scheme, host and optional port (the request's path and query are kept)"
-                .into(),
-        );
-    }
-    // Split host and port; an IPv6 literal keeps its brackets.
-    let (host, port) = if let Some(inner) = authority.strip_prefix('[') {
-        let (v6, after) = inner
-            .split_once(']')
-            .ok_or("has an unclosed IPv6 bracket")?;
-        if v6.is_empty()
-            || !v6
-                .bytes()
-                .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
-        {
-            return Err("has an invalid IPv6 host".into());
-        }
-        match after {
-            "" => (authority, None),
-            p if p.starts_with(':') => (&authority[..authority.len() - p.len()], Some(&p[1..])),
-            _ => return Err("has an invalid host or port".into()),
-        }
-    } else {
-        match authority.rsplit_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (authority, None),
-        }
-    };
-    if let Some(p) = port {
-        if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) || p.parse::<u16>().is_err() {
-            return Err(format!("has a bad port {p:?}"));
-        }
-    }
-    if !host.starts_with('[') {
-        check_host(host)?;
-    }
-    Ok(OriginBase(format!("{scheme}://{authority}")))
-}
-
-/// The Worker's variables, as [`Config::from_lookup`] reads them.
-struct Vars<F> {
-    lookup: F,
-}
-
 impl<F: Fn(&str) -> Option<String>> Vars<F> {
-    /// The value of `name`, trimmed; an empty value counts as unset.
-    fn get(&self, name: &str) -> Option<String> {
-        self.secret(name).map(|v| v.trim().to_owned())
-    }
-
-    /// The value of `name` as it is (a secret's bytes are its key material); one that
-    /// is empty once trimmed counts as unset.
-    fn secret(&self, name: &str) -> Option<String> {
-        (self.lookup)(name).filter(|v| !v.trim().is_empty())
-    }
-
-    fn duration(&self, var: &'static str, default: u64) -> Result<u64, ConfigError> {
-        self.get(var)
-            .map_or(Ok(default), |t| parse_duration(&t).map_err(|p| err(var, p)))
-    }
-
-    fn boolean(&self, var: &'static str, default: bool) -> Result<bool, ConfigError> {
-        self.get(var).map_or(Ok(default), |t| parse_bool(var, &t))
-    }
-
-    /// One of `options` (matched without regard to case), or `default` when unset.
-    fn choice<T: Copy>(
-        &self,
-        var: &'static str,
-        default: T,
-        options: &[(&str, T)],
-    ) -> Result<T, ConfigError> {
-        let Some(text) = self.get(var) else {
-            return Ok(default);
-        };
-        if let Some((_, v)) = options.iter().find(|(n, _)| n.eq_ignore_ascii_case(&text)) {
-            return Ok(*v);
-        }
-        let names: Vec<&str> = options.iter().map(|(n, _)| *n).collect();
-        let (last, rest) = names.split_last().expect("options are never empty");
-        Err(err(
-            var,
-            format!("must be {} or {last}, not {text:?}", rest.join(", ")),
-        ))
-    }
-
     /// `SESSION_SECRET` and `SESSION_SECRET_PREVIOUS`, and the secrets' trimmed texts
     /// (to tell `ORIGIN_SECRET` apart from them).
-    fn keys(&self) -> Result<(KeyRing, Vec<String>), ConfigError> {
+    pub(super) fn keys(&self) -> Result<(KeyRing, Vec<String>), ConfigError> {
         let secret_text = self.secret("SESSION_SECRET").ok_or_else(|| {
             err(
                 "SESSION_SECRET",
@@ -371,7 +139,7 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
     }
 
     /// `SESSION_IDLE_TIMEOUT`, `SESSION_ABSOLUTE_TIMEOUT`, `SESSION_REFRESH_AFTER`.
-    fn timeouts(&self) -> Result<(u64, u64, u64), ConfigError> {
+    pub(super) fn timeouts(&self) -> Result<(u64, u64, u64), ConfigError> {
         let idle = self.duration("SESSION_IDLE_TIMEOUT", DEFAULT_IDLE)?;
         let absolute = self.duration("SESSION_ABSOLUTE_TIMEOUT", DEFAULT_ABSOLUTE)?;
         let refresh = self.duration("SESSION_REFRESH_AFTER", (idle / 4).max(1))?;
@@ -384,115 +152,8 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
         Ok((idle, absolute, refresh))
     }
 
-    /// The `SESSION_COOKIE_*` settings.
-    fn cookie(&self) -> Result<CookieConfig, ConfigError> {
-        let secure = self.boolean("SESSION_COOKIE_SECURE", true)?;
-        let same_site = self.choice(
-            "SESSION_COOKIE_SAME_SITE",
-            SameSite::Lax,
-            &[
-                ("Strict", SameSite::Strict),
-                ("Lax", SameSite::Lax),
-                ("None", SameSite::None),
-            ],
-        )?;
-        if same_site == SameSite::None && !secure {
-            return Err(err(
-                "SESSION_COOKIE_SAME_SITE",
-                "is None, which browsers accept only with Secure; set SESSION_COOKIE_SECURE=true",
-            ));
-        }
-        let domain = self.get("SESSION_COOKIE_DOMAIN");
-        if let Some(d) = &domain {
-            // One leading dot is legacy and dropped; what is left needs non-empty labels,
-            // or the browser ignores the attribute or rejects the cookie.
-            let bare = d.strip_prefix('.').unwrap_or(d);
-            if !valid_attr_value(d)
-                || d.contains(['/', ':', ','])
-                || bare.split('.').any(str::is_empty)
-            {
-                return Err(err("SESSION_COOKIE_DOMAIN", "is not a valid domain"));
-            }
-        }
-        let path = self
-            .get("SESSION_COOKIE_PATH")
-            .unwrap_or_else(|| "/".into());
-        if !path.starts_with('/') || !valid_attr_value(&path) {
-            return Err(err(
-                "SESSION_COOKIE_PATH",
-                "must start with / and contain no spaces, controls or ';'",
-            ));
-        }
-        let name = match self.get("SESSION_COOKIE_NAME") {
-            Some(n) => n,
-            None if secure && domain.is_none() && path == "/" => "__Host-keycard".into(),
-            None => "keycard".into(),
-        };
-        check_cookie_name(&name, secure, domain.is_some(), &path)?;
-        Ok(CookieConfig {
-            name,
-            domain,
-            path,
-            secure,
-            http_only: self.boolean("SESSION_COOKIE_HTTP_ONLY", true)?,
-            same_site,
-            persistent: self.boolean("SESSION_COOKIE_PERSISTENT", true)?,
-            encrypt: self.boolean("SESSION_COOKIE_ENCRYPT", false)?,
-        })
-    }
-
-    /// `SESSION_HEADER_FORMAT` with `ORIGIN_SECRET`, which must differ from every
-    /// session secret in `session_secrets`.
-    fn header_format(&self, session_secrets: &[String]) -> Result<HeaderFormat, ConfigError> {
-        let origin_secret = match self.secret("ORIGIN_SECRET") {
-            None => None,
-            Some(s) => {
-                let key = Secret::try_from(s.as_str())
-                    .map_err(|e| err("ORIGIN_SECRET", e.to_string()))?;
-                // The origin holds this key: it must not be able to sign session
-                // cookies, now or with a secret still accepted for verification.
-                // Compared after trimming, so a stray space cannot make two equal
-                // secrets "different".
-                if session_secrets.iter().any(|t| t == s.trim()) {
-                    return Err(err(
-                        "ORIGIN_SECRET",
-                        "must differ from SESSION_SECRET and from every SESSION_SECRET_PREVIOUS entry: it is shared with the origin",
-                    ));
-                }
-                Some(key)
-            }
-        };
-        let jwt = self.choice(
-            "SESSION_HEADER_FORMAT",
-            false,
-            &[("base64", false), ("jwt", true)],
-        )?;
-        match (jwt, origin_secret) {
-            (false, _) => Ok(HeaderFormat::Base64),
-            (true, Some(key)) => Ok(HeaderFormat::Jwt(key)),
-            (true, None) => Err(err(
-                "ORIGIN_SECRET",
-                "is required when SESSION_HEADER_FORMAT=jwt",
-            )),
-        }
-    }
-
-    /// `ORIGIN_URL`.
-    fn origin_url(&self) -> Result<Option<OriginBase>, ConfigError> {
-        self.get("ORIGIN_URL")
-            .map(|u| parse_origin_url(&u).map_err(|p| err("ORIGIN_URL", p)))
-            .transpose()
-    }
-
-    /// A duration that is off when unset.
-    fn optional_duration(&self, var: &'static str) -> Result<Option<u64>, ConfigError> {
-        self.get(var)
-            .map(|t| parse_duration(&t).map_err(|p| err(var, p)))
-            .transpose()
-    }
-
     /// `KEYCARD_PATH_PREFIX`.
-    fn users(&self) -> Result<UsersConfig, ConfigError> {
+    pub(super) fn users(&self) -> Result<UsersConfig, ConfigError> {
         let named = self.get("SESSION_USERS_BINDING");
         Ok(UsersConfig {
             explicit: named.is_some(),
@@ -508,7 +169,7 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
         })
     }
 
-    fn path_prefix(&self) -> Result<String, ConfigError> {
+    pub(super) fn path_prefix(&self) -> Result<String, ConfigError> {
         let prefix = self
             .get("KEYCARD_PATH_PREFIX")
             .unwrap_or_else(|| "/.keycard/".into());
@@ -524,36 +185,6 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
         }
         Ok(prefix)
     }
-}
-
-/// The cookie prefixes' rules (RFC 6265bis): `__Host-` needs Secure, no Domain and
-/// Path `/`; `__Secure-` needs Secure. And a name must be a token.
-fn check_cookie_name(
-    name: &str,
-    secure: bool,
-    domain: bool,
-    path: &str,
-) -> Result<(), ConfigError> {
-    let problem = |p: &str| Err(err("SESSION_COOKIE_NAME", p));
-    if !headers::is_token(name) || name.len() > 64 {
-        return problem("must be a cookie token of at most 64 characters");
-    }
-    let lower = name.to_ascii_lowercase();
-    if lower.starts_with("__host-") {
-        if !secure {
-            return problem("has the __Host- prefix, which requires SESSION_COOKIE_SECURE=true");
-        }
-        if domain {
-            return problem("has the __Host- prefix, which forbids SESSION_COOKIE_DOMAIN");
-        }
-        if path != "/" {
-            return problem("has the __Host- prefix, which requires SESSION_COOKIE_PATH=/");
-        }
-    }
-    if lower.starts_with("__secure-") && !secure {
-        return problem("has the __Secure- prefix, which requires SESSION_COOKIE_SECURE=true");
-    }
-    Ok(())
 }
 
 impl Config {
