@@ -97,14 +97,26 @@
 #![warn(clippy::too_many_lines)]
 #![cfg_attr(test, allow(clippy::too_many_lines))]
 
+// The modules are the contributors' map (`cargo doc`). For an embedder, who builds
+// with the `worker` feature, they are internals (public only for the fuzz targets, the
+// test vectors and the benches), and the docs show `keycard::worker` alone.
+#[cfg_attr(feature = "worker", doc(hidden))]
 pub mod config;
+#[cfg_attr(feature = "worker", doc(hidden))]
 pub mod crypto;
+#[cfg_attr(feature = "worker", doc(hidden))]
 pub mod exchange;
+#[cfg_attr(feature = "worker", doc(hidden))]
 pub mod guard;
+#[cfg_attr(feature = "worker", doc(hidden))]
 pub mod http;
+#[cfg_attr(feature = "worker", doc(hidden))]
 pub mod origin;
+#[cfg_attr(feature = "worker", doc(hidden))]
 pub mod session;
+#[cfg_attr(feature = "worker", doc(hidden))]
 pub mod users;
+#[cfg_attr(feature = "worker", doc(hidden))]
 pub mod util;
 
 #[cfg(test)]

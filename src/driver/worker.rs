@@ -53,7 +53,8 @@ use std::rc::Rc;
 use wasm_bindgen::JsValue;
 use worker::{Env, Headers, KvStore, Request, Response, Result};
 
-use crate::config::{Config, ConfigError};
+/// The configuration [`Keycard::config`] read, and what was wrong with it.
+pub use crate::config::{Config, ConfigError};
 use crate::crypto::keys::OsEntropy;
 use crate::driver::js_env;
 use crate::exchange::{

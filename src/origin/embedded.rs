@@ -83,6 +83,7 @@ pub struct Session {
 impl Session {
     /// The session a request came with: its `status` and `handle` (`X-Session-Status`
     /// and `X-Session-Id`) and its data (empty without a valid session).
+    #[doc(hidden)]
     pub fn new(status: Status, handle: Option<String>, data: Map<String, Value>) -> Session {
         Session {
             status,
@@ -241,6 +242,7 @@ impl Session {
     /// their exact names: `x-session-action`, `x-session-set` (the shallow-merge delta
     /// from the data the request brought: changed keys, and `null` for removed ones),
     /// `x-session-max-age` and `x-session-revoke`. None at all when nothing changed.
+    #[doc(hidden)]
     pub fn control_headers(&self) -> Vec<(&'static str, String)> {
         let mut out = Vec::new();
         if !self.revoke.is_empty() {

@@ -4,7 +4,7 @@
 //! The flow of one request is three pure steps, which [`crate::exchange`] strings
 //! together, with the edge doing the I/O between them:
 //!
-//! 1. [`read`] the `Cookie` header into a [`Read`]: no session, a bad one, a complete
+//! 1. [`read()`] the `Cookie` header into a [`Read`]: no session, a bad one, a complete
 //!    session (data in the cookie) or one whose record must be loaded from KV
 //!    ([`Pending`], finished by [`Pending::complete`]).
 //! 2. [`crate::origin::headers::forward_headers`] says what the origin is told.
