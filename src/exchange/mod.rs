@@ -312,6 +312,8 @@ pub use step::*;
 pub use wire::HeaderEdit;
 
 #[cfg(test)]
+mod harness;
+#[cfg(test)]
 mod kv_tests;
 #[cfg(test)]
 mod tests;
