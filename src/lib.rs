@@ -58,8 +58,9 @@
 //!                loaded, the forward); users_flow.rs (when a request asks the user's
 //!                object, and what it tells it); writes.rs (the origin's answer: its
 //!                changes, the writes they take, the response rewrapped); failure.rs
-//!                (what fails a request, answered in one place); the tests of the
-//!                exchange, its KV sessions and sign-out everywhere against FakeKv
+//!                (what fails a request, answered in one place); its tests: single
+//!                steps (tests.rs), and whole requests through harness.rs's World (KV
+//!                sessions, sign-out everywhere) against FakeKv
 //! src/config/    Config from a lookup function, with each field's default (mod.rs);
 //!                vars.rs (the reader, value types, the error naming the variable);
 //!                per concern: cookie.rs, origin.rs, guards.rs; names.rs (every
