@@ -18,6 +18,23 @@
 //!
 //! Every error that is not the client's doing becomes a reply in one place
 //! ([`Failure::reply`]): an opaque body, the detail in a [`Log`] line.
+//!
+//! # States
+//!
+//! What the exchange waits for in each state, and where each answer leads. A call that
+//! does not fit the state is answered as a bug of the driver's: an opaque 500.
+//!
+//! | state | waits for | then |
+//! | --- | --- | --- |
+//! | (start) | [`Exchange::start`] | a reply before any session is read (a misconfiguration, a loop, a guard, an endpoint that needs none), an inspector asset, `Loading`, or at once *the session loaded* |
+//! | `Loading` | [`Exchange::kv_read`]: the session's record | *the session loaded* (a store failure follows `SESSION_KV_FAILURE`) |
+//! | *the session loaded* | nothing | for the origin: `Asking` (a check before forwarding), `Forwarding`, or a sign-in-first reply; for keycard's endpoints: `Asking` (the inspector, the device list, a revoke) or a logout's *writes* |
+//! | `Asking` | [`Exchange::users_answered`] | `Forwarding`, or a reply (an endpoint's answer, or the 401 of a revoked session) |
+//! | `Forwarding` | [`Exchange::answered`]; [`Exchange::unreachable`] and [`Exchange::timed_out`] end it with a 502 or 504 | the *writes* of the origin's changes |
+//! | *writes* | nothing | `Writing` for each write in order (a user's object, a KV put or delete), `Checking` before the put of an existing session; then the response, passed or rewrapped, or a logout's reply |
+//! | `Checking` | [`Exchange::kv_read`]: the session's tombstone | the *writes* go on; a revoked session is written nowhere, and its cookie cleared |
+//! | `Writing` | [`Exchange::written`], or [`Exchange::users_answered`] for a user's object | the *writes* go on; a failed write follows `SESSION_KV_FAILURE`, a failed revocation fails closed |
+//! | `Done` | nothing | |
 
 use std::collections::VecDeque;
 use std::mem;
