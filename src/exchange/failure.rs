@@ -6,7 +6,6 @@ use serde_json::json;
 
 use super::*;
 use crate::config::{Config, ConfigError, StoreMode};
-use crate::http::forward;
 use crate::session;
 
 /// Any error on the way that is not the client's doing.
@@ -85,9 +84,8 @@ impl Failure {
 /// origin behind it: only keycard itself. Cloudflare would answer the forward with an
 /// error of its own, or send it back here, so it is named as the mistake it is. Inside
 /// a workers-rs app the handler is the origin, and nothing is fetched.
-pub(super) fn check_route_mode(cfg: &Config, b: Bindings, url: &str) -> Result<(), ConfigError> {
+pub(super) fn check_route_mode(cfg: &Config, b: Bindings, host: &str) -> Result<(), ConfigError> {
     let route_mode = cfg.origin_service.is_none() && cfg.origin_url.is_none();
-    let host = forward::split_url(url).map_or("", |p| p.host);
     match b.forwarding == Forwarding::Fetch && route_mode && on_workers_dev(host) {
         false => Ok(()),
         true => Err(ConfigError {

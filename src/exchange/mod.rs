@@ -192,10 +192,8 @@ impl<E: Entropy> Exchange<E> {
             state: State::Done,
             logs: Vec::new(),
         };
-        let step = match check_bindings(&ex.cfg, bindings)
-            .and_then(|()| check_route_mode(&ex.cfg, bindings, req.url))
-        {
-            Ok(()) => ex.begin(req, bindings.assets == Binding::Present),
+        let step = match check_bindings(&ex.cfg, bindings) {
+            Ok(()) => ex.begin(req, bindings),
             Err(e) => ex.fail(Failure::Misconfigured(e)),
         };
         (ex, step)
@@ -241,12 +239,17 @@ impl<E: Entropy> Exchange<E> {
         self.fail(Failure::Internal(format!("{call} called out of order")))
     }
 
-    fn begin(&mut self, req: &Incoming<'_>, assets: bool) -> Step {
+    fn begin(&mut self, req: &Incoming<'_>, bindings: Bindings) -> Step {
         let cfg = Rc::clone(&self.cfg);
+        let parts = forward::split_url(req.url);
+        if let Err(e) = check_route_mode(&cfg, bindings, parts.map_or("", |p| p.host)) {
+            return self.fail(Failure::Misconfigured(e));
+        }
         if req.headers.get("x-session-via") == Some(cfg.keys.current().loop_mark()) {
             return self.fail(Failure::Loop(loop_cause(&cfg)));
         }
-        let Some(parts) = forward::split_url(req.url) else {
+        let assets = bindings.assets == Binding::Present;
+        let Some(parts) = parts else {
             return self.fail(Failure::Internal("request URL has no scheme".into()));
         };
         let (path, query) = match parts.path_and_query.split_once('?') {
