@@ -7,6 +7,7 @@
 use serde_json::{Map, Value};
 
 use crate::http::cross_origin::{self, Provenance};
+use crate::http::forward::UrlParts;
 use crate::http::headers::{self, HeaderList};
 use crate::http::path_guard::{Exemptions, Rules};
 
@@ -73,14 +74,15 @@ impl Guards {
             || (headers::is_proxy_identity(name) && !self.pass_client.iter().any(|p| p == name))
     }
 
-    /// Whether a request with `method` to `target` (its path and query; own origin
-    /// `own`) is refused as a cross-origin request.
+    /// Whether a request with `method` to `target` (its path and query) at the URL
+    /// `url` is refused as a cross-origin request. A safe method is never: its origin
+    /// is not even written out.
     pub fn cross_origin_refused(
         &self,
         method: &str,
         target: &str,
         h: &HeaderList<'_>,
-        own: &str,
+        url: &UrlParts<'_>,
     ) -> bool {
         let Some(csrf) = &self.csrf else {
             return false;
@@ -89,7 +91,7 @@ impl Guards {
             return false;
         }
         let from = Provenance::of(h);
-        if cross_origin::allowed(from, own) {
+        if cross_origin::allowed(from, &url.origin()) {
             return false;
         }
         // As in Go, a trusted origin passes whatever `Sec-Fetch-Site` says: a modern
@@ -390,9 +392,13 @@ mod tests {
             ("KEYCARD_CSRF_EXEMPT", "/hooks/"),
         ])
         .unwrap();
-        let own = "https://app.example";
+        let own = UrlParts {
+            scheme: "https",
+            host: "app.example",
+            path_and_query: "/",
+        };
         let refused = |method: &str, path: &str, h: &str| {
-            g.cross_origin_refused(method, path, &HeaderList::new(h), own)
+            g.cross_origin_refused(method, path, &HeaderList::new(h), &own)
         };
         assert!(refused("POST", "/a", "sec-fetch-site:cross-site\n"));
         assert!(refused("POST", "/a", "sec-fetch-site:same-site\n"));
@@ -418,7 +424,7 @@ mod tests {
             "POST",
             "/a",
             &HeaderList::new("sec-fetch-site:cross-site\n"),
-            own
+            &own
         ));
     }
 }

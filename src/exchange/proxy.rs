@@ -46,7 +46,7 @@ impl<E: Entropy> Exchange<E> {
         let cfg = Rc::clone(&self.cfg);
         let (g, h) = (&cfg.guards, &req.headers);
         let target = parts.path_and_query;
-        if g.cross_origin_refused(req.method, target, h, &parts.origin()) {
+        if g.cross_origin_refused(req.method, target, h, &parts) {
             let detail = json!({ "method": method_for_log(req.method) });
             return self.cross_origin_refusal("cross_origin_refused", detail);
         }
@@ -118,7 +118,7 @@ impl<E: Entropy> Exchange<E> {
                 self.loaded(loaded, plan)
             }
             State::Checking(writes) => self.checked(writes, found),
-            _ => self.out_of_order("record"),
+            _ => self.out_of_order("kv_read"),
         }
     }
 
