@@ -112,6 +112,8 @@ pub mod guard;
 #[cfg_attr(feature = "worker", doc(hidden))]
 pub mod http;
 #[cfg_attr(feature = "worker", doc(hidden))]
+pub mod oidc;
+#[cfg_attr(feature = "worker", doc(hidden))]
 pub mod origin;
 #[cfg_attr(feature = "worker", doc(hidden))]
 pub mod session;

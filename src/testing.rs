@@ -28,6 +28,27 @@ pub fn config(pairs: &[(&str, &str)]) -> Config {
     Config::from_pairs(&all).expect("a valid test configuration")
 }
 
+/// The sign-in settings of a configuration with `pairs` (which must configure a
+/// provider).
+pub fn sign_in(pairs: &[(&str, &str)]) -> crate::oidc::SignIn {
+    let mut all = vec![
+        ("KEYCARD_OIDC_CLIENT_ID", "app"),
+        ("KEYCARD_OIDC_CLIENT_SECRET", "app-secret"),
+    ];
+    if pairs.iter().any(|(n, _)| *n == "KEYCARD_OIDC_PROVIDERS") {
+        all.clear();
+    }
+    all.extend_from_slice(pairs);
+    config(&all).sign_in.expect("a provider is configured")
+}
+
+/// The one provider of a configuration whose issuer is `issuer`, client `app`.
+pub fn oidc_provider(issuer: &str) -> crate::oidc::Provider {
+    sign_in(&[("KEYCARD_OIDC_ISSUER", issuer)])
+        .providers
+        .remove(0)
+}
+
 /// Workers KV in memory: values with their expiry, and a clock for it.
 #[derive(Debug, Default)]
 pub struct FakeKv {

@@ -7,11 +7,13 @@
 use crate::crypto::keys::{KeyRing, Secret, SecretError};
 use crate::guard::Guards;
 use crate::http::headers;
+use crate::oidc::SignIn;
 use crate::users::{RevocationCheck, UsersConfig};
 
 mod cookie;
 mod guards;
 pub mod names;
+mod oidc;
 mod origin;
 mod vars;
 
@@ -97,6 +99,9 @@ pub struct Config {
     pub guards: Guards,
     /// Sign-out everywhere: `SESSION_USERS_BINDING`, `SESSION_REVOCATION_CHECK`.
     pub users: UsersConfig,
+    /// Signing users in with OpenID Connect (`KEYCARD_OIDC_*`, the allow rules);
+    /// `None` when no provider is configured.
+    pub sign_in: Option<SignIn>,
     /// `KEYCARD_STRICT`; default false: a name keycard does not read is a warning.
     pub strict: bool,
     /// The names with keycard's prefixes in the environment that it does not read
@@ -187,6 +192,31 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
     }
 }
 
+/// The guards once sign-in is configured: its login page, `{prefix}login`, is the
+/// guards' unless `KEYCARD_LOGIN_URL` names another. A `SameSite=Strict` session cookie
+/// is refused with sign-in: the browser arrives from the provider's site, and would not
+/// send it on the page that follows.
+fn with_sign_in(
+    mut guards: Guards,
+    sign_in: Option<&SignIn>,
+    cookie: &CookieConfig,
+    path_prefix: &str,
+) -> Result<Guards, ConfigError> {
+    if sign_in.is_none() {
+        return Ok(guards);
+    }
+    if cookie.same_site == SameSite::Strict {
+        return Err(err(
+            "SESSION_COOKIE_SAME_SITE",
+            "is Strict, which signing in with a provider cannot use: the browser comes back from the provider's site, and a Strict cookie is not sent on the page it lands on; use Lax (the default)",
+        ));
+    }
+    if guards.login_url.is_none() {
+        guards.login_url = Some(format!("{path_prefix}login"));
+    }
+    Ok(guards)
+}
+
 impl Config {
     /// Reads and validates every setting through `lookup` (which returns a binding's
     /// string value, or `None` when unset). Values are trimmed (secrets are not: their
@@ -222,6 +252,8 @@ impl Config {
         )?;
         let cookie = v.cookie()?;
         let header_format = v.header_format(&secret_texts)?;
+        let sign_in = v.sign_in(&guards.user_field)?;
+        let guards = with_sign_in(guards, sign_in.as_ref(), &cookie, &path_prefix)?;
         Ok(Config {
             keys,
             store,
@@ -247,6 +279,7 @@ impl Config {
             forward_cookie: v.boolean("SESSION_FORWARD_COOKIE", false)?,
             guards,
             users: v.users()?,
+            sign_in,
             strict: v.boolean("KEYCARD_STRICT", false)?,
             unknown: Vec::new(),
         })

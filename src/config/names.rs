@@ -7,7 +7,7 @@
 
 /// Every variable keycard reads. New names go at the end: the `config` fuzz target
 /// picks a variable by its index here.
-pub const KNOWN: [&str; 38] = [
+pub const KNOWN: [&str; 49] = [
     "SESSION_SECRET",
     "SESSION_SECRET_PREVIOUS",
     "SESSION_STORE",
@@ -46,13 +46,33 @@ pub const KNOWN: [&str; 38] = [
     "SESSION_REVOCATION_CHECK",
     "KEYCARD_PASS_CLIENT_HEADERS",
     "KEYCARD_STRICT",
+    "KEYCARD_OIDC_ISSUER",
+    "KEYCARD_OIDC_PROVIDERS",
+    "KEYCARD_ALLOW_EMAIL_DOMAINS",
+    "KEYCARD_ALLOW_GROUPS",
+    "KEYCARD_OIDC_CLIENT_ID",
+    "KEYCARD_OIDC_CLIENT_SECRET",
+    "KEYCARD_OIDC_SCOPES",
+    "KEYCARD_OIDC_USER_CLAIM",
+    "KEYCARD_OIDC_CLAIMS",
+    "KEYCARD_OIDC_GROUPS_CLAIM",
+    "KEYCARD_OIDC_PROMPT",
 ];
 
 /// Families of variables whose middle part the operator chooses, as `(prefix,
 /// suffixes)`: a name is one of them when it is `prefix`, then a part of capitals,
-/// digits and `_`, then one of `suffixes`. Sign-in's per-provider settings
-/// (`KEYCARD_OIDC_<NAME>_ISSUER`) will be the first; until then there are none.
-pub const PATTERNS: [(&str, &[&str]); 0] = [];
+/// digits and `_`, then one of `suffixes`: sign-in's per-provider settings
+/// (`KEYCARD_OIDC_<NAME>_ISSUER`).
+pub const PATTERNS: [(&str, &[&str]); 1] = [(
+    "KEYCARD_OIDC_",
+    &[
+        "_ISSUER",
+        "_CLIENT_ID",
+        "_CLIENT_SECRET",
+        "_SCOPES",
+        "_USER_CLAIM",
+    ],
+)];
 
 /// Whether `name` is a variable keycard reads: one of [`KNOWN`], or of a family of
 /// `patterns` (keycard's are [`PATTERNS`]).
@@ -159,23 +179,24 @@ mod tests {
 
     #[test]
     fn a_name_of_a_family_is_known_with_any_middle_part() {
-        let providers: [(&str, &[&str]); 1] = [("KEYCARD_OIDC_", &["_ISSUER", "_CLIENT_ID"])];
+        let providers: [(&str, &[&str]); 1] = [("KEYCARD_FAMILY_", &["_ISSUER", "_CLIENT_ID"])];
         for name in [
-            "KEYCARD_OIDC_OKTA_ISSUER",
-            "KEYCARD_OIDC_AZURE_AD_2_CLIENT_ID",
+            "KEYCARD_FAMILY_OKTA_ISSUER",
+            "KEYCARD_FAMILY_AZURE_AD_2_CLIENT_ID",
         ] {
             assert!(is_known(name, &providers), "{name}");
         }
         for name in [
-            "KEYCARD_OIDC__ISSUER",
-            "KEYCARD_OIDC_okta_ISSUER",
-            "KEYCARD_OIDC_OKTA_ISSUR",
-            "KEYCARD_OIDC_OKTA",
-            "KEYCARD_OIDC_ISSUER",
+            "KEYCARD_FAMILY__ISSUER",
+            "KEYCARD_FAMILY_okta_ISSUER",
+            "KEYCARD_FAMILY_OKTA_ISSUR",
+            "KEYCARD_FAMILY_OKTA",
+            "KEYCARD_FAMILY_ISSUER",
         ] {
             assert!(!is_known(name, &providers), "{name}");
         }
         assert!(is_known("SESSION_SECRET", &[]));
-        assert!(!is_known("KEYCARD_OIDC_OKTA_ISSUER", &PATTERNS), "none yet");
+        assert!(is_known("KEYCARD_OIDC_OKTA_ISSUER", &PATTERNS));
+        assert!(!is_known("KEYCARD_OIDC_OKTA_ISSUR", &PATTERNS));
     }
 }

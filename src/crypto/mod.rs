@@ -3,3 +3,4 @@
 
 pub mod jwt;
 pub mod keys;
+pub mod sealed_box;

@@ -16,6 +16,7 @@ use crate::crypto::keys::OsEntropy;
 use crate::driver::js_env::{bindings, config, write_logs};
 use crate::exchange::{self, Answer, Incoming, Step};
 use crate::http::headers::HeaderList;
+use crate::http::outbound::Inbound;
 
 /// What the driver must do next; the data for it is on the [`Exchange`].
 #[wasm_bindgen]
@@ -42,6 +43,12 @@ pub enum Do {
     /// Send `call(country)` to the object named `object` in the Durable Object
     /// namespace `binding` (its `answer` method), then `users_answered(..)`.
     Users = 8,
+    /// Send `method` to `url` with `request_headers` (`name:value` lines) and `body`
+    /// (`undefined` for none), read the answer whole, then `fetched(..)`.
+    Fetch = 9,
+    /// Import `jwk` with `import_params`, then verify `signature` over `signing_input`
+    /// with `verify_params` (WebCrypto; the JSON texts as they are), then `verified(..)`.
+    Verify = 10,
 }
 
 /// One request in flight, as the JS driver sees it (`Exchange` in JS). A getter (or
@@ -65,6 +72,8 @@ fn kind(step: &Step) -> Do {
         Step::Pass => Do::Pass,
         Step::Rewrap(_) => Do::Rewrap,
         Step::Users(_) => Do::Users,
+        Step::Fetch(_) => Do::Fetch,
+        Step::Verify(_) => Do::Verify,
     }
 }
 
@@ -176,12 +185,89 @@ impl JsExchange {
         }
     }
 
-    /// The asset to fetch.
+    /// The asset, or the provider's URL, to fetch.
     #[wasm_bindgen(getter)]
     pub fn url(&self) -> Result<String, JsValue> {
         match &self.step {
             Step::Asset { url } => Ok(url.clone()),
+            Step::Fetch(out) => Ok(out.url.clone()),
             _ => Err(wrong_step("url")),
+        }
+    }
+
+    /// The method of a request to a provider.
+    #[wasm_bindgen(getter)]
+    pub fn method(&self) -> Result<String, JsValue> {
+        match &self.step {
+            Step::Fetch(out) => Ok(out.method.to_owned()),
+            _ => Err(wrong_step("method")),
+        }
+    }
+
+    /// The headers of a request to a provider, as `name:value` lines.
+    #[wasm_bindgen(getter)]
+    pub fn request_headers(&self) -> Result<String, JsValue> {
+        match &self.step {
+            Step::Fetch(out) => Ok(out
+                .headers
+                .iter()
+                .map(|(n, v)| format!("{n}:{v}\n"))
+                .collect()),
+            _ => Err(wrong_step("request_headers")),
+        }
+    }
+
+    /// The body of a request to a provider, if any.
+    #[wasm_bindgen(getter)]
+    pub fn body(&self) -> Result<Option<String>, JsValue> {
+        match &self.step {
+            Step::Fetch(out) => Ok(out.body.clone()),
+            _ => Err(wrong_step("body")),
+        }
+    }
+
+    /// The public key to verify with, as a JWK (JSON).
+    #[wasm_bindgen(getter)]
+    pub fn jwk(&self) -> Result<String, JsValue> {
+        match &self.step {
+            Step::Verify(v) => Ok(v.jwk.clone()),
+            _ => Err(wrong_step("jwk")),
+        }
+    }
+
+    /// `importKey`'s algorithm (JSON).
+    #[wasm_bindgen(getter)]
+    pub fn import_params(&self) -> Result<String, JsValue> {
+        match &self.step {
+            Step::Verify(v) => Ok(v.import.clone()),
+            _ => Err(wrong_step("import_params")),
+        }
+    }
+
+    /// `verify`'s algorithm (JSON).
+    #[wasm_bindgen(getter)]
+    pub fn verify_params(&self) -> Result<String, JsValue> {
+        match &self.step {
+            Step::Verify(v) => Ok(v.verify.clone()),
+            _ => Err(wrong_step("verify_params")),
+        }
+    }
+
+    /// What was signed.
+    #[wasm_bindgen(getter)]
+    pub fn signing_input(&self) -> Result<String, JsValue> {
+        match &self.step {
+            Step::Verify(v) => Ok(v.signing_input.clone()),
+            _ => Err(wrong_step("signing_input")),
+        }
+    }
+
+    /// The signature.
+    #[wasm_bindgen(getter)]
+    pub fn signature(&self) -> Result<Vec<u8>, JsValue> {
+        match &self.step {
+            Step::Verify(v) => Ok(v.signature.clone()),
+            _ => Err(wrong_step("signature")),
         }
     }
 
@@ -252,6 +338,38 @@ impl JsExchange {
             (None, None) => Err("the object gave no answer".to_owned()),
         };
         self.advance(|ex| ex.users_answered(result))
+    }
+
+    /// A provider's answer: its status, `Content-Type`, `Cache-Control` and body; or
+    /// the error's message.
+    pub fn fetched(
+        &mut self,
+        status: Option<u16>,
+        content_type: Option<String>,
+        cache_control: Option<String>,
+        body: Option<String>,
+        error: Option<String>,
+    ) -> Do {
+        let result = match (status, error) {
+            (_, Some(e)) => Err(e),
+            (Some(status), None) => Ok(Inbound {
+                status,
+                content_type,
+                cache_control,
+                body: body.unwrap_or_default(),
+            }),
+            (None, None) => Err("the fetch gave no answer".to_owned()),
+        };
+        self.advance(|ex| ex.fetched(result))
+    }
+
+    /// Whether the signature verified; or the error's message.
+    pub fn verified(&mut self, ok: Option<bool>, error: Option<String>) -> Do {
+        let result = match error {
+            Some(e) => Err(e),
+            None => Ok(ok == Some(true)),
+        };
+        self.advance(|ex| ex.verified(result))
     }
 
     /// The origin could not be reached; `error` is for the log.

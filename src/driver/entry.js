@@ -2,7 +2,8 @@
 //
 // For each request the core is asked, through synchronous wasm calls, what to do next:
 // read or write a KV record, call a user's Durable Object (sign-out everywhere), forward
-// to the origin, serve an inspector asset, or answer. This file does exactly that I/O
+// to the origin, ask an identity provider or check its signature (sign-in), serve an
+// inspector asset, or answer. This file does exactly that I/O
 // and hands each result back. All decisions (sessions, cookies, policies, errors, and
 // every header name set or removed) are made in Rust; header edits arrive as lines
 // this file applies without reading them (the wire form is documented on `Wire` in
@@ -71,6 +72,46 @@ function rewrap(origin, wire) {
   const out = new Response(origin.body, init);
   applyEdits(out.headers, parseWire(wire).edits);
   return out;
+}
+
+/** How long an identity provider has to answer, and the most of its answer read. */
+const PROVIDER_TIMEOUT_MS = 10000;
+const PROVIDER_MAX_BYTES = 1 << 20;
+
+/** A sign-in's request to its identity provider, as the core built it; resolves to
+ * what `fetched` takes. */
+async function askProvider(ex) {
+  const headers = new Headers();
+  for (const line of ex.request_headers.split("\n")) {
+    const i = line.indexOf(":");
+    if (i > 0) headers.set(line.slice(0, i), line.slice(i + 1));
+  }
+  const res = await fetch(ex.url, {
+    method: ex.method,
+    headers,
+    body: ex.body,
+    redirect: "manual",
+    signal: AbortSignal.timeout(PROVIDER_TIMEOUT_MS),
+  });
+  if (Number(res.headers.get("content-length") ?? 0) > PROVIDER_MAX_BYTES) {
+    throw new Error("the answer is too long");
+  }
+  const type = res.headers.get("content-type") ?? undefined;
+  const cache = res.headers.get("cache-control") ?? undefined;
+  return [res.status, type, cache, await res.text()];
+}
+
+/** The ID token's signature, checked with the key and algorithm the core chose. */
+async function verifySignature(ex) {
+  const key = await crypto.subtle.importKey(
+    "jwk",
+    JSON.parse(ex.jwk),
+    JSON.parse(ex.import_params),
+    false,
+    ["verify"],
+  );
+  const data = new TextEncoder().encode(ex.signing_input);
+  return crypto.subtle.verify(JSON.parse(ex.verify_params), key, ex.signature, data);
 }
 
 const TIMED_OUT = Symbol("timed out");
@@ -162,6 +203,28 @@ async function drive(ex, request, env) {
           break;
         }
         settle(() => ex.users_answered(typeof answer === "string" ? answer : undefined, undefined));
+        break;
+      }
+      case Do.Fetch: {
+        let answer;
+        try {
+          answer = await askProvider(ex);
+        } catch (e) {
+          settle(() => ex.fetched(undefined, undefined, undefined, undefined, message(e)));
+          break;
+        }
+        settle(() => ex.fetched(...answer, undefined));
+        break;
+      }
+      case Do.Verify: {
+        let ok;
+        try {
+          ok = await verifySignature(ex);
+        } catch (e) {
+          settle(() => ex.verified(undefined, message(e)));
+          break;
+        }
+        settle(() => ex.verified(ok, undefined));
         break;
       }
       case Do.Asset:

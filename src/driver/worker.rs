@@ -67,6 +67,7 @@ use crate::session::record::KV_CACHE_TTL;
 use crate::session::Loaded;
 pub use crate::session::Status;
 
+mod provider;
 mod users;
 pub use users::KeycardUsers;
 
@@ -210,6 +211,14 @@ where
                     let call = u.json(country(self.req).as_deref());
                     let answer = users::ask(self.env, binding, &u.object, &call).await;
                     self.ex.users_answered(answer)
+                }
+                Step::Fetch(out) => {
+                    let answer = provider::fetch(&out).await;
+                    self.ex.fetched(answer)
+                }
+                Step::Verify(v) => {
+                    let verified = provider::verify(&v).await;
+                    self.ex.verified(verified)
                 }
                 // The exchange never asks for this: there is no assets binding here.
                 Step::Asset { .. } => return internal("asset asked for without ASSETS"),

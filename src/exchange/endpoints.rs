@@ -27,6 +27,15 @@ pub enum Endpoint {
     /// The prefix without its trailing slash: redirect (308) to the prefix, so that
     /// the inspector's relative links resolve (only with inspect on).
     AddSlash,
+    /// `GET login` (with sign-in configured): start a sign-in that ends at `next` (a
+    /// same-site path, else `/`), with the provider named, if any.
+    Login {
+        next: String,
+        provider: Option<String>,
+    },
+    /// `GET callback` (with sign-in configured): the provider sends the browser back;
+    /// the raw query.
+    Callback(String),
     /// A known endpoint with the wrong method; the allowed method.
     MethodNotAllowed(&'static str),
     /// Anything else under the prefix.
@@ -66,6 +75,16 @@ pub fn route(cfg: &Config, method: &str, path: &str, query: Option<&str>) -> Opt
                 .filter(|h| crate::crypto::keys::is_handle(h)),
         ),
         "sessions/revoke" => Endpoint::MethodNotAllowed("POST"),
+        "login" | "callback" if cfg.sign_in.is_none() => Endpoint::NotFound,
+        "login" if get => Endpoint::Login {
+            next: query
+                .and_then(|q| param(q, "next"))
+                .and_then(|n| safe_next(&n))
+                .map_or_else(|| "/".to_owned(), |n| location(&n)),
+            provider: query.and_then(|q| param(q, "provider")),
+        },
+        "callback" if get => Endpoint::Callback(query.unwrap_or("").to_owned()),
+        "login" | "callback" => Endpoint::MethodNotAllowed("GET"),
         asset if cfg.inspect && get && is_asset_name(asset) => {
             Endpoint::InspectorAsset(asset.to_owned())
         }

@@ -64,6 +64,14 @@ enum Purpose {
     ListSessions,
     /// End one of the signed-in user's sessions (by handle), then answer 204.
     RevokeSession(String),
+    /// Finish a sign-in with the provider, once the session is loaded.
+    Callback(Box<sign_in::Returned>),
+    /// A callback with no sign-in of this browser's to finish: once the session is
+    /// loaded, home if signed in, else a page; `clear`: the stale flow cookie.
+    NoFlow { clear: Option<String> },
+    /// A user signed in with a provider: once the writes are made, to `next`, with the
+    /// flow's cookie cleared.
+    SignedIn { next: String, flow_cookie: String },
 }
 
 /// A request for the origin as the guards left it: the forwarding plan, the session
@@ -130,6 +138,9 @@ enum State {
     Asking(users_flow::Ask),
     /// Waiting for [`Exchange::written`].
     Writing(Writes),
+    /// Waiting for [`Exchange::fetched`] or [`Exchange::verified`]: a sign-in's
+    /// exchange with its provider.
+    SigningIn(sign_in::Waiting),
     /// Over.
     Done,
 }
@@ -307,6 +318,8 @@ impl<E: Entropy> Exchange<E> {
                     url: format!("{}://{}/{file}", parts.scheme, parts.host),
                 }
             }
+            Endpoint::Login { next, provider } => self.login(&parts.origin(), next, provider),
+            Endpoint::Callback(query) => self.callback(cookie, &parts.origin(), &query),
             Endpoint::Logout { next } => {
                 if let Some(refused) = self.refuse_cross_origin(req, parts, "logout_refused") {
                     return refused;
@@ -320,7 +333,9 @@ impl<E: Entropy> Exchange<E> {
 
 pub mod endpoints;
 mod failure;
+mod pages;
 mod proxy;
+mod sign_in;
 mod step;
 mod users_flow;
 mod wire;
@@ -335,6 +350,8 @@ pub use wire::HeaderEdit;
 mod harness;
 #[cfg(test)]
 mod kv_tests;
+#[cfg(test)]
+mod sign_in_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

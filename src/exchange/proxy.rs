@@ -16,6 +16,7 @@ use crate::http::cookie_header::{self, Stripped};
 use crate::http::cross_origin::{self, Provenance};
 use crate::http::path_guard::Verdict;
 use crate::http::{forward, headers};
+use crate::oidc::flow;
 use crate::origin::headers::{forward_headers, SessionHeaders};
 use crate::session::{self, Changes, Loaded, Read, SessionState, Status};
 
@@ -173,6 +174,17 @@ impl<E: Entropy> Exchange<E> {
                 self.decide(loaded, destroy, OriginResponse::default())
             }
             (Purpose::ListSessions | Purpose::RevokeSession(_), _) => self.sessions(loaded),
+            (Purpose::NoFlow { clear }, _) => {
+                let clear = clear.clone();
+                self.no_flow(&loaded, clear)
+            }
+            (Purpose::Callback(_), _) => {
+                match mem::replace(&mut self.purpose, Purpose::ListSessions) {
+                    Purpose::Callback(r) => self.returned(r, loaded),
+                    _ => self.out_of_order("loaded"),
+                }
+            }
+            (Purpose::SignedIn { .. }, _) => self.out_of_order("loaded"),
             (Purpose::Proxy { .. }, None) => self.out_of_order("loaded"),
         }
     }
@@ -238,6 +250,19 @@ impl<E: Entropy> Exchange<E> {
     }
 }
 
+/// The client's `Cookie` without keycard's own: the session cookie and, with sign-in
+/// on, the cookies of sign-ins in flight.
+fn strip_cookies(cfg: &Config, header: &str) -> Stripped {
+    let session = cfg.cookie.name.as_str();
+    match &cfg.sign_in {
+        None => cookie_header::strip(header, session),
+        Some(_) => {
+            let flow = flow::cookie_prefix(cfg.cookie.secure);
+            cookie_header::strip_where(header, |n| n == session || n.starts_with(flow))
+        }
+    }
+}
+
 /// The request-side parts of the forward: everything but the session's own headers,
 /// which are known once the session is loaded.
 fn forward_plan(cfg: &Config, req: &Incoming<'_>, parts: forward::UrlParts<'_>) -> Forward {
@@ -255,7 +280,7 @@ fn forward_plan(cfg: &Config, req: &Incoming<'_>, parts: forward::UrlParts<'_>) 
         .map(str::to_owned)
         .collect();
     let cookie = match (h.get("cookie"), cfg.forward_cookie) {
-        (Some(c), false) => match cookie_header::strip(c, &cfg.cookie.name) {
+        (Some(c), false) => match strip_cookies(cfg, c) {
             Stripped::Unchanged => CookieEdit::Keep,
             Stripped::Rest(rest) => CookieEdit::Set(rest),
             Stripped::Empty => CookieEdit::Remove,

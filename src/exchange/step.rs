@@ -5,6 +5,8 @@
 use serde_json::{json, Value};
 
 use crate::http::headers::HeaderList;
+use crate::http::outbound::Outbound;
+use crate::oidc::id_token::Verification;
 use crate::origin::headers::SessionHeaders;
 use crate::session::KvPut;
 use crate::users::UsersCall;
@@ -292,6 +294,12 @@ pub enum Step {
     Rewrap(Rewrap),
     /// Make this call to a user's object, then [`Exchange::users_answered`](super::Exchange::users_answered).
     Users(UsersCall),
+    /// Send this request to an identity provider and read its answer whole, then
+    /// [`Exchange::fetched`](super::Exchange::fetched).
+    Fetch(Outbound),
+    /// Check this signature with the runtime's WebCrypto, then
+    /// [`Exchange::verified`](super::Exchange::verified).
+    Verify(Verification),
 }
 
 impl Step {

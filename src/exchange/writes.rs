@@ -12,6 +12,7 @@ use super::*;
 use crate::config::KvFailure;
 use crate::crypto::keys::Entropy;
 use crate::http::headers::{self, HeaderList};
+use crate::oidc::flow;
 use crate::origin::control;
 use crate::session::{self, Changes, FinishError, Loaded};
 
@@ -95,6 +96,11 @@ impl<E: Entropy> Exchange<E> {
         let finished = session::finish(&cfg, loaded, changes, self.now, &mut self.entropy, self.kv);
         let outcome = match finished {
             Ok(o) => o,
+            Err(FinishError::TooLarge { size })
+                if matches!(self.purpose, Purpose::SignedIn { .. }) =>
+            {
+                return self.sign_in_too_large(size)
+            }
             Err(FinishError::TooLarge { size }) => return self.fail(Failure::TooLarge(size)),
         };
         let users = self.users_plan(planning, &outcome);
@@ -246,6 +252,14 @@ impl<E: Entropy> Exchange<E> {
                 })
             }
             Purpose::RevokeSession(_) => Step::Reply(Reply::new(204, TEXT, "")),
+            Purpose::SignedIn { next, flow_cookie } => {
+                let mut reply = Reply::new(303, TEXT, "").with("location", next.as_str());
+                if let Some(sc) = writes.set_cookie {
+                    reply = reply.with("set-cookie", sc);
+                }
+                let cleared = flow::set_cookie(self.cfg.cookie.secure, flow_cookie, None);
+                Step::Reply(reply.with("set-cookie", cleared))
+            }
             _ => {
                 let OriginResponse {
                     strip,

@@ -37,9 +37,9 @@ fn sub_pieces(piece: &str) -> impl Iterator<Item = &str> {
     piece.split(',').map(|p| p.trim_matches(WS))
 }
 
-/// Whether a piece, or one of its comma sub-pieces, is named `name`.
-fn names(piece: &str, name: &str) -> bool {
-    pair(piece).0 == name || (piece.contains(',') && sub_pieces(piece).any(|s| pair(s).0 == name))
+/// Whether a piece, or one of its comma sub-pieces, has a name that `is` picks.
+fn names(piece: &str, is: &impl Fn(&str) -> bool) -> bool {
+    is(pair(piece).0) || (piece.contains(',') && sub_pieces(piece).any(|s| is(pair(s).0)))
 }
 
 /// The value of every cookie named exactly `name`, in order (never a comma sub-piece:
@@ -72,7 +72,13 @@ pub enum Stripped {
 /// `header` without every piece and comma sub-piece named `name`; every other piece is
 /// kept byte for byte.
 pub fn strip(header: &str, name: &str) -> Stripped {
-    if !pieces(header).any(|p| names(p, name)) {
+    strip_where(header, |n| n == name)
+}
+
+/// `header` without every piece and comma sub-piece whose name `is` picks (the session
+/// cookie and sign-in's flow cookies); every other piece is kept byte for byte.
+pub fn strip_where(header: &str, is: impl Fn(&str) -> bool) -> Stripped {
+    if !pieces(header).any(|p| names(p, &is)) {
         return Stripped::Unchanged;
     }
     let mut out = String::with_capacity(header.len());
@@ -83,12 +89,12 @@ pub fn strip(header: &str, name: &str) -> Stripped {
         out.push_str(part);
     };
     for piece in pieces(header) {
-        if !names(piece, name) {
+        if !names(piece, &is) {
             push(piece, "; ");
         } else if piece.contains(',') {
             // A comma-joined piece: keep its other sub-pieces.
             let rest: Vec<&str> = sub_pieces(piece)
-                .filter(|s| !s.is_empty() && pair(s).0 != name)
+                .filter(|s| !s.is_empty() && !is(pair(s).0))
                 .collect();
             if !rest.is_empty() {
                 push(&rest.join(", "), "; ");

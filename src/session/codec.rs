@@ -25,10 +25,8 @@
 //! MAC in constant time (`verify_slice`) or opens the box, before anything else is
 //! parsed. Anything that fails is a [`DecodeError`]: the visitor is anonymous.
 
-use chacha20poly1305::aead::{Aead, KeyInit, Payload};
-use chacha20poly1305::{XChaCha20Poly1305, XNonce};
-
-use crate::crypto::keys::{mac_tag, verify_mac, Entropy, Key, KeyRing, KeySet, SessionId};
+use crate::crypto::keys::{mac_tag, verify_mac, Entropy, KeyRing, KeySet, SessionId};
+use crate::crypto::sealed_box::{open_box, seal_box, OpenError};
 use crate::util::{b64, parse_u64, unb64};
 
 /// The signed format's version tag.
@@ -113,35 +111,6 @@ fn payload(c: &Claims) -> String {
 /// What the cookie MAC covers: the cookie name, a zero byte, and the signed part.
 fn mac_input<'a>(name: &'a str, signed_part: &'a str) -> [&'a [u8]; 3] {
     [name.as_bytes(), &[0], signed_part.as_bytes()]
-}
-
-/// The sealed box of the `e1` format: `nonce`, then the XChaCha20-Poly1305 ciphertext
-/// of `plain` under `key` with associated data `aad`, then its 16-byte tag.
-pub fn seal_box(key: &Key, nonce: &[u8; 24], aad: &[u8], plain: &[u8]) -> Vec<u8> {
-    let cipher = XChaCha20Poly1305::new(key.bytes().into());
-    let ct = cipher
-        .encrypt(XNonce::from_slice(nonce), Payload { msg: plain, aad })
-        .expect("XChaCha20-Poly1305 encryption of a short payload cannot fail");
-    let mut sealed = Vec::with_capacity(24 + ct.len());
-    sealed.extend_from_slice(nonce);
-    sealed.extend_from_slice(&ct);
-    sealed
-}
-
-/// Opens a box made by [`seal_box`] and returns the plaintext.
-///
-/// # Errors
-///
-/// [`DecodeError::Malformed`] when `sealed` is shorter than a nonce and a tag,
-/// [`DecodeError::BadMac`] when the tag does not verify under `key` and `aad`.
-pub fn open_box(key: &Key, aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, DecodeError> {
-    if sealed.len() < 24 + 16 {
-        return Err(DecodeError::Malformed);
-    }
-    let (nonce, ct) = sealed.split_at(24);
-    XChaCha20Poly1305::new(key.bytes().into())
-        .decrypt(XNonce::from_slice(nonce), Payload { msg: ct, aad })
-        .map_err(|_| DecodeError::BadMac)
 }
 
 fn aad(name: &str, kid: &str) -> Vec<u8> {
@@ -236,7 +205,11 @@ pub fn decode(ring: &KeyRing, name: &str, value: &str) -> Result<Verified, Decod
     let (keys, current_key) = ring.find(kid).ok_or(DecodeError::UnknownKid)?;
     let claims = if sealed {
         let sealed_bytes = unb64(rest).ok_or(DecodeError::Malformed)?;
-        let plain = open_box(keys.cookie_enc(), &aad(name, kid), &sealed_bytes)?;
+        let plain =
+            open_box(keys.cookie_enc(), &aad(name, kid), &sealed_bytes).map_err(|e| match e {
+                OpenError::Short => DecodeError::Malformed,
+                OpenError::Forged => DecodeError::BadMac,
+            })?;
         let text = std::str::from_utf8(&plain).map_err(|_| DecodeError::Malformed)?;
         let fields: Vec<&str> = text.split('.').collect();
         parse_payload(&fields)?

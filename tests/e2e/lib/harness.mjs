@@ -196,7 +196,7 @@ export async function startKeycard(vars = {}, opts = {}) {
     for (const [k, given] of Object.entries(bindings)) {
       const v = typeof given === "function" ? given(self) : given;
       if (v === undefined) continue;
-      if (SECRETS.has(k)) devVars.push(`${k}=${toml(v)}`);
+      if (SECRETS.has(k) || k.endsWith("_CLIENT_SECRET")) devVars.push(`${k}=${toml(v)}`);
       else vars.push(`${k} = ${toml(v)}`);
     }
     fs.writeFileSync(cfgPath, [...lines, ...vars].join("\n") + "\n");

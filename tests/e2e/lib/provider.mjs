@@ -43,6 +43,8 @@ function quietly(make) {
  *   conformIdTokenClaims  true (default): scope claims only at userinfo; false: in the ID
  *                  token too
  *   delayMs        delay before every request is handled (also `setDelay(ms)`)
+ *   port           the port to listen on (default: a free one), for a relying party
+ *                  configured with the issuer before the provider starts
  * PKCE (S256) is required of every client, consent is given by itself (one login form),
  * and RP-initiated logout is on. Endpoints are oidc-provider's own (/auth, /token, /me
  * for userinfo, /jwks, /session/end): read them from discovery. It decodes
@@ -72,7 +74,7 @@ export async function startProvider(opts = {}) {
     if (delayMs > 0) setTimeout(() => handler(req, res), delayMs);
     else handler(req, res);
   });
-  await new Promise((r) => server.listen(0, "127.0.0.1", r));
+  await new Promise((r) => server.listen(opts.port ?? 0, "127.0.0.1", r));
   const { port } = server.address();
   const issuer = `http://127.0.0.1:${port}`;
 
