@@ -48,14 +48,18 @@
 //!                each step in JS, and holds the KeycardUsers class) with edge.rs (the
 //!                exchange as synchronous wasm exports); js_env.rs (env -> Config once
 //!                per isolate, bindings by kind, log lines); worker.rs, the `worker`
-//!                feature's driver inside a workers-rs app, and worker/users.rs, its
-//!                KeycardUsers Durable Object class
+//!                feature's driver inside a workers-rs app, with worker/users.rs, its
+//!                KeycardUsers Durable Object class, and worker/provider.rs, sign-in's
+//!                fetches and signature checks
 //! src/exchange/  one request as a state machine whose steps are data: mod.rs (the
 //!                machine, how a request starts and is routed); step.rs (what crosses
 //!                to and from a driver); wire.rs (header edits, and their text for JS);
 //!                endpoints.rs (keycard's own paths: health, logout, sessions,
-//!                inspect); proxy.rs (a request for the origin: guards, the session
-//!                loaded, the forward); users_flow.rs (when a request asks the user's
+//!                inspect, sign-in's login and callback); proxy.rs (a request for the
+//!                origin: guards, the session loaded, the forward); sign_in.rs (a
+//!                sign-in with an identity provider: the redirect, the callback's
+//!                checks, the code exchange, the keys, the signature, the session);
+//!                pages.rs (the pages keycard shows a person); users_flow.rs (when a request asks the user's
 //!                object, and what it tells it); writes.rs (the origin's answer: its
 //!                changes, the writes they take, the response rewrapped); failure.rs
 //!                (what fails a request, answered in one place); its tests: single
@@ -63,7 +67,7 @@
 //!                sessions, sign-out everywhere) against FakeKv
 //! src/config/    Config from a lookup function, with each field's default (mod.rs);
 //!                vars.rs (the reader, value types, the error naming the variable);
-//!                per concern: cookie.rs, origin.rs, guards.rs; names.rs (every
+//!                per concern: cookie.rs, origin.rs, guards.rs, oidc.rs; names.rs (every
 //!                variable's name, and the likely meaning of one keycard does not read)
 //! src/origin/    what passes between keycard and the origin: headers.rs (what it is
 //!                told: X-Session and its companions), control.rs (its control headers
@@ -73,6 +77,11 @@
 //!                the Cookie header); write.rs (origin changes -> decisions, Set-Cookie,
 //!                KV writes); changes.rs (what an origin asks); codec.rs, the cookie's
 //!                signed and sealed formats; record.rs, the KV record and tombstone
+//! src/oidc/      signing in with OpenID Connect, the relying party's rules: mod.rs
+//!                (the settings, the per-isolate cache of a provider's metadata and
+//!                keys); discovery.rs, flow.rs (a sign-in in flight, sealed in its
+//!                cookie), token.rs, id_token.rs (the token's algorithm, key and
+//!                claims), identity.rs (the user, the allow rules, the session data)
 //! src/guard.rs   the guards: signed-in users, login redirects, identity headers, CSRF
 //! src/users/     sign-out everywhere: a user's Durable Object (its logic, and its JSON
 //!                in json.rs), user-agent summaries
@@ -81,9 +90,11 @@
 //!                (the Cookie header split as RFC 6265bis says), forward.rs (the origin
 //!                URL, X-Forwarded-For), path_guard.rs (which paths need a sign-in: every
 //!                way an origin reads a path), cross_origin.rs (Sec-Fetch-Site and
-//!                Origin, as Go's CrossOriginProtection)
+//!                Origin, as Go's CrossOriginProtection), outbound.rs (keycard's own
+//!                requests to an identity provider, and their answers)
 //! src/crypto/    keys.rs (secrets, HKDF purpose keys, the key ring, kid, session ids,
-//!                handles), jwt.rs (the jwt header format)
+//!                handles), sealed_box.rs (XChaCha20-Poly1305), jwt.rs (the jwt header
+//!                format)
 //! src/util.rs    base64url and strict numbers
 //! src/testing.rs test fixtures: one config builder, FakeKv (an in-memory KV driver)
 //! ```

@@ -1,11 +1,12 @@
 //! One request's way through keycard, as a state machine whose decisions are data.
 //!
 //! The edge starts an [`Exchange`] with what it read from the request and gets a
-//! [`Step`] back: read or write a KV record, forward the request to the origin, serve
-//! an inspector asset, or answer. It carries the step out and hands the result back
-//! ([`Exchange::kv_read`], [`Exchange::written`], [`Exchange::answered`],
-//! [`Exchange::unreachable`], [`Exchange::timed_out`]), which returns the next step,
-//! until a final one.
+//! [`Step`] back: read or write a KV record, forward the request to the origin, ask an
+//! identity provider or check its signature, serve an inspector asset, or answer. It
+//! carries the step out and hands the result back ([`Exchange::kv_read`],
+//! [`Exchange::written`], [`Exchange::answered`], [`Exchange::unreachable`],
+//! [`Exchange::timed_out`], [`Exchange::fetched`], [`Exchange::verified`]), which
+//! returns the next step, until a final one.
 //!
 //! Nothing here awaits or touches the platform. The Worker drives the steps from a few
 //! lines of JS (`src/driver/entry.js`), so no Rust future or promise exists per request (see
@@ -26,14 +27,15 @@
 //!
 //! | state | waits for | then |
 //! | --- | --- | --- |
-//! | (start) | [`Exchange::start`] | a reply before any session is read (a misconfiguration, a loop, a guard, an endpoint that needs none), an inspector asset, `Loading`, or at once *the session loaded* |
+//! | (start) | [`Exchange::start`] | a reply before any session is read (a misconfiguration, a loop, a guard, an endpoint that needs none), an inspector asset, `SigningIn` (a login whose provider's metadata is not cached), `Loading`, or at once *the session loaded* |
 //! | `Loading` | [`Exchange::kv_read`]: the session's record | *the session loaded* (a store failure follows `SESSION_KV_FAILURE`) |
-//! | *the session loaded* | nothing | for the origin: `Asking` (a check before forwarding), `Forwarding`, or a sign-in-first reply; for keycard's endpoints: `Asking` (the inspector, the device list, a revoke) or a logout's *writes* |
+//! | *the session loaded* | nothing | for the origin: `Asking` (a check before forwarding), `Forwarding`, or a sign-in-first reply; for keycard's endpoints: `Asking` (the inspector, the device list, a revoke), a logout's *writes*, or a callback's `SigningIn` |
+//! | `SigningIn` | [`Exchange::fetched`] (the provider's metadata, token, keys or userinfo) or [`Exchange::verified`] (the ID token's signature) | the next of them, the redirect to the provider, a page (a refusal, a failure, a 503 for a provider that is down), or the new session's *writes* |
 //! | `Asking` | [`Exchange::users_answered`] | `Forwarding`, or a reply (an endpoint's answer, or the 401 of a revoked session) |
 //! | `Forwarding` | [`Exchange::answered`]; [`Exchange::unreachable`] and [`Exchange::timed_out`] end it with a 502 or 504 | the *writes* of the origin's changes |
 //! | *writes* | nothing | `Writing` for each write in order (a user's object, a KV put or delete), `Checking` before the put of an existing session; then the response, passed or rewrapped, or a logout's reply |
 //! | `Checking` | [`Exchange::kv_read`]: the session's tombstone | the *writes* go on; a revoked session is written nowhere, and its cookie cleared |
-//! | `Writing` | [`Exchange::written`], or [`Exchange::users_answered`] for a user's object | the *writes* go on; a failed write follows `SESSION_KV_FAILURE`, a failed revocation fails closed |
+//! | `Writing` | [`Exchange::written`], or [`Exchange::users_answered`] for a user's object | the *writes* go on; a failed write follows `SESSION_KV_FAILURE`, a failed revocation fails closed; after a sign-in's, the redirect to `next` |
 //! | `Done` | nothing | |
 
 use std::collections::VecDeque;

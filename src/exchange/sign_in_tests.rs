@@ -231,6 +231,7 @@ impl Jar {
 /// stay cached between requests), KV, and the provider.
 struct Edge {
     cfg: Rc<Config>,
+    bindings: Bindings,
     kv: FakeKv,
     idp: Provider,
     now: u64,
@@ -288,6 +289,10 @@ impl Edge {
         all.extend_from_slice(pairs);
         Edge {
             cfg: Rc::new(config(&all)),
+            bindings: Bindings {
+                kv: Binding::Present,
+                ..Default::default()
+            },
             kv: FakeKv::default(),
             idp: Provider::new(),
             now: T0,
@@ -311,13 +316,9 @@ impl Edge {
             url: &url,
             headers: HeaderList::new(&headers),
         };
-        let bindings = Bindings {
-            kv: Binding::Present,
-            ..Default::default()
-        };
         let (mut ex, mut step) = Exchange::start(
             Rc::clone(&self.cfg),
-            bindings,
+            self.bindings,
             &req,
             self.now,
             CountingEntropy(self.now as u8),
@@ -833,4 +834,15 @@ fn without_sign_in_its_endpoints_do_not_exist() {
     };
     let (_, step) = Exchange::start(cfg, Bindings::default(), &req, T0, CountingEntropy(0));
     assert!(matches!(step, Step::Reply(Reply { status: 404, .. })));
+}
+
+#[test]
+fn a_session_signed_in_with_a_provider_is_registered_with_its_users_object() {
+    let mut e = Edge::new(&[]);
+    e.bindings.users = Binding::Present;
+    let mut jar = Jar::default();
+    assert_eq!(e.sign_in(&mut jar, "/.keycard/login").status(), 303);
+    assert_eq!(e.kv.users.take_ops(), ["see"], "one call registers it");
+    let page = e.get(&mut jar, "/");
+    assert_eq!(page.data()["user"], "ada@corp.example");
 }

@@ -291,3 +291,45 @@ describe("cookies pass between the example and the standalone Worker", () => {
     assert.deepEqual(decodeSession(back.json.headers["x-session"]), { user: "bob", visits: 42 }, "and the example's update reads back");
   });
 });
+
+// Issue 25: signing in with a provider inside a Rust Worker, with the driver's own fetch
+// and WebCrypto steps (src/driver/worker/provider.rs), against a real oidc-provider.
+describe("the workers-rs example signs users in with a provider", () => {
+  test("a sign-in with oidc-provider makes a session the handler reads", async () => {
+    const { startProvider } = await import("./lib/provider.mjs");
+    const { loginAtProvider } = await import("./lib/browserless.mjs");
+    const { freePort } = await import("./lib/harness.mjs");
+    const { CookieJar } = await import("tough-cookie");
+    const opPort = await freePort();
+    const rs = await startKeycard(
+      {
+        SESSION_COOKIE_NAME: NAME,
+        KEYCARD_INSPECT: "true",
+        KEYCARD_OIDC_ISSUER: `http://127.0.0.1:${opPort}`,
+        KEYCARD_OIDC_CLIENT_ID: "rs",
+        KEYCARD_OIDC_CLIENT_SECRET: "rs-secret",
+      },
+      { entry: EXAMPLE, users: true },
+    );
+    const op = await startProvider({
+      port: opPort,
+      alg: "ES256",
+      clients: [{ client_id: "rs", client_secret: "rs-secret", redirect_uris: [`${rs.url}/.keycard/callback`] }],
+      accounts: { ada: { email: "ada@corp.example", email_verified: true, name: "Ada" } },
+    });
+    try {
+      const c = new Client(rs.url);
+      const start = await c.get("/.keycard/login?next=%2F");
+      assert.equal(start.status, 303);
+      const back = new URL(await loginAtProvider(start.headers.location, "ada", new CookieJar()));
+      const done = await c.get(back.pathname + back.search);
+      assert.equal(done.status, 303, done.text);
+      assert.equal(done.headers.location, "/");
+      const home = await c.get("/");
+      assert.equal(home.json.user, "ada@corp.example");
+      assert.equal((await session(c)).data.idp, op.issuer);
+    } finally {
+      await Promise.all([rs.close(), op.close()]);
+    }
+  });
+});
