@@ -4,10 +4,11 @@ SHELL := /bin/bash
 export WRANGLER_SEND_METRICS := false
 export PATH := $(CURDIR)/node_modules/.bin:$(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: help setup build example-rs dev front dev-rs test test-native test-e2e lint fmt check-deploy fuzz fuzz-smoke loadtest bench clean
+.PHONY: help setup build example-rs dev dev-oidc front dev-rs test test-native test-e2e lint fmt check-deploy fuzz fuzz-smoke loadtest bench clean
 
 help:
 	@echo "make dev       keycard on http://127.0.0.1:8787 in front of the demo app (local KV)"
+	@echo "make dev-oidc  the same, signing people in at a local OpenID provider on http://127.0.0.1:8788"
 	@echo "make front ORIGIN=http://127.0.0.1:9050   keycard on http://127.0.0.1:8787 in front of your own app"
 	@echo "make test      everything: setup, build, native tests, lints, workerd end-to-end suite"
 	@echo "make fuzz      cargo-fuzz each parser for FUZZ_SECONDS (default 60) each"
@@ -52,6 +53,33 @@ dev: build
 	@echo "  keycard is starting in front of the demo app; what to try follows wrangler's \"Ready\"."
 	@echo
 	node scripts/dev.mjs dev -c wrangler.toml -c www/wrangler.toml --env dev --ip 127.0.0.1 --port 8787
+
+# `make dev` with sign-in at an OpenID provider on this machine: scripts/dev-oidc.mjs starts
+# oidc-provider on 127.0.0.1:8788 and runs [env.dev] with the KEYCARD_OIDC_* settings
+# added as --var (and KEYCARD_LOGIN_URL emptied, so /account/ goes to the provider).
+define DEV_OIDC_STEPS
+  keycard is ready on http://127.0.0.1:8787/ in front of the demo app (www/), and signs people in with the
+  OpenID provider on http://127.0.0.1:8788 (oidc-provider, in memory: a restart forgets who signed in there).
+  wrangler lists DEMO as [not connected]: the demo runs in this process, where DEMO reaches it (see `make dev`).
+  1. Open http://127.0.0.1:8787/account/ ('Your account'): keycard sends you to the provider's sign-in form.
+     Sign in as ada (or grace) with any password: you are back on /account/, signed in as ada@corp.example.
+  2. Open http://127.0.0.1:8787/.keycard/ , the session inspector: the session holds the provider's claims
+     (email, name, groups) and idp, the provider's issuer. The demo reads them in X-Session.
+  3. Sign out (the demo's button or the inspector's), then open /account/ again: keycard sends you to the
+     provider, which still knows you and sends you straight back, signed in: signing out of keycard ends
+     the keycard session only. To be asked again, sign out at the provider too: http://127.0.0.1:8788/session/end
+  4. At the provider's form, any login but ada and grace has no verified email: keycard refuses it with a 403.
+  The demo's own name form (on / and /login) still signs in without the provider; to sign in with the
+  provider from any page, open http://127.0.0.1:8787/.keycard/login?next=/ .
+  Stop with Ctrl-C: keycard and the provider both stop.
+endef
+
+dev-oidc: export KEYCARD_STEPS = $(DEV_OIDC_STEPS)
+dev-oidc: build
+	@echo
+	@echo "  keycard and an OpenID provider are starting; what to try follows wrangler's \"Ready\"."
+	@echo
+	node scripts/dev-oidc.mjs dev -c wrangler.toml -c www/wrangler.toml --env dev --ip 127.0.0.1 --port 8787
 
 # keycard in front of your own app, locally: [env.front] of wrangler.toml, ORIGIN_URL from
 # the command line (PORT=8787 by default).
