@@ -23,7 +23,7 @@ case "${1:-}" in
   *) seconds="$1" ;;
 esac
 smoke_runs="${FUZZ_SMOKE_RUNS:-20000}"
-targets=(${FUZZ_TARGETS:-cookie_decode cookie_header control_headers config logout_next exchange path_guard})
+targets=(${FUZZ_TARGETS:-cookie_decode cookie_header control_headers config logout_next exchange path_guard sign_in})
 
 # Longest input per target: past each parser's own limit, so the limits are exercised.
 max_len() {
@@ -32,6 +32,7 @@ max_len() {
     cookie_header) echo 20000 ;;     # 16 KB Cookie headers
     control_headers) echo 20000 ;;
     exchange) echo 20000 ;;
+    sign_in) echo 8000 ;;            # an ID token and its answers
     *) echo 4096 ;;
   esac
 }

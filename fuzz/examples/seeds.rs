@@ -512,4 +512,23 @@ fn main() {
         c.add(label, text.as_bytes());
     }
     println!("logout_next: {} seeds", c.count);
+
+    // sign_in: a script byte, then the callback's query and the provider's answers.
+    let mut c = Corpus::new(&root, "sign_in");
+    let header = r#"{"alg":"ES256","kid":"k1"}"#;
+    let claims = r#"{"iss":"https://id.example","aud":"app","sub":"u1","nonce":"$nonce","iat":1700000000,"exp":1700000300,"email":"ada@corp.example","email_verified":true,"groups":["eng"]}"#;
+    let signature = b64([9u8; 64]);
+    let good = format!("\0200\0application/json\0{header}\0{claims}\0{signature}\0\0{{}}");
+    for (label, script, text) in [
+        ("signed-in", 0b1001u8, good.clone()),
+        ("bad-signature", 0b1000, good.clone()),
+        ("no-iss", 0b0001, good.clone()),
+        ("token-html", 0b1001, format!("\0200\0text/html\0{header}\0{claims}\0{signature}\0\0")),
+        ("refused-code", 0b1001, format!("\0400\0application/json\0{header}\0{claims}\0{signature}\0\0")),
+        ("own-keys", 0b11001, format!("\0200\0application/json\0{header}\0{claims}\0{signature}\0{{\"keys\":[{{\"kty\":\"RSA\",\"kid\":\"k1\",\"n\":\"AQAB\",\"e\":\"AQAB\"}}]}}\0")),
+        ("provider-error", 0b1000, "error=access_denied\0200\0application/json\0\0\0\0\0".to_owned()),
+    ] {
+        c.framed(label, &[script], &text);
+    }
+    println!("sign_in: {} seeds", c.count);
 }
