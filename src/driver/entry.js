@@ -93,12 +93,35 @@ async function askProvider(ex) {
     redirect: "manual",
     signal: AbortSignal.timeout(PROVIDER_TIMEOUT_MS),
   });
-  if (Number(res.headers.get("content-length") ?? 0) > PROVIDER_MAX_BYTES) {
-    throw new Error("the answer is too long");
-  }
   const type = res.headers.get("content-type") ?? undefined;
   const cache = res.headers.get("cache-control") ?? undefined;
-  return [res.status, type, cache, await res.text()];
+  return [res.status, type, cache, await readCapped(res)];
+}
+
+/** The body as text, read as it streams in and given up past PROVIDER_MAX_BYTES,
+ * whatever `Content-Length` said (a chunked or compressed answer has none). */
+async function readCapped(res) {
+  if (!res.body) return "";
+  const reader = res.body.getReader();
+  const chunks = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > PROVIDER_MAX_BYTES) {
+      await reader.cancel();
+      throw new Error("the answer is too long");
+    }
+    chunks.push(value);
+  }
+  const all = new Uint8Array(size);
+  let at = 0;
+  for (const c of chunks) {
+    all.set(c, at);
+    at += c.byteLength;
+  }
+  return new TextDecoder().decode(all);
 }
 
 /** The ID token's signature, checked with the key and algorithm the core chose. */

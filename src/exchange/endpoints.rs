@@ -79,8 +79,8 @@ pub fn route(cfg: &Config, method: &str, path: &str, query: Option<&str>) -> Opt
         "login" if get => Endpoint::Login {
             next: query
                 .and_then(|q| param(q, "next"))
-                .and_then(|n| safe_next(&n))
-                .map_or_else(|| "/".to_owned(), |n| location(&n)),
+                .and_then(|n| safe_target(&n))
+                .unwrap_or_else(|| "/".to_owned()),
             provider: query.and_then(|q| param(q, "provider")),
         },
         "callback" if get => Endpoint::Callback(query.unwrap_or("").to_owned()),
@@ -120,6 +120,24 @@ pub fn safe_next(next: &str) -> Option<String> {
     let decoded: String = percent_decode(next)?;
     let twice: String = percent_decode(&decoded)?;
     (ok(next) && ok(&decoded) && ok(&twice)).then(|| next.to_owned())
+}
+
+/// The longest `next` a sign-in keeps: it travels in the sign-in's cookie, and a page
+/// that opens many sign-ins with long ones must not fill the browser's cookies.
+pub const MAX_TARGET: usize = 512;
+
+/// Accepts a sign-in's `next` as a browser sends a path: a request target, already
+/// percent-encoded, that keycard redirects to as it is. It must be printable ASCII, at
+/// most [`MAX_TARGET`] bytes, start with a single `/`, and neither it nor its decoded
+/// forms may start with `//` or `/\` or hold a backslash.
+pub fn safe_target(next: &str) -> Option<String> {
+    fn local(p: &str) -> bool {
+        p.starts_with('/') && !p.starts_with("//") && !p.contains('\\')
+    }
+    let raw_ok = next.len() <= MAX_TARGET && next.bytes().all(|b| b.is_ascii_graphic());
+    let decoded = percent_decode(next)?;
+    let twice = percent_decode(&decoded)?;
+    (raw_ok && local(next) && local(&decoded) && local(&twice)).then(|| next.to_owned())
 }
 
 /// What a `Location` may not hold as it is: controls, space, non-ASCII (always
@@ -224,6 +242,28 @@ mod tests {
 
     /// Regression: the `Location` was the form-decoded value as it was, so non-ASCII
     /// went out as raw bytes, and `%2B` as a `+` that the target reads as a space.
+    #[test]
+    fn a_sign_in_target_is_kept_as_the_browser_sent_it() {
+        for ok in ["/", "/search?q=a%20b", "/caf%C3%A9", "/a/b?c=d&e=%2F#top"] {
+            assert_eq!(safe_target(ok).as_deref(), Some(ok));
+        }
+        for bad in [
+            "//evil.example",
+            "/\\evil.example",
+            "/%2F%2Fevil.example",
+            "/%5Cevil.example",
+            "/%252F%252Fevil.example",
+            "https://evil.example/",
+            "/a b",
+            "/caf\u{e9}",
+            "/a\r\nx",
+            "",
+        ] {
+            assert_eq!(safe_target(bad), None, "{bad:?}");
+        }
+        assert!(safe_target(&format!("/{}", "a".repeat(MAX_TARGET))).is_none());
+    }
+
     #[test]
     fn logout_next_is_percent_encoded_again() {
         let cfg = config(&[]);

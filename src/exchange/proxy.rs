@@ -250,16 +250,21 @@ impl<E: Entropy> Exchange<E> {
     }
 }
 
-/// The client's `Cookie` without keycard's own: the session cookie and, with sign-in
-/// on, the cookies of sign-ins in flight.
+/// The client's `Cookie` without keycard's own: the session cookie (unless
+/// `SESSION_FORWARD_COOKIE`) and, with sign-in on, the cookies of sign-ins in flight,
+/// which no origin has a use for.
 fn strip_cookies(cfg: &Config, header: &str) -> Stripped {
     let session = cfg.cookie.name.as_str();
-    match &cfg.sign_in {
-        None => cookie_header::strip(header, session),
-        Some(_) => {
-            let flow = flow::cookie_prefix(cfg.cookie.secure);
-            cookie_header::strip_where(header, |n| n == session || n.starts_with(flow))
-        }
+    let flow = cfg
+        .sign_in
+        .as_ref()
+        .map(|_| flow::cookie_prefix(cfg.cookie.secure));
+    match (flow, cfg.forward_cookie) {
+        (None, true) => Stripped::Unchanged,
+        (None, false) => cookie_header::strip(header, session),
+        (Some(flow), forward) => cookie_header::strip_where(header, |n| {
+            (n == session && !forward) || n.starts_with(flow)
+        }),
     }
 }
 
@@ -279,13 +284,10 @@ fn forward_plan(cfg: &Config, req: &Incoming<'_>, parts: forward::UrlParts<'_>) 
         })
         .map(str::to_owned)
         .collect();
-    let cookie = match (h.get("cookie"), cfg.forward_cookie) {
-        (Some(c), false) => match strip_cookies(cfg, c) {
-            Stripped::Unchanged => CookieEdit::Keep,
-            Stripped::Rest(rest) => CookieEdit::Set(rest),
-            Stripped::Empty => CookieEdit::Remove,
-        },
-        _ => CookieEdit::Keep,
+    let cookie = match h.get("cookie").map(|c| strip_cookies(cfg, c)) {
+        None | Some(Stripped::Unchanged) => CookieEdit::Keep,
+        Some(Stripped::Rest(rest)) => CookieEdit::Set(rest),
+        Some(Stripped::Empty) => CookieEdit::Remove,
     };
     let client_ip = h.get("cf-connecting-ip");
     Forward {

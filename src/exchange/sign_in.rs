@@ -29,7 +29,7 @@ use crate::oidc::flow::{self, Flow};
 use crate::oidc::id_token::{self, KeyError, Parsed};
 use crate::oidc::identity::{self, Lacking};
 use crate::oidc::token::{self, TokenError};
-use crate::oidc::{Provider, SignIn, DEFAULT_TTL, MAX_TTL, MIN_TTL};
+use crate::oidc::{Provider, SignIn, DEFAULT_TTL, DOWN_TTL, MAX_TTL, MIN_TTL};
 use crate::session::{Changes, Loaded, SessionState};
 
 /// What the provider sent the browser back with, once its flow checked out.
@@ -64,11 +64,13 @@ pub(super) struct Token {
 /// What to do once the provider's metadata is in.
 #[derive(Debug)]
 pub(super) enum Then {
-    /// Send the browser to the provider, to come back to `next`.
+    /// Send the browser to the provider, to come back to `next`, clearing the flow
+    /// cookies that are `stale`.
     Redirect {
         provider: usize,
         next: String,
         redirect_uri: String,
+        stale: Vec<String>,
     },
     /// Go on with the callback.
     Callback(Box<Returned>, Loaded),
@@ -107,6 +109,7 @@ impl<E: Entropy> Exchange<E> {
     /// `GET {prefix}login`: the chooser, or the redirect to the provider.
     pub(super) fn login(
         &mut self,
+        cookie: Option<&str>,
         own_origin: &str,
         next: String,
         provider: Option<String>,
@@ -131,15 +134,20 @@ impl<E: Entropy> Exchange<E> {
             });
         };
         let redirect_uri = format!("{own_origin}{prefix}callback");
-        let cached = s.providers[i].cache.lock().metadata(self.now).cloned();
-        match cached {
-            Some(meta) => self.redirect_to_provider(i, &meta, &next, &redirect_uri),
-            None => self.fetch_metadata(
+        let stale = flow::stale(&cfg.keys, cfg.cookie.secure, cookie, self.now);
+        let cache = s.providers[i].cache.lock();
+        let (cached, down) = (cache.metadata(self.now).cloned(), cache.down(self.now));
+        drop(cache);
+        match (cached, down) {
+            (Some(meta), _) => self.redirect_to_provider(i, &meta, &next, &redirect_uri, &stale),
+            (None, true) => self.provider_unavailable(i, "metadata", "it failed moments ago"),
+            (None, false) => self.fetch_metadata(
                 i,
                 Then::Redirect {
                     provider: i,
                     next,
                     redirect_uri,
+                    stale,
                 },
             ),
         }
@@ -162,6 +170,7 @@ impl<E: Entropy> Exchange<E> {
         meta: &Metadata,
         next: &str,
         redirect_uri: &str,
+        stale: &[String],
     ) -> Step {
         let cfg = Rc::clone(&self.cfg);
         let Some((s, p)) = provider_of(&cfg, i) else {
@@ -173,10 +182,12 @@ impl<E: Entropy> Exchange<E> {
         };
         let value = flow.seal(&cfg.keys, &name, &mut self.entropy);
         let url = flow.authorization_url(p, meta, redirect_uri, s.prompt.as_deref());
-        Step::Reply(Reply::new(303, TEXT, "").with("location", url).with(
-            "set-cookie",
-            flow::set_cookie(cfg.cookie.secure, &name, Some(&value)),
-        ))
+        let secure = cfg.cookie.secure;
+        let mut reply = Reply::new(303, TEXT, "").with("location", url);
+        for old in stale {
+            reply = reply.with("set-cookie", flow::set_cookie(secure, old, None));
+        }
+        Step::Reply(reply.with("set-cookie", flow::set_cookie(secure, &name, Some(&value))))
     }
 
     /// `GET {prefix}callback`: checks that this browser started the flow, then loads
@@ -271,14 +282,22 @@ impl<E: Entropy> Exchange<E> {
                 detail: "the session could not be read to sign in".into(),
             }));
         }
-        let cached = provider_of(&self.cfg, r.provider)
-            .and_then(|(_, p)| p.cache.lock().metadata(self.now).cloned());
+        let cfg = Rc::clone(&self.cfg);
+        let Some((_, p)) = provider_of(&cfg, r.provider) else {
+            return self.out_of_order("returned");
+        };
+        let cache = p.cache.lock();
+        let (cached, down) = (cache.metadata(self.now).cloned(), cache.down(self.now));
+        drop(cache);
         match cached {
             Some(meta) => self.exchange_code(Box::new(Callback {
                 r: *r,
                 loaded,
                 meta,
             })),
+            None if down => {
+                self.provider_unavailable(r.provider, "metadata", "it failed moments ago")
+            }
             None => {
                 let i = r.provider;
                 self.fetch_metadata(i, Then::Callback(r, loaded))
@@ -353,24 +372,37 @@ impl<E: Entropy> Exchange<E> {
             Then::Redirect { provider, .. } => *provider,
             Then::Callback(r, _) => r.provider,
         };
-        let (doc, answer) = match self.json_from(i, "metadata", result) {
-            Ok(ok) => ok,
-            Err(step) => return step,
-        };
         let cfg = Rc::clone(&self.cfg);
         let Some((_, p)) = provider_of(&cfg, i) else {
             return self.out_of_order("metadata_fetched");
         };
-        let meta = match discovery::parse(&p.issuer, &doc) {
-            Ok(m) => m,
-            Err(problem) => return self.provider_unavailable(i, "metadata", &problem),
+        let parsed = match self.json_from(i, "metadata", result) {
+            Ok((doc, answer)) => discovery::parse(&p.issuer, &doc)
+                .map(|m| (m, answer))
+                .map_err(Err),
+            Err(step) => Err(Ok(step)),
+        };
+        let (meta, answer) = match parsed {
+            Ok(ok) => ok,
+            Err(failed) => {
+                // Every sign-in gets the 503 at once for a while, rather than wait on
+                // a provider that just failed.
+                p.cache.lock().down_until = Some(self.now + DOWN_TTL);
+                return match failed {
+                    Ok(step) => step,
+                    Err(problem) => self.provider_unavailable(i, "metadata", &problem),
+                };
+            }
         };
         let until = self.now + answer.max_age(DEFAULT_TTL, MIN_TTL, MAX_TTL);
         p.cache.lock().metadata = Some((meta.clone(), until));
         match then {
             Then::Redirect {
-                next, redirect_uri, ..
-            } => self.redirect_to_provider(i, &meta, &next, &redirect_uri),
+                next,
+                redirect_uri,
+                stale,
+                ..
+            } => self.redirect_to_provider(i, &meta, &next, &redirect_uri, &stale),
             Then::Callback(r, loaded) => self.exchange_code(Box::new(Callback {
                 r: *r,
                 loaded,
@@ -517,6 +549,9 @@ impl<E: Entropy> Exchange<E> {
         let claims = parsed.claims;
         let lacking = provider_of(&self.cfg, cb.r.provider)
             .map_or(Lacking::Nothing, |(s, p)| identity::lacking(s, p, &claims));
+        // A token for a header: printable ASCII only, or no userinfo at all.
+        let access_token =
+            access_token.filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_graphic()));
         let asking = lacking != Lacking::Nothing;
         if let (true, Some(url), Some(access)) =
             (asking, cb.meta.userinfo_endpoint.clone(), access_token)

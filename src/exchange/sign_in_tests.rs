@@ -846,3 +846,84 @@ fn a_session_signed_in_with_a_provider_is_registered_with_its_users_object() {
     let page = e.get(&mut jar, "/");
     assert_eq!(page.data()["user"], "ada@corp.example");
 }
+
+/// From the attack review: the guard sends an encoded path and query, and the sign-in
+/// came back to `/` (the space was refused after decoding) or to a path encoded twice.
+#[test]
+fn next_comes_back_exactly_as_the_browser_asked_for_it() {
+    let mut e = Edge::new(&[("KEYCARD_REQUIRE", "/")]);
+    let mut jar = Jar::default();
+    let login = e.get(&mut jar, "/search?q=a%20b").location().to_owned();
+    assert_eq!(e.sign_in(&mut jar, &login).location(), "/search?q=a%20b");
+    let mut jar = Jar::default();
+    let done = e.sign_in(&mut jar, "/.keycard/login?next=%2Fcaf%25C3%25A9");
+    assert_eq!(done.location(), "/caf%C3%A9");
+}
+
+/// From the attack review: each login set a flow cookie of up to 3 KB for ten minutes,
+/// so a page that opened many filled the browser's cookies past the request-header
+/// limit, and every request to the site failed.
+#[test]
+fn a_browser_never_holds_more_than_a_few_sign_ins() {
+    let mut e = Edge::new(&[]);
+    let mut jar = Jar::default();
+    let long = format!("/{}", "a".repeat(2047));
+    for _ in 0..20 {
+        e.now += 1;
+        let s = e.get(&mut jar, &format!("/.keycard/login?next={long}"));
+        assert_eq!(s.status(), 303);
+    }
+    assert!(
+        jar.flows() <= crate::oidc::flow::MAX_FLOWS,
+        "{}",
+        jar.flows()
+    );
+    assert!(jar.header().len() < 4096, "{}", jar.header().len());
+}
+
+/// From the attack review: userinfo's `email_verified` was attached to the ID token's
+/// address even when userinfo vouched for another one.
+#[test]
+fn userinfo_cannot_verify_an_address_it_does_not_name() {
+    let mut e = Edge::new(&[]);
+    e.idp
+        .claims
+        .insert("email".into(), json!("ceo@corp.example"));
+    e.idp.claims.insert("email_verified".into(), Value::Null);
+    e.idp.userinfo =
+        Some(json!({ "sub": "u-1", "email": "eve@else.example", "email_verified": true }));
+    let mut jar = Jar::default();
+    let refused = e.sign_in(&mut jar, "/.keycard/login");
+    assert_eq!(refused.status(), 403);
+    assert!(!jar.0.contains_key("__Host-keycard"));
+}
+
+#[test]
+fn flow_cookies_never_reach_the_origin_even_when_the_session_cookie_does() {
+    let mut e = Edge::new(&[("SESSION_FORWARD_COOKIE", "true")]);
+    let mut jar = Jar::default();
+    assert_eq!(e.sign_in(&mut jar, "/.keycard/login").status(), 303);
+    let _ = e.get(&mut jar, "/.keycard/login");
+    assert_eq!(jar.flows(), 1);
+    let page = e.get(&mut jar, "/");
+    let CookieEdit::Set(sent) = page.forward.unwrap().cookie else {
+        panic!("the flow cookie is taken out")
+    };
+    assert!(sent.starts_with("__Host-keycard="), "{sent}");
+    assert!(!sent.contains("flow"), "{sent}");
+}
+
+#[test]
+fn a_provider_whose_metadata_just_failed_is_not_asked_again_at_once() {
+    let mut e = Edge::new(&[]);
+    e.idp.down = true;
+    let mut jar = Jar::default();
+    assert_eq!(e.get(&mut jar, "/.keycard/login").status(), 503);
+    e.idp.down = false;
+    e.now += 10;
+    assert_eq!(e.get(&mut jar, "/.keycard/login").status(), 503);
+    assert_eq!(e.idp.count("/.well-known/openid-configuration"), 1);
+    e.now += 30;
+    assert_eq!(e.get(&mut jar, "/.keycard/login").status(), 303);
+    assert_eq!(e.idp.count("/.well-known/openid-configuration"), 2);
+}

@@ -58,6 +58,12 @@ pub fn values<'a>(header: &'a str, name: &'a str) -> impl Iterator<Item = &'a st
         })
 }
 
+/// Every cookie's name and value, in order, as [`values`] reads them (never a comma
+/// sub-piece).
+pub fn pairs(header: &str) -> impl Iterator<Item = (&str, &str)> {
+    pieces(header).map(pair)
+}
+
 /// A `Cookie` header without the session cookie.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Stripped {

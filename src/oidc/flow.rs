@@ -13,10 +13,15 @@ use super::discovery::Metadata;
 use super::Provider;
 use crate::crypto::keys::{Entropy, KeyRing};
 use crate::crypto::sealed_box::{open_box, seal_box};
+use crate::http::cookie_header;
 use crate::util::{b64, unb64};
 
 /// How long a sign-in may take, from the redirect to the callback.
 pub const FLOW_TTL: u64 = 600;
+
+/// How many sign-ins one browser may have in flight: a new one beyond this clears the
+/// oldest, so that a page cannot fill the browser's cookies by opening sign-ins.
+pub const MAX_FLOWS: usize = 4;
 
 /// How many characters of `state` name its cookie.
 const TAG_LEN: usize = 16;
@@ -140,6 +145,29 @@ pub fn cookie_name(secure: bool, state: &str) -> Option<String> {
         .then(|| format!("{}{tag}", cookie_prefix(secure)))
 }
 
+/// The flow cookies in `cookie` (a `Cookie` header) to clear before one more sign-in
+/// starts: any that does not open or has expired, and the oldest beyond
+/// [`MAX_FLOWS`] less one.
+pub fn stale(keys: &KeyRing, secure: bool, cookie: Option<&str>, now: u64) -> Vec<String> {
+    let prefix = cookie_prefix(secure);
+    let mut live = Vec::new();
+    let mut stale = Vec::new();
+    for (name, value) in cookie.map(cookie_header::pairs).into_iter().flatten() {
+        if !name.starts_with(prefix) {
+            continue;
+        }
+        match Flow::open(keys, name, value).filter(|f| f.fresh(now)) {
+            Some(f) => live.push((f.started, name.to_owned())),
+            None => stale.push(name.to_owned()),
+        }
+    }
+    live.sort();
+    let excess = (live.len() + 1).saturating_sub(MAX_FLOWS);
+    stale.extend(live.into_iter().take(excess).map(|(_, n)| n));
+    stale.dedup();
+    stale
+}
+
 /// The `Set-Cookie` of a flow cookie (`Max-Age` [`FLOW_TTL`]), or of its removal.
 pub fn set_cookie(secure: bool, name: &str, value: Option<&str>) -> String {
     let (value, max_age) = match value {
@@ -241,6 +269,33 @@ mod tests {
         let f = Flow::start(&provider(), "/", 1000, &mut CountingEntropy(3));
         assert!(f.fresh(1000) && f.fresh(1599));
         assert!(!f.fresh(1600) && !f.fresh(999));
+    }
+
+    #[test]
+    fn a_browser_keeps_a_few_flows_and_the_oldest_go() {
+        let r = ring();
+        let mut header = String::from("theme=dark; __Host-keycard-flow-junkjunkjunkjunk=x");
+        for t in 0..5u64 {
+            let f = Flow::start(
+                &provider(),
+                "/",
+                1000 + t,
+                &mut CountingEntropy(t as u8 * 7),
+            );
+            let name = cookie_name(true, &f.state).unwrap();
+            header.push_str(&format!(
+                "; {name}={}",
+                f.seal(&r, &name, &mut CountingEntropy(1))
+            ));
+        }
+        let gone = stale(&r, true, Some(&header), 1010);
+        assert_eq!(gone.len(), 1 + 2, "the junk, and the two oldest of five");
+        assert!(gone[0].ends_with("junkjunkjunkjunk"));
+        assert!(
+            stale(&r, true, Some(&header), 1000 + FLOW_TTL + 10).len() == 6,
+            "all expired"
+        );
+        assert!(stale(&r, true, Some("theme=dark"), 1010).is_empty());
     }
 
     #[test]

@@ -81,8 +81,11 @@ impl Alg {
                 let n = bytes("n")
                     .filter(|_| text("kty") == Some("RSA"))
                     .ok_or("the key is not an RSA key")?;
-                let significant = n.iter().skip_while(|b| **b == 0).count();
-                if significant * 8 < 2048 {
+                let n: Vec<u8> = n.into_iter().skip_while(|b| *b == 0).collect();
+                let bits = n
+                    .first()
+                    .map_or(0, |top| n.len() * 8 - top.leading_zeros() as usize);
+                if bits < 2048 {
                     return Err("the RSA key is shorter than 2048 bits");
                 }
                 bytes("e").ok_or("the RSA key has no exponent")?;
@@ -199,7 +202,8 @@ pub fn verification(token: &Parsed, keys: &[Map<String, Value>]) -> Result<Verif
     let alg = token.alg;
     let usable = |k: &&Map<String, Value>| {
         let text = |n: &str| k.get(n).and_then(Value::as_str);
-        text("use").is_none_or(|u| u == "sig") && text("alg").is_none_or(|a| a == alg.name())
+        let named = |a: &str| a == alg.name() || (alg == Alg::EdDsa && a == "Ed25519");
+        text("use").is_none_or(|u| u == "sig") && text("alg").is_none_or(named)
     };
     let jwk = match &token.kid {
         Some(kid) => {
@@ -371,6 +375,17 @@ mod tests {
             verification(&t, &keys),
             Err(KeyError::Unfit("the RSA key is shorter than 2048 bits"))
         );
+    }
+
+    #[test]
+    fn rsa_keys_are_measured_in_bits() {
+        let mut k = rsa_key("r", 2048);
+        // 2041 bits: the top byte holds one bit.
+        let mut n = vec![0x01u8];
+        n.extend(vec![0xc5u8; 255]);
+        k.insert("n".into(), json!(b64(n)));
+        let t = parse(&jws(json!({ "alg": "RS256", "kid": "r" }), json!({}), 256)).unwrap();
+        assert!(matches!(verification(&t, &[k]), Err(KeyError::Unfit(_))));
     }
 
     #[test]

@@ -55,13 +55,20 @@ pub fn lacking(s: &SignIn, p: &Provider, claims: &Map<String, Value>) -> Lacking
 }
 
 /// Adds the userinfo endpoint's claims that the ID token lacks. Its `sub` must be the
-/// ID token's (Core §5.3.2): otherwise it is about someone else.
+/// ID token's (Core §5.3.2): otherwise it is about someone else. `email` and
+/// `email_verified` go together: userinfo's verdict counts only for the address it
+/// names, so it fills in `email_verified` only when its `email` is the token's.
 pub fn merge_userinfo(
     claims: &mut Map<String, Value>,
-    userinfo: Map<String, Value>,
+    mut userinfo: Map<String, Value>,
 ) -> Result<(), &'static str> {
     if userinfo.get("sub").is_none() || userinfo.get("sub") != claims.get("sub") {
         return Err("the userinfo's sub is not the ID token's");
+    }
+    let token_email = claims.contains_key("email") || claims.contains_key("email_verified");
+    if token_email && userinfo.get("email") != claims.get("email") {
+        userinfo.remove("email");
+        userinfo.remove("email_verified");
     }
     for (k, v) in userinfo {
         claims.entry(k).or_insert(v);
@@ -297,6 +304,15 @@ mod tests {
         let mut c = claims(json!({ "sub": "123", "email": "keep@b" }));
         merge_userinfo(&mut c, claims(json!({ "sub": "123", "email": "other@b" }))).unwrap();
         assert_eq!(c["email"], "keep@b", "the ID token's claims win");
+        // Userinfo's verdict on another address does not verify the token's.
+        let mut c = claims(json!({ "sub": "123", "email": "ceo@corp.example" }));
+        let other = json!({ "sub": "123", "email": "eve@else.example", "email_verified": true });
+        merge_userinfo(&mut c, claims(other)).unwrap();
+        assert_eq!(c.get("email_verified"), None);
+        let mut c = claims(json!({ "sub": "123", "email": "ada@corp.example" }));
+        let same = json!({ "sub": "123", "email": "ada@corp.example", "email_verified": true });
+        merge_userinfo(&mut c, claims(same)).unwrap();
+        assert_eq!(c["email_verified"], true);
         let mut c = claims(json!({ "sub": "123" }));
         assert!(merge_userinfo(&mut c, claims(json!({ "sub": "456", "email": "x" }))).is_err());
         assert!(merge_userinfo(&mut c, claims(json!({ "email": "x" }))).is_err());

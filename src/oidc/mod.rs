@@ -133,6 +133,8 @@ pub struct Cache {
     /// When the keys were last fetched: an unknown `kid` refetches them at most once
     /// a minute.
     pub keys_fetched: Option<u64>,
+    /// Until when the provider counts as down: its metadata failed moments ago.
+    pub down_until: Option<u64>,
 }
 
 impl Cache {
@@ -152,6 +154,11 @@ impl Cache {
             .map(|(k, _)| k.as_slice())
     }
 
+    /// Whether the provider's metadata failed within [`DOWN_TTL`] of `now`.
+    pub fn down(&self, now: u64) -> bool {
+        self.down_until.is_some_and(|until| now < until)
+    }
+
     /// Whether the keys may be fetched again for an unknown `kid`.
     pub fn may_refetch_keys(&self, now: u64) -> bool {
         self.keys_fetched.is_none_or(|at| now >= at + 60)
@@ -165,3 +172,6 @@ pub const MIN_TTL: u64 = 5 * 60;
 pub const MAX_TTL: u64 = 24 * 3600;
 /// See [`MIN_TTL`].
 pub const DEFAULT_TTL: u64 = 3600;
+/// How long a provider whose metadata failed is answered `503` at once, rather than
+/// asked again.
+pub const DOWN_TTL: u64 = 30;

@@ -52,11 +52,17 @@ pub(super) async fn fetch(out: &Outbound) -> Result<Inbound, String> {
         return Err("the answer is too long".into());
     }
     let (content_type, cache_control) = (header("content-type"), header("cache-control"));
+    let body = response.text().await.map_err(message)?;
+    // Without a Content-Length the body is read whole first: the exchange refuses what
+    // is past its limit all the same.
+    if body.len() > 4 * MAX_BODY {
+        return Err("the answer is too long".into());
+    }
     Ok(Inbound {
         status: response.status_code(),
         content_type,
         cache_control,
-        body: response.text().await.map_err(message)?,
+        body,
     })
 }
 
