@@ -5,9 +5,11 @@
 // cookie and SameSite decision is Chromium's own, not a test client's idea of them.
 //
 // Two keycards share the provider: one with the dev settings (SESSION_COOKIE_SECURE=false:
-// cookies `keycard` and `keycard-flow-<id>`), one with keycard's defaults (Secure:
-// `__Host-keycard` and `__Host-keycard-flow-<id>`, which Chromium keeps over
-// http://127.0.0.1 because loopback counts as a secure context).
+// cookies `keycard` and `keycard-flow-<id>`) on 127.0.0.1, the provider's own host, as
+// `make dev-oidc` runs; one with keycard's defaults (Secure: `__Host-keycard` and
+// `__Host-keycard-flow-<id>`, which Chromium keeps over http://localhost because loopback
+// counts as a secure context) reached as localhost, another site than the provider's.
+// The sign-in's one known fault in a browser is the `todo` test below.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import fs from "node:fs";
@@ -114,7 +116,7 @@ describe("browser: sign in with an OpenID provider in Chromium", { timeout: 1200
     assert.ok(![dev.port, prod.port].includes(opPort), "keycard took the provider's port; run the test again");
     op = await startProvider({
       port: opPort,
-      clients: [{ ...CLIENT, redirect_uris: [`${dev.url}/.keycard/callback`, `${prod.url}/.keycard/callback`] }],
+      clients: [{ ...CLIENT, redirect_uris: [`${dev.url}/.keycard/callback`, `${prod.url.replace("127.0.0.1", "localhost")}/.keycard/callback`] }],
       accounts: { ada: ADA, grace: GRACE },
     });
   });
@@ -234,14 +236,71 @@ describe("browser: sign in with an OpenID provider in Chromium", { timeout: 1200
     });
   });
 
-  test("with keycard's default Secure cookies, __Host- prefixed, over http://127.0.0.1", async () => {
+  test("a cancelled sign-in and a refused user each get a page that says so and starts again", async () => {
     await withBrowser(async (context, page) => {
-      const required = `${prod.url}/app/`;
+      const required = `${dev.url}/app/cancel`;
+      // The provider's "[ Cancel ]": it answers error=access_denied, and keycard a 403.
+      await page.goto(required);
+      let [res] = await Promise.all([
+        page.waitForResponse((r) => r.url().startsWith(`${dev.url}/.keycard/callback?error=access_denied`)),
+        page.click("text=[ Cancel ]"),
+      ]);
+      assert.equal(res.status(), 403);
+      await page.waitForSelector("text=access_denied");
+      assert.deepEqual(await keycardCookies(context), [], "no session, and the flow's cookie is gone");
+      await Promise.all([page.waitForURL((u) => u.origin === op.issuer), page.click("text=Start again")]);
+      assert.equal(await page.locator("input[name=login]").count(), 1, "starting again shows the provider's form");
+
+      // A login the provider knows no email for: no verified email, refused with the rule.
+      await page.fill("input[name=login]", "eve");
+      await page.fill("input[name=password]", "any password");
+      [res] = await Promise.all([
+        page.waitForResponse((r) => r.url().startsWith(`${dev.url}/.keycard/callback?`)),
+        page.click("button[type=submit]"),
+      ]);
+      assert.equal(res.status(), 403);
+      await page.waitForSelector("text=email_verified");
+      assert.deepEqual(await keycardCookies(context), []);
+    });
+  });
+
+  // The refusal page's "Sign in as someone else" is /.keycard/login?next=..., which asks
+  // the provider with no `prompt`: a provider that still has its session (eve's) signs
+  // eve in again at once, and the browser is back on the same 403, never at a form where
+  // someone else could sign in. Sending prompt=login (or select_account) on that link
+  // would let the provider ask again.
+  test("'Sign in as someone else' on the refusal page reaches the provider's form", {
+    todo: "keycard's retry link carries no prompt, so the provider's session signs the refused user in again",
+  }, async () => {
+    await withBrowser(async (context, page) => {
+      const required = `${dev.url}/app/else`;
+      await page.goto(required);
+      await page.fill("input[name=login]", "eve");
+      await page.fill("input[name=password]", "any password");
+      await Promise.all([page.waitForURL((u) => u.pathname === "/.keycard/callback"), page.click("button[type=submit]")]);
+      await page.waitForSelector("text=Sign in as someone else");
+      await Promise.all([page.waitForNavigation(), page.click("text=Sign in as someone else")]);
+      await page.waitForLoadState("load");
+      assert.equal(new URL(page.url()).origin, op.issuer,
+        `'Sign in as someone else' should reach the provider's form; it landed on ${page.url()}: ${(await page.evaluate(() => document.body.innerText)).slice(0, 200)}`);
+      assert.equal(await page.locator("input[name=login]").count(), 1);
+    });
+  });
+
+  test("across sites, with keycard's default Secure cookies: __Host- prefixed, over http://localhost", async () => {
+    await withBrowser(async (context, page) => {
+      // keycard on localhost and the provider on 127.0.0.1 are two sites, as keycard and
+      // a company's provider are: the way back is a cross-site navigation, on which only
+      // a SameSite=Lax (or None) flow cookie comes along.
+      const base = prod.url.replace("127.0.0.1", "localhost");
+      const required = `${base}/app/`;
       await page.goto(required);
       const flows = await keycardCookies(context);
-      assert.deepEqual(flows.map((c) => c.name.replace(/[^-]+$/, "*")), ["__Host-keycard-flow-*"]);
+      assert.deepEqual(flows.map((c) => c.name.replace(/^(__Host-keycard-flow-).+$/, "$1*")), ["__Host-keycard-flow-*"]);
       assert.equal(flows[0].secure, true);
       assert.equal(flows[0].path, "/");
+      assert.equal(flows[0].sameSite, "Lax");
+      assert.equal(flows[0].domain, "localhost");
       await signInAtProvider(page, op, "grace", required);
       const seen = await originSaw(page);
       assert.equal(seen.headers["x-session-status"], "valid");
@@ -250,6 +309,7 @@ describe("browser: sign in with an OpenID provider in Chromium", { timeout: 1200
       assert.deepEqual(cookies.map((c) => c.name), ["__Host-keycard"]);
       assert.equal(cookies[0].secure, true);
       assert.equal(cookies[0].httpOnly, true);
+      assert.equal(seen.headers.cookie, undefined, "another site's cookies stay there");
     });
   });
 });
