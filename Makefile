@@ -64,11 +64,13 @@ define DEV_OIDC_STEPS
   1. Open http://127.0.0.1:8787/account/ ('Your account'): keycard sends you to the provider's sign-in form.
      Sign in as ada (or grace) with any password: you are back on /account/, signed in as ada@corp.example.
   2. Open http://127.0.0.1:8787/.keycard/ , the session inspector: the session holds the provider's claims
-     (email, name, groups) and idp, the provider's issuer. The demo reads them in X-Session.
+     (email, name, groups) and idp, the provider's issuer. The demo reads them in X-Session. (Its Cookie row
+     shows the provider's _session cookies: cookies ignore ports, and both run on 127.0.0.1.)
   3. Sign out (the demo's button or the inspector's), then open /account/ again: keycard sends you to the
      provider, which still knows you and sends you straight back, signed in: signing out of keycard ends
      the keycard session only. To be asked again, sign out at the provider too: http://127.0.0.1:8788/session/end
   4. At the provider's form, any login but ada and grace has no verified email: keycard refuses it with a 403.
+     The provider keeps that login too: sign out there (the link above) to sign in as ada again.
   The demo's own name form (on / and /login) still signs in without the provider; to sign in with the
   provider from any page, open http://127.0.0.1:8787/.keycard/login?next=/ .
   Stop with Ctrl-C: keycard and the provider both stop.
