@@ -27,12 +27,8 @@ pub enum Endpoint {
     /// The prefix without its trailing slash: redirect (308) to the prefix, so that
     /// the inspector's relative links resolve (only with inspect on).
     AddSlash,
-    /// `GET login` (with sign-in configured): start a sign-in that ends at `next` (a
-    /// same-site path, else `/`), with the provider named, if any.
-    Login {
-        next: String,
-        provider: Option<String>,
-    },
+    /// `GET login` (with sign-in configured): start a sign-in.
+    Login(Login),
     /// `GET callback` (with sign-in configured): the provider sends the browser back;
     /// the raw query.
     Callback(String),
@@ -40,6 +36,18 @@ pub enum Endpoint {
     MethodNotAllowed(&'static str),
     /// Anything else under the prefix.
     NotFound,
+}
+
+/// A sign-in as `GET {prefix}login` asks for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Login {
+    /// Where to go once signed in: a same-site path, else `/`.
+    pub next: String,
+    /// The provider named, if any.
+    pub provider: Option<String>,
+    /// A `prompt` of `login` or `select_account`, for signing in as someone else; it
+    /// overrides `KEYCARD_OIDC_PROMPT`.
+    pub prompt: Option<&'static str>,
 }
 
 /// Routes a request. Returns `None` when the path is not under the prefix (forward
@@ -76,13 +84,20 @@ pub fn route(cfg: &Config, method: &str, path: &str, query: Option<&str>) -> Opt
         ),
         "sessions/revoke" => Endpoint::MethodNotAllowed("POST"),
         "login" | "callback" if cfg.sign_in.is_none() => Endpoint::NotFound,
-        "login" if get => Endpoint::Login {
+        "login" if get => Endpoint::Login(Login {
             next: query
                 .and_then(|q| param(q, "next"))
                 .and_then(|n| safe_target(&n))
                 .unwrap_or_else(|| "/".to_owned()),
             provider: query.and_then(|q| param(q, "provider")),
-        },
+            prompt: query
+                .and_then(|q| param(q, "prompt"))
+                .and_then(|p| match p.as_str() {
+                    "login" => Some("login"),
+                    "select_account" => Some("select_account"),
+                    _ => None,
+                }),
+        }),
         "callback" if get => Endpoint::Callback(query.unwrap_or("").to_owned()),
         "login" | "callback" => Endpoint::MethodNotAllowed("GET"),
         asset if cfg.inspect && get && is_asset_name(asset) => {

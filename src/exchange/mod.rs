@@ -320,9 +320,7 @@ impl<E: Entropy> Exchange<E> {
                     url: format!("{}://{}/{file}", parts.scheme, parts.host),
                 }
             }
-            Endpoint::Login { next, provider } => {
-                self.login(cookie, &parts.origin(), next, provider)
-            }
+            Endpoint::Login(start) => self.login(cookie, &parts.origin(), start),
             Endpoint::Callback(query) => self.callback(cookie, &parts.origin(), &query),
             Endpoint::Logout { next } => {
                 if let Some(refused) = self.refuse_cross_origin(req, parts, "logout_refused") {

@@ -47,6 +47,12 @@ pub fn login_url(prefix: &str, next: &str, provider: Option<&str>) -> String {
     format!("{prefix}login?{}", q.finish())
 }
 
+/// The login URL that signs in as someone else: the provider asks who, rather than
+/// sign in again whoever it still knows.
+pub fn switch_url(prefix: &str, next: &str, provider: Option<&str>) -> String {
+    format!("{}&prompt=login", login_url(prefix, next, provider))
+}
+
 /// The chooser: one button per provider, each starting its sign-in.
 pub fn chooser(prefix: &str, next: &str, providers: &[Provider]) -> String {
     let mut buttons = String::new();

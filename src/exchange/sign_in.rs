@@ -18,6 +18,7 @@ use std::rc::Rc;
 
 use serde_json::{json, Map, Value};
 
+use super::endpoints::Login;
 use super::pages::{self, HTML};
 use super::*;
 use crate::config::Config;
@@ -68,7 +69,7 @@ pub(super) enum Then {
     /// cookies that are `stale`.
     Redirect {
         provider: usize,
-        next: String,
+        start: Login,
         redirect_uri: String,
         stale: Vec<String>,
     },
@@ -107,28 +108,23 @@ fn param(query: &str, name: &str) -> Option<String> {
 
 impl<E: Entropy> Exchange<E> {
     /// `GET {prefix}login`: the chooser, or the redirect to the provider.
-    pub(super) fn login(
-        &mut self,
-        cookie: Option<&str>,
-        own_origin: &str,
-        next: String,
-        provider: Option<String>,
-    ) -> Step {
+    pub(super) fn login(&mut self, cookie: Option<&str>, own_origin: &str, start: Login) -> Step {
         let cfg = Rc::clone(&self.cfg);
         let Some(s) = cfg.sign_in.as_ref() else {
             return Step::Reply(Reply::opaque(404, "keycard: not found"));
         };
         let prefix = &cfg.path_prefix;
-        let Some(i) = s.provider(provider.as_deref()) else {
-            return Step::Reply(match provider {
-                None => Reply::new(200, HTML, pages::chooser(prefix, &next, &s.providers)),
+        let next = &start.next;
+        let Some(i) = s.provider(start.provider.as_deref()) else {
+            return Step::Reply(match start.provider {
+                None => Reply::new(200, HTML, pages::chooser(prefix, next, &s.providers)),
                 Some(_) => Reply::new(
                     404,
                     HTML,
                     pages::failed(
                         "Sign in",
                         "There is no such provider here.",
-                        &pages::login_url(prefix, &next, None),
+                        &pages::login_url(prefix, next, None),
                     ),
                 ),
             });
@@ -139,13 +135,13 @@ impl<E: Entropy> Exchange<E> {
         let (cached, down) = (cache.metadata(self.now).cloned(), cache.down(self.now));
         drop(cache);
         match (cached, down) {
-            (Some(meta), _) => self.redirect_to_provider(i, &meta, &next, &redirect_uri, &stale),
+            (Some(meta), _) => self.redirect_to_provider(i, &meta, &start, &redirect_uri, &stale),
             (None, true) => self.provider_unavailable(i, "metadata", "it failed moments ago"),
             (None, false) => self.fetch_metadata(
                 i,
                 Then::Redirect {
                     provider: i,
-                    next,
+                    start,
                     redirect_uri,
                     stale,
                 },
@@ -168,7 +164,7 @@ impl<E: Entropy> Exchange<E> {
         &mut self,
         i: usize,
         meta: &Metadata,
-        next: &str,
+        start: &Login,
         redirect_uri: &str,
         stale: &[String],
     ) -> Step {
@@ -176,12 +172,13 @@ impl<E: Entropy> Exchange<E> {
         let Some((s, p)) = provider_of(&cfg, i) else {
             return self.out_of_order("redirect_to_provider");
         };
-        let flow = Flow::start(p, next, self.now, &mut self.entropy);
+        let flow = Flow::start(p, &start.next, self.now, &mut self.entropy);
         let Some(name) = flow::cookie_name(cfg.cookie.secure, &flow.state) else {
             return self.out_of_order("redirect_to_provider");
         };
         let value = flow.seal(&cfg.keys, &name, &mut self.entropy);
-        let url = flow.authorization_url(p, meta, redirect_uri, s.prompt.as_deref());
+        let prompt = start.prompt.or(s.prompt.as_deref());
+        let url = flow.authorization_url(p, meta, redirect_uri, prompt);
         let secure = cfg.cookie.secure;
         let mut reply = Reply::new(303, TEXT, "").with("location", url);
         for old in stale {
@@ -398,11 +395,11 @@ impl<E: Entropy> Exchange<E> {
         p.cache.lock().metadata = Some((meta.clone(), until));
         match then {
             Then::Redirect {
-                next,
+                start,
                 redirect_uri,
                 stale,
                 ..
-            } => self.redirect_to_provider(i, &meta, &next, &redirect_uri, &stale),
+            } => self.redirect_to_provider(i, &meta, &start, &redirect_uri, &stale),
             Then::Callback(r, loaded) => self.exchange_code(Box::new(Callback {
                 r: *r,
                 loaded,
@@ -628,7 +625,7 @@ impl<E: Entropy> Exchange<E> {
                     "sign_in_refused",
                     json!({ "rule": refusal.rule, "provider": p.label() }),
                 );
-                let retry = pages::login_url(&cfg.path_prefix, &r.flow.next, p.name.as_deref());
+                let retry = pages::switch_url(&cfg.path_prefix, &r.flow.next, p.name.as_deref());
                 let page = pages::refused(refusal.rule, refusal.email.as_deref(), &retry);
                 Step::Reply(Reply::new(403, HTML, page).with(
                     "set-cookie",

@@ -927,3 +927,34 @@ fn a_provider_whose_metadata_just_failed_is_not_asked_again_at_once() {
     assert_eq!(e.get(&mut jar, "/.keycard/login").status(), 303);
     assert_eq!(e.idp.count("/.well-known/openid-configuration"), 2);
 }
+
+/// From the browser test: the refusal's "Sign in as someone else" went back to the
+/// provider, which still knew the refused user and sent them straight back.
+#[test]
+fn signing_in_as_someone_else_makes_the_provider_ask_who() {
+    let mut e = Edge::new(&[("KEYCARD_ALLOW_GROUPS", "admins")]);
+    let mut jar = Jar::default();
+    let refused = e.sign_in(&mut jar, "/.keycard/login?next=%2Fx");
+    assert_eq!(refused.status(), 403);
+    let body = &refused.reply().body;
+    let link = body
+        .split("href=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .replace("&amp;", "&");
+    assert_eq!(link, "/.keycard/login?next=%2Fx&prompt=login");
+    let again = e.get(&mut jar, &link);
+    assert!(
+        again.location().contains("&prompt=login"),
+        "{}",
+        again.location()
+    );
+    let plain = e.get(&mut jar, "/.keycard/login?prompt=consent%0d");
+    assert!(
+        !plain.location().contains("prompt="),
+        "only login or select_account"
+    );
+}

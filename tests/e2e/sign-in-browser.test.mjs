@@ -9,7 +9,6 @@
 // `make dev-oidc` runs; one with keycard's defaults (Secure: `__Host-keycard` and
 // `__Host-keycard-flow-<id>`, which Chromium keeps over http://localhost because loopback
 // counts as a secure context) reached as localhost, another site than the provider's.
-// The sign-in's one known fault in a browser is the `todo` test below.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import fs from "node:fs";
@@ -264,14 +263,11 @@ describe("browser: sign in with an OpenID provider in Chromium", { timeout: 1200
     });
   });
 
-  // The refusal page's "Sign in as someone else" is /.keycard/login?next=..., which asks
-  // the provider with no `prompt`: a provider that still has its session (eve's) signs
-  // eve in again at once, and the browser is back on the same 403, never at a form where
-  // someone else could sign in. Sending prompt=login (or select_account) on that link
-  // would let the provider ask again.
-  test("'Sign in as someone else' on the refusal page reaches the provider's form", {
-    todo: "keycard's retry link carries no prompt, so the provider's session signs the refused user in again",
-  }, async () => {
+  // The refusal page's "Sign in as someone else" asks the provider with prompt=login: a
+  // provider that still has its session (eve's) would otherwise sign eve in again at
+  // once, and the browser would be back on the same 403, never at a form where someone
+  // else could sign in (it was, before the link carried the prompt).
+  test("'Sign in as someone else' on the refusal page reaches the provider's form", async () => {
     await withBrowser(async (context, page) => {
       const required = `${dev.url}/app/else`;
       await page.goto(required);
