@@ -6,7 +6,6 @@
 //! cookie is `SameSite=Lax`, so the provider's top-level redirect back brings it, and
 //! lives ten minutes.
 
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::discovery::Metadata;
@@ -27,25 +26,19 @@ pub const MAX_FLOWS: usize = 4;
 const TAG_LEN: usize = 16;
 
 /// What the callback needs of the sign-in it finishes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Flow {
     /// `state`: 32 random bytes, base64url.
-    #[serde(rename = "s")]
     pub state: String,
     /// The PKCE verifier: 32 random bytes, base64url (43 characters, RFC 7636 §4.1).
-    #[serde(rename = "v")]
     pub verifier: String,
     /// `nonce`: 32 random bytes, base64url.
-    #[serde(rename = "n")]
     pub nonce: String,
     /// The provider's [`Provider::idp`].
-    #[serde(rename = "p")]
     pub provider: String,
     /// Where to go once signed in: a path on this site.
-    #[serde(rename = "x")]
     pub next: String,
     /// When it started (unix seconds).
-    #[serde(rename = "t")]
     pub started: u64,
 }
 
@@ -109,7 +102,7 @@ impl Flow {
     pub fn seal(&self, keys: &KeyRing, name: &str, entropy: &mut dyn Entropy) -> String {
         let mut nonce = [0u8; 24];
         entropy.fill(&mut nonce);
-        let plain = serde_json::to_vec(self).expect("a flow serialises");
+        let plain = self.to_text();
         b64(seal_box(
             keys.current().cookie_enc(),
             &nonce,
@@ -123,7 +116,37 @@ impl Flow {
         let sealed = unb64(value)?;
         keys.all()
             .find_map(|k| open_box(k.cookie_enc(), name.as_bytes(), &sealed).ok())
-            .and_then(|plain| serde_json::from_slice(&plain).ok())
+            .and_then(|plain| Flow::from_text(&String::from_utf8(plain).ok()?))
+    }
+
+    /// Its fields, one a line: none can hold a line break (`state`, the verifier and
+    /// the nonce are base64url, `next` and the provider printable ASCII or a name, the
+    /// start a number). Written by hand: serde's derives cost the wasm kilobytes.
+    fn to_text(&self) -> Vec<u8> {
+        let started = self.started.to_string();
+        let fields = [
+            &self.state,
+            &self.verifier,
+            &self.nonce,
+            &started,
+            &self.provider,
+            &self.next,
+        ];
+        fields.map(String::as_str).join("\n").into_bytes()
+    }
+
+    fn from_text(text: &str) -> Option<Flow> {
+        let mut f = text.split('\n').map(str::to_owned);
+        let mut next = || f.next();
+        let flow = Flow {
+            state: next()?,
+            verifier: next()?,
+            nonce: next()?,
+            started: crate::util::parse_u64(&next()?)?,
+            provider: next()?,
+            next: next()?,
+        };
+        next().is_none().then_some(flow)
     }
 }
 
