@@ -63,7 +63,12 @@ pub fn var_char(name: &str) -> char {
 }
 
 /// The variables whose values are secret.
-pub const SECRET_VARS: [&str; 3] = ["SESSION_SECRET", "SESSION_SECRET_PREVIOUS", "ORIGIN_SECRET"];
+pub const SECRET_VARS: [&str; 4] = [
+    "SESSION_SECRET",
+    "SESSION_SECRET_PREVIOUS",
+    "ORIGIN_SECRET",
+    "KEYCARD_OIDC_CLIENT_SECRET",
+];
 
 fn secret(s: &str) -> Secret {
     Secret::try_from(s).expect("fixture secrets are long enough")
