@@ -2,7 +2,7 @@
 //! [`SignIn`]. What the sign-in then does is [`crate::oidc`]'s.
 
 use super::vars::Vars;
-use super::{err, ConfigError};
+use super::{err, names, ConfigError};
 use crate::oidc::discovery::acceptable_url;
 use crate::oidc::{ClientSecret, Provider, SignIn};
 
@@ -89,23 +89,14 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
         }))
     }
 
-    /// No provider: then a setting that only sign-in reads is a mistake.
+    /// No provider: then a setting that only sign-in reads (any other
+    /// `KEYCARD_OIDC_*` or `KEYCARD_ALLOW_*`) is a mistake.
     fn no_sign_in(&self) -> Result<Option<SignIn>, ConfigError> {
-        let only_with_sign_in = [
-            "KEYCARD_ALLOW_EMAIL_DOMAINS",
-            "KEYCARD_ALLOW_GROUPS",
-            "KEYCARD_OIDC_CLIENT_ID",
-            "KEYCARD_OIDC_CLIENT_SECRET",
-            "KEYCARD_OIDC_SCOPES",
-            "KEYCARD_OIDC_USER_CLAIM",
-            "KEYCARD_OIDC_CLAIMS",
-            "KEYCARD_OIDC_GROUPS_CLAIM",
-            "KEYCARD_OIDC_PROMPT",
-        ];
-        match only_with_sign_in
-            .into_iter()
-            .find(|v| self.secret(v).is_some())
-        {
+        let mut only_with_sign_in = names::KNOWN.into_iter().filter(|n| {
+            (n.starts_with("KEYCARD_OIDC_") || n.starts_with("KEYCARD_ALLOW_"))
+                && !["KEYCARD_OIDC_ISSUER", "KEYCARD_OIDC_PROVIDERS"].contains(n)
+        });
+        match only_with_sign_in.find(|v| self.secret(v).is_some()) {
             Some(var) => Err(err(
                 var,
                 "is set, but no provider is: set KEYCARD_OIDC_ISSUER (or KEYCARD_OIDC_PROVIDERS)",

@@ -13,53 +13,21 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import fs from "node:fs";
-import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
-import { chromium } from "playwright-core";
-
 import { parseSetCookie, request, startKeycard } from "./lib/harness.mjs";
+import { PHONE, withBrowser } from "./lib/chromium.mjs";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 const ARTIFACTS = path.join(ROOT, "tests/artifacts/browser");
 const DEMO = fs.readFileSync(path.join(ROOT, "www/src/index.js"), "utf8");
-const CHROMIUM = "/usr/bin/chromium";
-const CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-  "--disable-background-networking", "--disable-component-update", "--disable-sync"];
 // A name that is not loopback, so Chromium treats http:// on it as insecure; Chromium
 // itself resolves it to 127.0.0.1.
 const PLAIN_HOST = "keycard.test";
 
 fs.mkdirSync(ARTIFACTS, { recursive: true });
 
-/** A phone's screen: the narrowest the demo and the inspector are made for. */
-const PHONE = { viewport: { width: 360, height: 740 }, isMobile: true, hasTouch: true };
-
-/** A fresh Chromium with a fresh profile; `fn(context, page)`; always cleaned up. A
- * desktop window unless `screen` says otherwise (`PHONE`). */
-async function withBrowser(fn, { extraArgs = [], screen = { viewport: { width: 1280, height: 860 } } } = {}) {
-  assert.ok(fs.existsSync(CHROMIUM), `${CHROMIUM} is missing: run \`scripts/setup.sh browser\` (make test does)`);
-  const profile = fs.mkdtempSync(path.join(os.tmpdir(), "keycard-chromium-"));
-  const context = await chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: [...CHROMIUM_ARGS, ...extraArgs],
-    ...screen,
-    deviceScaleFactor: 1,
-    colorScheme: "light",
-    locale: "en-US",
-    timezoneId: "UTC",
-  });
-  try {
-    const page = context.pages()[0] ?? (await context.newPage());
-    page.setDefaultTimeout(15000);
-    return await fn(context, page);
-  } finally {
-    await context.close().catch(() => {});
-    fs.rmSync(profile, { recursive: true, force: true });
-  }
-}
 
 const text = async (page, sel) => (await page.locator(sel).textContent())?.trim();
 

@@ -12,20 +12,15 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import fs from "node:fs";
-import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
-import { chromium } from "playwright-core";
-
 import { decodeSession, freePort, startKeycard, startOrigin } from "./lib/harness.mjs";
+import { withBrowser } from "./lib/chromium.mjs";
 import { startProvider } from "./lib/provider.mjs";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 const ARTIFACTS = path.join(ROOT, "tests/artifacts/sign-in-browser");
-const CHROMIUM = "/usr/bin/chromium";
-const CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-  "--disable-background-networking", "--disable-component-update", "--disable-sync"];
 
 const ADA = { email: "ada@corp.example", email_verified: true, name: "Ada Lovelace", groups: ["eng"] };
 const GRACE = { email: "grace@navy.example", email_verified: true, name: "Grace Hopper", groups: ["ops"] };
@@ -33,27 +28,6 @@ const CLIENT = { client_id: "keycard", client_secret: "browser-test-secret" };
 
 fs.mkdirSync(ARTIFACTS, { recursive: true });
 
-/** A fresh Chromium with a fresh profile; `fn(context, page)`; always cleaned up. */
-async function withBrowser(fn) {
-  assert.ok(fs.existsSync(CHROMIUM), `${CHROMIUM} is missing: run \`scripts/setup.sh browser\` (make test does)`);
-  const profile = fs.mkdtempSync(path.join(os.tmpdir(), "keycard-chromium-"));
-  const context = await chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: CHROMIUM_ARGS,
-    viewport: { width: 1280, height: 860 },
-    locale: "en-US",
-    timezoneId: "UTC",
-  });
-  try {
-    const page = context.pages()[0] ?? (await context.newPage());
-    page.setDefaultTimeout(15000);
-    return await fn(context, page);
-  } finally {
-    await context.close().catch(() => {});
-    fs.rmSync(profile, { recursive: true, force: true });
-  }
-}
 
 /** The main frame's navigations from now on (every hop of a redirect chain), as URLs. */
 function recordNavigations(page) {
