@@ -33,8 +33,8 @@ use crate::oidc::token::{self, TokenError};
 use crate::oidc::{Provider, SignIn, DEFAULT_TTL, DOWN_TTL, MAX_TTL, MIN_TTL};
 use crate::session::{Changes, Loaded, SessionState};
 
-/// What the provider sent the browser back with, once its flow checked out.
-#[derive(Debug)]
+/// What the provider sent the browser back with, once its flow checked out. Its
+/// `Debug` leaves the code out.
 pub(super) struct Returned {
     provider: usize,
     flow: Flow,
@@ -46,6 +46,16 @@ pub(super) struct Returned {
     redirect_uri: String,
 }
 
+impl std::fmt::Debug for Returned {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Returned")
+            .field("provider", &self.provider)
+            .field("flow", &self.flow)
+            .field("iss", &self.iss)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A callback under way: what came back, the session it arrived with, and the
 /// provider's metadata.
 #[derive(Debug)]
@@ -55,11 +65,20 @@ pub(super) struct Callback {
     meta: Metadata,
 }
 
-/// The ID token, read and its claims checked, but its signature not yet.
-#[derive(Debug)]
+/// The ID token, read and its claims checked, but its signature not yet. Its `Debug`
+/// shows neither the claims nor the access token.
 pub(super) struct Token {
     parsed: Parsed,
     access_token: Option<String>,
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Token")
+            .field("alg", &self.parsed.alg)
+            .field("kid", &self.parsed.kid)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What to do once the provider's metadata is in.

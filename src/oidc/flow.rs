@@ -25,8 +25,9 @@ pub const MAX_FLOWS: usize = 4;
 /// How many characters of `state` name its cookie.
 const TAG_LEN: usize = 16;
 
-/// What the callback needs of the sign-in it finishes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What the callback needs of the sign-in it finishes. Its `Debug` shows neither the
+/// verifier, nor the nonce, nor the state.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Flow {
     /// `state`: 32 random bytes, base64url.
     pub state: String,
@@ -40,6 +41,16 @@ pub struct Flow {
     pub next: String,
     /// When it started (unix seconds).
     pub started: u64,
+}
+
+impl std::fmt::Debug for Flow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Flow")
+            .field("provider", &self.provider)
+            .field("next", &self.next)
+            .field("started", &self.started)
+            .finish_non_exhaustive()
+    }
 }
 
 fn random(entropy: &mut dyn Entropy) -> String {
@@ -285,6 +296,16 @@ mod tests {
         );
         assert_eq!(Flow::open(&rotated, &name, &value), Some(f));
         assert_eq!(Flow::open(&ring(), &name, "not base64!"), None);
+    }
+
+    #[test]
+    fn its_debug_keeps_the_secrets_out() {
+        let f = Flow::start(&provider(), "/next", 100, &mut CountingEntropy(4));
+        let shown = format!("{f:?}");
+        assert!(shown.contains("/next"));
+        for secret in [&f.verifier, &f.nonce, &f.state] {
+            assert!(!shown.contains(secret.as_str()), "{shown}");
+        }
     }
 
     #[test]
