@@ -69,8 +69,8 @@ define DEV_OIDC_STEPS
   3. Sign out (the demo's button or the inspector's), then open /account/ again: keycard sends you to the
      provider, which still knows you and sends you straight back, signed in: signing out of keycard ends
      the keycard session only. To be asked again, sign out at the provider too: http://127.0.0.1:8788/session/end
-  4. At the provider's form, any login but ada and grace has no verified email: keycard refuses it with a 403.
-     The provider keeps that login too: sign out there (the link above) to sign in as ada again.
+  4. At the provider's form, any login but ada and grace has no verified email: keycard refuses it with a 403
+     page, whose 'Sign in as someone else' has the provider ask again (prompt=login).
   The demo's own name form (on / and /login) still signs in without the provider; to sign in with the
   provider from any page, open http://127.0.0.1:8787/.keycard/login?next=/ .
   Stop with Ctrl-C: keycard and the provider both stop.
