@@ -204,6 +204,11 @@ describe("the rogue provider", () => {
       assert.equal(html.status, 200);
       assert.match(html.headers.get("content-type"), /text\/html/);
       assert.equal((await flow("error-500")).res.status, 500);
+      const huge = (await flow("huge")).res;
+      assert.equal(huge.headers.get("content-length"), null, "chunked");
+      assert.ok((await huge.text()).length > 32 * 1024 * 1024, "32 MB");
+      for (let i = 0; i < 50 && rogue.hugeSent === undefined; i++) await new Promise((r) => setTimeout(r, 20));
+      assert.equal(rogue.hugeSent, true, "read to its end, it says so");
 
       rogue.setClaims({ email: "eve@corp.example", groups: undefined });
       const claimed = (await verify((await (await flow("good")).res.json()).id_token)).payload;
@@ -212,7 +217,7 @@ describe("the rogue provider", () => {
       rogue.setIssParam(null);
       assert.equal(new URL(await loginAtProvider(authorizeUrl(meta.authorization_endpoint).url, "x")).searchParams.has("iss"), false);
 
-      assert.ok(MODES.every((m) => m === "good" || refused.includes(m) || ["wrong-nonce", "es256", "no-email-verified", "azp-missing", "html", "error-500"].includes(m)), "every mode is checked here");
+      assert.ok(MODES.every((m) => m === "good" || refused.includes(m) || ["wrong-nonce", "es256", "no-email-verified", "azp-missing", "html", "error-500", "huge"].includes(m)), "every mode is checked here");
     } finally {
       await rogue.close();
     }

@@ -266,7 +266,7 @@ describe("a provider that misbehaves", () => {
     ["alg-none", 400], ["hs256-with-public-key", 400], ["hs256-with-public-jwk", 400],
     ["wrong-aud", 400], ["wrong-nonce", 400], ["wrong-iss", 400], ["expired", 400],
     ["unknown-kid", 400], ["bad-signature", 400], ["azp-missing", 400],
-    ["html", 503], ["error-500", 503],
+    ["html", 503], ["error-500", 503], ["huge", 503],
   ]) {
     test(`${mode}: no session, a clear ${status}`, async () => {
       const { c, done } = await attempt(mode);
@@ -274,6 +274,10 @@ describe("a provider that misbehaves", () => {
       assert.match(done.headers["content-type"], /text\/html/);
       assert.equal(c.jar.get("keycard"), undefined, "no session");
       if (status === 503) assert.ok(done.headers["retry-after"]);
+      if (mode === "huge") {
+        for (let i = 0; i < 50 && rogue.hugeSent === undefined; i++) await new Promise((r) => setTimeout(r, 20));
+        assert.equal(rogue.hugeSent, false, "keycard stops reading past its cap");
+      }
     });
   }
 

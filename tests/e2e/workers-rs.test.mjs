@@ -333,3 +333,34 @@ describe("the workers-rs example signs users in with a provider", () => {
     }
   });
 });
+
+// The Rust driver reads a provider's answer with a cap, as it streams in (the attack
+// review: an answer with no Content-Length was read whole).
+describe("the workers-rs example and a provider that answers too much", () => {
+  test("a 32 MB chunked token answer is a 503, not a session", async () => {
+    const { startRogueProvider } = await import("./lib/rogue-provider.mjs");
+    const rogue = await startRogueProvider({ clients: [{ client_id: "rs", client_secret: "rs-secret" }] });
+    const rs = await startKeycard(
+      { SESSION_COOKIE_NAME: NAME, KEYCARD_OIDC_ISSUER: rogue.issuer, KEYCARD_OIDC_CLIENT_ID: "rs", KEYCARD_OIDC_CLIENT_SECRET: "rs-secret" },
+      { entry: EXAMPLE },
+    );
+    try {
+      for (const [mode, status] of [["huge", 503], ["good", 303]]) {
+        rogue.setMode(mode);
+        const c = new Client(rs.url);
+        const start = await c.get("/.keycard/login?next=%2F");
+        const to = await fetch(start.headers.location, { redirect: "manual" });
+        const back = new URL(to.headers.get("location"));
+        const done = await c.get(back.pathname + back.search);
+        assert.equal(done.status, status, `${mode}: ${done.text.slice(0, 200)}`);
+        assert.equal(Boolean(c.jar.get(NAME)), status === 303, mode);
+        if (mode === "huge") {
+          for (let i = 0; i < 50 && rogue.hugeSent === undefined; i++) await new Promise((r) => setTimeout(r, 20));
+          assert.equal(rogue.hugeSent, false, "keycard stops reading past its cap");
+        }
+      }
+    } finally {
+      await Promise.all([rs.close(), rogue.close()]);
+    }
+  });
+});

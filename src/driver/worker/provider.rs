@@ -3,10 +3,13 @@
 //! `src/driver/entry.js` does them for the standalone Worker. What to send and which
 //! key and algorithm to use is decided by the exchange; this only carries it out.
 
+use futures_util::StreamExt;
 use js_sys::{Function, Promise, Reflect, Uint8Array, JSON};
 use wasm_bindgen::{JsCast, JsValue};
 use worker::wasm_bindgen_futures::JsFuture;
-use worker::{Fetch, Headers, Method, Request, RequestInit, RequestRedirect};
+use worker::{
+    Fetch, Headers, Method, Request, RequestInit, RequestRedirect, Response, ResponseBody,
+};
 
 use crate::http::outbound::{Inbound, Outbound, MAX_BODY};
 use crate::oidc::id_token::Verification;
@@ -52,18 +55,30 @@ pub(super) async fn fetch(out: &Outbound) -> Result<Inbound, String> {
         return Err("the answer is too long".into());
     }
     let (content_type, cache_control) = (header("content-type"), header("cache-control"));
-    let body = response.text().await.map_err(message)?;
-    // Without a Content-Length the body is read whole first: the exchange refuses what
-    // is past its limit all the same.
-    if body.len() > 4 * MAX_BODY {
-        return Err("the answer is too long".into());
-    }
+    let body = match response.body() {
+        ResponseBody::Stream(_) => read_capped(&mut response).await?,
+        _ => response.text().await.map_err(message)?,
+    };
     Ok(Inbound {
         status: response.status_code(),
         content_type,
         cache_control,
         body,
     })
+}
+
+/// The body, read as it streams in and given up past four times [`MAX_BODY`], whatever
+/// `Content-Length` said (a chunked or compressed answer has none).
+async fn read_capped(response: &mut Response) -> Result<String, String> {
+    let mut stream = response.stream().map_err(message)?;
+    let mut bytes = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        bytes.extend(chunk.map_err(message)?);
+        if bytes.len() > 4 * MAX_BODY {
+            return Err("the answer is too long".into());
+        }
+    }
+    String::from_utf8(bytes).map_err(|_| "the answer is not UTF-8".to_owned())
 }
 
 /// Calls `crypto.subtle[method](...args)` and awaits it.

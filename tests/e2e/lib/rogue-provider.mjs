@@ -11,7 +11,7 @@ import { generateKeyPair, exportJWK, exportSPKI, SignJWT } from "jose";
 export const MODES = [
   "good", "alg-none", "hs256-with-public-key", "hs256-with-public-jwk", "wrong-aud", "wrong-nonce",
   "wrong-iss", "expired", "unknown-kid", "html", "error-500", "bad-signature", "es256",
-  "no-email-verified", "azp-missing",
+  "no-email-verified", "azp-missing", "huge",
 ];
 
 const b64json = (o) => Buffer.from(JSON.stringify(o)).toString("base64url");
@@ -55,6 +55,7 @@ export function parseBasicAuth(header) {
  *   wrong-aud  wrong-nonce  wrong-iss  expired (exp and iat 10 and 20 minutes ago)
  *   unknown-kid            signed by an RSA key the JWKS does not publish, under its own kid
  *   html                   200 text/html, no JSON at all
+ *   huge                   200 JSON of 32 MB, chunked (no Content-Length), in 64 KB writes
  *   error-500              500 {"error":"server_error"}
  *   bad-signature          the good token with the last byte of its signature flipped
  *   es256                  a right ES256 ID token (the JWKS holds an EC key too)
@@ -157,6 +158,24 @@ export async function startRogueProvider(opts = {}) {
       params,
     };
     if (mode === "error-500") return json(res, 500, { error: "server_error" });
+    if (mode === "huge") {
+      res.writeHead(200, { "content-type": "application/json" });
+      res.write('{"padding":"');
+      const chunk = "x".repeat(64 * 1024);
+      let left = 512;
+      const more = () => {
+        while (left > 0) {
+          left--;
+          if (!res.write(chunk)) return res.once("drain", more);
+        }
+        res.end('"}');
+      };
+      res.on("error", () => {});
+      // Whether the client stopped reading before the end (keycard's cap).
+      state.hugeSent = undefined;
+      res.on("close", () => { state.hugeSent = res.writableFinished; });
+      return more();
+    }
     if (mode === "html") {
       res.writeHead(200, { "content-type": "text/html; charset=utf-8" });
       return res.end("<!doctype html><html><body><h1>Sign in</h1><p>Please log in to continue.</p></body></html>");
@@ -264,6 +283,8 @@ export async function startRogueProvider(opts = {}) {
     get lastTokenRequest() { return state.lastTokenRequest; },
     get authorizeRequests() { return state.authorizeRequests; },
     get jwksRequests() { return state.jwksRequests; },
+    /** After a `huge` answer: whether it was sent to its end (false: the client hung up). */
+    get hugeSent() { return state.hugeSent; },
     setMode(m) {
       if (!MODES.includes(m)) throw new Error(`rogue provider: unknown mode ${m}`);
       mode = m;
