@@ -115,7 +115,8 @@ fn is_asset_name(s: &str) -> bool {
                 .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'_'))
 }
 
-fn param(query: &str, name: &str) -> Option<String> {
+/// The first value of `name` in a query, form-decoded.
+pub(super) fn param(query: &str, name: &str) -> Option<String> {
     form_urlencoded::parse(query.as_bytes())
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.into_owned())

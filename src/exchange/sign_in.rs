@@ -18,7 +18,7 @@ use std::rc::Rc;
 
 use serde_json::{json, Map, Value};
 
-use super::endpoints::Login;
+use super::endpoints::{param, Login};
 use super::pages::{self, HTML};
 use super::*;
 use crate::config::Config;
@@ -116,13 +116,6 @@ pub(super) enum Waiting {
 fn provider_of(cfg: &Config, i: usize) -> Option<(&SignIn, &Provider)> {
     let s = cfg.sign_in.as_ref()?;
     Some((s, s.providers.get(i)?))
-}
-
-/// The first value of `name` in a query.
-fn param(query: &str, name: &str) -> Option<String> {
-    form_urlencoded::parse(query.as_bytes())
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.into_owned())
 }
 
 impl<E: Entropy> Exchange<E> {
@@ -642,7 +635,7 @@ impl<E: Entropy> Exchange<E> {
                 self.log(
                     Level::Warn,
                     "sign_in_refused",
-                    json!({ "rule": refusal.rule, "provider": p.label() }),
+                    json!({ "rule": refusal.rule, "provider": p.idp() }),
                 );
                 let retry = pages::switch_url(&cfg.path_prefix, &r.flow.next, p.name.as_deref());
                 let page = pages::refused(refusal.rule, refusal.email.as_deref(), &retry);
@@ -682,12 +675,7 @@ impl<E: Entropy> Exchange<E> {
 
     /// The provider's own refusal (`error=access_denied`, say).
     fn provider_said_no(&mut self, flow: &Flow, name: &str, error: &str) -> Step {
-        // Only an error code's characters (RFC 6749 §4.1.2.1) reach the log and the page.
-        let error: String = error
-            .chars()
-            .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
-            .take(40)
-            .collect();
+        let error = crate::oidc::error_code(error);
         let status = if error == "access_denied" { 403 } else { 400 };
         let why = format!("the provider did not sign the user in: {error}");
         self.sign_in_failed(Some((flow, name)), status, &why)
@@ -730,7 +718,7 @@ impl<E: Entropy> Exchange<E> {
     /// with `Retry-After`. The flow's cookie stays, so that trying again may finish.
     fn provider_unavailable(&mut self, i: usize, what: &'static str, problem: &str) -> Step {
         let cfg = Rc::clone(&self.cfg);
-        let label = provider_of(&cfg, i).map_or("", |(_, p)| p.label());
+        let label = provider_of(&cfg, i).map_or("", |(_, p)| p.idp());
         self.log(
             Level::Error,
             "provider_unavailable",

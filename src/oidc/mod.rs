@@ -21,6 +21,15 @@ pub mod id_token;
 pub mod identity;
 pub mod token;
 
+/// An OAuth error code from a provider, as it may reach a log line or a page: only the
+/// characters of the registered codes (RFC 6749 §4.1.2.1 and §5.2), at most 40.
+pub fn error_code(text: &str) -> String {
+    text.chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .take(40)
+        .collect()
+}
+
 /// Sign-in's settings: `KEYCARD_OIDC_*` and the allow rules.
 #[derive(Debug, Clone)]
 pub struct SignIn {
@@ -83,14 +92,10 @@ pub struct Provider {
 }
 
 impl Provider {
-    /// The session's `idp`: its name, or its issuer when it is the only one.
+    /// The session's `idp`, and its name in a log line: its name, or its issuer when it
+    /// is the only one.
     pub fn idp(&self) -> &str {
         self.name.as_deref().unwrap_or(&self.issuer)
-    }
-
-    /// Its name for a log line or a page: its name, or its issuer.
-    pub fn label(&self) -> &str {
-        self.idp()
     }
 }
 

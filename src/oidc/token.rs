@@ -69,13 +69,7 @@ pub fn read(answer: &Inbound) -> Result<Tokens, TokenError> {
         )));
     };
     if answer.status != 200 {
-        let error = body.get("error").and_then(|e| e.as_str()).unwrap_or("");
-        // Only the registered error codes' characters (RFC 6749 §5.2) reach the log.
-        let error: String = error
-            .chars()
-            .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
-            .take(40)
-            .collect();
+        let error = super::error_code(body.get("error").and_then(|e| e.as_str()).unwrap_or(""));
         return match answer.status {
             400 | 401 if !error.is_empty() => Err(TokenError::Refused(error)),
             s => Err(TokenError::Broken(format!("{s}"))),
