@@ -112,6 +112,19 @@ pub(super) enum Waiting {
     UserInfo(Box<Callback>, Map<String, Value>, Lacking),
 }
 
+/// A provider's answer as a JSON object, when it is a `200` of JSON; otherwise what is
+/// wrong with it, for the log line of a provider that is unavailable.
+fn json_answer(result: Result<Inbound, String>) -> Result<(Map<String, Value>, Inbound), String> {
+    let answer = result?;
+    if answer.status != 200 {
+        return Err(format!("answered {}", answer.status));
+    }
+    let doc = answer
+        .json_object()
+        .ok_or("answered something other than a JSON object")?;
+    Ok((doc, answer))
+}
+
 /// The sign-in settings and provider `i` of `cfg`.
 fn provider_of(cfg: &Config, i: usize) -> Option<(&SignIn, &Provider)> {
     let s = cfg.sign_in.as_ref()?;
@@ -355,27 +368,6 @@ impl<E: Entropy> Exchange<E> {
         }
     }
 
-    /// The answer's JSON object when it is a `200` of JSON; otherwise the `503` of a
-    /// provider that is unavailable, naming `what`.
-    fn json_from(
-        &mut self,
-        i: usize,
-        what: &'static str,
-        result: Result<Inbound, String>,
-    ) -> Result<(Map<String, Value>, Inbound), Step> {
-        let problem = match &result {
-            Err(e) => e.clone(),
-            Ok(a) if a.status != 200 => format!("answered {}", a.status),
-            Ok(_) => "answered something other than a JSON object".into(),
-        };
-        if let Ok(a) = result {
-            if let Some(doc) = a.json_object().filter(|_| a.status == 200) {
-                return Ok((doc, a));
-            }
-        }
-        Err(self.provider_unavailable(i, what, &problem))
-    }
-
     fn metadata_fetched(&mut self, then: Then, result: Result<Inbound, String>) -> Step {
         let i = match &then {
             Then::Redirect { provider, .. } => *provider,
@@ -385,22 +377,15 @@ impl<E: Entropy> Exchange<E> {
         let Some((_, p)) = provider_of(&cfg, i) else {
             return self.out_of_order("metadata_fetched");
         };
-        let parsed = match self.json_from(i, "metadata", result) {
-            Ok((doc, answer)) => discovery::parse(&p.issuer, &doc)
-                .map(|m| (m, answer))
-                .map_err(Err),
-            Err(step) => Err(Ok(step)),
-        };
+        let parsed = json_answer(result)
+            .and_then(|(doc, answer)| discovery::parse(&p.issuer, &doc).map(|meta| (meta, answer)));
         let (meta, answer) = match parsed {
             Ok(ok) => ok,
-            Err(failed) => {
+            Err(problem) => {
                 // Every sign-in gets the 503 at once for a while, rather than wait on
                 // a provider that just failed.
                 p.cache.lock().down_until = Some(self.now + DOWN_TTL);
-                return match failed {
-                    Ok(step) => step,
-                    Err(problem) => self.provider_unavailable(i, "metadata", &problem),
-                };
+                return self.provider_unavailable(i, "metadata", &problem);
             }
         };
         let until = self.now + answer.max_age(DEFAULT_TTL, MIN_TTL, MAX_TTL);
@@ -512,9 +497,9 @@ impl<E: Entropy> Exchange<E> {
         token: Box<Token>,
         result: Result<Inbound, String>,
     ) -> Step {
-        let (doc, answer) = match self.json_from(cb.r.provider, "keys", result) {
+        let (doc, answer) = match json_answer(result) {
             Ok(ok) => ok,
-            Err(step) => return step,
+            Err(problem) => return self.provider_unavailable(cb.r.provider, "keys", &problem),
         };
         let Some(Value::Array(list)) = doc.get("keys") else {
             return self.provider_unavailable(cb.r.provider, "keys", "the key set has no keys");
@@ -582,15 +567,9 @@ impl<E: Entropy> Exchange<E> {
         lacking: Lacking,
         result: Result<Inbound, String>,
     ) -> Step {
-        let info = match result
-            .as_ref()
-            .ok()
-            .filter(|a| a.status == 200)
-            .and_then(Inbound::json_object)
-        {
-            Some(info) => info,
-            None if lacking == Lacking::Copied => {
-                let problem = result.map_or_else(|e| e, |a| format!("answered {}", a.status));
+        let info = match json_answer(result) {
+            Ok((info, _)) => info,
+            Err(problem) if lacking == Lacking::Copied => {
                 self.log(
                     Level::Warn,
                     "userinfo_skipped",
@@ -598,10 +577,7 @@ impl<E: Entropy> Exchange<E> {
                 );
                 return self.sign_in_as(cb, claims);
             }
-            None => match self.json_from(cb.r.provider, "userinfo", result) {
-                Ok((info, _)) => info,
-                Err(step) => return step,
-            },
+            Err(problem) => return self.provider_unavailable(cb.r.provider, "userinfo", &problem),
         };
         match identity::merge_userinfo(&mut claims, info) {
             Ok(()) => self.sign_in_as(cb, claims),
