@@ -43,7 +43,7 @@ pub enum Do {
     /// Send `call(country)` to the object named `object` in the Durable Object
     /// namespace `binding` (its `answer` method), then `users_answered(..)`.
     Users = 8,
-    /// Send `method` to `url` with `request_headers` (`name:value` lines) and `body`
+    /// Send `method` to `url` with the headers `edits` sets and `body`
     /// (`undefined` for none), read the answer whole, then `fetched(..)`.
     Fetch = 9,
     /// Import `jwk` with `import_params`, then verify `signature` over `signing_input`
@@ -204,19 +204,6 @@ impl JsExchange {
         }
     }
 
-    /// The headers of a request to a provider, as `name:value` lines.
-    #[wasm_bindgen(getter)]
-    pub fn request_headers(&self) -> Result<String, JsValue> {
-        match &self.step {
-            Step::Fetch(out) => Ok(out
-                .headers
-                .iter()
-                .map(|(n, v)| format!("{n}:{v}\n"))
-                .collect()),
-            _ => Err(wrong_step("request_headers")),
-        }
-    }
-
     /// The body of a request to a provider, if any.
     #[wasm_bindgen(getter)]
     pub fn body(&self) -> Result<Option<String>, JsValue> {
@@ -280,11 +267,13 @@ impl JsExchange {
         }
     }
 
-    /// The edits to the origin's response headers, in the same text form.
+    /// The edits to the origin's response headers, or the headers of a request to a
+    /// provider (as edits to an empty list), in the same text form.
     #[wasm_bindgen(getter)]
     pub fn edits(&self) -> Result<String, JsValue> {
         match &self.step {
             Step::Rewrap(r) => Ok(r.wire()),
+            Step::Fetch(out) => Ok(out.wire()),
             _ => Err(wrong_step("edits")),
         }
     }

@@ -82,10 +82,7 @@ const PROVIDER_MAX_BYTES = 1 << 20;
  * what `fetched` takes. */
 async function askProvider(ex) {
   const headers = new Headers();
-  for (const line of ex.request_headers.split("\n")) {
-    const i = line.indexOf(":");
-    if (i > 0) headers.set(line.slice(0, i), line.slice(i + 1));
-  }
+  applyEdits(headers, parseWire(ex.edits).edits);
   const res = await fetch(ex.url, {
     method: ex.method,
     headers,

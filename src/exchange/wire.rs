@@ -1,7 +1,8 @@
 //! The exchange's plans as the drivers carry them out: header edits as a type, and the
 //! one text form of them that `src/driver/entry.js` reads.
 //!
-//! A [`Forward`] and a [`Rewrap`] are typed. Their [`HeaderEdit`]s are what a driver
+//! A [`Forward`], a [`Rewrap`] and a request to an identity provider ([`Outbound`])
+//! are typed. Their [`HeaderEdit`]s are what a driver
 //! applies to a header list, in order: `keycard::worker` applies them as they are, and
 //! the standalone edge renders them, with the forwarding instructions, into the text
 //! below, once, for JS. No driver reads a header name or parses the text back.
@@ -23,6 +24,7 @@ use std::borrow::Cow;
 use std::fmt::Write as _;
 
 use super::{CookieEdit, Forward, Rewrap};
+use crate::http::outbound::Outbound;
 
 /// One change to a header list.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,6 +102,20 @@ impl Rewrap {
             edits.push(HeaderEdit::Set("cache-control", Cow::Borrowed(cc)));
         }
         edits
+    }
+
+    /// The edits in the text form.
+    pub fn wire(&self) -> String {
+        let mut w = String::new();
+        render(&mut w, &self.header_edits());
+        w
+    }
+}
+
+impl Outbound {
+    /// Its headers, as edits to an empty header list.
+    pub fn header_edits(&self) -> Vec<HeaderEdit<'_>> {
+        self.headers.iter().map(|(n, v)| set(n, v)).collect()
     }
 
     /// The edits in the text form.

@@ -31,9 +31,7 @@ fn message(e: impl Into<JsValue>) -> String {
 /// Sends `out` and reads its answer whole (up to [`MAX_BODY`] and a little more).
 pub(super) async fn fetch(out: &Outbound) -> Result<Inbound, String> {
     let headers = Headers::new();
-    for (name, value) in &out.headers {
-        headers.set(name, value).map_err(message)?;
-    }
+    super::apply_edits(&headers, &out.header_edits()).map_err(message)?;
     let mut init = RequestInit::new();
     init.with_method(Method::from(out.method.to_owned()))
         .with_headers(headers)
