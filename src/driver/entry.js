@@ -28,6 +28,13 @@ function lines(headers) {
   return out;
 }
 
+/** Whether any header name holds `text`. With a plan's `Q` line, a response for which
+ * this is false would be passed as it is: the core is not asked (its `pass_unless`). */
+function namesHold(headers, text) {
+  for (const name of headers.keys()) if (name.includes(text)) return true;
+  return false;
+}
+
 /** The request's country (`request.cf.country`) for a call to a user's object, read
  * only then: reading `request.cf` makes the runtime parse the whole `cf` object, about
  * 1 KB of JSON on Cloudflare (BENCHMARKS.md). */
@@ -136,10 +143,9 @@ async function verifySignature(ex) {
 
 const TIMED_OUT = Symbol("timed out");
 
-/** Sends the client's request to the origin as the plan says. Resolves to the origin's
- * response, or to TIMED_OUT when the plan's timeout passes first. */
-async function forward(request, env, plan) {
-  const { edits, rest } = parseWire(plan);
+/** Sends the client's request to the origin as the plan (`parseWire`'s) says. Resolves
+ * to the origin's response, or to TIMED_OUT when the plan's timeout passes first. */
+async function forward(request, env, { edits, rest }) {
   const { U: url, S: service, T: timeout, B: dropBody } = rest;
   const init = { method: request.method, headers: request.headers, redirect: "manual" };
   if (dropBody === undefined) init.body = request.body;
@@ -203,13 +209,15 @@ async function drive(ex, request, env) {
         break;
       }
       case Do.Forward: {
+        const plan = parseWire(ex.plan);
         try {
-          origin = await forward(request, env, ex.plan);
+          origin = await forward(request, env, plan);
         } catch (e) {
           settle(() => ex.unreachable(message(e)));
           break;
         }
         if (origin === TIMED_OUT) settle(() => ex.timed_out());
+        else if (plan.rest.Q !== undefined && !namesHold(origin.headers, plan.rest.Q)) return origin;
         else settle(() => ex.answered(origin.status, lines(origin.headers)));
         break;
       }

@@ -216,6 +216,9 @@ impl<E: Entropy> Exchange<E> {
             plan.identity = sent;
         }
         plan.session = forward_headers(&cfg, &loaded, self.now, &self.method, &self.url);
+        plan.pass_unless = self
+            .passes_quietly(&loaded)
+            .then_some(headers::SESSION_ALIAS_MARK);
         self.state = State::Forwarding(loaded);
         Step::Forward(plan)
     }
@@ -309,5 +312,6 @@ fn forward_plan(cfg: &Config, req: &Incoming<'_>, parts: forward::UrlParts<'_>) 
         real_ip: client_ip.map(str::to_owned),
         identity: Vec::new(),
         via: cfg.keys.current().loop_mark().to_owned(),
+        pass_unless: None,
     }
 }

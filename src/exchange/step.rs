@@ -246,6 +246,11 @@ pub struct Forward {
     pub identity: Vec<(String, String)>,
     /// `X-Session-Via`: this deployment's loop mark ([`crate::crypto::keys::KeySet::loop_mark`]).
     pub via: String,
+    /// When set, the origin's response needs no [`Exchange::answered`](super::Exchange::answered)
+    /// unless one of its header names (lower-case) contains this text: the answer would
+    /// be [`Step::Pass`]. Set when the session needs nothing written whatever the
+    /// response, which is most requests; a driver may call `answered` anyway.
+    pub pass_unless: Option<&'static str>,
 }
 
 /// What the origin answered.

@@ -126,6 +126,37 @@ fn kv_session(cfg: &Config) -> (String, KvPut) {
     }
 }
 
+/// `pass_unless` lets the JS driver skip `answered` for most responses: only a session
+/// that needs nothing written whatever the origin answers may promise it.
+#[test]
+fn only_a_session_at_rest_promises_a_pass() {
+    let cfg = config(&[("SESSION_REFRESH_AFTER", "60")]);
+    let (cookie, _) = sign_in(&cfg, Bindings::default(), r#"{"user":"ada"}"#);
+    let at = |now, cookie: &str| {
+        let h = cookie_hdr(Some(cookie));
+        let (mut ex, step) = start(&cfg, Bindings::default(), &get(&h), now);
+        let promise = forward(step).pass_unless;
+        (promise, ex.answered(&ok()))
+    };
+    assert_eq!(
+        at(T0, "theme=dark"),
+        (Some("session"), Step::Pass),
+        "no session"
+    );
+    assert_eq!(
+        at(T0 + 1, &cookie),
+        (Some("session"), Step::Pass),
+        "a fresh session"
+    );
+    let (promise, step) = at(T0 + 61, &cookie);
+    assert_eq!(promise, None, "a session due for its refresh");
+    assert!(matches!(step, Step::Rewrap(_)), "{step:?}");
+    let forged = format!("{}=v1.AAAA.1.1.1.c2lk.e30.bWFj", cfg.cookie.name);
+    let (promise, step) = at(T0, &forged);
+    assert_eq!(promise, None, "a bad cookie, which is cleared");
+    assert!(matches!(step, Step::Rewrap(_)), "{step:?}");
+}
+
 #[test]
 fn anonymous_request_is_forwarded_then_passed_through() {
     let cfg = config(&[]);
@@ -183,10 +214,11 @@ fn forward_plan_crosses_as_tagged_edit_lines() {
         real_ip: Some("1.2.3.4".into()),
         identity: vec![("x-forwarded-user".into(), "ada".into())],
         via: "m".into(),
+        pass_unless: Some("session"),
     };
     assert_eq!(
         f.wire(),
-        "Uhttp://o/p?q\nSAPP\nT5000\nB\n-x_session\n=cookie:a=1\n=x-session:e30\n\
+        "Uhttp://o/p?q\nSAPP\nT5000\nB\nQsession\n-x_session\n=cookie:a=1\n=x-session:e30\n\
          =x-session-status:valid\n=x-session-id:h\n=x-session-expires:9\n\
          =x-forwarded-for:1.2.3.4\n=x-forwarded-host:app\n=x-forwarded-proto:https\n\
          =x-real-ip:1.2.3.4\n=x-forwarded-user:ada\n=x-session-via:m\n"

@@ -16,6 +16,7 @@
 //! | `Sbinding` | through this service binding (requests only) |
 //! | `Tms` | give up on the origin after `ms` milliseconds (requests only) |
 //! | `B` | forward without the body (requests only) |
+//! | `Qtext` | the response needs no `answered` unless a header name holds `text` ([`Forward::pass_unless`]) |
 //!
 //! Names never hold `:` or a newline, values never hold a newline, so the form is
 //! unambiguous.
@@ -83,6 +84,9 @@ impl Forward {
         }
         if self.drop_body {
             line(&mut w, 'B', "");
+        }
+        if let Some(mark) = self.pass_unless {
+            line(&mut w, 'Q', mark);
         }
         render(&mut w, &self.header_edits());
         w

@@ -62,7 +62,25 @@ impl<E: Entropy> Exchange<E> {
                 .collect(),
             cache_control: h.get("cache-control").map(str::to_owned),
         };
-        self.decide(loaded, changes, origin)
+        let promised = self.passes_quietly(&loaded)
+            && !h
+                .iter()
+                .any(|(name, _)| name.contains(headers::SESSION_ALIAS_MARK));
+        let step = self.decide(loaded, changes, origin);
+        debug_assert!(
+            !promised || step == Step::Pass,
+            "Forward::pass_unless broke its promise"
+        );
+        step
+    }
+
+    /// Whether the origin's response will be passed as it is when none of its header
+    /// names holds [`headers::SESSION_ALIAS_MARK`] ([`Forward::pass_unless`]): it then
+    /// has no control header to apply and no alias to strip, and a session at rest
+    /// needs nothing written. (`answered` checks the promise in debug builds, so every
+    /// test and fuzz run that reaches it does too.)
+    pub(super) fn passes_quietly(&self, loaded: &Loaded) -> bool {
+        self.revoked.is_none() && loaded.at_rest(&self.cfg, self.now)
     }
 
     /// The origin could not be reached (the detail is for the log only).

@@ -88,6 +88,12 @@ fn normal_eq(name: &str, exact: &str) -> bool {
     normal_chars(name).eq(exact.chars())
 }
 
+/// Text that every alias of the control namespace holds once lower-cased, since the
+/// normal form keeps letters where they are: a driver that looks for it in the
+/// lower-case names the runtime gives finds every alias, and some other names
+/// ([`crate::exchange::Forward::pass_unless`]).
+pub const SESSION_ALIAS_MARK: &str = "session";
+
 /// Whether `name` is an alias of the control namespace: `x-session` or `x-session-*`.
 pub fn is_session_alias(name: &str) -> bool {
     normal_eq(name, "x-session") || normal_starts_with(name, "x-session-")
@@ -202,6 +208,38 @@ mod tests {
         ] {
             assert!(!is_session_alias(name), "{name}");
         }
+    }
+
+    /// A driver that skips the core for a response none of whose names holds the mark
+    /// (`Forward::pass_unless`) must never skip an alias: every name of up to three
+    /// parts around `session`, joined by any token character, that reads as an alias
+    /// holds the mark once lower-cased, as the runtime gives names.
+    #[test]
+    fn every_session_alias_holds_the_mark() {
+        let joins = "!#$%&'*+-.^_`|~";
+        let mut aliases = 0;
+        for a in ["x", "X"] {
+            for j1 in joins.chars() {
+                for word in ["session", "Session", "SESSION", "sEsSiOn"] {
+                    for tail in ["", "-status", "_Set", ".id", "~x", "s"] {
+                        for j2 in joins.chars() {
+                            let name = format!(
+                                "{a}{j1}{word}{}",
+                                tail.replacen(['-', '_', '.', '~'], &j2.to_string(), 1)
+                            );
+                            if is_session_alias(&name) {
+                                aliases += 1;
+                                assert!(
+                                    name.to_ascii_lowercase().contains(SESSION_ALIAS_MARK),
+                                    "{name}"
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert!(aliases > 1000, "the names tried hold aliases: {aliases}");
     }
 
     #[test]

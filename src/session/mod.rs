@@ -224,6 +224,17 @@ impl Loaded {
             _ => None,
         }
     }
+
+    /// Whether [`finish`] with no changes issues, stores and clears nothing: no
+    /// session, one the store could not read, or a valid one not yet due for a
+    /// refresh. A bad cookie is always cleared.
+    pub fn at_rest(&self, cfg: &Config, now: u64) -> bool {
+        match self {
+            Loaded::None | Loaded::StoreUnavailable => true,
+            Loaded::Bad(_) => false,
+            Loaded::Valid(s) => !s.refresh_due(cfg, now),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -304,11 +304,12 @@ pub fn finish(
     out.kv_revoke
         .extend(replaced.as_ref().and_then(|old| revoke(cfg, old, now)));
 
-    let time_refresh = s.time_refresh_due(cfg, now);
-    if !changed && !time_refresh && s.current_key {
+    // The rule `Loaded::at_rest` promises for a request with no changes.
+    if !changed && !s.refresh_due(cfg, now) {
         out.session = Some(s);
         return Ok(out);
     }
+    let time_refresh = s.time_refresh_due(cfg, now);
 
     s.issued = now;
     s.kid = cfg.keys.current().kid().to_owned();
