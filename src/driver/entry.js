@@ -1,6 +1,7 @@
 // keycard's Worker entry: the driver of the Rust core's exchange (src/exchange/mod.rs).
 //
-// For each request the core is asked, through synchronous wasm calls, what to do next:
+// For each request the core is asked, through synchronous wasm calls (the static methods
+// of `Exchange`, each given the request's handle from `Exchange.start`), what to do next:
 // read or write a KV record, call a user's Durable Object (sign-out everywhere), forward
 // to the origin, ask an identity provider or check its signature (sign-in), serve an
 // inspector asset, or answer. This file does exactly that I/O
@@ -89,11 +90,11 @@ const PROVIDER_MAX_BYTES = 1 << 20;
  * what `fetched` takes. */
 async function askProvider(ex) {
   const headers = new Headers();
-  applyEdits(headers, parseWire(ex.edits).edits);
-  const res = await fetch(ex.url, {
-    method: ex.method,
+  applyEdits(headers, parseWire(Exchange.edits(ex)).edits);
+  const res = await fetch(Exchange.url(ex), {
+    method: Exchange.method(ex),
     headers,
-    body: ex.body,
+    body: Exchange.body(ex),
     redirect: "manual",
     signal: AbortSignal.timeout(PROVIDER_TIMEOUT_MS),
   });
@@ -132,13 +133,13 @@ async function readCapped(res) {
 async function verifySignature(ex) {
   const key = await crypto.subtle.importKey(
     "jwk",
-    JSON.parse(ex.jwk),
-    JSON.parse(ex.import_params),
+    JSON.parse(Exchange.jwk(ex)),
+    JSON.parse(Exchange.import_params(ex)),
     false,
     ["verify"],
   );
-  const data = new TextEncoder().encode(ex.signing_input);
-  return crypto.subtle.verify(JSON.parse(ex.verify_params), key, ex.signature, data);
+  const data = new TextEncoder().encode(Exchange.signing_input(ex));
+  return crypto.subtle.verify(JSON.parse(Exchange.verify_params(ex)), key, Exchange.signature(ex), data);
 }
 
 const TIMED_OUT = Symbol("timed out");
@@ -174,63 +175,64 @@ async function forward(request, env, { edits, rest }) {
 async function drive(ex, request, env) {
   let origin; // the origin's response, once there is one
   // After an await, hands a result to `ex`, unless the wasm instance was replaced
-  // meanwhile (another request trapped): `ex` would then point into the new one.
+  // meanwhile (another request trapped): `ex` would then name nothing, or another
+  // request, in the new one.
   const gen = generation;
   const settle = (hand) => {
     if (gen !== generation) throw new Error("the wasm instance was replaced during the request");
     hand();
   };
   for (;;) {
-    switch (ex.step) {
+    switch (Exchange.step(ex)) {
       case Do.Reply:
-        return ex.reply();
+        return Exchange.reply(ex);
       case Do.KvGet: {
         let value;
         try {
-          value = await env[ex.binding].get(ex.key, { cacheTtl: ex.cache_ttl });
+          value = await env[Exchange.binding(ex)].get(Exchange.key(ex), { cacheTtl: Exchange.cache_ttl(ex) });
         } catch (e) {
-          settle(() => ex.kv_read(undefined, message(e)));
+          settle(() => Exchange.kv_read(ex, undefined, message(e)));
           break;
         }
-        settle(() => ex.kv_read(value ?? undefined, undefined));
+        settle(() => Exchange.kv_read(ex, value ?? undefined, undefined));
         break;
       }
       case Do.KvPut:
       case Do.KvDelete: {
-        const kv = env[ex.binding];
+        const kv = env[Exchange.binding(ex)];
         try {
-          if (ex.step === Do.KvPut) await kv.put(ex.key, ex.value, { expirationTtl: ex.ttl });
-          else await kv.delete(ex.key);
+          if (Exchange.step(ex) === Do.KvPut) await kv.put(Exchange.key(ex), Exchange.value(ex), { expirationTtl: Exchange.ttl(ex) });
+          else await kv.delete(Exchange.key(ex));
         } catch (e) {
-          settle(() => ex.written(message(e)));
+          settle(() => Exchange.written(ex, message(e)));
           break;
         }
-        settle(() => ex.written(undefined));
+        settle(() => Exchange.written(ex, undefined));
         break;
       }
       case Do.Forward: {
-        const plan = parseWire(ex.plan);
+        const plan = parseWire(Exchange.plan(ex));
         try {
           origin = await forward(request, env, plan);
         } catch (e) {
-          settle(() => ex.unreachable(message(e)));
+          settle(() => Exchange.unreachable(ex, message(e)));
           break;
         }
-        if (origin === TIMED_OUT) settle(() => ex.timed_out());
+        if (origin === TIMED_OUT) settle(() => Exchange.timed_out(ex));
         else if (plan.rest.Q !== undefined && !namesHold(origin.headers, plan.rest.Q)) return origin;
-        else settle(() => ex.answered(origin.status, lines(origin.headers)));
+        else settle(() => Exchange.answered(ex, origin.status, lines(origin.headers)));
         break;
       }
       case Do.Users: {
         let answer;
         try {
-          const ns = env[ex.binding];
-          answer = await ns.get(ns.idFromName(ex.object)).answer(ex.call(country(request)));
+          const ns = env[Exchange.binding(ex)];
+          answer = await ns.get(ns.idFromName(Exchange.object(ex))).answer(Exchange.call(ex, country(request)));
         } catch (e) {
-          settle(() => ex.users_answered(undefined, message(e)));
+          settle(() => Exchange.users_answered(ex, undefined, message(e)));
           break;
         }
-        settle(() => ex.users_answered(typeof answer === "string" ? answer : undefined, undefined));
+        settle(() => Exchange.users_answered(ex, typeof answer === "string" ? answer : undefined, undefined));
         break;
       }
       case Do.Fetch: {
@@ -238,10 +240,10 @@ async function drive(ex, request, env) {
         try {
           answer = await askProvider(ex);
         } catch (e) {
-          settle(() => ex.fetched(undefined, undefined, undefined, undefined, message(e)));
+          settle(() => Exchange.fetched(ex, undefined, undefined, undefined, undefined, message(e)));
           break;
         }
-        settle(() => ex.fetched(...answer, undefined));
+        settle(() => Exchange.fetched(ex, ...answer, undefined));
         break;
       }
       case Do.Verify: {
@@ -249,20 +251,20 @@ async function drive(ex, request, env) {
         try {
           ok = await verifySignature(ex);
         } catch (e) {
-          settle(() => ex.verified(undefined, message(e)));
+          settle(() => Exchange.verified(ex, undefined, message(e)));
           break;
         }
-        settle(() => ex.verified(ok, undefined));
+        settle(() => Exchange.verified(ex, ok, undefined));
         break;
       }
       case Do.Asset:
-        return env.ASSETS.fetch(ex.url);
+        return env.ASSETS.fetch(Exchange.url(ex));
       case Do.Pass:
         return origin;
       case Do.Rewrap:
-        return rewrap(origin, ex.edits);
+        return rewrap(origin, Exchange.edits(ex));
       default:
-        throw new Error(`unknown step ${ex.step}`);
+        throw new Error(`unknown step ${Exchange.step(ex)}`);
     }
   }
 }
@@ -325,7 +327,7 @@ export default {
     } finally {
       try {
         // Never into an instance that replaced the one `ex` lives in.
-        if (gen === generation) ex?.free();
+        if (gen === generation && ex !== undefined) Exchange.end(ex);
       } catch {
         // A trapped instance cannot free; it is replaced before the next request.
       }
