@@ -107,7 +107,7 @@ dev-rs: example-rs
 	@echo
 	npx wrangler dev -c examples/workers-rs/wrangler.toml --ip 127.0.0.1 --port 8787
 
-test: SETUP_EXTRAS = browser php symfony nginx pyjwt django gunicorn fuzz workers-rs
+test: SETUP_EXTRAS = browser php symfony nginx pyjwt django gunicorn fuzz workers-rs dbsc-chromium
 test: build example-rs test-native lint test-e2e fuzz-smoke check-deploy
 
 test-native:

@@ -13,6 +13,8 @@
 #   scripts/setup.sh bench      # also nginx-light and wrk for `make bench`
 #   scripts/setup.sh fuzz       # also the nightly toolchain and cargo-fuzz for `make fuzz`
 #   scripts/setup.sh workers-rs # also worker-build for the Rust Workers (`make example-rs`)
+#   scripts/setup.sh dbsc-chromium  # also Chromium 150 unpacked in .tools/dbsc-chromium, for
+#                               # the device-bound session tests (the system one stays as it is)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -81,12 +83,15 @@ for bin in wrangler esbuild wasm-opt; do
 done
 
 apt_ready=""
-apt_install() {
+apt_update() {
   if [ -z "$apt_ready" ]; then
     say "apt-get update"
     DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 update -qq >/dev/null
     apt_ready=1
   fi
+}
+apt_install() {
+  apt_update
   say "apt-get install $*"
   DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "$@" >/dev/null
 }
@@ -110,6 +115,32 @@ print(next(iter(md.distributions(name=pkg, path=[d]))).version)' "$dir" "$module
     rm -rf "$dir"
     python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --target "$dir" "$@" "$package==$want"
   fi
+}
+
+# deb_unpack DIR VERSION PACKAGE...: each PACKAGE=VERSION fetched with `apt-get download`
+# and unpacked with `dpkg -x` into DIR, beside whatever the system has installed, which
+# stays as it is. DIR/.version says what DIR holds; it is written last, so a half-done
+# unpack is never taken for a finished one, and another version is replaced whole.
+deb_unpack() {
+  local dir="$1" want="$2" have tmp pkg deb
+  shift 2
+  have="$(cat "$dir/.version" 2>/dev/null || true)"
+  [ "$have" = "$want" ] && return 0
+  apt_update
+  say "unpacking $* $want into $dir (found: ${have:-none})"
+  tmp="$(mktemp -d)"
+  for pkg in "$@"; do
+    if ! (cd "$tmp" && apt-get download -qq "$pkg=$want" >/dev/null 2>"$tmp/err"); then
+      echo "setup: cannot download $pkg=$want from the apt mirrors:" >&2
+      cat "$tmp/err" >&2; rm -rf "$tmp"; exit 1
+    fi
+  done
+  rm -rf "$dir" "$dir.new"
+  mkdir -p "$dir.new"
+  for deb in "$tmp"/*.deb; do dpkg -x "$deb" "$dir.new"; done
+  rm -rf "$tmp"
+  printf '%s\n' "$want" > "$dir.new/.version"
+  mv "$dir.new" "$dir"
 }
 
 for extra in "$@"; do
@@ -148,6 +179,12 @@ for extra in "$@"; do
         say "installing worker-build $want_wb (found: ${have_wb:-none}); takes about 5 minutes"
         cargo install worker-build --version "$want_wb" --locked --force
       fi ;;
+    dbsc-chromium)
+      # Chromium 150 from bookworm main, for the device-bound session (DBSC) tests: headless
+      # 156 never starts a registration, 150 registers and refreshes with software keys.
+      # Its libraries are the system chromium's dependencies, which `browser` installs.
+      command -v chromium >/dev/null || apt_install chromium fonts-dejavu-core
+      deb_unpack .tools/dbsc-chromium 150.0.7871.100-1~deb12u1 chromium chromium-common ;;
     *) echo "setup: unknown extra $extra" >&2; exit 2 ;;
   esac
 done
