@@ -94,7 +94,8 @@
 //!                requests to an identity provider, and their answers)
 //! src/crypto/    keys.rs (secrets, HKDF purpose keys, the key ring, kid, session ids,
 //!                handles), sealed_box.rs (XChaCha20-Poly1305), jwt.rs (the jwt header
-//!                format)
+//!                format), jws.rs (others' signed JWTs: the algorithms keycard accepts
+//!                and the WebCrypto check of each)
 //! src/util.rs    base64url and strict numbers
 //! src/testing.rs test fixtures: one config builder, FakeKv (an in-memory KV driver)
 //! ```

@@ -11,9 +11,9 @@ use sha2::{Digest, Sha256};
 
 use super::*;
 use crate::config::Config;
+use crate::crypto::jws::Verification;
 use crate::http::headers::HeaderList;
 use crate::http::outbound::{Inbound, Outbound};
-use crate::oidc::id_token::Verification;
 use crate::testing::{config, CountingEntropy, FakeKv, T0};
 use crate::util::{b64, unb64};
 

@@ -4,9 +4,9 @@
 
 use serde_json::{json, Value};
 
+use crate::crypto::jws::Verification;
 use crate::http::headers::HeaderList;
 use crate::http::outbound::Outbound;
-use crate::oidc::id_token::Verification;
 use crate::origin::headers::SessionHeaders;
 use crate::session::KvPut;
 use crate::users::UsersCall;

@@ -5,118 +5,15 @@
 //! claims must say. Only the signature arithmetic is the runtime's (WebCrypto), as a
 //! step of the exchange: a [`Verification`] the driver carries out.
 
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
-use crate::util::unb64;
+use crate::crypto::jws::{self, Alg, Malformed, Verification};
 
 /// How much clock difference with the provider is tolerated, in seconds.
 pub const SKEW: u64 = 60;
 
 /// The longest ID token read: a provider's token with many groups is a few kilobytes.
 const MAX_TOKEN: usize = 64 * 1024;
-
-/// The signature algorithms keycard accepts. Never `none`, never an HMAC: a client
-/// secret is no proof of who signed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Alg {
-    /// RSASSA-PKCS1-v1_5 with SHA-256.
-    Rs256,
-    /// RSASSA-PSS with SHA-256.
-    Ps256,
-    /// ECDSA on P-256 with SHA-256.
-    Es256,
-    /// Ed25519.
-    EdDsa,
-}
-
-impl Alg {
-    fn from_name(name: &str) -> Option<Alg> {
-        match name {
-            "RS256" => Some(Alg::Rs256),
-            "PS256" => Some(Alg::Ps256),
-            "ES256" => Some(Alg::Es256),
-            "EdDSA" | "Ed25519" => Some(Alg::EdDsa),
-            _ => None,
-        }
-    }
-
-    /// Its JWS name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Alg::Rs256 => "RS256",
-            Alg::Ps256 => "PS256",
-            Alg::Es256 => "ES256",
-            Alg::EdDsa => "EdDSA",
-        }
-    }
-
-    /// WebCrypto's `importKey` algorithm for its key, as JSON.
-    pub fn import_params(self) -> Value {
-        match self {
-            Alg::Rs256 => json!({ "name": "RSASSA-PKCS1-v1_5", "hash": "SHA-256" }),
-            Alg::Ps256 => json!({ "name": "RSA-PSS", "hash": "SHA-256" }),
-            Alg::Es256 => json!({ "name": "ECDSA", "namedCurve": "P-256" }),
-            Alg::EdDsa => json!({ "name": "Ed25519" }),
-        }
-    }
-
-    /// WebCrypto's `verify` algorithm, as JSON.
-    pub fn verify_params(self) -> Value {
-        match self {
-            Alg::Rs256 => json!({ "name": "RSASSA-PKCS1-v1_5" }),
-            // RFC 7518 §3.5: the salt is as long as the hash.
-            Alg::Ps256 => json!({ "name": "RSA-PSS", "saltLength": 32 }),
-            Alg::Es256 => json!({ "name": "ECDSA", "hash": "SHA-256" }),
-            Alg::EdDsa => json!({ "name": "Ed25519" }),
-        }
-    }
-
-    /// The public members of `jwk` that WebCrypto needs, when `jwk` is a key of this
-    /// algorithm's kind and strength.
-    fn public_key(self, jwk: &Map<String, Value>) -> Result<Value, &'static str> {
-        let text = |name: &str| jwk.get(name).and_then(Value::as_str);
-        let bytes = |name: &str| text(name).and_then(unb64);
-        match self {
-            Alg::Rs256 | Alg::Ps256 => {
-                let n = bytes("n")
-                    .filter(|_| text("kty") == Some("RSA"))
-                    .ok_or("the key is not an RSA key")?;
-                let n: Vec<u8> = n.into_iter().skip_while(|b| *b == 0).collect();
-                let bits = n
-                    .first()
-                    .map_or(0, |top| n.len() * 8 - top.leading_zeros() as usize);
-                if bits < 2048 {
-                    return Err("the RSA key is shorter than 2048 bits");
-                }
-                bytes("e").ok_or("the RSA key has no exponent")?;
-                Ok(json!({ "kty": "RSA", "n": text("n"), "e": text("e") }))
-            }
-            Alg::Es256 => {
-                let fits = text("kty") == Some("EC")
-                    && text("crv") == Some("P-256")
-                    && bytes("x").is_some_and(|x| x.len() == 32)
-                    && bytes("y").is_some_and(|y| y.len() == 32);
-                fits.then(|| json!({ "kty": "EC", "crv": "P-256", "x": text("x"), "y": text("y") }))
-                    .ok_or("the key is not a P-256 key")
-            }
-            Alg::EdDsa => {
-                let fits = text("kty") == Some("OKP")
-                    && text("crv") == Some("Ed25519")
-                    && bytes("x").is_some_and(|x| x.len() == 32);
-                fits.then(|| json!({ "kty": "OKP", "crv": "Ed25519", "x": text("x") }))
-                    .ok_or("the key is not an Ed25519 key")
-            }
-        }
-    }
-
-    /// Whether a signature of `len` bytes can be one of this algorithm's.
-    fn signature_fits(self, len: usize) -> bool {
-        match self {
-            Alg::Es256 | Alg::EdDsa => len == 64,
-            Alg::Rs256 | Alg::Ps256 => len >= 256,
-        }
-    }
-}
 
 /// An ID token read but not yet trusted.
 #[derive(Debug, Clone, PartialEq)]
@@ -133,59 +30,33 @@ pub struct Parsed {
     pub signature: Vec<u8>,
 }
 
-fn object(part: &str) -> Option<Map<String, Value>> {
-    match serde_json::from_slice(&unb64(part)?) {
-        Ok(Value::Object(m)) => Some(m),
-        _ => None,
-    }
-}
-
 /// Reads a compact JWS: three base64url parts, a header with an accepted `alg`, no
 /// `crit`, and a JSON object of claims.
 pub fn parse(token: &str) -> Result<Parsed, &'static str> {
-    if token.len() > MAX_TOKEN {
-        return Err("the ID token is too long");
-    }
-    let mut parts = token.split('.');
-    let (Some(h), Some(p), Some(s), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err("the ID token is not a signed JWT");
-    };
-    let header = object(h).ok_or("the ID token's header does not read")?;
-    let alg = header.get("alg").and_then(Value::as_str).unwrap_or("");
+    let jws = jws::read(token, MAX_TOKEN).map_err(|e| match e {
+        Malformed::TooLong => "the ID token is too long",
+        Malformed::NotJws => "the ID token is not a signed JWT",
+        Malformed::Header => "the ID token's header does not read",
+        Malformed::Crit => "the ID token has critical header parameters",
+        Malformed::Payload => "the ID token's claims do not read",
+        Malformed::Signature => "the ID token's signature does not read",
+    })?;
+    let alg = jws.header.get("alg").and_then(Value::as_str).unwrap_or("");
     let alg = Alg::from_name(alg).ok_or("the ID token's algorithm is not one keycard accepts")?;
-    if header.contains_key("crit") {
-        return Err("the ID token has critical header parameters");
-    }
-    let claims = object(p).ok_or("the ID token's claims do not read")?;
-    let signature = unb64(s).ok_or("the ID token's signature does not read")?;
-    if !alg.signature_fits(signature.len()) {
+    if !alg.signature_fits(jws.signature.len()) {
         return Err("the ID token's signature does not fit its algorithm");
     }
     Ok(Parsed {
         alg,
-        kid: header.get("kid").and_then(Value::as_str).map(str::to_owned),
-        claims,
-        signing_input: format!("{h}.{p}"),
-        signature,
+        kid: jws
+            .header
+            .get("kid")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        claims: jws.payload,
+        signing_input: jws.signing_input,
+        signature: jws.signature,
     })
-}
-
-/// A signature for the driver to check with the runtime's WebCrypto: import `jwk`
-/// with `import`, then `verify(verify, key, signature, signing_input)`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Verification {
-    /// The public key, as a JWK (JSON).
-    pub jwk: String,
-    /// `importKey`'s algorithm (JSON).
-    pub import: String,
-    /// `verify`'s algorithm (JSON).
-    pub verify: String,
-    /// What was signed.
-    pub signing_input: String,
-    /// The signature.
-    pub signature: Vec<u8>,
 }
 
 /// Why no key can check the token.
@@ -236,13 +107,12 @@ pub fn verification(token: &Parsed, keys: &[Map<String, Value>]) -> Result<Verif
             }
         }
     };
-    Ok(Verification {
-        jwk: jwk.to_string(),
-        import: alg.import_params().to_string(),
-        verify: alg.verify_params().to_string(),
-        signing_input: token.signing_input.clone(),
-        signature: token.signature.clone(),
-    })
+    Ok(Verification::new(
+        alg,
+        &jwk,
+        &token.signing_input,
+        &token.signature,
+    ))
 }
 
 fn seconds(v: Option<&Value>) -> Option<u64> {
@@ -298,6 +168,8 @@ pub fn check_claims(
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
     use crate::util::b64;
 

@@ -11,8 +11,8 @@ use worker::{
     Fetch, Headers, Method, Request, RequestInit, RequestRedirect, Response, ResponseBody,
 };
 
+use crate::crypto::jws::Verification;
 use crate::http::outbound::{Inbound, Outbound, MAX_BODY};
-use crate::oidc::id_token::Verification;
 
 /// How long a provider has to answer, in milliseconds.
 const TIMEOUT_MS: u32 = 10_000;
