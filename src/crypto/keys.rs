@@ -136,6 +136,7 @@ pub struct KeySet {
     enc: Key,
     handle: HmacSha256,
     users: HmacSha256,
+    device: HmacSha256,
     loop_mark: String,
 }
 
@@ -166,12 +167,14 @@ impl KeySet {
         let handle = purpose_key(secret, b"keycard session-handle");
         let users = purpose_key(secret, b"keycard users-object");
         let loop_mark = purpose_key(secret, b"keycard loop-mark");
+        let device = purpose_key(secret, b"keycard device-bound");
         KeySet {
             kid: b64(&kid_bytes[..6]),
             mac: mac_key(&mac),
             enc: Key(enc),
             handle: mac_key(&handle),
             users: mac_key(&users),
+            device: mac_key(&device),
             loop_mark: b64(&loop_mark[..16]),
         }
     }
@@ -203,6 +206,12 @@ impl KeySet {
     /// key, base64url. Another keycard, under another secret, has another mark.
     pub fn loop_mark(&self) -> &str {
         &self.loop_mark
+    }
+
+    /// A fresh HMAC instance keyed with the device-bound sessions' key: their
+    /// challenges and short-lived cookies (`crate::dbsc`).
+    pub fn device_mac(&self) -> HmacSha256 {
+        self.device.clone()
     }
 
     /// The name of the Durable Object that keeps `user`'s sessions: base64url of
@@ -406,6 +415,10 @@ pub(crate) mod tests {
         assert_eq!(
             cookie,
             mac_tag(mac_key(&okm(b"keycard cookie-mac")), &[b"x"])
+        );
+        assert_eq!(
+            mac_tag(ks.device_mac(), &[b"x"]),
+            mac_tag(mac_key(&okm(b"keycard device-bound")), &[b"x"])
         );
     }
 

@@ -1,0 +1,38 @@
+//! Device-bound sessions (DBSC, W3C WebAppSec's Device Bound Session Credentials): the
+//! protocol's rules, as plain functions the exchange will call.
+//!
+//! A browser with DBSC keeps a key pair in the device's secure hardware. When a site
+//! offers binding (`Secure-Session-Registration` on a response), the browser registers
+//! the public key with a signed proof (`Secure-Session-Response`, a `dbsc+jwt`); the
+//! site then issues only a short-lived cookie, and each renewal (a POST to the refresh
+//! URL, answered with a `Secure-Session-Challenge` first) needs a fresh proof from that
+//! key, which malware on the device cannot export. A stolen session cookie dies with its
+//! short-lived cookie, within minutes.
+//!
+//! What is here, each checked by its own tests:
+//! - [`challenge`]: the challenges keycard mints, each tied to one session and a time
+//!   by a MAC, so that none needs storing to be checked, and one whose time is not later
+//!   than the last one used is refused;
+//! - [`proof`]: a browser's proof read and judged: only ES256 and RS256, `typ`
+//!   `dbsc+jwt`, the key a registration brings or, on a refresh, the key bound before;
+//!   the signature itself is the runtime's WebCrypto, a step of the exchange;
+//! - [`short_cookie`]: the short-lived cookie, tied by a MAC to the session id, the
+//!   bound key's thumbprint and its expiry;
+//! - [`wire`]: the headers' text and the session configuration the browser reads.
+//!
+//! Header names are Chrome's current ones (Chromium 150 sends and reads these); the
+//! older `Sec-Session-*` names are gone from Chromium 156.
+
+pub mod challenge;
+pub mod proof;
+pub mod short_cookie;
+pub mod wire;
+
+/// The response header that offers binding.
+pub const REGISTRATION: &str = "secure-session-registration";
+/// The request header that carries a proof.
+pub const RESPONSE: &str = "secure-session-response";
+/// The response header that asks for a proof on a refresh.
+pub const CHALLENGE: &str = "secure-session-challenge";
+/// The request header that names the session on a refresh.
+pub const SESSION_ID: &str = "sec-secure-session-id";
