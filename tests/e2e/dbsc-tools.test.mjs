@@ -137,10 +137,14 @@ async function startDbscServer() {
   return { origin, requests, challenges, sessions, close: () => new Promise((r) => server.close(r)) };
 }
 
-/** A JWT's header and payload member names in the order they were written, the jwk's too. */
+/** A JWT's header and payload member names in the order they were written, the jwk's
+ * too, and its signature's length (64 bytes of raw r||s for ES256). */
 function shape(jwt) {
-  const { header, payload } = decodeJwt(jwt);
-  return { header: Object.keys(header), jwk: header.jwk && Object.keys(header.jwk), payload: Object.keys(payload), alg: header.alg, typ: header.typ };
+  const { header, payload, signature } = decodeJwt(jwt);
+  return {
+    header: Object.keys(header), jwk: header.jwk && Object.keys(header.jwk), payload: Object.keys(payload),
+    alg: header.alg, typ: header.typ, signature: signature.length,
+  };
 }
 
 /** What Chromium sent in test (a), for (b) to hold the client to. */
