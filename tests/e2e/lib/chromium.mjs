@@ -8,19 +8,21 @@ import path from "node:path";
 import { chromium } from "playwright-core";
 
 const CHROMIUM = "/usr/bin/chromium";
-const CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+/** The switches every headless run gets. */
+export const CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
   "--disable-background-networking", "--disable-component-update", "--disable-sync"];
 
 /** A phone's screen: the narrowest the demo and the inspector are made for. */
 export const PHONE = { viewport: { width: 360, height: 740 }, isMobile: true, hasTouch: true };
 
 /** A fresh Chromium with a fresh profile; `fn(context, page)`; always cleaned up. A
- * desktop window unless `screen` says otherwise (`PHONE`); `extraArgs` go to Chromium. */
-export async function withBrowser(fn, { extraArgs = [], screen = { viewport: { width: 1280, height: 860 } } } = {}) {
-  assert.ok(fs.existsSync(CHROMIUM), `${CHROMIUM} is missing: run \`scripts/setup.sh browser\` (make test does)`);
+ * desktop window unless `screen` says otherwise (`PHONE`); `extraArgs` go to Chromium,
+ * and `executablePath` names another build than the system's (lib/dbsc-chromium.mjs). */
+export async function withBrowser(fn, { extraArgs = [], screen = { viewport: { width: 1280, height: 860 } }, executablePath = CHROMIUM } = {}) {
+  assert.ok(fs.existsSync(executablePath), `${executablePath} is missing: run \`scripts/setup.sh browser\` (make test does)`);
   const profile = fs.mkdtempSync(path.join(os.tmpdir(), "keycard-chromium-"));
   const context = await chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM,
+    executablePath,
     headless: true,
     args: [...CHROMIUM_ARGS, ...extraArgs],
     ...screen,

@@ -1,7 +1,8 @@
 // Headless Chromium 150 with device-bound sessions (DBSC) on, for the DBSC tests.
 //
 // Debian's Chromium 156 (/usr/bin/chromium, lib/chromium.mjs) never starts a DBSC
-// registration headless; 150 registers and refreshes with software keys (ES256 only).
+// registration headless; 150 registers and refreshes with software keys (ES256 and
+// RS256).
 // `scripts/setup.sh dbsc-chromium` unpacks 150 from bookworm main into
 // .tools/dbsc-chromium, beside the system chromium, which keeps its version; the
 // libraries it loads are the system chromium's. Driven through playwright-core, a fresh
@@ -11,11 +12,10 @@
 // http://localhost:PORT (every other name resolves to nothing).
 import assert from "node:assert/strict";
 import fs from "node:fs";
-import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
-import { chromium } from "playwright-core";
+import { withBrowser } from "./chromium.mjs";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");
 const HOME = path.join(ROOT, ".tools/dbsc-chromium");
@@ -25,14 +25,12 @@ export const DBSC_CHROMIUM_VERSION = "150.0.7871.100-1~deb12u1";
 /** Its browser binary (not the /usr/bin wrapper script, which reads /etc/chromium.d). */
 export const DBSC_CHROMIUM = path.join(HOME, "usr/lib/chromium/chromium");
 
-/** The switches of the working recipe. Chromium reads only the last `--enable-features`
- * and `--disable-features`, so these replace playwright-core's own lists, which it puts
- * first; nothing here needs those. The signing quota (6 signatures per site per 9
- * minutes) is off so that a few-second cookie can refresh as often as a test wants. */
+/** The switches of the working recipe, after lib/chromium.mjs's usual ones. Chromium
+ * reads only the last `--enable-features` and `--disable-features`, so these replace
+ * playwright-core's own lists, which it puts first; nothing here needs those. The
+ * signing quota (6 signatures per site per 9 minutes) is off so that a few-second
+ * cookie can refresh as often as a test wants. */
 export const DBSC_ARGS = [
-  // The project's usual headless switches (lib/chromium.mjs).
-  "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-  "--disable-background-networking", "--disable-component-update", "--disable-sync",
   "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost",
   "--enable-features=DeviceBoundSessions,EnableBoundSessionCredentialsSoftwareKeysForManualTesting,DeviceBoundSessionsDevTools",
   "--disable-features=DeviceBoundSessionSigningQuotaAndCaching",
@@ -84,18 +82,7 @@ class DbscEvents {
 export async function withDbscBrowser(fn, { extraArgs = [] } = {}) {
   const have = fs.existsSync(path.join(HOME, ".version")) ? fs.readFileSync(path.join(HOME, ".version"), "utf8").trim() : "none";
   assert.equal(have, DBSC_CHROMIUM_VERSION, "run `scripts/setup.sh dbsc-chromium` (make test does)");
-  const profile = fs.mkdtempSync(path.join(os.tmpdir(), "keycard-dbsc-chromium-"));
-  const context = await chromium.launchPersistentContext(profile, {
-    executablePath: DBSC_CHROMIUM,
-    headless: true,
-    args: [...DBSC_ARGS, ...extraArgs],
-    viewport: { width: 1280, height: 860 },
-    locale: "en-US",
-    timezoneId: "UTC",
-  });
-  try {
-    const page = context.pages()[0] ?? (await context.newPage());
-    page.setDefaultTimeout(15000);
+  return withBrowser(async (context, page) => {
     const events = new DbscEvents();
     const cdp = await context.newCDPSession(page);
     for (const method of ["Network.deviceBoundSessionEventOccurred", "Network.deviceBoundSessionsAdded"]) {
@@ -103,9 +90,6 @@ export async function withDbscBrowser(fn, { extraArgs = [] } = {}) {
     }
     await cdp.send("Network.enable");
     await cdp.send("Network.enableDeviceBoundSessions", { enable: true });
-    return await fn({ context, page, events, cdp });
-  } finally {
-    await context.close().catch(() => {});
-    fs.rmSync(profile, { recursive: true, force: true });
-  }
+    return fn({ context, page, events, cdp });
+  }, { executablePath: DBSC_CHROMIUM, extraArgs: [...DBSC_ARGS, ...extraArgs] });
 }
