@@ -244,6 +244,7 @@ pub fn session(
         location,
         kid: keys(previous_key).kid().to_owned(),
         current_key: !previous_key,
+        bound: None,
     }
 }
 

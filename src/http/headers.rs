@@ -243,7 +243,10 @@ mod tests {
         // The spellings the trust suite's origins answer with (tests/e2e/trust.test.mjs).
         for name in ["X_Session_Set", "X.Session.Action", "x-session-debug"] {
             assert!(is_session_alias(name), "{name}");
-            assert!(name.to_ascii_lowercase().contains(SESSION_ALIAS_MARK), "{name}");
+            assert!(
+                name.to_ascii_lowercase().contains(SESSION_ALIAS_MARK),
+                "{name}"
+            );
         }
     }
 

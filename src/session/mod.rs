@@ -104,6 +104,18 @@ pub struct SessionState {
     pub kid: String,
     /// Whether that kid is the current key.
     pub current_key: bool,
+    /// The device bound to it (`KEYCARD_DEVICE_BOUND`), kept in its KV record.
+    pub bound: Option<Binding>,
+}
+
+/// A device bound to a session: its key, and the time of the last challenge it
+/// answered, so that no challenge is answered twice (`crate::dbsc::challenge`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Binding {
+    /// The device's public key.
+    pub key: crate::dbsc::proof::BoundKey,
+    /// When the last challenge it answered was minted (unix milliseconds).
+    pub last_ms: u64,
 }
 
 impl SessionState {
@@ -163,16 +175,17 @@ impl Pending {
     /// A missing, unreadable or wrong-version record gives `None`: the session is
     /// invalid.
     pub fn complete(self, record: Option<&str>) -> Option<SessionState> {
-        let data = record::decode(record?)?;
+        let rec = record::decode(record?)?;
         Some(SessionState {
             sid: self.claims.sid,
             created: self.claims.created,
             abs_exp: self.claims.abs_exp,
             issued: self.claims.issued,
-            data_b64: b64(data),
+            data_b64: b64(rec.data),
             location: Location::Kv,
             kid: self.kid,
             current_key: self.current_key,
+            bound: rec.bound,
         })
     }
 }

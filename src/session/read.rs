@@ -59,6 +59,7 @@ pub fn read(cfg: &Config, cookie_header: Option<&str>, now: u64) -> Read {
                 location: Location::Cookie,
                 kid: verified.kid,
                 current_key: verified.current_key,
+                bound: None,
             }),
             Body::InKv => Read::NeedsRecord(Pending {
                 key: record::record_key(&cfg.kv_prefix, &claims.sid),

@@ -3,7 +3,7 @@
 //!
 //! | what | key | value | `expirationTtl` |
 //! | --- | --- | --- | --- |
-//! | record | prefix + base64url(SHA-256(session id)) | `{"v":1,"created":..,"abs_exp":..,"data":{..}}` | `max(60, min(idle, abs_exp − now))` |
+//! | record | prefix + base64url(SHA-256(session id)) | `{"v":1,"created":..,"abs_exp":..,"data":{..}}`, with `"bound":{"key":"<alg> <jwk>","last":<ms>}` once a device is bound to it | `max(60, min(idle, abs_exp − now))` |
 //! | tombstone | prefix + `revoked.` + base64url(SHA-256(session id)) | `{"v":1,"revoked":<unix time>}` | `max(60, abs_exp − now)` |
 //!
 //! Keys hash the session id, so a KV dump holds no usable id. A record key never has a
@@ -12,7 +12,9 @@
 
 use std::fmt::Write as _;
 
+use super::Binding;
 use crate::crypto::keys::SessionId;
+use crate::dbsc::proof::BoundKey;
 
 /// KV's minimum `expirationTtl`.
 pub const KV_MIN_TTL: u64 = 60;
@@ -32,13 +34,19 @@ pub fn tombstone_key(prefix: &str, sid: &SessionId) -> String {
     format!("{prefix}revoked.{}", sid.digest())
 }
 
-/// A record holding `data_json` (the session data's JSON object).
-pub fn encode(created: u64, abs_exp: u64, data_json: &str) -> String {
+/// A record holding `data_json` (the session data's JSON object), and the device bound
+/// to the session, if any.
+pub fn encode(created: u64, abs_exp: u64, data_json: &str, bound: Option<&Binding>) -> String {
     let mut r = String::with_capacity(64 + data_json.len());
     let _ = write!(
         r,
-        "{{\"v\":1,\"created\":{created},\"abs_exp\":{abs_exp},\"data\":{data_json}}}"
+        "{{\"v\":1,\"created\":{created},\"abs_exp\":{abs_exp},\"data\":{data_json}"
     );
+    if let Some(b) = bound {
+        let key = serde_json::Value::from(b.key.stored());
+        let _ = write!(r, ",\"bound\":{{\"key\":{key},\"last\":{}}}", b.last_ms);
+    }
+    r.push('}');
     r
 }
 
@@ -47,14 +55,42 @@ struct Record<'a> {
     v: u32,
     #[serde(borrow)]
     data: &'a serde_json::value::RawValue,
+    bound: Option<StoredBinding>,
 }
 
-/// The data's JSON object in a record's text. `None` for anything unreadable, of
-/// another version, or whose data is not an object. The times in a record are not
-/// read: the signed cookie's own are the authority.
-pub fn decode(text: &str) -> Option<&str> {
+#[derive(serde::Deserialize)]
+struct StoredBinding {
+    key: String,
+    last: u64,
+}
+
+/// What a record holds: the data's JSON object, and the bound device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decoded<'a> {
+    pub data: &'a str,
+    pub bound: Option<Binding>,
+}
+
+/// A record's text read. `None` for anything unreadable, of another version, whose data
+/// is not an object, or whose bound key does not read (a session that was bound must
+/// not come back unbound). The times in a record are not read: the signed cookie's own
+/// are the authority.
+pub fn decode(text: &str) -> Option<Decoded<'_>> {
     let rec: Record = serde_json::from_str(text).ok()?;
-    (rec.v == 1 && rec.data.get().starts_with('{')).then(|| rec.data.get())
+    if rec.v != 1 || !rec.data.get().starts_with('{') {
+        return None;
+    }
+    let bound = match rec.bound {
+        Some(b) => Some(Binding {
+            key: BoundKey::from_stored(&b.key)?,
+            last_ms: b.last,
+        }),
+        None => None,
+    };
+    Some(Decoded {
+        data: rec.data.get(),
+        bound,
+    })
 }
 
 /// A tombstone written at `now`.
@@ -69,21 +105,40 @@ mod tests {
 
     #[test]
     fn record_round_trip_and_refusals() {
-        let r = encode(1, 2, r#"{"user":"ada"}"#);
+        let r = encode(1, 2, r#"{"user":"ada"}"#, None);
         assert_eq!(
             r,
             r#"{"v":1,"created":1,"abs_exp":2,"data":{"user":"ada"}}"#
         );
-        assert_eq!(decode(&r), Some(r#"{"user":"ada"}"#));
+        let d = decode(&r).unwrap();
+        assert_eq!((d.data, d.bound), (r#"{"user":"ada"}"#, None));
         for bad in [
             r#"{"v":2,"created":1,"abs_exp":2,"data":{}}"#,
             r#"{"v":1,"data":[1]}"#,
             r#"{"v":1}"#,
             "not json",
             &tombstone(5),
+            r#"{"v":1,"data":{},"bound":{"key":"HS256 {}","last":1}}"#,
+            r#"{"v":1,"data":{},"bound":{"last":1}}"#,
         ] {
             assert_eq!(decode(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn a_bound_device_round_trips() {
+        let key = BoundKey::from_stored(&format!(
+            r#"ES256 {{"kty":"EC","crv":"P-256","x":"{}","y":"{}"}}"#,
+            crate::util::b64([1u8; 32]),
+            crate::util::b64([2u8; 32])
+        ))
+        .unwrap();
+        let bound = Binding {
+            key,
+            last_ms: 1_800_000_000_123,
+        };
+        let r = encode(1, 2, "{}", Some(&bound));
+        assert_eq!(decode(&r).unwrap().bound, Some(bound));
     }
 
     #[test]

@@ -185,6 +185,7 @@ fn apply(
                     location: Location::Cookie,
                     kid: cfg.keys.current().kid().to_owned(),
                     current_key: true,
+                    bound: None,
                 });
                 changed = true;
                 new_id = true;
@@ -325,7 +326,7 @@ pub fn finish(
         out.kv_check = (!new_id).then(|| s.tombstone_key(cfg));
         out.kv_put = Some(KvPut {
             key: s.kv_key(cfg),
-            value: record::encode(s.created, s.abs_exp, &s.data_json()),
+            value: record::encode(s.created, s.abs_exp, &s.data_json(), s.bound.as_ref()),
             ttl: max_age.max(record::KV_MIN_TTL),
         });
     } else if location == Location::Cookie && was_kv {
