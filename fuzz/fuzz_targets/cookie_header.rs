@@ -59,14 +59,16 @@ fuzz_target!(|data: &[u8]| {
         Read::NeedsRecord(p) => {
             assert!(candidates > 0);
             assert!(
-                p.clone().complete(None).is_none(),
+                p.clone().complete(None, cfg, now).session().is_none(),
                 "a missing record gave a session"
             );
             // Whatever a record holds, loading it never panics.
-            if let Some(s) = p.clone().complete(Some(header)) {
+            if let Some(s) = p.clone().complete(Some(header), cfg, now).session() {
                 let _ = s.data();
             }
-            Loaded::Valid(p.complete(Some(RECORD)).expect("a good record loads"))
+            let loaded = p.complete(Some(RECORD), cfg, now);
+            assert!(loaded.session().is_some(), "a good record loads");
+            loaded
         }
     };
     let bad = matches!(loaded.status(), Status::Invalid | Status::Expired);

@@ -25,7 +25,7 @@ use hmac::Mac;
 use keycard::session::codec::{self, Body, Claims};
 use keycard::config::Config;
 use keycard::crypto::keys::{Entropy, KeyRing, KeySet, Secret, SessionId};
-use keycard::session::{self, Location, Read, SessionState};
+use keycard::session::{self, Loaded, Location, Read, SessionState};
 use keycard::util::b64;
 
 /// The fuzz ring's current secret.
@@ -302,10 +302,10 @@ pub fn read_back(
         Read::NeedsRecord(p) => {
             let (key, value) = kv.expect("a KV cookie was issued with no record");
             assert_eq!(p.key, key, "the cookie names another record");
-            Some(
-                p.complete(Some(value))
-                    .expect("the record written with the cookie loads"),
-            )
+            match p.complete(Some(value), cfg, now) {
+                Loaded::Valid(s) => Some(s),
+                other => panic!("the record written with the cookie does not load: {other:?}"),
+            }
         }
         other => panic!("a cookie keycard just issued does not read back: {other:?}"),
     }

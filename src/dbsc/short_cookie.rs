@@ -12,6 +12,15 @@ pub const HOST_NAME: &str = "__Host-keycard-bound";
 /// Its name beside a session cookie that names a domain.
 pub const DOMAIN_NAME: &str = "__Secure-keycard-bound";
 
+/// Its name beside a session cookie that names a domain (`SESSION_COOKIE_DOMAIN`) or
+/// not: `__Host-` needs a host-only cookie.
+pub fn name(domain: bool) -> &'static str {
+    match domain {
+        true => DOMAIN_NAME,
+        false => HOST_NAME,
+    }
+}
+
 /// What a tag covers; the label keeps it apart from a challenge's under the same key.
 fn parts<'a>(sid: &'a SessionId, thumbprint: &'a str, exp: &'a str) -> [&'a [u8]; 7] {
     [

@@ -14,10 +14,12 @@ use crate::origin::headers::SessionHeaders;
 use crate::testing::{config, CountingEntropy, FakeKv, T0};
 use crate::util::unb64;
 
-/// One browser: a cookie jar of one cookie.
+/// One browser: a cookie jar of the session cookie, and any other cookies it sends
+/// (`name=value; ...`) as they are.
 #[derive(Default, Clone)]
 pub(super) struct Browser {
     pub(super) jar: Option<String>,
+    pub(super) others: String,
 }
 
 /// What came of one request.
@@ -120,8 +122,14 @@ impl World {
         self.p.now = self.now;
         let mut headers =
             String::from("user-agent:Mozilla/5.0 (X11; Linux x86_64) Firefox/133.0\n");
-        if let Some(v) = &b.jar {
-            headers.push_str(&format!("cookie:{}={v}\n", self.cfg.cookie.name));
+        let mut cookies: Vec<String> = b
+            .jar
+            .iter()
+            .map(|v| format!("{}={v}", self.cfg.cookie.name))
+            .collect();
+        cookies.extend((!b.others.is_empty()).then(|| b.others.clone()));
+        if !cookies.is_empty() {
+            headers.push_str(&format!("cookie:{}\n", cookies.join("; ")));
         }
         let url = format!("https://app.example{path}");
         let req = Incoming {

@@ -3,7 +3,7 @@
 //! [`World`] against [`FakeKv`]. The Workers KV binding runs the same scenarios end to
 //! end in `tests/e2e/kv.test.mjs`.
 
-use serde_json::json;
+use serde_json::{json, Value};
 
 use super::harness::{Browser, Seen, World};
 use super::*;
@@ -78,7 +78,10 @@ fn logout_revokes_replayed_cookie() {
     get(&mut w, &mut c, T0 + 1, &act("destroy"));
     assert!(c.jar.is_none());
     assert_eq!((records(&w.p), tombstones(&w.p)), (0, 1));
-    let mut thief = Browser { jar: stolen };
+    let mut thief = Browser {
+        jar: stolen,
+        ..Default::default()
+    };
     let f = get(&mut w, &mut thief, T0 + 2, &[]);
     assert_eq!(f.status(), "invalid");
     assert!(thief.jar.is_none(), "the replayed cookie is cleared");
@@ -95,7 +98,10 @@ fn regenerate_invalidates_the_old_cookie() {
     assert_eq!(tombstones(&w.p), 1, "and its id revoked");
     let f = get(&mut w, &mut c, T0 + 2, &[]);
     assert_eq!(f.data(), json!({"n":1}));
-    let mut replay = Browser { jar: old };
+    let mut replay = Browser {
+        jar: old,
+        ..Default::default()
+    };
     let f = get(&mut w, &mut replay, T0 + 3, &[]);
     assert_eq!(f.status(), "invalid");
 }
@@ -152,4 +158,78 @@ fn auto_mode_spills_and_shrinks_back() {
         panic!("the session is back in the cookie")
     };
     assert_eq!(s.location, Location::Cookie);
+}
+
+/// A device-bound session (issue 27; binding itself comes with the registration
+/// endpoint): once its record names a device, a request is signed in only with a valid
+/// short-lived cookie. A copy of the session cookie alone is forwarded as no session,
+/// keeps its cookie, writes nothing, and the origin's changes are not applied to it.
+#[test]
+fn a_bound_session_needs_its_short_lived_cookie() {
+    use crate::dbsc::proof::BoundKey;
+    use crate::dbsc::short_cookie;
+    use crate::session::codec;
+
+    let mut w = kv_world(&[("SESSION_STORE", "kv")]);
+    let mut b = Browser::default();
+    w.sign_in(&mut b, "ada");
+    let key = record_key(&w, &b);
+    let device = BoundKey::from_stored(&format!(
+        r#"ES256 {{"kty":"EC","crv":"P-256","x":"{}","y":"{}"}}"#,
+        crate::util::b64([1u8; 32]),
+        crate::util::b64([2u8; 32])
+    ))
+    .unwrap();
+    let rec = w.p.get(&key).unwrap().unwrap();
+    let bound = format!(
+        r#"{},"bound":{{"key":{},"last":1}}}}"#,
+        &rec[..rec.len() - 1],
+        Value::from(device.stored())
+    );
+    w.p.put(&key, &bound, 600).unwrap();
+    let sid = codec::decode(&w.cfg.keys, &w.cfg.cookie.name, b.jar.as_deref().unwrap())
+        .unwrap()
+        .claims
+        .sid;
+    let keys = w.cfg.keys.clone();
+    let proof = |exp| {
+        let v = short_cookie::value(&keys, &sid, &device.thumbprint(), exp);
+        format!("{}={v}", short_cookie::HOST_NAME)
+    };
+
+    let mut thief = b.clone();
+    let jar = thief.jar.clone();
+    let seen = get(&mut w, &mut thief, T0 + 2, &set(r#"{"user":"mallory"}"#));
+    assert_eq!((seen.status(), seen.user()), ("none", None));
+    assert!(
+        matches!(&seen.last, Step::Rewrap(r) if r.set_cookie.is_none()),
+        "{:?}",
+        seen.last
+    );
+    assert_eq!(
+        thief.jar, jar,
+        "the cookie is kept: the real browser may be refreshing"
+    );
+    assert_eq!(
+        w.p.get(&key).unwrap().as_deref(),
+        Some(bound.as_str()),
+        "nothing written"
+    );
+    assert!(w.logged("control_ignored"));
+
+    thief.others = format!("{}=1900000000.AAAA", short_cookie::HOST_NAME);
+    assert_eq!(
+        get(&mut w, &mut thief, T0 + 2, &[]).status(),
+        "none",
+        "a forged one"
+    );
+
+    b.others = proof(T0 + 50);
+    let seen = get(&mut w, &mut b, T0 + 3, &[]);
+    assert_eq!(
+        (seen.status(), seen.user().as_deref()),
+        ("valid", Some("ada"))
+    );
+    let seen = get(&mut w, &mut b, T0 + 50, &[]);
+    assert_eq!(seen.status(), "none", "an expired one");
 }

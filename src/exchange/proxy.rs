@@ -107,9 +107,7 @@ impl<E: Entropy> Exchange<E> {
         match mem::replace(&mut self.state, State::Done) {
             State::Loading { pending, plan } => {
                 let loaded = match found {
-                    Ok(record) => pending
-                        .complete(record.as_deref())
-                        .map_or(Loaded::Bad(Status::Invalid), Loaded::Valid),
+                    Ok(record) => pending.complete(record.as_deref(), &self.cfg, self.now),
                     Err(e) if self.cfg.kv_failure == KvFailure::Open => {
                         self.log_open_failure(&e);
                         Loaded::StoreUnavailable

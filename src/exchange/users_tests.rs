@@ -153,6 +153,7 @@ fn the_login_url_says_revoked_only_for_a_session_ended_elsewhere() {
     assert_eq!(login(&anonymous), "/login?next=%2Fadmin%2Fx");
     let mut forged = Browser {
         jar: Some("v1.AAAA.1.1.1.c2lk.e30.bWFj".into()),
+        ..Default::default()
     };
     assert_eq!(
         login(&w.go(&mut forged, "GET", "/admin/x", &[])),

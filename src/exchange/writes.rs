@@ -40,6 +40,8 @@ impl<E: Entropy> Exchange<E> {
             Some("the response came from a cache")
         } else if matches!(loaded, Loaded::StoreUnavailable) {
             Some("the session store is unavailable")
+        } else if matches!(loaded, Loaded::Unproven) {
+            Some("the session is bound to a device that did not prove itself")
         } else {
             None
         };

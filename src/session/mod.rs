@@ -166,17 +166,31 @@ pub struct Pending {
     claims: Claims,
     kid: String,
     current_key: bool,
+    /// The values of the request's short-lived cookies, should the record say that a
+    /// device is bound to the session.
+    proofs: Vec<String>,
     /// The KV key to load.
     pub key: String,
 }
 
 impl Pending {
-    /// Finishes loading with the record text found in KV (`None` when missing).
-    /// A missing, unreadable or wrong-version record gives `None`: the session is
-    /// invalid.
-    pub fn complete(self, record: Option<&str>) -> Option<SessionState> {
-        let rec = record::decode(record?)?;
-        Some(SessionState {
+    /// Finishes loading with the record text found in KV (`None` when missing). A
+    /// missing, unreadable or wrong-version record is an invalid session; a bound one
+    /// without a valid short-lived cookie is [`Loaded::Unproven`].
+    pub fn complete(self, record: Option<&str>, cfg: &Config, now: u64) -> Loaded {
+        let Some(rec) = record.and_then(record::decode) else {
+            return Loaded::Bad(Status::Invalid);
+        };
+        if let Some(b) = &rec.bound {
+            let thumbprint = b.key.thumbprint();
+            let proven = self.proofs.iter().any(|v| {
+                crate::dbsc::short_cookie::valid(&cfg.keys, v, &self.claims.sid, &thumbprint, now)
+            });
+            if !proven {
+                return Loaded::Unproven;
+            }
+        }
+        Loaded::Valid(SessionState {
             sid: self.claims.sid,
             created: self.claims.created,
             abs_exp: self.claims.abs_exp,
@@ -217,6 +231,11 @@ pub enum Loaded {
     /// `invalid`, but the browser's cookie is left alone rather than cleared, and
     /// nothing is created or issued.
     StoreUnavailable,
+    /// A session bound to a device, without its valid short-lived cookie: a copy of the
+    /// cookie in another hand, or the real browser between two refreshes. Forwarded as
+    /// no session, and, as with `StoreUnavailable`, the cookie is left alone (the real
+    /// browser may be refreshing at this moment) and nothing is created or issued.
+    Unproven,
 }
 
 impl Loaded {
@@ -227,6 +246,7 @@ impl Loaded {
             Loaded::Bad(s) => *s,
             Loaded::Valid(_) => Status::Valid,
             Loaded::StoreUnavailable => Status::Invalid,
+            Loaded::Unproven => Status::None,
         }
     }
 
@@ -243,7 +263,7 @@ impl Loaded {
     /// refresh. A bad cookie is always cleared.
     pub fn at_rest(&self, cfg: &Config, now: u64) -> bool {
         match self {
-            Loaded::None | Loaded::StoreUnavailable => true,
+            Loaded::None | Loaded::StoreUnavailable | Loaded::Unproven => true,
             Loaded::Bad(_) => false,
             Loaded::Valid(s) => !s.refresh_due(cfg, now),
         }
@@ -340,10 +360,7 @@ mod tests {
             Read::Ready(s) => Loaded::Valid(s),
             Read::NeedsRecord(p) => {
                 let rec = kv.get(&p.key).cloned();
-                match p.complete(rec.as_deref()) {
-                    Some(s) => Loaded::Valid(s),
-                    None => Loaded::Bad(Status::Invalid),
-                }
+                p.complete(rec.as_deref(), cfg, now)
             }
         };
         let fwd = forward_headers(cfg, &loaded, now, "GET", "https://example.com/x?y=1");

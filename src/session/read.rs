@@ -5,6 +5,7 @@ use codec::{Body, Claims, DecodeError};
 
 use super::*;
 use crate::config::Config;
+use crate::dbsc::short_cookie;
 use crate::http::cookie_header;
 
 /// Refuses a cookie issued too far in the future, or past its idle or absolute
@@ -66,6 +67,12 @@ pub fn read(cfg: &Config, cookie_header: Option<&str>, now: u64) -> Read {
                 claims,
                 kid: verified.kid,
                 current_key: verified.current_key,
+                proofs: cookie_header::values(
+                    header,
+                    short_cookie::name(cfg.cookie.domain.is_some()),
+                )
+                .map(str::to_owned)
+                .collect(),
             }),
         };
     }
