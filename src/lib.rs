@@ -82,9 +82,10 @@
 //!                keys); discovery.rs, flow.rs (a sign-in in flight, sealed in its
 //!                cookie), token.rs, id_token.rs (the token's algorithm, key and
 //!                claims), identity.rs (the user, the allow rules, the session data)
-//! src/dbsc/      device-bound sessions, the protocol's rules (not yet wired into the
-//!                exchange): challenge.rs, proof.rs (a browser's dbsc+jwt and the bound
-//!                key), short_cookie.rs, wire.rs (the headers and the configuration)
+//! src/dbsc/      device-bound sessions, the protocol's rules (the endpoints are the
+//!                exchange's device.rs): challenge.rs, proof.rs (a browser's dbsc+jwt
+//!                and the bound key), short_cookie.rs, wire.rs (the headers and the
+//!                configuration)
 //! src/guard.rs   the guards: signed-in users, login redirects, identity headers, CSRF
 //! src/users/     sign-out everywhere: a user's Durable Object (its logic, and its JSON
 //!                in json.rs), user-agent summaries

@@ -102,6 +102,9 @@ pub struct Config {
     /// Signing users in with OpenID Connect (`KEYCARD_OIDC_*`, the allow rules);
     /// `None` when no provider is configured.
     pub sign_in: Option<SignIn>,
+    /// `KEYCARD_DEVICE_BOUND=on`: the short-lived cookie's lifetime in seconds
+    /// (`KEYCARD_DEVICE_BOUND_TTL`, default 10 minutes); `None` when off (the default).
+    pub device_bound: Option<u64>,
     /// `KEYCARD_STRICT`; default false: a name keycard does not read is a warning.
     pub strict: bool,
     /// The names with keycard's prefixes in the environment that it does not read
@@ -280,6 +283,7 @@ impl Config {
             guards,
             users: v.users()?,
             sign_in,
+            device_bound: v.device_bound(store)?,
             strict: v.boolean("KEYCARD_STRICT", false)?,
             unknown: Vec::new(),
         })
@@ -320,6 +324,46 @@ impl Config {
 mod tests {
 
     use super::*;
+
+    /// Device-bound sessions are kept with the session's KV record, and Chrome's
+    /// signing quota needs a lifetime of at least 5 minutes: anything else fails
+    /// closed, naming the variable.
+    #[test]
+    fn device_bound_needs_kv_and_a_lifetime_of_five_minutes() {
+        let with = |extra: &[(&str, &str)]| {
+            let mut pairs = vec![("SESSION_SECRET", SECRET)];
+            pairs.extend_from_slice(extra);
+            Config::from_pairs(&pairs)
+        };
+        let on = ("KEYCARD_DEVICE_BOUND", "on");
+        let kv = ("SESSION_STORE", "kv");
+        assert_eq!(with(&[]).unwrap().device_bound, None);
+        assert_eq!(with(&[on, kv]).unwrap().device_bound, Some(600));
+        assert_eq!(
+            with(&[on, kv, ("KEYCARD_DEVICE_BOUND_TTL", "5m")])
+                .unwrap()
+                .device_bound,
+            Some(300)
+        );
+        for (pairs, var) in [
+            (vec![on], "KEYCARD_DEVICE_BOUND"),
+            (vec![on, ("SESSION_STORE", "auto")], "KEYCARD_DEVICE_BOUND"),
+            (
+                vec![("KEYCARD_DEVICE_BOUND", "yes"), kv],
+                "KEYCARD_DEVICE_BOUND",
+            ),
+            (
+                vec![on, kv, ("KEYCARD_DEVICE_BOUND_TTL", "4m")],
+                "KEYCARD_DEVICE_BOUND_TTL",
+            ),
+            (
+                vec![kv, ("KEYCARD_DEVICE_BOUND_TTL", "10m")],
+                "KEYCARD_DEVICE_BOUND_TTL",
+            ),
+        ] {
+            assert_eq!(with(&pairs).unwrap_err().var, var, "{pairs:?}");
+        }
+    }
 
     /// Issue 23: `SESSION_IDLE_TIMOUT="30m"` was ignored in silence, and the default
     /// applied.

@@ -7,7 +7,7 @@
 
 /// Every variable keycard reads. New names go at the end: the `config` fuzz target
 /// picks a variable by its index here.
-pub const KNOWN: [&str; 49] = [
+pub const KNOWN: [&str; 51] = [
     "SESSION_SECRET",
     "SESSION_SECRET_PREVIOUS",
     "SESSION_STORE",
@@ -57,6 +57,8 @@ pub const KNOWN: [&str; 49] = [
     "KEYCARD_OIDC_CLAIMS",
     "KEYCARD_OIDC_GROUPS_CLAIM",
     "KEYCARD_OIDC_PROMPT",
+    "KEYCARD_DEVICE_BOUND",
+    "KEYCARD_DEVICE_BOUND_TTL",
 ];
 
 /// Families of variables whose middle part the operator chooses, as `(prefix,

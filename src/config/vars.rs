@@ -104,6 +104,35 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
     }
 
     /// A duration that is off when unset.
+    /// `KEYCARD_DEVICE_BOUND` and `KEYCARD_DEVICE_BOUND_TTL`: the short-lived cookie's
+    /// lifetime when on. Binding is kept in the session's KV record, so it needs
+    /// `SESSION_STORE=kv`; the lifetime is at least 5 minutes, because Chrome signs at
+    /// most a few proofs per site in 9 minutes.
+    pub(super) fn device_bound(&self, store: super::StoreMode) -> Result<Option<u64>, ConfigError> {
+        let on = self.choice(
+            "KEYCARD_DEVICE_BOUND",
+            false,
+            &[("on", true), ("off", false)],
+        )?;
+        let ttl = self.optional_duration("KEYCARD_DEVICE_BOUND_TTL")?;
+        match (on, ttl) {
+            (false, None) => Ok(None),
+            (false, Some(_)) => Err(err(
+                "KEYCARD_DEVICE_BOUND_TTL",
+                "is set, but KEYCARD_DEVICE_BOUND is not on",
+            )),
+            (true, _) if store != super::StoreMode::Kv => Err(err(
+                "KEYCARD_DEVICE_BOUND",
+                "is on, which needs SESSION_STORE=kv: a bound device is kept with the session's record",
+            )),
+            (true, Some(t)) if t < 300 => Err(err(
+                "KEYCARD_DEVICE_BOUND_TTL",
+                "is under 5 minutes: Chrome signs only a few refreshes per site in 9 minutes",
+            )),
+            (true, t) => Ok(Some(t.unwrap_or(600))),
+        }
+    }
+
     pub(super) fn optional_duration(&self, var: &'static str) -> Result<Option<u64>, ConfigError> {
         self.get(var)
             .map(|t| parse_duration(&t).map_err(|p| err(var, p)))

@@ -1,5 +1,5 @@
 //! Device-bound sessions (DBSC, W3C WebAppSec's Device Bound Session Credentials): the
-//! protocol's rules, as plain functions the exchange will call.
+//! protocol's rules, as plain functions the exchange calls (`exchange/device.rs`).
 //!
 //! A browser with DBSC keeps a key pair in the device's secure hardware. When a site
 //! offers binding (`Secure-Session-Registration` on a response), the browser registers

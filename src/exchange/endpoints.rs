@@ -32,6 +32,11 @@ pub enum Endpoint {
     /// `GET callback` (with sign-in configured): the provider sends the browser back;
     /// the raw query.
     Callback(String),
+    /// `POST dbsc/register` (with `KEYCARD_DEVICE_BOUND=on`): a device binds itself.
+    DeviceRegister,
+    /// `POST dbsc/refresh` (with `KEYCARD_DEVICE_BOUND=on`): a bound device renews its
+    /// short-lived cookie.
+    DeviceRefresh,
     /// A known endpoint with the wrong method; the allowed method.
     MethodNotAllowed(&'static str),
     /// Anything else under the prefix.
@@ -83,6 +88,10 @@ pub fn route(cfg: &Config, method: &str, path: &str, query: Option<&str>) -> Opt
                 .filter(|h| crate::crypto::keys::is_handle(h)),
         ),
         "sessions/revoke" => Endpoint::MethodNotAllowed("POST"),
+        "dbsc/register" | "dbsc/refresh" if cfg.device_bound.is_none() => Endpoint::NotFound,
+        "dbsc/register" if method.eq_ignore_ascii_case("POST") => Endpoint::DeviceRegister,
+        "dbsc/refresh" if method.eq_ignore_ascii_case("POST") => Endpoint::DeviceRefresh,
+        "dbsc/register" | "dbsc/refresh" => Endpoint::MethodNotAllowed("POST"),
         "login" | "callback" if cfg.sign_in.is_none() => Endpoint::NotFound,
         "login" if get => Endpoint::Login(Login {
             next: query

@@ -170,7 +170,7 @@ fn a_bound_session_needs_its_short_lived_cookie() {
     use crate::dbsc::short_cookie;
     use crate::session::codec;
 
-    let mut w = kv_world(&[("SESSION_STORE", "kv")]);
+    let mut w = kv_world(&[("SESSION_STORE", "kv"), ("KEYCARD_DEVICE_BOUND", "on")]);
     let mut b = Browser::default();
     w.sign_in(&mut b, "ada");
     let key = record_key(&w, &b);

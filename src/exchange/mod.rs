@@ -31,6 +31,7 @@
 //! | `Loading` | [`Exchange::kv_read`]: the session's record | *the session loaded* (a store failure follows `SESSION_KV_FAILURE`) |
 //! | *the session loaded* | nothing | for the origin: `Asking` (a check before forwarding), `Forwarding`, or a sign-in-first reply; for keycard's endpoints: `Asking` (the inspector, the device list, a revoke), a logout's *writes*, or a callback's `SigningIn` |
 //! | `SigningIn` | [`Exchange::fetched`] (the provider's metadata, token, keys or userinfo) or [`Exchange::verified`] (the ID token's signature) | the next of them, the redirect to the provider, a page (a refusal, a failure, a 503 for a provider that is down), or the new session's *writes* |
+//! | `Proving` | [`Exchange::verified`]: a device's proof (`device.rs`) | a registration's *writes* (the session regenerated with the key bound to it), a refresh's record write, or a 400 |
 //! | `Asking` | [`Exchange::users_answered`] | `Forwarding`, or a reply (an endpoint's answer, or the 401 of a revoked session) |
 //! | `Forwarding` | [`Exchange::answered`]; [`Exchange::unreachable`] and [`Exchange::timed_out`] end it with a 502 or 504 | the *writes* of the origin's changes |
 //! | *writes* | nothing | `Writing` for each write in order (a user's object, a KV put or delete), `Checking` before the put of an existing session; then the response, passed or rewrapped, or a logout's reply |
@@ -74,6 +75,13 @@ enum Purpose {
     /// A user signed in with a provider: once the writes are made, to `next`, with the
     /// flow's cookie cleared.
     SignedIn { next: String, flow_cookie: String },
+    /// A device's registration or refresh, once the session is loaded.
+    Device(device::Asked),
+    /// A registration whose proof verified: the session is regenerated with the device
+    /// bound to it, then answered as `DeviceBound`.
+    Binding,
+    /// A device bound or refreshed: once the writes are made, this answer.
+    DeviceBound(Box<device::Bound>),
 }
 
 /// A request for the origin as the guards left it: the forwarding plan, the session
@@ -121,6 +129,9 @@ struct Writes {
     tombstone: Option<String>,
     /// The origin's response, when there is one.
     origin: OriginResponse,
+    /// `Secure-Session-Registration`, when the answer issues a cookie for a session
+    /// that could be bound to its device.
+    offer: Option<String>,
 }
 
 #[derive(Debug)]
@@ -143,6 +154,8 @@ enum State {
     /// Waiting for [`Exchange::fetched`] or [`Exchange::verified`]: a sign-in's
     /// exchange with its provider.
     SigningIn(sign_in::Waiting),
+    /// Waiting for [`Exchange::verified`]: a device's proof.
+    Proving(Box<device::Proving>),
     /// Over.
     Done,
 }
@@ -320,6 +333,9 @@ impl<E: Entropy> Exchange<E> {
                     url: format!("{}://{}/{file}", parts.scheme, parts.host),
                 }
             }
+            Endpoint::DeviceRegister | Endpoint::DeviceRefresh => {
+                self.device_asked(&ep, req, cookie)
+            }
             Endpoint::Login(start) => self.login(cookie, &parts.origin(), start),
             Endpoint::Callback(query) => self.callback(cookie, &parts.origin(), &query),
             Endpoint::Logout { next } => {
@@ -333,6 +349,7 @@ impl<E: Entropy> Exchange<E> {
     }
 }
 
+mod device;
 pub mod endpoints;
 mod failure;
 mod pages;

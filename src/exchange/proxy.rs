@@ -11,6 +11,7 @@ use super::failure::{method_for_log, unavailable};
 use super::*;
 use crate::config::{Config, KvFailure};
 use crate::crypto::keys::Entropy;
+use crate::dbsc::short_cookie;
 use crate::guard::SignIn;
 use crate::http::cookie_header::{self, Stripped};
 use crate::http::cross_origin::{self, Provenance};
@@ -182,7 +183,13 @@ impl<E: Entropy> Exchange<E> {
                     _ => self.out_of_order("loaded"),
                 }
             }
-            (Purpose::SignedIn { .. }, _) => self.out_of_order("loaded"),
+            (Purpose::Device(_), _) => match device::take_asked(&mut self.purpose) {
+                Some(asked) => self.device(asked, loaded),
+                None => self.out_of_order("loaded"),
+            },
+            (Purpose::SignedIn { .. } | Purpose::Binding | Purpose::DeviceBound(_), _) => {
+                self.out_of_order("loaded")
+            }
             (Purpose::Proxy { .. }, None) => self.out_of_order("loaded"),
         }
     }
@@ -252,19 +259,22 @@ impl<E: Entropy> Exchange<E> {
 }
 
 /// The client's `Cookie` without keycard's own: the session cookie (unless
-/// `SESSION_FORWARD_COOKIE`) and, with sign-in on, the cookies of sign-ins in flight,
-/// which no origin has a use for.
+/// `SESSION_FORWARD_COOKIE`), with sign-in on the cookies of sign-ins in flight, and
+/// with device-bound sessions on the short-lived cookie, which no origin has a use for.
 fn strip_cookies(cfg: &Config, header: &str) -> Stripped {
     let session = cfg.cookie.name.as_str();
     let flow = cfg
         .sign_in
         .as_ref()
         .map(|_| flow::cookie_prefix(cfg.cookie.secure));
-    match (flow, cfg.forward_cookie) {
-        (None, true) => Stripped::Unchanged,
-        (None, false) => cookie_header::strip(header, session),
-        (Some(flow), forward) => cookie_header::strip_where(header, |n| {
-            (n == session && !forward) || n.starts_with(flow)
+    let bound = cfg
+        .device_bound
+        .map(|_| short_cookie::name(cfg.cookie.domain.is_some()));
+    match (flow, bound, cfg.forward_cookie) {
+        (None, None, true) => Stripped::Unchanged,
+        (None, None, false) => cookie_header::strip(header, session),
+        (_, _, forward) => cookie_header::strip_where(header, |n| {
+            (n == session && !forward) || flow.is_some_and(|f| n.starts_with(f)) || bound == Some(n)
         }),
     }
 }

@@ -518,10 +518,10 @@ impl<E: Entropy> Exchange<E> {
     /// The answer to a [`Step::Verify`]: whether the signature verified, or why the
     /// runtime could not check it.
     pub fn verified(&mut self, result: Result<bool, String>) -> Step {
-        let State::SigningIn(Waiting::Signature(cb, token)) =
-            mem::replace(&mut self.state, State::Done)
-        else {
-            return self.out_of_order("verified");
+        let (cb, token) = match mem::replace(&mut self.state, State::Done) {
+            State::SigningIn(Waiting::Signature(cb, token)) => (cb, token),
+            State::Proving(p) => return self.proved(*p, result),
+            _ => return self.out_of_order("verified"),
         };
         match result {
             Ok(true) => self.vouched(cb, *token),

@@ -273,6 +273,9 @@ pub struct Rewrap {
     pub set_cookie: Option<String>,
     /// The `Cache-Control` to set (with `set_cookie` only).
     pub cache_control: Option<String>,
+    /// `Secure-Session-Registration`: binding offered to the browser, for the session
+    /// `set_cookie` issues (`KEYCARD_DEVICE_BOUND`).
+    pub offer: Option<String>,
 }
 
 /// What the edge must do next.

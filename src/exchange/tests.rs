@@ -227,6 +227,7 @@ fn forward_plan_crosses_as_tagged_edit_lines() {
         strip: vec!["x-session-set".into()],
         set_cookie: Some("kc=v; Path=/".into()),
         cache_control: Some("private".into()),
+        offer: None,
     };
     assert_eq!(
         r.wire(),
@@ -341,6 +342,7 @@ fn origin_aliases_of_control_headers_are_stripped_and_never_applied() {
             ],
             set_cookie: None,
             cache_control: None,
+            offer: None,
         })
     );
 }

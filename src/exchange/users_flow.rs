@@ -309,6 +309,7 @@ impl<E: Entropy> Exchange<E> {
                     put: false,
                     tombstone: None,
                     origin: Default::default(),
+                    offer: None,
                 };
                 if let Some(then) = first.and_then(|f| f.then_keys) {
                     self.follow_keys(&mut writes, then, answer.keys);

@@ -95,7 +95,7 @@ impl Forward {
 
 impl Rewrap {
     /// The changes to the origin's response headers: the control headers out,
-    /// keycard's cookie in, and the `Cache-Control` that goes with it.
+    /// keycard's cookie in, the `Cache-Control` that goes with it, and binding offered.
     pub fn header_edits(&self) -> Vec<HeaderEdit<'_>> {
         let mut edits: Vec<HeaderEdit<'_>> =
             self.strip.iter().map(|n| HeaderEdit::Delete(n)).collect();
@@ -104,6 +104,9 @@ impl Rewrap {
         }
         if let Some(cc) = &self.cache_control {
             edits.push(HeaderEdit::Set("cache-control", Cow::Borrowed(cc)));
+        }
+        if let Some(offer) = &self.offer {
+            edits.push(set(crate::dbsc::REGISTRATION, offer));
         }
         edits
     }

@@ -40,7 +40,7 @@ impl<E: Entropy> Exchange<E> {
             Some("the response came from a cache")
         } else if matches!(loaded, Loaded::StoreUnavailable) {
             Some("the session store is unavailable")
-        } else if matches!(loaded, Loaded::Unproven) {
+        } else if matches!(loaded, Loaded::Unproven(_)) {
             Some("the session is bound to a device that did not prove itself")
         } else {
             None
@@ -123,6 +123,18 @@ impl<E: Entropy> Exchange<E> {
             }
             Err(FinishError::TooLarge { size }) => return self.fail(Failure::TooLarge(size)),
         };
+        let offer = match (&self.purpose, &outcome.session) {
+            (Purpose::Binding, Some(s)) => {
+                self.purpose = Purpose::DeviceBound(Box::new(self.bound_answer(s)));
+                None
+            }
+            (Purpose::Proxy { .. } | Purpose::SignedIn { .. }, Some(s))
+                if outcome.set_cookie.is_some() =>
+            {
+                self.offer(s)
+            }
+            _ => None,
+        };
         let users = self.users_plan(planning, &outcome);
         let mut ops = VecDeque::new();
         let put = outcome.kv_put.is_some();
@@ -150,6 +162,7 @@ impl<E: Entropy> Exchange<E> {
             put,
             tombstone: outcome.kv_check.filter(|_| self.kv),
             origin,
+            offer,
         };
         self.next_write(writes)
     }
@@ -277,8 +290,18 @@ impl<E: Entropy> Exchange<E> {
                 if let Some(sc) = writes.set_cookie {
                     reply = reply.with("set-cookie", sc);
                 }
+                if let Some(offer) = writes.offer {
+                    reply = reply.with(crate::dbsc::REGISTRATION, offer);
+                }
                 let cleared = flow::set_cookie(self.cfg.cookie.secure, flow_cookie, None);
                 Step::Reply(reply.with("set-cookie", cleared))
+            }
+            Purpose::DeviceBound(b) => {
+                let mut reply = Reply::new(200, JSON, b.json.clone());
+                if let Some(sc) = writes.set_cookie {
+                    reply = reply.with("set-cookie", sc);
+                }
+                Step::Reply(reply.with("set-cookie", b.short_cookie.clone()))
             }
             _ => {
                 let OriginResponse {
@@ -296,6 +319,7 @@ impl<E: Entropy> Exchange<E> {
                     strip,
                     set_cookie: writes.set_cookie,
                     cache_control,
+                    offer: writes.offer,
                 })
             }
         }

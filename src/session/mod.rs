@@ -181,16 +181,24 @@ impl Pending {
         let Some(rec) = record.and_then(record::decode) else {
             return Loaded::Bad(Status::Invalid);
         };
-        if let Some(b) = &rec.bound {
-            let thumbprint = b.key.thumbprint();
-            let proven = self.proofs.iter().any(|v| {
-                crate::dbsc::short_cookie::valid(&cfg.keys, v, &self.claims.sid, &thumbprint, now)
+        // With binding turned off, a bound session is an ordinary one again.
+        let proven = rec
+            .bound
+            .as_ref()
+            .filter(|_| cfg.device_bound.is_some())
+            .is_none_or(|b| {
+                let thumbprint = b.key.thumbprint();
+                self.proofs.iter().any(|v| {
+                    crate::dbsc::short_cookie::valid(
+                        &cfg.keys,
+                        v,
+                        &self.claims.sid,
+                        &thumbprint,
+                        now,
+                    )
+                })
             });
-            if !proven {
-                return Loaded::Unproven;
-            }
-        }
-        Loaded::Valid(SessionState {
+        let s = SessionState {
             sid: self.claims.sid,
             created: self.claims.created,
             abs_exp: self.claims.abs_exp,
@@ -200,7 +208,11 @@ impl Pending {
             kid: self.kid,
             current_key: self.current_key,
             bound: rec.bound,
-        })
+        };
+        match proven {
+            true => Loaded::Valid(s),
+            false => Loaded::Unproven(Box::new(s)),
+        }
     }
 }
 
@@ -234,8 +246,9 @@ pub enum Loaded {
     /// A session bound to a device, without its valid short-lived cookie: a copy of the
     /// cookie in another hand, or the real browser between two refreshes. Forwarded as
     /// no session, and, as with `StoreUnavailable`, the cookie is left alone (the real
-    /// browser may be refreshing at this moment) and nothing is created or issued.
-    Unproven,
+    /// browser may be refreshing at this moment) and nothing is created or issued. Only
+    /// the refresh endpoint reads the session it holds, to check the device's proof.
+    Unproven(Box<SessionState>),
 }
 
 impl Loaded {
@@ -246,7 +259,7 @@ impl Loaded {
             Loaded::Bad(s) => *s,
             Loaded::Valid(_) => Status::Valid,
             Loaded::StoreUnavailable => Status::Invalid,
-            Loaded::Unproven => Status::None,
+            Loaded::Unproven(_) => Status::None,
         }
     }
 
@@ -263,7 +276,7 @@ impl Loaded {
     /// refresh. A bad cookie is always cleared.
     pub fn at_rest(&self, cfg: &Config, now: u64) -> bool {
         match self {
-            Loaded::None | Loaded::StoreUnavailable | Loaded::Unproven => true,
+            Loaded::None | Loaded::StoreUnavailable | Loaded::Unproven(_) => true,
             Loaded::Bad(_) => false,
             Loaded::Valid(s) => !s.refresh_due(cfg, now),
         }

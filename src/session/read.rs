@@ -67,12 +67,15 @@ pub fn read(cfg: &Config, cookie_header: Option<&str>, now: u64) -> Read {
                 claims,
                 kid: verified.kid,
                 current_key: verified.current_key,
-                proofs: cookie_header::values(
-                    header,
-                    short_cookie::name(cfg.cookie.domain.is_some()),
-                )
-                .map(str::to_owned)
-                .collect(),
+                proofs: match cfg.device_bound {
+                    Some(_) => cookie_header::values(
+                        header,
+                        short_cookie::name(cfg.cookie.domain.is_some()),
+                    )
+                    .map(str::to_owned)
+                    .collect(),
+                    None => Vec::new(),
+                },
             }),
         };
     }

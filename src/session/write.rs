@@ -278,7 +278,7 @@ pub fn finish(
     let (bad_cookie, session) = match loaded {
         Loaded::Bad(_) => (true, None),
         Loaded::Valid(s) => (false, Some(s)),
-        Loaded::None | Loaded::StoreUnavailable | Loaded::Unproven => (false, None),
+        Loaded::None | Loaded::StoreUnavailable | Loaded::Unproven(_) => (false, None),
     };
     let mut out = Outcome::default();
 

@@ -1,0 +1,327 @@
+//! Device-bound sessions (`KEYCARD_DEVICE_BOUND`, [`crate::dbsc`]): the registration and
+//! refresh endpoints, and the offer of binding on a response that issues a cookie.
+//!
+//! - `POST {prefix}dbsc/register` with a `Secure-Session-Response` proof: the challenge
+//!   must be one keycard gave this session, and the proof's signature (WebCrypto, a
+//!   [`Step::Verify`]) the key it brings. The session is then regenerated with the key
+//!   bound to it, so a copy of its cookie taken before is worth nothing; the answer is
+//!   the session configuration and both cookies.
+//! - `POST {prefix}dbsc/refresh` with `Sec-Secure-Session-Id`: without a proof, a 403
+//!   with a challenge; with one signed by the bound key for a fresh challenge, a new
+//!   short-lived cookie. A session that is gone, or not bound, is told `continue: false`
+//!   so that the browser stops refreshing it.
+//!
+//! These endpoints are authenticated by their proofs, so the cross-origin check does not
+//! apply to them. Every refusal is a 4xx with a log line naming the reason.
+
+use std::mem;
+
+use serde_json::json;
+
+use super::*;
+use crate::config::SameSite;
+use crate::crypto::keys::Entropy;
+use crate::dbsc::{self, challenge, proof, short_cookie, wire};
+use crate::http::headers::HeaderList;
+use crate::session::{record, Binding, Changes};
+
+/// What the registration or refresh endpoint was asked.
+#[derive(Debug)]
+pub(super) enum Asked {
+    /// A registration, with its proof if any.
+    Register(Option<String>),
+    /// A refresh: the session it names, and its proof if any.
+    Refresh(Option<String>, Option<String>),
+}
+
+impl Asked {
+    /// What the endpoint `ep` (registration or refresh) is asked by these headers.
+    pub(super) fn of(ep: &Endpoint, h: &HeaderList<'_>) -> Asked {
+        let proof = h.get(dbsc::RESPONSE).map(str::to_owned);
+        match ep {
+            Endpoint::DeviceRegister => Asked::Register(proof),
+            _ => Asked::Refresh(h.get(dbsc::SESSION_ID).map(str::to_owned), proof),
+        }
+    }
+}
+
+/// A proof whose signature the driver is checking.
+#[derive(Debug)]
+pub(super) struct Proving {
+    session: SessionState,
+    key: proof::BoundKey,
+    challenge_ms: u64,
+    registering: bool,
+}
+
+/// The answer of a registration or refresh, once its writes are made.
+#[derive(Debug)]
+pub(super) struct Bound {
+    pub(super) json: String,
+    pub(super) short_cookie: String,
+}
+
+impl<E: Entropy> Exchange<E> {
+    /// A registration or refresh asked for: the session is loaded first.
+    pub(super) fn device_asked(
+        &mut self,
+        ep: &Endpoint,
+        req: &Incoming<'_>,
+        cookie: Option<&str>,
+    ) -> Step {
+        self.purpose = Purpose::Device(Asked::of(ep, &req.headers));
+        self.load(cookie, None)
+    }
+
+    /// A registration or refresh, once the session is loaded.
+    pub(super) fn device(&mut self, asked: Asked, loaded: Loaded) -> Step {
+        // A refresh comes without a valid short-lived cookie: renewing it is the point.
+        let session = match (loaded, &asked) {
+            (Loaded::Valid(s), _) => s,
+            (Loaded::Unproven(s), Asked::Refresh(..)) => *s,
+            (Loaded::Unproven(_), Asked::Register(_)) => {
+                return self.refused(400, "the session is bound already")
+            }
+            _ => return self.device_ended(&asked),
+        };
+        match asked {
+            Asked::Register(_) if session.bound.is_some() => {
+                self.refused(400, "the session is bound already")
+            }
+            Asked::Register(None) => self.refused(400, "the registration has no proof"),
+            Asked::Register(Some(token)) => {
+                let handle = self.cfg.keys.current().handle(&session.sid);
+                match proof::registration(&token) {
+                    Err(why) => self.refused(400, why),
+                    Ok(p) => self.check_proof(session, p, &handle, 0, true),
+                }
+            }
+            Asked::Refresh(id, token) => {
+                let handle = self.cfg.keys.current().handle(&session.sid);
+                let Some(bound) = session.bound.clone() else {
+                    return self.device_ended(&Asked::Refresh(id, token));
+                };
+                if id.as_deref().and_then(wire::session_id) != Some(handle.as_str()) {
+                    return self.refused(400, "Sec-Secure-Session-Id does not name this session");
+                }
+                match token {
+                    None => {
+                        let now_ms = (self.now * 1000).max(bound.last_ms + 1);
+                        let c = challenge::mint(&self.cfg.keys, &handle, now_ms, &mut self.entropy);
+                        Step::Reply(
+                            Reply::opaque(403, "keycard: sign this challenge")
+                                .with(dbsc::CHALLENGE, wire::challenge(&c, &handle)),
+                        )
+                    }
+                    Some(t) => match proof::refresh(&t, &bound.key) {
+                        Err(why) => self.refused(400, why),
+                        Ok(p) => self.check_proof(session, p, &handle, bound.last_ms, false),
+                    },
+                }
+            }
+        }
+    }
+
+    /// The proof's challenge, then its signature.
+    fn check_proof(
+        &mut self,
+        session: SessionState,
+        p: proof::Proof,
+        handle: &str,
+        last_ms: u64,
+        registering: bool,
+    ) -> Step {
+        let now_ms = self.now * 1000;
+        match challenge::check(&self.cfg.keys, &p.jti, handle, now_ms, last_ms) {
+            Err(challenge::Refused::Foreign) => {
+                self.refused(400, "the challenge is not one keycard gave this session")
+            }
+            Err(challenge::Refused::Stale) => self.refused(400, "the challenge is stale"),
+            Err(challenge::Refused::Used) => {
+                self.refused(400, "the challenge was answered already")
+            }
+            Ok(challenge_ms) => {
+                self.state = State::Proving(Box::new(Proving {
+                    session,
+                    key: p.key,
+                    challenge_ms,
+                    registering,
+                }));
+                Step::Verify(p.verification)
+            }
+        }
+    }
+
+    /// The driver's check of a proof's signature.
+    pub(super) fn proved(&mut self, p: Proving, result: Result<bool, String>) -> Step {
+        match result {
+            Ok(true) => {}
+            Ok(false) => return self.refused(400, "the proof's signature does not verify"),
+            Err(e) => {
+                self.log(Level::Error, "verify_failed", json!({ "error": e }));
+                return self.refused(400, "the runtime could not check the proof's signature");
+            }
+        }
+        let Proving {
+            mut session,
+            key,
+            challenge_ms,
+            registering,
+        } = p;
+        session.bound = Some(Binding {
+            key,
+            last_ms: challenge_ms,
+        });
+        if registering {
+            // A new id for the bound session: the old one's record goes, and with it
+            // every copy of the cookie taken before.
+            let regenerate = Changes {
+                regenerate: true,
+                ..Default::default()
+            };
+            self.purpose = Purpose::Binding;
+            return self.decide(
+                Loaded::Valid(session),
+                regenerate,
+                OriginResponse::default(),
+            );
+        }
+        let cfg = Rc::clone(&self.cfg);
+        let put = Step::KvPut(session::KvPut {
+            key: session.kv_key(&cfg),
+            value: record::encode(
+                session.created,
+                session.abs_exp,
+                &session.data_json(),
+                session.bound.as_ref(),
+            ),
+            ttl: session
+                .abs_exp
+                .saturating_sub(self.now)
+                .max(record::KV_MIN_TTL),
+        });
+        self.purpose = Purpose::DeviceBound(Box::new(self.bound_answer(&session)));
+        let writes = Writes {
+            users: VecDeque::new(),
+            if_refused: None,
+            ops: VecDeque::from([Write {
+                step: put,
+                revokes: false,
+            }]),
+            set_cookie: None,
+            put: false,
+            tombstone: None,
+            origin: OriginResponse::default(),
+            offer: None,
+        };
+        self.next_write(writes)
+    }
+
+    /// The configuration and the short-lived cookie for the bound `session`.
+    pub(super) fn bound_answer(&self, session: &SessionState) -> Bound {
+        let cfg = &self.cfg;
+        let ttl = cfg.device_bound.unwrap_or(0);
+        let thumbprint = session
+            .bound
+            .as_ref()
+            .map_or(String::new(), |b| b.key.thumbprint());
+        let value = short_cookie::value(&cfg.keys, &session.sid, &thumbprint, self.now + ttl);
+        Bound {
+            json: self.configuration(session, true),
+            short_cookie: short_cookie_header(cfg, &value, ttl),
+        }
+    }
+
+    fn configuration(&self, session: &SessionState, keep: bool) -> String {
+        let cfg = &self.cfg;
+        let origin = forward::split_url(&self.url).map_or(String::new(), |p| p.origin());
+        let refresh = format!("{}dbsc/refresh", cfg.path_prefix);
+        let attributes = short_cookie_attributes(cfg);
+        wire::Configuration {
+            id: &cfg.keys.current().handle(&session.sid),
+            refresh_url: &refresh,
+            origin: &origin,
+            include_site: cfg.cookie.domain.is_some(),
+            exclude: &[],
+            cookie_name: short_cookie::name(cfg.cookie.domain.is_some()),
+            cookie_attributes: &attributes,
+            keep,
+        }
+        .json()
+    }
+
+    /// A refresh or registration for a session that is gone (ended, revoked, expired,
+    /// or never bound): the browser is told to stop.
+    fn device_ended(&mut self, asked: &Asked) -> Step {
+        self.log(
+            Level::Warn,
+            "device_ended",
+            json!({ "reason": "no bound session for this request" }),
+        );
+        let id = match asked {
+            Asked::Refresh(id, _) => id.as_deref().and_then(wire::session_id).unwrap_or(""),
+            Asked::Register(_) => "",
+        };
+        let json = json!({ "session_identifier": id, "continue": false }).to_string();
+        Step::Reply(Reply::new(200, JSON, json))
+    }
+
+    /// A 4xx for a refused registration or refresh, with its reason in the log.
+    fn refused(&mut self, status: u16, why: &'static str) -> Step {
+        self.log(Level::Warn, "device_refused", json!({ "reason": why }));
+        self.state = State::Done;
+        Step::Reply(Reply::opaque(status, "keycard: device proof refused"))
+    }
+
+    /// `Secure-Session-Registration` for the session a response is issuing, when
+    /// binding is on and it is not bound yet.
+    pub(super) fn offer(&mut self, session: &SessionState) -> Option<String> {
+        self.cfg.device_bound?;
+        if session.bound.is_some() {
+            return None;
+        }
+        let handle = self.cfg.keys.current().handle(&session.sid);
+        let c = challenge::mint(&self.cfg.keys, &handle, self.now * 1000, &mut self.entropy);
+        Some(wire::registration(
+            &format!("{}dbsc/register", self.cfg.path_prefix),
+            &c,
+        ))
+    }
+}
+
+/// The short-lived cookie's attributes, as the configuration names them: those of the
+/// session cookie, host-only unless it names a domain, never persistent beyond `ttl`.
+fn short_cookie_attributes(cfg: &Config) -> String {
+    let c = &cfg.cookie;
+    let mut a = String::from("Path=/");
+    if let Some(d) = &c.domain {
+        a.push_str("; Domain=");
+        a.push_str(d);
+    }
+    a.push_str("; Secure; HttpOnly");
+    a.push_str(match c.same_site {
+        SameSite::Strict => "; SameSite=Strict",
+        SameSite::Lax => "; SameSite=Lax",
+        SameSite::None => "; SameSite=None",
+    });
+    a
+}
+
+fn short_cookie_header(cfg: &Config, value: &str, ttl: u64) -> String {
+    format!(
+        "{}={value}; Max-Age={ttl}; {}",
+        short_cookie::name(cfg.cookie.domain.is_some()),
+        short_cookie_attributes(cfg)
+    )
+}
+
+/// Takes the registration or refresh a request asked for out of its purpose.
+pub(super) fn take_asked(purpose: &mut Purpose) -> Option<Asked> {
+    match mem::replace(purpose, Purpose::ListSessions) {
+        Purpose::Device(a) => Some(a),
+        other => {
+            *purpose = other;
+            None
+        }
+    }
+}
