@@ -1,0 +1,155 @@
+// Issue 27: device-bound sessions (KEYCARD_DEVICE_BOUND=on, SESSION_STORE=kv) in workerd
+// with local KV, in front of a real origin, driven by the DBSC client of
+// lib/dbsc-client.mjs (which dbsc-tools.test.mjs holds to Chromium 150's own behaviour).
+import { test, before, after, describe } from "node:test";
+import assert from "node:assert/strict";
+
+import { startOrigin, startKeycard, decodeSession, q } from "./lib/harness.mjs";
+import { DbscClient, parseRegistrations } from "./lib/dbsc-client.mjs";
+import { withDbscBrowser } from "./lib/dbsc-chromium.mjs";
+
+/** What the origin saw of the last request (its echo of the request's headers). */
+const seen = async (res) => (await res.json()).headers;
+
+describe("a device-bound session", () => {
+  let origin, kc, base;
+  before(async () => {
+    origin = await startOrigin();
+    kc = await startKeycard({ ORIGIN_URL: origin.url, SESSION_STORE: "kv", KEYCARD_DEVICE_BOUND: "on" });
+    // DBSC is for secure contexts: the client, like Chromium, talks to localhost.
+    base = kc.url.replace("127.0.0.1", "localhost");
+  });
+  after(async () => {
+    await kc?.close();
+    await origin?.close();
+  });
+
+  /** A client signed in as `user` whose session is bound; also the session cookie it
+   * held before binding. */
+  async function bound(user, algs) {
+    const client = new DbscClient(algs ? { algs } : undefined);
+    const signIn = await client.fetch(`${base}/login?set=${q({ user })}`);
+    assert.equal(signIn.status, 200);
+    const offer = signIn.headers.get("secure-session-registration");
+    assert.match(offer ?? "", /^\(ES256 RS256\);path="\/\.keycard\/dbsc\/register";challenge="/, "binding is offered as the user signs in");
+    const before = await client.jar.getCookieString(base);
+    const [reg] = parseRegistrations(offer);
+    const session = await client.register(reg, `${base}/login`);
+    return { client, session, before };
+  }
+
+  for (const alg of ["ES256", "RS256"]) {
+    test(`${alg}: a device binds its session, and only the device is signed in`, async () => {
+      const { client, session, before } = await bound("ada", [alg]);
+      assert.equal(session.registration.status, 200);
+      assert.equal(session.config.continue, true);
+      assert.equal(session.config.refresh_url, "/.keycard/dbsc/refresh");
+      assert.deepEqual(session.config.credentials.map((c) => c.name), ["__Host-keycard-bound"]);
+      assert.equal(session.config.scope.origin, base);
+
+      const mine = await seen(await client.fetch(`${base}/page`));
+      assert.equal(mine["x-session-status"], "valid");
+      assert.equal(decodeSession(mine["x-session"]).user, "ada");
+      assert.equal(mine["x-session-id"], session.id, "the configuration names the session by its handle");
+      assert.ok(!(mine.cookie ?? "").includes("keycard"), `keycard's cookies reach no origin: ${mine.cookie}`);
+
+      // A thief with the session cookie alone.
+      const all = await client.jar.getCookieString(base);
+      const sessionOnly = all.split("; ").filter((c) => c.startsWith("keycard=")).join("; ");
+      const thief = await seen(await fetch(`${base}/page`, { headers: { cookie: sessionOnly } }));
+      assert.equal(thief["x-session-status"], "none");
+      assert.equal(thief["x-session"], undefined);
+
+      // The cookie copied before binding names a session that is gone.
+      const old = await seen(await fetch(`${base}/page`, { headers: { cookie: before } }));
+      assert.equal(old["x-session-status"], "invalid");
+    });
+  }
+
+  test("a refresh asks for a proof, then renews the short-lived cookie", async () => {
+    const { client, session } = await bound("grace");
+    const r = await client.refresh(session);
+    assert.deepEqual(r.steps.map((s) => s.status), [403, 200]);
+    assert.ok(r.steps[0].challenge, "the 403 carries a challenge");
+    const again = await client.refresh(session);
+    assert.deepEqual(again.steps.map((s) => s.status), [403, 200], "a second refresh at once works too");
+    const after = await seen(await client.fetch(`${base}/page`));
+    assert.equal(after["x-session-status"], "valid");
+  });
+
+  test("a refresh is refused for every proof the bound key did not make for a fresh challenge", async () => {
+    const { client, session } = await bound("mallory-target");
+    const other = await bound("someone-else");
+    const ok = await client.refresh(session);
+    assert.equal(ok.status, 200);
+    const used = session.proofs.at(-1);
+    const foreign = (await other.client.refresh(other.session)).steps[0].challenge;
+    for (const [what, misbehave] of [
+      ["a replayed proof", { replay: used }],
+      ["alg none", { algNone: true }],
+      ["another key", { otherKey: true }],
+      ["a jwk swapped in", { swapJwk: true }],
+      ["another session's challenge", { challenge: foreign }],
+      ["no Sec-Secure-Session-Id", { omitSessionId: true }],
+      ["another session's id", { sessionId: other.session.id }],
+    ]) {
+      const r = await client.refresh(session, { misbehave });
+      assert.equal(r.status, 400, `${what}: ${JSON.stringify(r.steps)}`);
+    }
+    const refusals = kc.events().filter((e) => e.keycard === "device_refused");
+    assert.ok(refusals.length >= 7, `each refusal is logged with its reason: ${JSON.stringify(refusals)}`);
+    const still = await seen(await client.fetch(`${base}/page`));
+    assert.equal(still["x-session-status"], "valid", "the device keeps its session");
+  });
+
+  test("a registration is refused without a fresh challenge of its own session", async () => {
+    const { client } = await bound("ada");
+    const again = await client.register({ algs: ["ES256"], path: "/.keycard/dbsc/register", challenge: "1.AAAA.AAAA" }, `${base}/`);
+    assert.equal(again.registration.status, 400, "already bound, and not a challenge keycard gave");
+    const fresh = new DbscClient();
+    await fresh.fetch(`${base}/login?set=${q({ user: "eve" })}`);
+    const none = await fresh.register({ algs: ["ES256"], path: "/.keycard/dbsc/register", challenge: "1.AAAA.AAAA" }, `${base}/`);
+    assert.equal(none.registration.status, 400);
+    const anonymous = new DbscClient();
+    const gone = await anonymous.register({ algs: ["ES256"], path: "/.keycard/dbsc/register", challenge: "x" }, `${base}/`);
+    assert.equal(gone.registration.status, 200, "no session at all: the browser is told to stop");
+    assert.equal(gone.config.continue, false);
+  });
+});
+
+describe("Chromium 150 and keycard", () => {
+  let origin, kc, base;
+  before(async () => {
+    origin = await startOrigin();
+    kc = await startKeycard({ ORIGIN_URL: origin.url, SESSION_STORE: "kv", KEYCARD_DEVICE_BOUND: "on" });
+    base = kc.url.replace("127.0.0.1", "localhost");
+  });
+  after(async () => {
+    await kc?.close();
+    await origin?.close();
+  });
+
+  test("a real browser binds its session as it signs in, and refreshes when its short-lived cookie is gone", async () => {
+    await withDbscBrowser(async ({ context, page, events }) => {
+      await page.goto(`${base}/login?set=${q({ user: "ada" })}`);
+      const created = await events.waitFor("creationEventDetails");
+      assert.equal(created.creationEventDetails.fetchResult, "Success", JSON.stringify(created));
+      const names = (await context.cookies(base)).map((c) => c.name).sort();
+      assert.deepEqual(names, ["__Host-keycard-bound", "keycard"]);
+
+      await page.goto(`${base}/page`);
+      let saw = JSON.parse(await page.innerText("body")).headers;
+      assert.equal(saw["x-session-status"], "valid");
+      assert.equal(decodeSession(saw["x-session"]).user, "ada");
+
+      // The short-lived cookie gone, as when it expires: the browser refreshes before
+      // it sends the next request, and is still signed in.
+      await context.clearCookies({ name: "__Host-keycard-bound" });
+      await page.goto(`${base}/page2`);
+      const refreshed = await events.waitFor("refreshEventDetails", (e) => e.refreshEventDetails.refreshResult === "Refreshed");
+      assert.ok(refreshed);
+      saw = JSON.parse(await page.innerText("body")).headers;
+      assert.equal(saw["x-session-status"], "valid", "the request waited for the refresh");
+    });
+  });
+});
