@@ -102,6 +102,17 @@ describe("a device-bound session", () => {
     assert.equal(still["x-session-status"], "valid", "the device keeps its session");
   });
 
+  test("signing out ends the bound session: its next refresh is told to stop", async () => {
+    const { client, session } = await bound("ada");
+    const out = await client.fetch(`${base}/.keycard/logout`, { method: "POST" });
+    assert.equal(out.status, 204);
+    const r = await client.refresh(session);
+    assert.deepEqual(r.steps.map((s) => s.status), [200]);
+    assert.equal(session.ended, true, "continue: false");
+    const after = await seen(await client.fetch(`${base}/page`));
+    assert.equal(after["x-session-status"], "none");
+  });
+
   test("a registration is refused without a fresh challenge of its own session", async () => {
     const { client } = await bound("ada");
     const again = await client.register({ algs: ["ES256"], path: "/.keycard/dbsc/register", challenge: "1.AAAA.AAAA" }, `${base}/`);
