@@ -360,6 +360,10 @@ mod tests {
                 vec![kv, ("KEYCARD_DEVICE_BOUND_TTL", "10m")],
                 "KEYCARD_DEVICE_BOUND_TTL",
             ),
+            (
+                vec![on, kv, ("KEYCARD_DEVICE_BOUND_TTL", "2h")],
+                "KEYCARD_DEVICE_BOUND_TTL",
+            ),
         ] {
             assert_eq!(with(&pairs).unwrap_err().var, var, "{pairs:?}");
         }

@@ -107,7 +107,8 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
     /// `KEYCARD_DEVICE_BOUND` and `KEYCARD_DEVICE_BOUND_TTL`: the short-lived cookie's
     /// lifetime when on. Binding is kept in the session's KV record, so it needs
     /// `SESSION_STORE=kv`; the lifetime is at least 5 minutes, because Chrome signs at
-    /// most a few proofs per site in 9 minutes.
+    /// most a few proofs per site in 9 minutes, and at most an hour, as long as a
+    /// stolen cookie works.
     pub(super) fn device_bound(&self, store: super::StoreMode) -> Result<Option<u64>, ConfigError> {
         let on = self.choice(
             "KEYCARD_DEVICE_BOUND",
@@ -128,6 +129,10 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
             (true, Some(t)) if t < 300 => Err(err(
                 "KEYCARD_DEVICE_BOUND_TTL",
                 "is under 5 minutes: Chrome signs only a few refreshes per site in 9 minutes",
+            )),
+            (true, Some(t)) if t > 3600 => Err(err(
+                "KEYCARD_DEVICE_BOUND_TTL",
+                "is over an hour: a stolen cookie would work that long",
             )),
             (true, t) => Ok(Some(t.unwrap_or(600))),
         }

@@ -3,9 +3,10 @@
 //!
 //! - `POST {prefix}dbsc/register` with a `Secure-Session-Response` proof: the challenge
 //!   must be one keycard gave this session, and the proof's signature (WebCrypto, a
-//!   [`Step::Verify`]) the key it brings. The session is then regenerated with the key
-//!   bound to it, so a copy of its cookie taken before is worth nothing; the answer is
-//!   the session configuration and both cookies.
+//!   [`Step::Verify`]) the key it brings. The key is then bound to the session in its
+//!   record, so every copy of its cookie, taken before or after, is worth nothing
+//!   without the short-lived cookie; the answer is the session configuration and the
+//!   short-lived cookie.
 //! - `POST {prefix}dbsc/refresh` with `Sec-Secure-Session-Id`: without a proof, a 403
 //!   with a challenge; with one signed by the bound key for a fresh challenge, a new
 //!   short-lived cookie. A session that is gone, or not bound, is told `continue: false`
@@ -23,7 +24,7 @@ use crate::config::SameSite;
 use crate::crypto::keys::Entropy;
 use crate::dbsc::{self, challenge, proof, short_cookie, wire};
 use crate::http::headers::HeaderList;
-use crate::session::{record, Binding, Changes};
+use crate::session::{record, Binding};
 
 /// What the registration or refresh endpoint was asked.
 #[derive(Debug)]
@@ -49,9 +50,10 @@ impl Asked {
 #[derive(Debug)]
 pub(super) struct Proving {
     session: SessionState,
+    /// The session's identifier as the browser knows it (a refresh's).
+    handle: String,
     key: proof::BoundKey,
     challenge_ms: u64,
-    registering: bool,
 }
 
 /// The answer of a registration or refresh, once its writes are made.
@@ -59,6 +61,17 @@ pub(super) struct Proving {
 pub(super) struct Bound {
     pub(super) json: String,
     pub(super) short_cookie: String,
+    /// The session's identifier, as the browser knows it.
+    pub(super) id: String,
+    /// The session turned out to be ended (its tombstone): the browser is told to stop.
+    pub(super) gone: bool,
+}
+
+impl Bound {
+    /// `continue: false` for the session the browser knows as `id`.
+    pub(super) fn ended_json(id: &str) -> String {
+        json!({ "session_identifier": id, "continue": false }).to_string()
+    }
 }
 
 impl<E: Entropy> Exchange<E> {
@@ -82,6 +95,13 @@ impl<E: Entropy> Exchange<E> {
             (Loaded::Unproven(_), Asked::Register(_)) => {
                 return self.refused(400, "the session is bound already")
             }
+            // Not knowing is not "gone": the browser must keep its binding.
+            (Loaded::StoreUnavailable, _) => {
+                return self.fail(Failure::Store(StoreError {
+                    op: StoreOp::Get,
+                    detail: "the session's record could not be read to check its device".into(),
+                }))
+            }
             _ => return self.device_ended(&asked),
         };
         match asked {
@@ -93,17 +113,25 @@ impl<E: Entropy> Exchange<E> {
                 let handle = self.cfg.keys.current().handle(&session.sid);
                 match proof::registration(&token) {
                     Err(why) => self.refused(400, why),
-                    Ok(p) => self.check_proof(session, p, &handle, 0, true),
+                    Ok(p) => self.check_proof(session, p, &handle, 0),
                 }
             }
             Asked::Refresh(id, token) => {
-                let handle = self.cfg.keys.current().handle(&session.sid);
                 let Some(bound) = session.bound.clone() else {
                     return self.device_ended(&Asked::Refresh(id, token));
                 };
-                if id.as_deref().and_then(wire::session_id) != Some(handle.as_str()) {
+                // The session's handle under any key of the ring: a secret's rotation
+                // must not end a binding.
+                let named = id.as_deref().and_then(wire::session_id);
+                let handle = self
+                    .cfg
+                    .keys
+                    .all()
+                    .map(|k| k.handle(&session.sid))
+                    .find(|h| Some(h.as_str()) == named);
+                let Some(handle) = handle else {
                     return self.refused(400, "Sec-Secure-Session-Id does not name this session");
-                }
+                };
                 match token {
                     None => {
                         let now_ms = (self.now * 1000).max(bound.last_ms + 1);
@@ -115,7 +143,7 @@ impl<E: Entropy> Exchange<E> {
                     }
                     Some(t) => match proof::refresh(&t, &bound.key) {
                         Err(why) => self.refused(400, why),
-                        Ok(p) => self.check_proof(session, p, &handle, bound.last_ms, false),
+                        Ok(p) => self.check_proof(session, p, &handle, bound.last_ms),
                     },
                 }
             }
@@ -129,7 +157,6 @@ impl<E: Entropy> Exchange<E> {
         p: proof::Proof,
         handle: &str,
         last_ms: u64,
-        registering: bool,
     ) -> Step {
         let now_ms = self.now * 1000;
         match challenge::check(&self.cfg.keys, &p.jti, handle, now_ms, last_ms) {
@@ -143,9 +170,9 @@ impl<E: Entropy> Exchange<E> {
             Ok(challenge_ms) => {
                 self.state = State::Proving(Box::new(Proving {
                     session,
+                    handle: handle.to_owned(),
                     key: p.key,
                     challenge_ms,
-                    registering,
                 }));
                 Step::Verify(p.verification)
             }
@@ -164,28 +191,18 @@ impl<E: Entropy> Exchange<E> {
         }
         let Proving {
             mut session,
+            handle,
             key,
             challenge_ms,
-            registering,
         } = p;
+        // Bound in place: the record now says so, so every copy of the session cookie,
+        // taken before or after, needs the short-lived cookie. (A new id would race
+        // the page's own requests, still carrying the old cookie, whose answers would
+        // clear the new one.)
         session.bound = Some(Binding {
             key,
             last_ms: challenge_ms,
         });
-        if registering {
-            // A new id for the bound session: the old one's record goes, and with it
-            // every copy of the cookie taken before.
-            let regenerate = Changes {
-                regenerate: true,
-                ..Default::default()
-            };
-            self.purpose = Purpose::Binding;
-            return self.decide(
-                Loaded::Valid(session),
-                regenerate,
-                OriginResponse::default(),
-            );
-        }
         let cfg = Rc::clone(&self.cfg);
         let put = Step::KvPut(session::KvPut {
             key: session.kv_key(&cfg),
@@ -200,7 +217,9 @@ impl<E: Entropy> Exchange<E> {
                 .saturating_sub(self.now)
                 .max(record::KV_MIN_TTL),
         });
-        self.purpose = Purpose::DeviceBound(Box::new(self.bound_answer(&session)));
+        self.purpose = Purpose::DeviceBound(Box::new(self.bound_answer(&session, handle)));
+        // The tombstone first, as for every write of an existing id: a session ended
+        // while its proof was being checked is not written back.
         let writes = Writes {
             users: VecDeque::new(),
             if_refused: None,
@@ -209,16 +228,17 @@ impl<E: Entropy> Exchange<E> {
                 revokes: false,
             }]),
             set_cookie: None,
-            put: false,
-            tombstone: None,
+            put: true,
+            tombstone: Some(session.tombstone_key(&cfg)),
             origin: OriginResponse::default(),
             offer: None,
         };
         self.next_write(writes)
     }
 
-    /// The configuration and the short-lived cookie for the bound `session`.
-    pub(super) fn bound_answer(&self, session: &SessionState) -> Bound {
+    /// The configuration and the short-lived cookie for the bound `session`, which the
+    /// browser knows as `handle`.
+    pub(super) fn bound_answer(&self, session: &SessionState, handle: String) -> Bound {
         let cfg = &self.cfg;
         let ttl = cfg.device_bound.unwrap_or(0);
         let thumbprint = session
@@ -227,25 +247,28 @@ impl<E: Entropy> Exchange<E> {
             .map_or(String::new(), |b| b.key.thumbprint());
         let value = short_cookie::value(&cfg.keys, &session.sid, &thumbprint, self.now + ttl);
         Bound {
-            json: self.configuration(session, true),
+            json: self.configuration(&handle),
             short_cookie: short_cookie_header(cfg, &value, ttl),
+            id: handle,
+            gone: false,
         }
     }
 
-    fn configuration(&self, session: &SessionState, keep: bool) -> String {
+    /// The session configuration for the session the browser knows as `handle`.
+    fn configuration(&self, handle: &str) -> String {
         let cfg = &self.cfg;
         let origin = forward::split_url(&self.url).map_or(String::new(), |p| p.origin());
         let refresh = format!("{}dbsc/refresh", cfg.path_prefix);
         let attributes = short_cookie_attributes(cfg);
         wire::Configuration {
-            id: &cfg.keys.current().handle(&session.sid),
+            id: handle,
             refresh_url: &refresh,
             origin: &origin,
             include_site: cfg.cookie.domain.is_some(),
             exclude: &[],
             cookie_name: short_cookie::name(cfg.cookie.domain.is_some()),
             cookie_attributes: &attributes,
-            keep,
+            keep: true,
         }
         .json()
     }
@@ -262,8 +285,7 @@ impl<E: Entropy> Exchange<E> {
             Asked::Refresh(id, _) => id.as_deref().and_then(wire::session_id).unwrap_or(""),
             Asked::Register(_) => "",
         };
-        let json = json!({ "session_identifier": id, "continue": false }).to_string();
-        Step::Reply(Reply::new(200, JSON, json))
+        Step::Reply(Reply::new(200, JSON, Bound::ended_json(id)))
     }
 
     /// A 4xx for a refused registration or refresh, with its reason in the log.

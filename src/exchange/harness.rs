@@ -14,12 +14,13 @@ use crate::origin::headers::SessionHeaders;
 use crate::testing::{config, CountingEntropy, FakeKv, T0};
 use crate::util::unb64;
 
-/// One browser: a cookie jar of the session cookie, and any other cookies it sends
-/// (`name=value; ...`) as they are.
+/// One browser: a cookie jar of the session cookie, any other cookies it sends
+/// (`name=value; ...`) as they are, and any other request headers (`name:value` lines).
 #[derive(Default, Clone)]
 pub(super) struct Browser {
     pub(super) jar: Option<String>,
     pub(super) others: String,
+    pub(super) headers: String,
 }
 
 /// What came of one request.
@@ -131,6 +132,7 @@ impl World {
         if !cookies.is_empty() {
             headers.push_str(&format!("cookie:{}\n", cookies.join("; ")));
         }
+        headers.push_str(&b.headers);
         let url = format!("https://app.example{path}");
         let req = Incoming {
             method,

@@ -233,3 +233,162 @@ fn a_bound_session_needs_its_short_lived_cookie() {
     let seen = get(&mut w, &mut b, T0 + 50, &[]);
     assert_eq!(seen.status(), "none", "an expired one");
 }
+
+/// A KV world with device-bound sessions on, `b` signed in as ada and bound by hand to
+/// a P-256 key (as a registration would), with `last_ms` 1.
+fn bound_world(pairs: &[(&str, &str)]) -> (World, Browser, crate::dbsc::proof::BoundKey) {
+    use crate::dbsc::proof::BoundKey;
+    let mut all = vec![("SESSION_STORE", "kv"), ("KEYCARD_DEVICE_BOUND", "on")];
+    all.extend_from_slice(pairs);
+    let mut w = kv_world(&all);
+    let mut b = Browser::default();
+    w.sign_in(&mut b, "ada");
+    let key = record_key(&w, &b);
+    let device = BoundKey::from_stored(&format!(
+        r#"ES256 {{"kty":"EC","crv":"P-256","x":"{}","y":"{}"}}"#,
+        crate::util::b64([1u8; 32]),
+        crate::util::b64([2u8; 32])
+    ))
+    .unwrap();
+    let rec = w.p.get(&key).unwrap().unwrap();
+    let bound = format!(
+        r#"{},"bound":{{"key":{},"last":1}}}}"#,
+        &rec[..rec.len() - 1],
+        Value::from(device.stored())
+    );
+    w.p.put(&key, &bound, 600).unwrap();
+    (w, b, device)
+}
+
+/// The session id in `b`'s cookie.
+fn sid_of(w: &World, b: &Browser) -> crate::crypto::keys::SessionId {
+    crate::session::codec::decode(&w.cfg.keys, &w.cfg.cookie.name, b.jar.as_deref().unwrap())
+        .unwrap()
+        .claims
+        .sid
+}
+
+/// A proof of the shape Chromium sends at a refresh, for `challenge` (its signature is
+/// the driver's to check: these tests answer for WebCrypto).
+fn refresh_proof(challenge: &str) -> String {
+    format!(
+        "{}.{}.{}",
+        crate::util::b64(r#"{"alg":"ES256","typ":"dbsc+jwt"}"#),
+        crate::util::b64(format!(r#"{{"jti":"{challenge}"}}"#)),
+        crate::util::b64([7u8; 64])
+    )
+}
+
+/// Review of issue 27: a rotation of SESSION_SECRET changed the session's identifier
+/// (its handle under the current key), so every bound session's refresh was refused.
+#[test]
+fn a_bound_session_refreshes_across_a_rotation() {
+    use crate::testing::SECRET;
+    let (mut w, mut b, _) = bound_world(&[]);
+    let old_handle = w.cfg.keys.current().handle(&sid_of(&w, &b));
+    w.cfg = crate::testing::config(&[
+        ("SESSION_STORE", "kv"),
+        ("KEYCARD_DEVICE_BOUND", "on"),
+        (
+            "SESSION_SECRET",
+            "the rotated secret, 0123456789abcdef0123456789",
+        ),
+        ("SESSION_SECRET_PREVIOUS", SECRET),
+    ]);
+    b.headers = format!("sec-secure-session-id:{old_handle}\n");
+    let seen = w.go(&mut b, "POST", "/.keycard/dbsc/refresh", &[]);
+    let r = seen.reply();
+    assert_eq!(r.status, 403, "{r:?}");
+    assert!(r
+        .headers
+        .iter()
+        .any(|(n, v)| *n == "secure-session-challenge"
+            && v.ends_with(&format!(r#"id="{old_handle}""#))));
+}
+
+/// Review of issue 27: a refresh wrote the session's record back without looking at
+/// its tombstone, so a session signed out while its proof was checked came back.
+#[test]
+fn a_refresh_does_not_bring_back_an_ended_session() {
+    use crate::dbsc::challenge;
+    let (mut w, mut b, _) = bound_world(&[]);
+    let sid = sid_of(&w, &b);
+    let handle = w.cfg.keys.current().handle(&sid);
+    let c = challenge::mint(
+        &w.cfg.keys,
+        &handle,
+        w.now * 1000,
+        &mut crate::testing::CountingEntropy(9),
+    );
+    w.p.put(
+        &crate::session::record::tombstone_key(&w.cfg.kv_prefix, &sid),
+        "{}",
+        600,
+    )
+    .unwrap();
+    b.headers = format!(
+        "sec-secure-session-id:{handle}\nsecure-session-response:{}\n",
+        refresh_proof(&c)
+    );
+    let (mut ex, step) = w.begin(&b, "POST", "/.keycard/dbsc/refresh");
+    assert!(matches!(step, Step::Verify(_)), "{step:?}");
+    let step = ex.verified(Ok(true));
+    let last = w.p.drive(&mut ex, step);
+    let Step::Reply(r) = &last else {
+        panic!("{last:?}")
+    };
+    assert_eq!(r.status, 200);
+    assert!(r.body.contains(r#""continue":false"#), "{}", r.body);
+    assert!(
+        !r.headers
+            .iter()
+            .any(|(_, v)| v.starts_with(crate::dbsc::short_cookie::HOST_NAME)),
+        "no short-lived cookie"
+    );
+    assert_eq!(
+        w.p.get(&record_key(&w, &b)).unwrap(),
+        None,
+        "the record is not written back"
+    );
+}
+
+/// Review of issue 27: the origin's `regenerate` (or a sign-in) gave the bound session
+/// a new id while keeping the binding, whose short-lived cookie names the old id: the
+/// user was signed out at once. A new id is unbound, and binding is offered again.
+#[test]
+fn a_regenerated_bound_session_is_unbound_and_offered_binding_again() {
+    use crate::dbsc::short_cookie;
+    let (mut w, mut b, device) = bound_world(&[]);
+    let sid = sid_of(&w, &b);
+    let v = short_cookie::value(&w.cfg.keys, &sid, &device.thumbprint(), w.now + 60);
+    b.others = format!("{}={v}", short_cookie::HOST_NAME);
+    let now = w.now;
+    let seen = get(&mut w, &mut b, now, &act("regenerate"));
+    assert_eq!(seen.status(), "valid");
+    let Step::Rewrap(r) = &seen.last else {
+        panic!("{:?}", seen.last)
+    };
+    assert!(
+        r.offer
+            .as_deref()
+            .is_some_and(|o| o.starts_with("(ES256 RS256)")),
+        "{r:?}"
+    );
+    let next = get(&mut w, &mut b, now + 1, &[]);
+    assert_eq!(
+        (next.status(), next.user().as_deref()),
+        ("valid", Some("ada"))
+    );
+}
+
+/// Review of issue 27: a KV outage under SESSION_KV_FAILURE=open told the browser its
+/// bound session was gone (`continue: false`), which it then dropped for good.
+#[test]
+fn a_refresh_during_a_kv_outage_is_a_503_not_an_end() {
+    let (mut w, mut b, _) = bound_world(&[("SESSION_KV_FAILURE", "open")]);
+    let handle = w.cfg.keys.current().handle(&sid_of(&w, &b));
+    w.p.failing.insert("get");
+    b.headers = format!("sec-secure-session-id:{handle}\n");
+    let seen = w.go(&mut b, "POST", "/.keycard/dbsc/refresh", &[]);
+    assert_eq!(seen.reply().status, 503);
+}

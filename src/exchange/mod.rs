@@ -31,7 +31,7 @@
 //! | `Loading` | [`Exchange::kv_read`]: the session's record | *the session loaded* (a store failure follows `SESSION_KV_FAILURE`) |
 //! | *the session loaded* | nothing | for the origin: `Asking` (a check before forwarding), `Forwarding`, or a sign-in-first reply; for keycard's endpoints: `Asking` (the inspector, the device list, a revoke), a logout's *writes*, or a callback's `SigningIn` |
 //! | `SigningIn` | [`Exchange::fetched`] (the provider's metadata, token, keys or userinfo) or [`Exchange::verified`] (the ID token's signature) | the next of them, the redirect to the provider, a page (a refusal, a failure, a 503 for a provider that is down), or the new session's *writes* |
-//! | `Proving` | [`Exchange::verified`]: a device's proof (`device.rs`) | a registration's *writes* (the session regenerated with the key bound to it), a refresh's record write, or a 400 |
+//! | `Proving` | [`Exchange::verified`]: a device's proof (`device.rs`) | the *writes* of the record with the key bound (a registration) or the challenge's time (a refresh), or a 400 |
 //! | `Asking` | [`Exchange::users_answered`] | `Forwarding`, or a reply (an endpoint's answer, or the 401 of a revoked session) |
 //! | `Forwarding` | [`Exchange::answered`]; [`Exchange::unreachable`] and [`Exchange::timed_out`] end it with a 502 or 504 | the *writes* of the origin's changes |
 //! | *writes* | nothing | `Writing` for each write in order (a user's object, a KV put or delete), `Checking` before the put of an existing session; then the response, passed or rewrapped, or a logout's reply |
@@ -77,9 +77,6 @@ enum Purpose {
     SignedIn { next: String, flow_cookie: String },
     /// A device's registration or refresh, once the session is loaded.
     Device(device::Asked),
-    /// A registration whose proof verified: the session is regenerated with the device
-    /// bound to it, then answered as `DeviceBound`.
-    Binding,
     /// A device bound or refreshed: once the writes are made, this answer.
     DeviceBound(Box<device::Bound>),
 }

@@ -187,9 +187,7 @@ impl<E: Entropy> Exchange<E> {
                 Some(asked) => self.device(asked, loaded),
                 None => self.out_of_order("loaded"),
             },
-            (Purpose::SignedIn { .. } | Purpose::Binding | Purpose::DeviceBound(_), _) => {
-                self.out_of_order("loaded")
-            }
+            (Purpose::SignedIn { .. } | Purpose::DeviceBound(_), _) => self.out_of_order("loaded"),
             (Purpose::Proxy { .. }, None) => self.out_of_order("loaded"),
         }
     }

@@ -124,10 +124,6 @@ impl<E: Entropy> Exchange<E> {
             Err(FinishError::TooLarge { size }) => return self.fail(Failure::TooLarge(size)),
         };
         let offer = match (&self.purpose, &outcome.session) {
-            (Purpose::Binding, Some(s)) => {
-                self.purpose = Purpose::DeviceBound(Box::new(self.bound_answer(s)));
-                None
-            }
             (Purpose::Proxy { .. } | Purpose::SignedIn { .. }, Some(s))
                 if outcome.set_cookie.is_some() =>
             {
@@ -197,6 +193,11 @@ impl<E: Entropy> Exchange<E> {
                 }]);
                 writes.put = false;
                 writes.set_cookie = Some(session::clearing_cookie(&self.cfg));
+                // Nothing to bind, nor to refresh: the session is gone.
+                writes.offer = None;
+                if let Purpose::DeviceBound(b) = &mut self.purpose {
+                    b.gone = true;
+                }
                 self.next_write(writes)
             }
             Err(e) => self.store_failed(writes, e),
@@ -295,6 +296,13 @@ impl<E: Entropy> Exchange<E> {
                 }
                 let cleared = flow::set_cookie(self.cfg.cookie.secure, flow_cookie, None);
                 Step::Reply(reply.with("set-cookie", cleared))
+            }
+            Purpose::DeviceBound(b) if b.gone => {
+                let mut reply = Reply::new(200, JSON, device::Bound::ended_json(&b.id));
+                if let Some(sc) = writes.set_cookie {
+                    reply = reply.with("set-cookie", sc);
+                }
+                Step::Reply(reply)
             }
             Purpose::DeviceBound(b) => {
                 let mut reply = Reply::new(200, JSON, b.json.clone());

@@ -14,7 +14,8 @@ pub struct Changes {
     pub clear: bool,
     /// `X-Session-Set`: keys to merge; `Value::Null` deletes the key.
     pub set: Option<Map<String, Value>>,
-    /// `regenerate`: a new session id with the same data.
+    /// `regenerate`: a new session id with the same data. A device bound to the old id
+    /// is not bound to the new one: its cookie offers binding again.
     pub regenerate: bool,
     /// `X-Session-Max-Age`: the absolute lifetime from now, in seconds.
     pub max_age: Option<u64>,

@@ -198,6 +198,9 @@ fn apply(
         if changes.regenerate {
             replaced = Some(s.clone());
             s.sid = SessionId::generate(entropy);
+            // The short-lived cookie and the browser's record of the binding name the
+            // old id: a new one is bound only by a registration of its own.
+            s.bound = None;
             changed = true;
             new_id = true;
         }
