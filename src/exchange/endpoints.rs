@@ -4,7 +4,7 @@
 use serde_json::json;
 
 use crate::config::Config;
-use crate::http::cross_origin;
+use crate::http::{cookie_header, cross_origin};
 use crate::session::{Loaded, SessionState};
 
 /// An endpoint request, as routed.
@@ -209,8 +209,53 @@ pub fn health_json(cfg: &Config, kv_available: bool, users_available: bool) -> S
 
 /// The `session` (inspect) body: the decoded session, status, expiry, store and cookie
 /// size. It is only served with `KEYCARD_INSPECT=true`, to the holder of the cookie.
-pub fn inspect_json(cfg: &Config, loaded: &Loaded, cookie_len: usize, now: u64) -> String {
+/// What the inspector shows of the request's cookies.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CookieView {
+    /// The session cookie's size (`name=value`), 0 without one.
+    pub len: usize,
+    /// The values of the short-lived cookies of device-bound sessions.
+    pub bound: Vec<String>,
+}
+
+impl CookieView {
+    /// What the request's `Cookie` header holds for the inspector.
+    pub fn of(cfg: &Config, header: Option<&str>) -> CookieView {
+        let Some(h) = header else {
+            return CookieView::default();
+        };
+        let name = &cfg.cookie.name;
+        let bound_name = crate::dbsc::short_cookie::name(cfg.cookie.domain.is_some());
+        CookieView {
+            len: cookie_header::values(h, name)
+                .next()
+                .map_or(0, |v| v.len() + name.len() + 1),
+            bound: match cfg.device_bound {
+                Some(_) => cookie_header::values(h, bound_name)
+                    .map(str::to_owned)
+                    .collect(),
+                None => Vec::new(),
+            },
+        }
+    }
+}
+
+pub fn inspect_json(cfg: &Config, loaded: &Loaded, cookies: &CookieView, now: u64) -> String {
     let s: Option<&SessionState> = loaded.session();
+    let bound = s.and_then(|s| s.bound.as_ref().map(|b| (s, b)));
+    // The latest valid short-lived cookie's expiry (a bound session read as valid has one).
+    let bound_expires = bound.and_then(|(s, b)| {
+        let thumbprint = b.key.thumbprint();
+        cookies
+            .bound
+            .iter()
+            .filter(|v| crate::dbsc::short_cookie::valid(&cfg.keys, v, &s.sid, &thumbprint, now))
+            .filter_map(|v| {
+                v.split_once('.')
+                    .and_then(|(exp, _)| crate::util::parse_u64(exp))
+            })
+            .max()
+    });
     json!({
         "status": loaded.status().as_str(),
         "now": now,
@@ -229,9 +274,12 @@ pub fn inspect_json(cfg: &Config, loaded: &Loaded, cookie_len: usize, now: u64) 
         "absolute_timeout": cfg.absolute_timeout,
         "refresh_after": cfg.refresh_after,
         "cookie_name": cfg.cookie.name,
-        "cookie_size": cookie_len,
+        "cookie_size": cookies.len,
         "cookie_limit": crate::session::MAX_COOKIE_LEN,
         "encrypted": cfg.cookie.encrypt,
+        "device_bound": cfg.device_bound.is_some(),
+        "bound_alg": bound.map(|(_, b)| b.key.alg.name()),
+        "bound_expires": bound_expires,
     })
     .to_string()
 }

@@ -48,7 +48,7 @@ use serde_json::{Map, Value};
 
 use crate::config::{Config, StoreMode};
 use crate::crypto::keys::{Entropy, OsEntropy};
-use crate::http::{cookie_header, forward};
+use crate::http::forward;
 use crate::session::{self, Loaded, Pending, SessionState};
 use crate::users::{self, Device};
 
@@ -60,7 +60,7 @@ enum Purpose {
     /// so a missing sign-in is a redirect to the login page rather than a 401.
     Proxy { required: bool, navigation: bool },
     /// Answer the inspector with the session, the cookie being this long.
-    Inspect { cookie_len: usize },
+    Inspect { cookies: endpoints::CookieView },
     /// Destroy the session, then redirect to `next` (or answer 204).
     Logout { next: Option<String> },
     /// List the signed-in user's sessions.
@@ -315,10 +315,9 @@ impl<E: Entropy> Exchange<E> {
                 done(Reply::opaque(405, "keycard: method not allowed").with("allow", allow))
             }
             Endpoint::Inspect => {
-                let cookie_len = cookie
-                    .and_then(|c| cookie_header::values(c, &cfg.cookie.name).next())
-                    .map_or(0, |v| v.len() + cfg.cookie.name.len() + 1);
-                self.purpose = Purpose::Inspect { cookie_len };
+                self.purpose = Purpose::Inspect {
+                    cookies: endpoints::CookieView::of(&cfg, cookie),
+                };
                 self.load(cookie, None)
             }
             Endpoint::InspectorAsset(_) if !assets => {

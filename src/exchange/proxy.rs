@@ -156,7 +156,10 @@ impl<E: Entropy> Exchange<E> {
                     false => self.forward(loaded, guarded),
                 }
             }
-            (&Purpose::Inspect { cookie_len }, _) => self.inspect(loaded, cookie_len),
+            (Purpose::Inspect { cookies }, _) => {
+                let cookies = cookies.clone();
+                self.inspect(loaded, cookies)
+            }
             (Purpose::Logout { .. }, _) if matches!(loaded, Loaded::StoreUnavailable) => {
                 // Whatever the policy: answering "signed out" while the record, and the
                 // user it names, could not even be read would be a lie.

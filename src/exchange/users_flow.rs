@@ -39,7 +39,10 @@ pub(super) enum Ask {
     /// Before forwarding: is the session revoked?
     Forward { loaded: Loaded, guarded: Guarded },
     /// Before the inspector is answered: is the session revoked?
-    Inspect { loaded: Loaded, cookie_len: usize },
+    Inspect {
+        loaded: Loaded,
+        cookies: super::endpoints::CookieView,
+    },
     /// `GET sessions`: the list; `current` is the caller's key.
     List { current: String },
     /// `POST sessions/revoke`: the calls to every object, the first of them asked;
@@ -209,26 +212,35 @@ impl<E: Entropy> Exchange<E> {
 
     /// The inspector's answer; with the users binding, a signed-in session is checked
     /// first, whatever the check mode (the answer shows the session's data).
-    pub(super) fn inspect(&mut self, loaded: Loaded, cookie_len: usize) -> Step {
+    pub(super) fn inspect(
+        &mut self,
+        loaded: Loaded,
+        cookies: super::endpoints::CookieView,
+    ) -> Step {
         let data = self
             .users
             .then(|| loaded.session().map(SessionState::data))
             .flatten();
         match self.check_of(&loaded, data.as_ref()) {
             Some(call) => {
-                self.state = State::Asking(Ask::Inspect { loaded, cookie_len });
+                self.state = State::Asking(Ask::Inspect { loaded, cookies });
                 Step::Users(call)
             }
-            None => self.inspected(&loaded, cookie_len, false),
+            None => self.inspected(&loaded, &cookies, false),
         }
     }
 
-    fn inspected(&mut self, loaded: &Loaded, cookie_len: usize, revoked: bool) -> Step {
+    fn inspected(
+        &mut self,
+        loaded: &Loaded,
+        cookies: &super::endpoints::CookieView,
+        revoked: bool,
+    ) -> Step {
         let shown = match revoked {
             true => &Loaded::Bad(Status::Invalid),
             false => loaded,
         };
-        let body = crate::exchange::endpoints::inspect_json(&self.cfg, shown, cookie_len, self.now);
+        let body = crate::exchange::endpoints::inspect_json(&self.cfg, shown, cookies, self.now);
         let mut reply = Reply::new(200, JSON, body);
         if revoked {
             reply = reply.with("set-cookie", session::clearing_cookie(&self.cfg));
@@ -291,7 +303,7 @@ impl<E: Entropy> Exchange<E> {
                 }
                 (_, loaded) => self.forward(loaded, guarded),
             },
-            Ask::Inspect { loaded, cookie_len } => self.inspected(&loaded, cookie_len, revoked),
+            Ask::Inspect { loaded, cookies } => self.inspected(&loaded, &cookies, revoked),
             Ask::List { .. } | Ask::Revoke { .. } if revoked => self.session_required(true),
             Ask::List { current } => Step::Reply(Reply::new(
                 200,
@@ -398,9 +410,9 @@ impl<E: Entropy> Exchange<E> {
                 self.log_open_failure(&e);
                 self.forward(loaded, guarded)
             }
-            Ask::Inspect { loaded, cookie_len } if open => {
+            Ask::Inspect { loaded, cookies } if open => {
                 self.log_open_failure(&e);
-                self.inspected(&loaded, cookie_len, false)
+                self.inspected(&loaded, &cookies, false)
             }
             _ => self.fail(Failure::Store(e)),
         }

@@ -15,7 +15,7 @@ describe("a device-bound session", () => {
   let origin, kc, base;
   before(async () => {
     origin = await startOrigin();
-    kc = await startKeycard({ ORIGIN_URL: origin.url, SESSION_STORE: "kv", KEYCARD_DEVICE_BOUND: "on" });
+    kc = await startKeycard({ ORIGIN_URL: origin.url, SESSION_STORE: "kv", KEYCARD_DEVICE_BOUND: "on", KEYCARD_INSPECT: "true" });
     // DBSC is for secure contexts: the client, like Chromium, talks to localhost.
     base = kc.url.replace("127.0.0.1", "localhost");
   });
@@ -46,6 +46,11 @@ describe("a device-bound session", () => {
       assert.equal(session.config.refresh_url, "/.keycard/dbsc/refresh");
       assert.deepEqual(session.config.credentials.map((c) => c.name), ["__Host-keycard-bound"]);
       assert.equal(session.config.scope.origin, base);
+
+      const inspected = await (await client.fetch(`${base}/.keycard/session`)).json();
+      assert.equal(inspected.bound_alg, alg, "the inspector shows the binding");
+      const left = inspected.bound_expires - inspected.now;
+      assert.ok(left > 590 && left <= 600, `and when the short-lived cookie runs out: ${left} s`);
 
       const mine = await seen(await client.fetch(`${base}/page`));
       assert.equal(mine["x-session-status"], "valid");

@@ -190,6 +190,9 @@
     $("encrypted").textContent = !s.location ? "—"
       : s.location === "kv" ? "a signed session id only"
       : s.encrypted ? "data, encrypted (AEAD)" : "data, signed (readable, not secret)";
+    $("bound").textContent = !s.device_bound ? "off"
+      : !s.bound_alg ? (s.status === "valid" ? "not yet: this browser has not bound the session" : "—")
+      : `yes (${s.bound_alg})`;
 
     // Static expiry facts; the countdowns tick in tick().
     $("idle-at").textContent = s.idle_expires ? clockTime(s.idle_expires) : "";
@@ -241,6 +244,11 @@
     const abs = countdown("abs", s.absolute_expires, s.absolute_timeout);
     $("created").textContent = s.created ? ago(s.created) : "–";
     $("issued").textContent = s.issued ? ago(s.issued) : "–";
+    // A bound session's short-lived cookie: when it runs out, the browser renews it.
+    if (s.bound_expires) {
+      const left = s.bound_expires - now();
+      $("bound").textContent = `yes (${s.bound_alg}); short-lived cookie ${left > 0 ? `renewed within ${humane(left)}` : "being renewed"}`;
+    }
     if (s.issued && s.status === "valid") {
       const due = s.issued + s.refresh_after - now();
       $("refresh-at").textContent = due > 0 ? `on the first request after ${humane(due)}` : "due: the next request re-issues the cookie";
