@@ -12,6 +12,8 @@
 //   K-refresh  the same on the re-issue path (SESSION_REFRESH_AFTER=1, cookie older than 1 s)
 //   K-guard    K-cookie with the guards on (KEYCARD_REQUIRE=/, identity headers)
 //   K-kv       SESSION_STORE=kv: one KV read per request, no write
+//   K-bound    K-kv with KEYCARD_DEVICE_BOUND=on and the session bound to a device key
+//              (an ES256 registration at sign-in): its short-lived cookie checked too
 //   K-users    K-cookie with sign-out everywhere on (the KeycardUsers Durable Object
 //              bound): a read calls no object in the default `writes` mode;
 //              K-users-always calls the user's object on every request
@@ -60,6 +62,7 @@ import { fileURLToPath } from "node:url";
 import { isDeepStrictEqual } from "node:util";
 import zlib from "node:zlib";
 import { freePort } from "../tests/e2e/lib/harness.mjs";
+import { generateKey, parseRegistrations, signJwt } from "../tests/e2e/lib/dbsc-client.mjs";
 // BENCH_PROFILE's client for workerd's inspector. Node's own WebSocket gets its messages
 // echoed back by that inspector instead of answered; ws (which wrangler and miniflare
 // install) is answered.
@@ -139,6 +142,10 @@ const VARIANTS = [
   {
     name: "K-kv", what: "keycard, SESSION_STORE=kv, local KV read per request", main: KEYCARD, cookieName: "keycard", session: true, kv: true,
     vars: keycardVars({ SESSION_STORE: "kv" }),
+  },
+  {
+    name: "K-bound", what: "K-kv with device-bound sessions on, the session bound: its short-lived cookie checked per request", main: KEYCARD, cookieName: "keycard", session: true, kv: true, bound: true,
+    vars: keycardVars({ SESSION_STORE: "kv", KEYCARD_DEVICE_BOUND: "on", KEYCARD_DEVICE_BOUND_TTL: "1h" }),
   },
   // Sign-out everywhere: K-cookie's request with the users' Durable Objects bound. In
   // `writes` mode a read makes no object call; in `always` mode every signed-in request
@@ -519,7 +526,20 @@ async function signIn(w) {
   const r = await get(w.url + "/login");
   const sc = [].concat(r.headers["set-cookie"] ?? []).find((c) => c.startsWith(w.cookieName + "="));
   if (r.status !== 200 || !sc) throw new Error(`${w.label}: /login gave ${r.status} and no ${w.cookieName} cookie`);
-  return sc.split(";")[0];
+  return w.bound ? bind(w, sc.split(";")[0], r.headers["secure-session-registration"]) : sc.split(";")[0];
+}
+
+/** K-bound: registers an ES256 key for the session `cookie` as the sign-in's answer
+ * offered (the DBSC test client's JWT); returns both cookies. */
+async function bind(w, cookie, offer) {
+  const [reg] = parseRegistrations(offer ?? "");
+  if (!reg) throw new Error(`${w.label}: the sign-in offered no binding`);
+  const key = await generateKey("ES256");
+  const jwt = await signJwt({ alg: "ES256", jwk: key.jwk, typ: "dbsc+jwt" }, { jti: reg.challenge }, key);
+  const res = await fetch(w.url + reg.path, { method: "POST", headers: { cookie, "secure-session-response": jwt } });
+  const bound = res.headers.getSetCookie().find((c) => c.startsWith("__Host-keycard-bound="));
+  if (res.status !== 200 || !bound) throw new Error(`${w.label}: the registration gave ${res.status} and no short-lived cookie`);
+  return `${cookie}; ${bound.split(";")[0]}`;
 }
 
 /** K-rs: signs in with the example's POST /login?user=… (a 303 with the cookie). */
@@ -1199,6 +1219,7 @@ function targetTable(summary, rounds, wasmSize, crit) {
   add("K-cookie CPU ≤ 0.95× J (26)", perRound("K-cookie", "J", 0.95));
   add("K-refresh CPU ≤ 0.95× J-refresh (26)", perRound("K-refresh", "J-refresh", 0.95));
   add("K-kv CPU ≤ 1.05× J-kv (26)", perRound("K-kv", "J-kv", 1.05));
+  add("K-bound CPU ≤ 1.03× K-kv (27: a bound session's read)", perRound("K-bound", "K-kv", 1.03));
   // Not targets: the floors say how much of each gap any forwarding Worker would pay.
   const ratio = (a, b) => (host) => {
     const x = by(host, a), y = by(host, b);
