@@ -141,7 +141,11 @@ impl<E: Entropy> Exchange<E> {
                                 .with(dbsc::CHALLENGE, wire::challenge(&c, &handle)),
                         )
                     }
-                    Some(t) => match proof::refresh(&t, &bound.key) {
+                    Some(t) => match bound
+                        .key()
+                        .ok_or("the bound key does not read")
+                        .and_then(|k| proof::refresh(&t, &k))
+                    {
                         Err(why) => self.refused(400, why),
                         Ok(p) => self.check_proof(session, p, &handle, bound.last_ms),
                     },
@@ -199,10 +203,7 @@ impl<E: Entropy> Exchange<E> {
         // taken before or after, needs the short-lived cookie. (A new id would race
         // the page's own requests, still carrying the old cookie, whose answers would
         // clear the new one.)
-        session.bound = Some(Binding {
-            key,
-            last_ms: challenge_ms,
-        });
+        session.bound = Some(Binding::new(&key, challenge_ms));
         let cfg = Rc::clone(&self.cfg);
         let put = Step::KvPut(session::KvPut {
             key: session.kv_key(&cfg),
@@ -244,7 +245,7 @@ impl<E: Entropy> Exchange<E> {
         let thumbprint = session
             .bound
             .as_ref()
-            .map_or(String::new(), |b| b.key.thumbprint());
+            .map_or(String::new(), |b| b.thumbprint.clone());
         let value = short_cookie::value(&cfg.keys, &session.sid, &thumbprint, self.now + ttl);
         Bound {
             json: self.configuration(&handle),

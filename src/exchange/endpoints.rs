@@ -245,11 +245,10 @@ pub fn inspect_json(cfg: &Config, loaded: &Loaded, cookies: &CookieView, now: u6
     let bound = s.and_then(|s| s.bound.as_ref().map(|b| (s, b)));
     // The latest valid short-lived cookie's expiry (a bound session read as valid has one).
     let bound_expires = bound.and_then(|(s, b)| {
-        let thumbprint = b.key.thumbprint();
         cookies
             .bound
             .iter()
-            .filter(|v| crate::dbsc::short_cookie::valid(&cfg.keys, v, &s.sid, &thumbprint, now))
+            .filter(|v| crate::dbsc::short_cookie::valid(&cfg.keys, v, &s.sid, &b.thumbprint, now))
             .filter_map(|v| {
                 v.split_once('.')
                     .and_then(|(exp, _)| crate::util::parse_u64(exp))
@@ -278,7 +277,7 @@ pub fn inspect_json(cfg: &Config, loaded: &Loaded, cookies: &CookieView, now: u6
         "cookie_limit": crate::session::MAX_COOKIE_LEN,
         "encrypted": cfg.cookie.encrypt,
         "device_bound": cfg.device_bound.is_some(),
-        "bound_alg": bound.map(|(_, b)| b.key.alg.name()),
+        "bound_alg": bound.map(|(_, b)| b.alg()),
         "bound_expires": bound_expires,
     })
     .to_string()

@@ -182,9 +182,10 @@ fn a_bound_session_needs_its_short_lived_cookie() {
     .unwrap();
     let rec = w.p.get(&key).unwrap().unwrap();
     let bound = format!(
-        r#"{},"bound":{{"key":{},"last":1}}}}"#,
+        r#"{},"bound":{{"key":{},"thumb":"{}","last":1}}}}"#,
         &rec[..rec.len() - 1],
-        Value::from(device.stored())
+        Value::from(device.stored()),
+        device.thumbprint()
     );
     w.p.put(&key, &bound, 600).unwrap();
     let sid = codec::decode(&w.cfg.keys, &w.cfg.cookie.name, b.jar.as_deref().unwrap())
@@ -252,9 +253,10 @@ fn bound_world(pairs: &[(&str, &str)]) -> (World, Browser, crate::dbsc::proof::B
     .unwrap();
     let rec = w.p.get(&key).unwrap().unwrap();
     let bound = format!(
-        r#"{},"bound":{{"key":{},"last":1}}}}"#,
+        r#"{},"bound":{{"key":{},"thumb":"{}","last":1}}}}"#,
         &rec[..rec.len() - 1],
-        Value::from(device.stored())
+        Value::from(device.stored()),
+        device.thumbprint()
     );
     w.p.put(&key, &bound, 600).unwrap();
     (w, b, device)

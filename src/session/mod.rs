@@ -24,6 +24,7 @@ use serde_json::{Map, Value};
 
 use crate::config::Config;
 use crate::crypto::keys::SessionId;
+use crate::dbsc::proof::BoundKey;
 use crate::util::{b64, unb64};
 
 mod changes;
@@ -112,10 +113,35 @@ pub struct SessionState {
 /// answered, so that no challenge is answered twice (`crate::dbsc::challenge`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Binding {
-    /// The device's public key.
-    pub key: crate::dbsc::proof::BoundKey,
+    /// The device's public key in its stored form ([`BoundKey::stored`]), read only
+    /// at a refresh.
+    pub key: String,
+    /// Its thumbprint, which the short-lived cookie names: kept beside the key, so that
+    /// an ordinary request neither parses nor hashes a JWK (BENCHMARKS.md).
+    pub thumbprint: String,
     /// When the last challenge it answered was minted (unix milliseconds).
     pub last_ms: u64,
+}
+
+impl Binding {
+    /// A binding of `key`, whose last challenge was minted at `last_ms`.
+    pub fn new(key: &BoundKey, last_ms: u64) -> Binding {
+        Binding {
+            key: key.stored(),
+            thumbprint: key.thumbprint(),
+            last_ms,
+        }
+    }
+
+    /// The bound key, as a proof's check needs it.
+    pub fn key(&self) -> Option<BoundKey> {
+        BoundKey::from_stored(&self.key)
+    }
+
+    /// The bound key's algorithm, as its stored form names it.
+    pub fn alg(&self) -> &str {
+        self.key.split(' ').next().unwrap_or("")
+    }
 }
 
 impl SessionState {
@@ -187,13 +213,12 @@ impl Pending {
             .as_ref()
             .filter(|_| cfg.device_bound.is_some())
             .is_none_or(|b| {
-                let thumbprint = b.key.thumbprint();
                 self.proofs.iter().any(|v| {
                     crate::dbsc::short_cookie::valid(
                         &cfg.keys,
                         v,
                         &self.claims.sid,
-                        &thumbprint,
+                        &b.thumbprint,
                         now,
                     )
                 })

@@ -14,7 +14,6 @@ use std::fmt::Write as _;
 
 use super::Binding;
 use crate::crypto::keys::SessionId;
-use crate::dbsc::proof::BoundKey;
 
 /// KV's minimum `expirationTtl`.
 pub const KV_MIN_TTL: u64 = 60;
@@ -43,8 +42,12 @@ pub fn encode(created: u64, abs_exp: u64, data_json: &str, bound: Option<&Bindin
         "{{\"v\":1,\"created\":{created},\"abs_exp\":{abs_exp},\"data\":{data_json}"
     );
     if let Some(b) = bound {
-        let key = serde_json::Value::from(b.key.stored());
-        let _ = write!(r, ",\"bound\":{{\"key\":{key},\"last\":{}}}", b.last_ms);
+        let key = serde_json::Value::from(b.key.as_str());
+        let _ = write!(
+            r,
+            ",\"bound\":{{\"key\":{key},\"thumb\":\"{}\",\"last\":{}}}",
+            b.thumbprint, b.last_ms
+        );
     }
     r.push('}');
     r
@@ -61,6 +64,7 @@ struct Record<'a> {
 #[derive(serde::Deserialize)]
 struct StoredBinding {
     key: String,
+    thumb: String,
     last: u64,
 }
 
@@ -72,9 +76,9 @@ pub struct Decoded<'a> {
 }
 
 /// A record's text read. `None` for anything unreadable, of another version, whose data
-/// is not an object, or whose bound key does not read (a session that was bound must
-/// not come back unbound). The times in a record are not read: the signed cookie's own
-/// are the authority.
+/// is not an object, or whose bound device does not read (a session that was bound
+/// must not come back unbound). The bound key itself is read only at a refresh. The
+/// times in a record are not read: the signed cookie's own are the authority.
 pub fn decode(text: &str) -> Option<Decoded<'_>> {
     let rec: Record = serde_json::from_str(text).ok()?;
     if rec.v != 1 || !rec.data.get().starts_with('{') {
@@ -82,7 +86,8 @@ pub fn decode(text: &str) -> Option<Decoded<'_>> {
     }
     let bound = match rec.bound {
         Some(b) => Some(Binding {
-            key: BoundKey::from_stored(&b.key)?,
+            key: b.key,
+            thumbprint: b.thumb,
             last_ms: b.last,
         }),
         None => None,
@@ -102,6 +107,7 @@ pub fn tombstone(now: u64) -> String {
 mod tests {
     use super::*;
     use crate::crypto::keys::tests::CountingEntropy;
+    use crate::dbsc::proof::BoundKey;
 
     #[test]
     fn record_round_trip_and_refusals() {
@@ -118,8 +124,8 @@ mod tests {
             r#"{"v":1}"#,
             "not json",
             &tombstone(5),
-            r#"{"v":1,"data":{},"bound":{"key":"HS256 {}","last":1}}"#,
-            r#"{"v":1,"data":{},"bound":{"last":1}}"#,
+            r#"{"v":1,"data":{},"bound":{"key":"ES256 {}","last":1}}"#,
+            r#"{"v":1,"data":{},"bound":{"thumb":"t","last":1}}"#,
         ] {
             assert_eq!(decode(bad), None, "{bad}");
         }
@@ -133,10 +139,7 @@ mod tests {
             crate::util::b64([2u8; 32])
         ))
         .unwrap();
-        let bound = Binding {
-            key,
-            last_ms: 1_800_000_000_123,
-        };
+        let bound = Binding::new(&key, 1_800_000_000_123);
         let r = encode(1, 2, "{}", Some(&bound));
         assert_eq!(decode(&r).unwrap().bound, Some(bound));
     }
