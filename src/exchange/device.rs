@@ -50,7 +50,7 @@ impl Asked {
 #[derive(Debug)]
 pub(super) struct Proving {
     session: SessionState,
-    /// The session's identifier as the browser knows it (a refresh's).
+    /// The session's identifier, as the browser knows it: its handle.
     handle: String,
     key: proof::BoundKey,
     challenge_ms: u64,
