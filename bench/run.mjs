@@ -62,7 +62,7 @@ import { fileURLToPath } from "node:url";
 import { isDeepStrictEqual } from "node:util";
 import zlib from "node:zlib";
 import { freePort } from "../tests/e2e/lib/harness.mjs";
-import { generateKey, parseRegistrations, signJwt } from "../tests/e2e/lib/dbsc-client.mjs";
+import { generateKey, parseChallenges, parseRegistrations, signJwt } from "../tests/e2e/lib/dbsc-client.mjs";
 // BENCH_PROFILE's client for workerd's inspector. Node's own WebSocket gets its messages
 // echoed back by that inspector instead of answered; ws (which wrangler and miniflare
 // install) is answered.
@@ -539,7 +539,27 @@ async function bind(w, cookie, offer) {
   const res = await fetch(w.url + reg.path, { method: "POST", headers: { cookie, "secure-session-response": jwt } });
   const bound = res.headers.getSetCookie().find((c) => c.startsWith("__Host-keycard-bound="));
   if (res.status !== 200 || !bound) throw new Error(`${w.label}: the registration gave ${res.status} and no short-lived cookie`);
+  w.device = { key, id: (await res.json()).session_identifier };
   return `${cookie}; ${bound.split(";")[0]}`;
+}
+
+/** K-bound's device refreshes, as a browser makes them (the challenge's 403, then the
+ * proof's 200), `n` in a row: the CPU of its workerd process per refresh, in µs. The
+ * client's signing is node's, not counted. */
+async function refreshCost(w, n = Number(process.env.BENCH_REFRESHES ?? 300)) {
+  const post = (headers) => fetch(w.url + "/.keycard/dbsc/refresh", { method: "POST", headers: { cookie: w.cookie, "sec-secure-session-id": w.device.id, ...headers } });
+  const before = cpuTicks(w.pid);
+  for (let i = 0; i < n; i++) {
+    const asked = await post({});
+    await asked.text();
+    const challenge = parseChallenges(asked.headers.get("secure-session-challenge") ?? "")[0]?.challenge;
+    if (asked.status !== 403 || !challenge) throw new Error(`${w.label}: a refresh gave ${asked.status} and no challenge`);
+    const proof = await signJwt({ alg: "ES256", typ: "dbsc+jwt" }, { jti: challenge }, w.device.key);
+    const done = await post({ "secure-session-response": proof });
+    await done.text();
+    if (done.status !== 200) throw new Error(`${w.label}: a refresh's proof gave ${done.status}`);
+  }
+  return ((cpuTicks(w.pid) - before) / CLK_TCK) * 1e6 / n;
 }
 
 /** K-rs: signs in with the example's POST /login?user=… (a 303 with the cookie). */
@@ -1097,7 +1117,11 @@ async function main() {
       }
     }
   }
-  // Not in the rounds: what a session-day costs, and the first request on a fresh isolate.
+  // Not in the rounds: a device refresh, what a session-day costs, and the first request
+  // on a fresh isolate.
+  const bound = workers.find((x) => x.name === "K-bound" && x.host === "workerd");
+  const refreshUs = bound ? await refreshCost(bound) : undefined;
+  if (refreshUs !== undefined) log(`a device refresh (K-bound): ${f0(refreshUs)} µs of workerd CPU`);
   const mix = EXTRAS ? await costMix(origin) : [];
   const cold = EXTRAS ? await coldStarts(workers, origin) : { rows: [] };
   await stopChildren();
@@ -1116,7 +1140,7 @@ async function main() {
   });
   const crit = process.env.BENCH_SKIP_CRITERION ? { ok: true, skipped: true, results: [] } : criterion();
   const seconds = Math.round((Date.now() - t0) / 1000);
-  const md = report({ summary, rounds, wasmSize, rsWasm, crit, seconds, mix, cold, wrkArgs: rounds[0]?.args ?? [] });
+  const md = report({ summary, rounds, wasmSize, rsWasm, crit, seconds, mix, cold, refreshUs, wrkArgs: rounds[0]?.args ?? [] });
   // What a sign-in with an identity provider costs: its own workerd, after the rounds.
   if (EXTRAS) {
     log("signing in (bench/sign-in.mjs)");
@@ -1280,7 +1304,7 @@ called.
 ${table}${trace}`;
 }
 
-function report({ summary, rounds, wasmSize, rsWasm, crit, seconds, mix, cold, wrkArgs }) {
+function report({ summary, rounds, wasmSize, rsWasm, crit, seconds, mix, cold, refreshUs, wrkArgs }) {
   const m = machine();
   const ver = versions();
   const when = new Date().toISOString().replace(/\.\d+Z$/, "Z");
@@ -1320,7 +1344,7 @@ ${variants.map((s) => `| ${s.name} | ${s.what} |`).join("\n")}
 **Targets:**
 
 ${targets}
-
+${refreshUs === undefined ? "" : `\n**A device refresh** (issue 27; K-bound in plain workerd, ${process.env.BENCH_REFRESHES ?? 300} in a row, each the challenge's 403 and the proof's 200 with its WebCrypto check and KV write): ${f0(refreshUs)} µs of workerd CPU.\n`}
 ${[mixSection(mix), coldSection(cold)].filter(Boolean).join("\n\n")}
 
 **wasm:** build/index_bg.wasm is ${wasmSize.raw} bytes raw, ${wasmSize.gzip} bytes gzipped (zlib level 9).${wasmSize.floor ? ` The libraries it links, alone (bench/size-floor/build/index_bg.wasm): ${wasmSize.floor.raw} bytes raw, ${wasmSize.floor.gzip} gzipped.` : ""}${Object.entries(rsWasm).map(([n, x]) => ` ${n}'s (${path.relative(ROOT, RS_BUILDS[n])}/index_bg.wasm): ${x.raw} bytes raw, ${x.gzip} gzipped.`).join("")}
