@@ -15,8 +15,6 @@
 //! These endpoints are authenticated by their proofs, so the cross-origin check does not
 //! apply to them. Every refusal is a 4xx with a log line naming the reason.
 
-use std::mem;
-
 use serde_json::json;
 
 use super::*;
@@ -336,15 +334,4 @@ fn short_cookie_header(cfg: &Config, value: &str, ttl: u64) -> String {
         short_cookie::name(cfg.cookie.domain.is_some()),
         short_cookie_attributes(cfg)
     )
-}
-
-/// Takes the registration or refresh a request asked for out of its purpose.
-pub(super) fn take_asked(purpose: &mut Purpose) -> Option<Asked> {
-    match mem::replace(purpose, Purpose::ListSessions) {
-        Purpose::Device(a) => Some(a),
-        other => {
-            *purpose = other;
-            None
-        }
-    }
 }

@@ -186,10 +186,12 @@ impl<E: Entropy> Exchange<E> {
                     _ => self.out_of_order("loaded"),
                 }
             }
-            (Purpose::Device(_), _) => match device::take_asked(&mut self.purpose) {
-                Some(asked) => self.device(asked, loaded),
-                None => self.out_of_order("loaded"),
-            },
+            (Purpose::Device(_), _) => {
+                match mem::replace(&mut self.purpose, Purpose::ListSessions) {
+                    Purpose::Device(asked) => self.device(asked, loaded),
+                    _ => self.out_of_order("loaded"),
+                }
+            }
             (Purpose::SignedIn { .. } | Purpose::DeviceBound(_), _) => self.out_of_order("loaded"),
             (Purpose::Proxy { .. }, None) => self.out_of_order("loaded"),
         }
