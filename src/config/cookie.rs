@@ -12,6 +12,17 @@ pub enum SameSite {
     None,
 }
 
+impl SameSite {
+    /// Its `Set-Cookie` attribute, with the separator before it: `; SameSite=Lax`.
+    pub fn attribute(self) -> &'static str {
+        match self {
+            SameSite::Strict => "; SameSite=Strict",
+            SameSite::Lax => "; SameSite=Lax",
+            SameSite::None => "; SameSite=None",
+        }
+    }
+}
+
 /// The session cookie's name and attributes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CookieConfig {

@@ -18,7 +18,6 @@
 use serde_json::json;
 
 use super::*;
-use crate::config::SameSite;
 use crate::crypto::keys::Entropy;
 use crate::dbsc::{self, challenge, proof, short_cookie, wire};
 use crate::http::headers::HeaderList;
@@ -320,11 +319,7 @@ fn short_cookie_attributes(cfg: &Config) -> String {
         a.push_str(d);
     }
     a.push_str("; Secure; HttpOnly");
-    a.push_str(match c.same_site {
-        SameSite::Strict => "; SameSite=Strict",
-        SameSite::Lax => "; SameSite=Lax",
-        SameSite::None => "; SameSite=None",
-    });
+    a.push_str(c.same_site.attribute());
     a
 }
 

@@ -6,7 +6,7 @@ use codec::{Body, Claims};
 use serde_json::Map;
 
 use super::*;
-use crate::config::{Config, SameSite, StoreMode};
+use crate::config::{Config, StoreMode};
 use crate::crypto::keys::{Entropy, SessionId};
 use crate::util::b64;
 
@@ -95,11 +95,7 @@ pub(super) fn build_cookie(cfg: &Config, value: &str, max_age: Option<u64>) -> S
     if c.http_only {
         out.push_str("; HttpOnly");
     }
-    out.push_str(match c.same_site {
-        SameSite::Strict => "; SameSite=Strict",
-        SameSite::Lax => "; SameSite=Lax",
-        SameSite::None => "; SameSite=None",
-    });
+    out.push_str(c.same_site.attribute());
     if c.secure {
         out.push_str("; Secure");
     }
