@@ -166,32 +166,12 @@ fn auto_mode_spills_and_shrinks_back() {
 /// keeps its cookie, writes nothing, and the origin's changes are not applied to it.
 #[test]
 fn a_bound_session_needs_its_short_lived_cookie() {
-    use crate::dbsc::proof::BoundKey;
     use crate::dbsc::short_cookie;
-    use crate::session::codec;
 
-    let mut w = kv_world(&[("SESSION_STORE", "kv"), ("KEYCARD_DEVICE_BOUND", "on")]);
-    let mut b = Browser::default();
-    w.sign_in(&mut b, "ada");
+    let (mut w, mut b, device) = bound_world(&[]);
     let key = record_key(&w, &b);
-    let device = BoundKey::from_stored(&format!(
-        r#"ES256 {{"kty":"EC","crv":"P-256","x":"{}","y":"{}"}}"#,
-        crate::util::b64([1u8; 32]),
-        crate::util::b64([2u8; 32])
-    ))
-    .unwrap();
-    let rec = w.p.get(&key).unwrap().unwrap();
-    let bound = format!(
-        r#"{},"bound":{{"key":{},"thumb":"{}","last":1}}}}"#,
-        &rec[..rec.len() - 1],
-        Value::from(device.stored()),
-        device.thumbprint()
-    );
-    w.p.put(&key, &bound, 600).unwrap();
-    let sid = codec::decode(&w.cfg.keys, &w.cfg.cookie.name, b.jar.as_deref().unwrap())
-        .unwrap()
-        .claims
-        .sid;
+    let bound = w.p.get(&key).unwrap().unwrap();
+    let sid = sid_of(&w, &b);
     let keys = w.cfg.keys.clone();
     let proof = |exp| {
         let v = short_cookie::value(&keys, &sid, &device.thumbprint(), exp);
