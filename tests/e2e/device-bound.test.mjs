@@ -5,7 +5,8 @@ import { test, before, after, describe } from "node:test";
 import assert from "node:assert/strict";
 
 import { startOrigin, startKeycard, decodeSession, q } from "./lib/harness.mjs";
-import { DbscClient, parseRegistrations } from "./lib/dbsc-client.mjs";
+import { DbscClient } from "./lib/dbsc-client.mjs";
+import { signInBound, onlyCookie } from "./lib/device-bound.mjs";
 import { withDbscBrowser } from "./lib/dbsc-chromium.mjs";
 
 /** What the origin saw of the last request (its echo of the request's headers). */
@@ -26,17 +27,7 @@ describe("a device-bound session", () => {
 
   /** A client signed in as `user` whose session is bound; also the session cookie it
    * held before binding. */
-  async function bound(user, algs) {
-    const client = new DbscClient(algs ? { algs } : undefined);
-    const signIn = await client.fetch(`${base}/login?set=${q({ user })}`);
-    assert.equal(signIn.status, 200);
-    const offer = signIn.headers.get("secure-session-registration");
-    assert.match(offer ?? "", /^\(ES256 RS256\);path="\/\.keycard\/dbsc\/register";challenge="/, "binding is offered as the user signs in");
-    const before = await client.jar.getCookieString(base);
-    const [reg] = parseRegistrations(offer);
-    const session = await client.register(reg, `${base}/login`);
-    return { client, session, before };
-  }
+  const bound = (user, algs) => signInBound(`${base}/login?set=${q({ user })}`, { algs });
 
   for (const alg of ["ES256", "RS256"]) {
     test(`${alg}: a device binds its session, and only the device is signed in`, async () => {
@@ -59,8 +50,7 @@ describe("a device-bound session", () => {
       assert.ok(!(mine.cookie ?? "").includes("keycard"), `keycard's cookies reach no origin: ${mine.cookie}`);
 
       // A thief with the session cookie alone.
-      const all = await client.jar.getCookieString(base);
-      const sessionOnly = all.split("; ").filter((c) => c.startsWith("keycard=")).join("; ");
+      const sessionOnly = await onlyCookie(client, base, "keycard");
       const thief = await seen(await fetch(`${base}/page`, { headers: { cookie: sessionOnly } }));
       assert.equal(thief["x-session-status"], "none");
       assert.equal(thief["x-session"], undefined);

@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { startOrigin, startKeycard, Client, request, decodeSession, q, clientCf } from "./lib/harness.mjs";
+import { signInBound, onlyCookie, BOUND_COOKIE } from "./lib/device-bound.mjs";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 const EXAMPLE = path.join(ROOT, "examples/workers-rs/build/index.js");
@@ -235,6 +236,116 @@ describe("the workers-rs example with SESSION_STORE=kv", () => {
     await logout(c);
     const replay = await request(rs.url + "/", { headers: { cookie: current } });
     assert.equal(replay.json.status, "invalid", "a logged-out session cannot be replayed");
+  });
+});
+
+// Device-bound sessions (docs/device-bound.md) inside a Rust Worker: the same endpoints
+// as in device-bound.test.mjs, carried out by the Rust driver's own KV and WebCrypto
+// steps (src/driver/worker.rs), with the DBSC client of lib/dbsc-client.mjs as the device.
+describe("the workers-rs example with device-bound sessions", () => {
+  let rs, base;
+  before(async () => {
+    // The default session cookie, keycard, whose short-lived cookie is BOUND_COOKIE.
+    rs = await startKeycard({ SESSION_STORE: "kv", KEYCARD_DEVICE_BOUND: "on" }, { entry: EXAMPLE });
+    // DBSC is for secure contexts: the client, like Chromium, talks to localhost.
+    base = rs.url.replace("127.0.0.1", "localhost");
+  });
+  after(async () => {
+    await rs?.close();
+  });
+
+  /** Signs `user` in through the example's POST /login and binds the session with `alg`. */
+  const bound = (user, alg = "ES256", misbehave) =>
+    signInBound(`${base}/login?user=${encodeURIComponent(user)}`, { method: "POST", status: 303, algs: [alg], misbehave });
+  /** The headers the handler received (the example's GET /headers echoes them). */
+  const seen = async (res) => {
+    assert.equal(res.status, 200);
+    return res.json();
+  };
+  const refusals = () => rs.events().filter((e) => e.keycard === "device_refused");
+  /** Waits for wrangler to pass on the Worker's log lines, until there are `n` refusals. */
+  const refused = async (n) => {
+    for (let i = 0; i < 50 && refusals().length < n; i++) await new Promise((r) => setTimeout(r, 100));
+    return refusals();
+  };
+
+  for (const alg of ["ES256", "RS256"]) {
+    test(`${alg}: the device binds its session as it signs in, and only the device is signed in`, async () => {
+      const { client, session, before } = await bound(`ada-${alg}`, alg);
+      assert.equal(session.key.alg, alg);
+      assert.equal(session.registration.status, 200, "the proof's signature verifies");
+      assert.equal(session.config.continue, true);
+      assert.equal(session.config.refresh_url, "/.keycard/dbsc/refresh");
+      assert.equal(session.config.scope.origin, base);
+      assert.deepEqual(session.config.credentials.map((c) => c.name), [BOUND_COOKIE]);
+      const short = (await client.jar.getCookies(base)).find((c) => c.key === BOUND_COOKIE);
+      assert.ok(short, "the registration's answer sets the short-lived cookie");
+      assert.equal(short.secure, true);
+      assert.equal(short.httpOnly, true);
+
+      const mine = await seen(await client.fetch(`${base}/headers`));
+      assert.equal(mine["x-session-status"], "valid");
+      assert.deepEqual(decodeSession(mine["x-session"]), { user: `ada-${alg}` });
+      assert.equal(mine["x-session-id"], session.id, "the configuration names the session by its handle");
+      assert.ok(!(mine.cookie ?? "").includes("keycard"), `keycard's cookies reach no handler: ${mine.cookie}`);
+      const home = await client.fetch(`${base}/`);
+      assert.deepEqual(await home.json(), { user: `ada-${alg}`, visits: 1, status: "valid" });
+
+      // A thief with the session cookie alone: no session, and nothing issued to it.
+      const sessionOnly = await onlyCookie(client, base, "keycard");
+      const thief = await seen(await fetch(`${base}/headers`, { headers: { cookie: sessionOnly } }));
+      assert.equal(thief["x-session-status"], "none");
+      assert.equal(thief["x-session"], undefined);
+      assert.equal(thief["x-session-id"], undefined);
+      const thiefHome = await fetch(`${base}/`, { headers: { cookie: sessionOnly } });
+      assert.deepEqual(await thiefHome.json(), { user: null, visits: 1, status: "none" });
+      assert.deepEqual(thiefHome.headers.getSetCookie(), [], "the handler's session change is not applied");
+
+      // A copy of the session cookie taken before binding needs the short-lived cookie too.
+      assert.match(before, /^keycard=/);
+      const old = await seen(await fetch(`${base}/headers`, { headers: { cookie: before } }));
+      assert.equal(old["x-session-status"], "none");
+      assert.equal(old["x-session"], undefined);
+
+      // The device is still signed in, its visit counted once.
+      const again = await client.fetch(`${base}/`);
+      assert.deepEqual(await again.json(), { user: `ada-${alg}`, visits: 2, status: "valid" });
+    });
+  }
+
+  test("a refresh asks for a proof, then sets a new short-lived cookie", async () => {
+    const { client, session } = await bound("grace");
+    // The short-lived cookie gone, as when it expires: the device is signed out until
+    // it refreshes.
+    await client.jar.store.removeCookie("localhost", "/", BOUND_COOKIE);
+    assert.ok(!(await client.jar.getCookieString(base)).includes(BOUND_COOKIE));
+    assert.equal((await seen(await client.fetch(`${base}/headers`)))["x-session-status"], "none");
+
+    const r = await client.refresh(session);
+    assert.deepEqual(r.steps.map((s) => s.status), [403, 200]);
+    assert.ok(r.steps[0].challenge, "the 403 carries a challenge");
+    assert.equal(session.config.continue, true);
+    assert.ok((await client.jar.getCookieString(base)).includes(`${BOUND_COOKIE}=`), "the 200 sets the short-lived cookie");
+    const after = await seen(await client.fetch(`${base}/headers`));
+    assert.equal(after["x-session-status"], "valid");
+    assert.deepEqual(decodeSession(after["x-session"]), { user: "grace" });
+  });
+
+  test("a proof signed by another key is refused, at registration and at refresh", async () => {
+    const from = refusals().length;
+    const forged = await bound("mallory", "ES256", { otherKey: true });
+    assert.equal(forged.session.registration.status, 400, "a registration signed by a key other than its jwk's");
+    assert.equal(forged.session.config, undefined);
+
+    const { client, session } = await bound("ada");
+    const r = await client.refresh(session, { misbehave: { otherKey: true } });
+    assert.deepEqual(r.steps.map((s) => s.status), [403, 400], JSON.stringify(r.steps));
+    const reasons = (await refused(from + 2)).slice(from).map((e) => e.detail?.reason);
+    assert.deepEqual(reasons, ["the proof's signature does not verify", "the proof's signature does not verify"], "WebCrypto checked each proof and said no");
+
+    // The device keeps its session, and its next honest refresh works.
+    assert.equal((await seen(await client.fetch(`${base}/headers`)))["x-session-status"], "valid");
+    assert.equal((await client.refresh(session)).status, 200);
   });
 });
 
