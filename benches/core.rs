@@ -37,6 +37,7 @@ fn claims() -> Claims {
         abs_exp: NOW + 86_400,
         sid: SessionId::parse(&b64([7u8; 32])).expect("a valid session id"),
         body: Body::Inline(b64(DATA)),
+        bound: None,
     }
 }
 

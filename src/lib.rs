@@ -64,7 +64,8 @@
 //!                changes, the writes they take, the response rewrapped); failure.rs
 //!                (what fails a request, answered in one place); its tests: single
 //!                steps (tests.rs), and whole requests through harness.rs's World (KV
-//!                sessions, sign-out everywhere) against FakeKv
+//!                sessions, sign-out everywhere, device-bound sessions in the users'
+//!                objects) against FakeKv
 //! src/config/    Config from a lookup function, with each field's default (mod.rs);
 //!                vars.rs (the reader, value types, the error naming the variable);
 //!                per concern: cookie.rs, origin.rs, guards.rs, oidc.rs; names.rs (every
@@ -83,9 +84,10 @@
 //!                cookie), token.rs, id_token.rs (the token's algorithm, key and
 //!                claims), identity.rs (the user, the allow rules, the session data)
 //! src/dbsc/      device-bound sessions, the protocol's rules (the endpoints are the
-//!                exchange's device.rs): challenge.rs, proof.rs (a browser's dbsc+jwt
-//!                and the bound key), short_cookie.rs, wire.rs (the headers and the
-//!                configuration)
+//!                exchange's device.rs; a binding is kept in a KV record or in a user's
+//!                object): mod.rs (the binding), challenge.rs, proof.rs (a browser's
+//!                dbsc+jwt and the bound key), short_cookie.rs, wire.rs (the headers
+//!                and the configuration)
 //! src/guard.rs   the guards: signed-in users, login redirects, identity headers, CSRF
 //! src/users/     sign-out everywhere: a user's Durable Object (its logic, and its JSON
 //!                in json.rs), user-agent summaries

@@ -59,14 +59,14 @@ fuzz_target!(|data: &[u8]| {
         Read::NeedsRecord(p) => {
             assert!(candidates > 0);
             assert!(
-                p.clone().complete(None, cfg, now).session().is_none(),
+                p.clone().complete(None).session().is_none(),
                 "a missing record gave a session"
             );
             // Whatever a record holds, loading it never panics.
-            if let Some(s) = p.clone().complete(Some(header), cfg, now).session() {
+            if let Some(s) = p.clone().complete(Some(header)).session() {
                 let _ = s.data();
             }
-            let loaded = p.complete(Some(RECORD), cfg, now);
+            let loaded = p.complete(Some(RECORD));
             assert!(loaded.session().is_some(), "a good record loads");
             loaded
         }

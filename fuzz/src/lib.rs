@@ -179,6 +179,7 @@ pub fn claims(issued: u64, created: u64, sid_seed: u8, body: Body) -> Claims {
         abs_exp: created + 7 * 24 * 3600,
         sid: sid(sid_seed),
         body,
+        bound: None,
     }
 }
 
@@ -302,7 +303,7 @@ pub fn read_back(
         Read::NeedsRecord(p) => {
             let (key, value) = kv.expect("a KV cookie was issued with no record");
             assert_eq!(p.key, key, "the cookie names another record");
-            match p.complete(Some(value), cfg, now) {
+            match p.complete(Some(value)) {
                 Loaded::Valid(s) => Some(s),
                 other => panic!("the record written with the cookie does not load: {other:?}"),
             }

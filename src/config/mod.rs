@@ -56,6 +56,42 @@ pub enum KvFailure {
     Open,
 }
 
+/// Device-bound sessions (`KEYCARD_DEVICE_BOUND=on`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceBound {
+    /// The short-lived cookie's lifetime in seconds (`KEYCARD_DEVICE_BOUND_TTL`).
+    pub ttl: u64,
+    /// The short-lived cookie's name ([`crate::dbsc::short_cookie::name`]).
+    pub cookie: String,
+    /// Where a binding is kept.
+    pub kept: BindingKept,
+}
+
+/// Where a session's binding to a device is kept: somewhere every copy of its cookie
+/// is checked against, so that a copy taken before binding is worth nothing after.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BindingKept {
+    /// In the session's KV record (`SESSION_STORE=kv`), which every request reads.
+    Record,
+    /// In the user's Durable Object (`SESSION_USERS_BINDING`), with the bound key's
+    /// thumbprint in the session cookie: a signed-in cookie without it is checked with
+    /// the object on every request. Only signed-in sessions are bound.
+    Users,
+}
+
+impl DeviceBound {
+    fn new(ttl: u64, store: StoreMode, cookie: &CookieConfig) -> DeviceBound {
+        DeviceBound {
+            ttl,
+            cookie: crate::dbsc::short_cookie::name(&cookie.name, cookie.domain.is_some()),
+            kept: match store {
+                StoreMode::Kv => BindingKept::Record,
+                StoreMode::Cookie | StoreMode::Auto => BindingKept::Users,
+            },
+        }
+    }
+}
+
 /// The validated configuration of one isolate.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -102,9 +138,9 @@ pub struct Config {
     /// Signing users in with OpenID Connect (`KEYCARD_OIDC_*`, the allow rules);
     /// `None` when no provider is configured.
     pub sign_in: Option<SignIn>,
-    /// `KEYCARD_DEVICE_BOUND=on`: the short-lived cookie's lifetime in seconds
-    /// (`KEYCARD_DEVICE_BOUND_TTL`, default 10 minutes); `None` when off (the default).
-    pub device_bound: Option<u64>,
+    /// `KEYCARD_DEVICE_BOUND=on` and `KEYCARD_DEVICE_BOUND_TTL`; `None` when off (the
+    /// default).
+    pub device_bound: Option<DeviceBound>,
     /// `KEYCARD_STRICT`; default false: a name keycard does not read is a warning.
     pub strict: bool,
     /// The names with keycard's prefixes in the environment that it does not read
@@ -257,6 +293,9 @@ impl Config {
         let header_format = v.header_format(&secret_texts)?;
         let sign_in = v.sign_in(&guards.user_field)?;
         let guards = with_sign_in(guards, sign_in.as_ref(), &cookie, &path_prefix)?;
+        let device_bound = v
+            .device_bound()?
+            .map(|ttl| DeviceBound::new(ttl, store, &cookie));
         Ok(Config {
             keys,
             store,
@@ -283,7 +322,7 @@ impl Config {
             guards,
             users: v.users()?,
             sign_in,
-            device_bound: v.device_bound(store)?,
+            device_bound,
             strict: v.boolean("KEYCARD_STRICT", false)?,
             unknown: Vec::new(),
         })
@@ -327,9 +366,12 @@ mod tests {
 
     /// Device-bound sessions are kept with the session's KV record, and Chrome's
     /// signing quota needs a lifetime of at least 5 minutes: anything else fails
-    /// closed, naming the variable.
+    /// closed, naming the variable. With `SESSION_STORE=kv` a binding is kept in the
+    /// session's record, otherwise in the users' objects (whose binding the exchange
+    /// checks: `exchange::tests`). The short-lived cookie is named after the session
+    /// cookie.
     #[test]
-    fn device_bound_needs_kv_and_a_lifetime_of_five_minutes() {
+    fn device_bound_needs_a_lifetime_of_five_minutes_to_an_hour() {
         let with = |extra: &[(&str, &str)]| {
             let mut pairs = vec![("SESSION_SECRET", SECRET)];
             pairs.extend_from_slice(extra);
@@ -338,16 +380,20 @@ mod tests {
         let on = ("KEYCARD_DEVICE_BOUND", "on");
         let kv = ("SESSION_STORE", "kv");
         assert_eq!(with(&[]).unwrap().device_bound, None);
-        assert_eq!(with(&[on, kv]).unwrap().device_bound, Some(600));
-        assert_eq!(
-            with(&[on, kv, ("KEYCARD_DEVICE_BOUND_TTL", "5m")])
-                .unwrap()
-                .device_bound,
-            Some(300)
-        );
+        let d = with(&[on, kv]).unwrap().device_bound.unwrap();
+        assert_eq!((d.ttl, d.kept), (600, BindingKept::Record));
+        assert_eq!(d.cookie, "__Host-keycard-bound");
+        let d = with(&[
+            on,
+            ("KEYCARD_DEVICE_BOUND_TTL", "5m"),
+            ("SESSION_COOKIE_NAME", "__Host-shop"),
+        ])
+        .unwrap()
+        .device_bound
+        .unwrap();
+        assert_eq!((d.ttl, d.kept), (300, BindingKept::Users));
+        assert_eq!(d.cookie, "__Host-shop-bound");
         for (pairs, var) in [
-            (vec![on], "KEYCARD_DEVICE_BOUND"),
-            (vec![on, ("SESSION_STORE", "auto")], "KEYCARD_DEVICE_BOUND"),
             (
                 vec![("KEYCARD_DEVICE_BOUND", "yes"), kv],
                 "KEYCARD_DEVICE_BOUND",

@@ -105,11 +105,11 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
 
     /// A duration that is off when unset.
     /// `KEYCARD_DEVICE_BOUND` and `KEYCARD_DEVICE_BOUND_TTL`: the short-lived cookie's
-    /// lifetime when on. Binding is kept in the session's KV record, so it needs
-    /// `SESSION_STORE=kv`; the lifetime is at least 5 minutes, because Chrome signs at
+    /// lifetime when on. The lifetime is at least 5 minutes, because Chrome signs at
     /// most a few proofs per site in 9 minutes, and at most an hour, as long as a
-    /// stolen cookie works.
-    pub(super) fn device_bound(&self, store: super::StoreMode) -> Result<Option<u64>, ConfigError> {
+    /// stolen cookie works. (Where the binding is kept needs a binding of the Worker,
+    /// which the exchange checks: `SESSION_STORE=kv`, or else the users binding.)
+    pub(super) fn device_bound(&self) -> Result<Option<u64>, ConfigError> {
         let on = self.choice(
             "KEYCARD_DEVICE_BOUND",
             false,
@@ -121,10 +121,6 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
             (false, Some(_)) => Err(err(
                 "KEYCARD_DEVICE_BOUND_TTL",
                 "is set, but KEYCARD_DEVICE_BOUND is not on",
-            )),
-            (true, _) if store != super::StoreMode::Kv => Err(err(
-                "KEYCARD_DEVICE_BOUND",
-                "is on, which needs SESSION_STORE=kv: a bound device is kept with the session's record",
             )),
             (true, Some(t)) if t < 300 => Err(err(
                 "KEYCARD_DEVICE_BOUND_TTL",

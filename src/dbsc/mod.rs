@@ -28,6 +28,8 @@ pub mod proof;
 pub mod short_cookie;
 pub mod wire;
 
+use proof::BoundKey;
+
 /// The response header that offers binding.
 pub const REGISTRATION: &str = "secure-session-registration";
 /// The request header that carries a proof.
@@ -36,3 +38,48 @@ pub const RESPONSE: &str = "secure-session-response";
 pub const CHALLENGE: &str = "secure-session-challenge";
 /// The request header that names the session on a refresh.
 pub const SESSION_ID: &str = "sec-secure-session-id";
+
+/// A device bound to a session: its key, and the time of the last challenge it
+/// answered, so that no challenge is answered twice (`crate::dbsc::challenge`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Binding {
+    /// The device's public key in its stored form ([`BoundKey::stored`]), read only
+    /// at a refresh.
+    pub key: String,
+    /// Its thumbprint, which the short-lived cookie names: kept beside the key, so that
+    /// an ordinary request neither parses nor hashes a JWK (BENCHMARKS.md).
+    pub thumbprint: String,
+    /// When the last challenge it answered was minted (unix milliseconds).
+    pub last_ms: u64,
+}
+
+impl Binding {
+    /// A binding of `key`, whose last challenge was minted at `last_ms`.
+    pub fn new(key: &BoundKey, last_ms: u64) -> Binding {
+        Binding {
+            key: key.stored(),
+            thumbprint: key.thumbprint(),
+            last_ms,
+        }
+    }
+
+    /// The bound key, as a proof's check needs it.
+    pub fn key(&self) -> Option<BoundKey> {
+        BoundKey::from_stored(&self.key)
+    }
+
+    /// A binding as a session cookie names it: its thumbprint alone. The key and the
+    /// last challenge are kept by the user's object, which a refresh asks.
+    pub fn marked(thumbprint: &str) -> Binding {
+        Binding {
+            key: String::new(),
+            thumbprint: thumbprint.to_owned(),
+            last_ms: 0,
+        }
+    }
+
+    /// The bound key's algorithm, as its stored form names it.
+    pub fn alg(&self) -> &str {
+        self.key.split(' ').next().unwrap_or("")
+    }
+}

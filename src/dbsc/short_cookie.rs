@@ -7,18 +7,26 @@
 use crate::crypto::keys::{mac_tag, verify_mac, KeyRing, SessionId};
 use crate::util::{b64, parse_u64, unb64};
 
-/// Its name, where the session cookie is host-only (`SESSION_COOKIE_DOMAIN` unset).
-pub const HOST_NAME: &str = "__Host-keycard-bound";
-/// Its name beside a session cookie that names a domain.
-pub const DOMAIN_NAME: &str = "__Secure-keycard-bound";
-
-/// Its name beside a session cookie that names a domain (`SESSION_COOKIE_DOMAIN`) or
-/// not: `__Host-` needs a host-only cookie.
-pub fn name(domain: bool) -> &'static str {
-    match domain {
-        true => DOMAIN_NAME,
-        false => HOST_NAME,
-    }
+/// Its name beside the session cookie `session_cookie`: that name without its prefix,
+/// then `-bound`, under `__Host-`, or under `__Secure-` when the session cookie names a
+/// domain (`__Host-` needs a host-only cookie). Two deployments on one host have
+/// session cookies of their own names, and so short-lived cookies of their own too.
+/// `keycard` gives `__Host-keycard-bound`.
+pub fn name(session_cookie: &str, domain: bool) -> String {
+    let base = ["__Host-", "__Secure-"]
+        .iter()
+        .find_map(|p| {
+            session_cookie
+                .get(..p.len())
+                .filter(|head| head.eq_ignore_ascii_case(p))
+                .map(|_| &session_cookie[p.len()..])
+        })
+        .unwrap_or(session_cookie);
+    let prefix = match domain {
+        true => "__Secure-",
+        false => "__Host-",
+    };
+    format!("{prefix}{base}-bound")
 }
 
 /// What a tag covers; the label keeps it apart from a challenge's under the same key.
@@ -61,6 +69,15 @@ pub fn valid(keys: &KeyRing, value: &str, sid: &SessionId, thumbprint: &str, now
 mod tests {
     use super::*;
     use crate::crypto::keys::tests::{secret, CountingEntropy};
+
+    #[test]
+    fn its_name_follows_the_session_cookie() {
+        assert_eq!(name("keycard", false), "__Host-keycard-bound");
+        assert_eq!(name("__Host-app", false), "__Host-app-bound");
+        assert_eq!(name("__secure-app", true), "__Secure-app-bound");
+        assert_eq!(name("sid", true), "__Secure-sid-bound");
+        assert_ne!(name("shop", false), name("blog", false));
+    }
 
     #[test]
     fn it_is_good_for_its_session_and_key_until_it_expires() {

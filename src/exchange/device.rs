@@ -3,14 +3,21 @@
 //!
 //! - `POST {prefix}dbsc/register` with a `Secure-Session-Response` proof: the challenge
 //!   must be one keycard gave this session, and the proof's signature (WebCrypto, a
-//!   [`Step::Verify`]) the key it brings. The key is then bound to the session in its
-//!   record, so every copy of its cookie, taken before or after, is worth nothing
-//!   without the short-lived cookie; the answer is the session configuration and the
-//!   short-lived cookie.
+//!   [`Step::Verify`]) the key it brings. The key is then bound to the session where
+//!   every copy of its cookie is checked ([`BindingKept`]): in its KV record, or in its
+//!   user's object, with the key's thumbprint in a re-issued cookie (a signed-in cookie
+//!   without it is checked with the object on every request). Either way every copy of
+//!   the cookie, taken before or after, is worth nothing without the short-lived
+//!   cookie. The answer is the session configuration and the short-lived cookie.
 //! - `POST {prefix}dbsc/refresh` with `Sec-Secure-Session-Id`: without a proof, a 403
 //!   with a challenge; with one signed by the bound key for a fresh challenge, a new
 //!   short-lived cookie. A session that is gone, or not bound, is told `continue: false`
 //!   so that the browser stops refreshing it.
+//!
+//! Where the users' objects keep bindings, a refresh reads the binding from the object
+//! under the current secret, or else under an older one of the ring (and then copies it
+//! under the current one), and the object, the one place every location asks, decides
+//! that no challenge is answered twice.
 //!
 //! These endpoints are authenticated by their proofs, so the cross-origin check does not
 //! apply to them. Every refusal is a 4xx with a log line naming the reason.
@@ -18,10 +25,13 @@
 use serde_json::json;
 
 use super::*;
+use crate::config::BindingKept;
 use crate::crypto::keys::Entropy;
 use crate::dbsc::{self, challenge, proof, short_cookie, wire};
 use crate::http::headers::HeaderList;
-use crate::session::{record, Binding};
+use crate::session::{record, Binding, FinishError};
+use crate::users::{DeviceRefusal, ObjectAnswer, Op};
+use users_flow::{caller_of, user_of, UsersWrite};
 
 /// What the registration or refresh endpoint was asked.
 #[derive(Debug)]
@@ -51,6 +61,17 @@ pub(super) struct Proving {
     handle: String,
     key: proof::BoundKey,
     challenge_ms: u64,
+    how: How,
+}
+
+/// What kind of proof, and, where the users' objects keep bindings, where.
+#[derive(Debug, Clone, Copy)]
+struct How {
+    registering: bool,
+    /// The place in the ring of the key whose user's object holds the binding.
+    object: usize,
+    /// The session's cookie does not name the bound key yet: it is re-issued.
+    reissue: bool,
 }
 
 /// The answer of a registration or refresh, once its writes are made.
@@ -101,6 +122,85 @@ impl<E: Entropy> Exchange<E> {
             }
             _ => return self.device_ended(&asked),
         };
+        if !self.kept_by_users() {
+            let how = How {
+                registering: matches!(asked, Asked::Register(_)),
+                object: 0,
+                reissue: false,
+            };
+            return self.device_for(asked, session, how);
+        }
+        // Only a signed-in session has a user's object to keep its binding.
+        match (&asked, user_of(&self.cfg, &session.data())) {
+            (Asked::Register(_), None) => self.refused(400, "the session is not signed in"),
+            (Asked::Refresh(..), None) => self.device_ended(&asked),
+            (Asked::Register(_), Some(_)) => {
+                let how = How {
+                    registering: true,
+                    object: 0,
+                    reissue: true,
+                };
+                self.device_for(asked, session, how)
+            }
+            (Asked::Refresh(..), Some(_)) => self.ask_binding(asked, session, 0),
+        }
+    }
+
+    /// Whether bindings are kept in the users' objects (else in KV records).
+    fn kept_by_users(&self) -> bool {
+        self.cfg
+            .device_bound
+            .as_ref()
+            .is_some_and(|d| d.kept == BindingKept::Users)
+    }
+
+    /// Asks the user's object under the ring's key `object` for the session's binding.
+    fn ask_binding(&mut self, asked: Asked, session: SessionState, object: usize) -> Step {
+        let cfg = Rc::clone(&self.cfg);
+        let (Some(keys), Some(user)) = (cfg.keys.all().nth(object), user_of(&cfg, &session.data()))
+        else {
+            return self.device_ended(&asked);
+        };
+        let call = self.see(keys, &user, &caller_of(&cfg, &session), None, false);
+        self.state = State::Asking(users_flow::Ask::Device {
+            asked,
+            session: Box::new(session),
+            object,
+        });
+        Step::Users(call)
+    }
+
+    /// The binding the object under the ring's key `object` holds, if any: without one,
+    /// the next object's, and without any, the session is not bound.
+    pub(super) fn binding_answered(
+        &mut self,
+        asked: Asked,
+        mut session: SessionState,
+        object: usize,
+        answer: ObjectAnswer,
+    ) -> Step {
+        if answer.caller_revoked {
+            return self.device_ended(&asked);
+        }
+        match answer.bound {
+            Some(b) => {
+                let how = How {
+                    registering: false,
+                    object,
+                    reissue: session.bound.is_none(),
+                };
+                session.bound = Some(b);
+                self.device_for(asked, session, how)
+            }
+            None if object + 1 < self.cfg.keys.all().count() => {
+                self.ask_binding(asked, session, object + 1)
+            }
+            None => self.device_ended(&asked),
+        }
+    }
+
+    /// A registration or refresh, with the session's binding known.
+    fn device_for(&mut self, asked: Asked, session: SessionState, how: How) -> Step {
         match asked {
             Asked::Register(_) if session.bound.is_some() => {
                 self.refused(400, "the session is bound already")
@@ -110,7 +210,7 @@ impl<E: Entropy> Exchange<E> {
                 let handle = self.cfg.keys.current().handle(&session.sid);
                 match proof::registration(&token) {
                     Err(why) => self.refused(400, why),
-                    Ok(p) => self.check_proof(session, p, &handle, 0),
+                    Ok(p) => self.check_proof(session, p, &handle, 0, how),
                 }
             }
             Asked::Refresh(id, token) => {
@@ -144,7 +244,7 @@ impl<E: Entropy> Exchange<E> {
                         .and_then(|k| proof::refresh(&t, &k))
                     {
                         Err(why) => self.refused(400, why),
-                        Ok(p) => self.check_proof(session, p, &handle, bound.last_ms),
+                        Ok(p) => self.check_proof(session, p, &handle, bound.last_ms, how),
                     },
                 }
             }
@@ -158,6 +258,7 @@ impl<E: Entropy> Exchange<E> {
         p: proof::Proof,
         handle: &str,
         last_ms: u64,
+        how: How,
     ) -> Step {
         let now_ms = self.now * 1000;
         match challenge::check(&self.cfg.keys, &p.jti, handle, now_ms, last_ms) {
@@ -174,6 +275,7 @@ impl<E: Entropy> Exchange<E> {
                     handle: handle.to_owned(),
                     key: p.key,
                     challenge_ms,
+                    how,
                 }));
                 Step::Verify(p.verification)
             }
@@ -195,15 +297,28 @@ impl<E: Entropy> Exchange<E> {
             handle,
             key,
             challenge_ms,
+            how,
         } = p;
-        // Bound in place: the record now says so, so every copy of the session cookie,
-        // taken before or after, needs the short-lived cookie. (A new id would race
-        // the page's own requests, still carrying the old cookie, whose answers would
-        // clear the new one.)
         session.bound = Some(Binding::new(&key, challenge_ms));
-        let cfg = Rc::clone(&self.cfg);
+        self.purpose = Purpose::DeviceBound(Box::new(self.bound_answer(&session, handle)));
+        let writes = match self.kept_by_users() {
+            true => match self.object_writes(session, how) {
+                Ok(w) => w,
+                Err(step) => return step,
+            },
+            false => self.record_writes(&session),
+        };
+        self.next_write(writes)
+    }
+
+    /// Bound in place, in the session's KV record: every copy of the session cookie,
+    /// taken before or after, now needs the short-lived cookie. (A new id would race
+    /// the page's own requests, still carrying the old cookie, whose answers would
+    /// clear the new one.)
+    fn record_writes(&self, session: &SessionState) -> Writes {
+        let cfg = &self.cfg;
         let put = Step::KvPut(session::KvPut {
-            key: session.kv_key(&cfg),
+            key: session.kv_key(cfg),
             value: record::encode(
                 session.created,
                 session.abs_exp,
@@ -215,30 +330,75 @@ impl<E: Entropy> Exchange<E> {
                 .saturating_sub(self.now)
                 .max(record::KV_MIN_TTL),
         });
-        self.purpose = Purpose::DeviceBound(Box::new(self.bound_answer(&session, handle)));
         // The tombstone first, as for every write of an existing id: a session ended
         // while its proof was being checked is not written back.
-        let writes = Writes {
-            users: VecDeque::new(),
-            if_refused: None,
-            ops: VecDeque::from([Write {
-                step: put,
-                revokes: false,
-            }]),
-            set_cookie: None,
-            put: true,
-            tombstone: Some(session.tombstone_key(&cfg)),
-            origin: OriginResponse::default(),
-            offer: None,
+        let mut writes =
+            self.outcome_writes(session::Outcome::default(), OriginResponse::default());
+        writes.ops.push_back(Write {
+            step: put,
+            revokes: false,
+        });
+        writes.put = true;
+        writes.tombstone = Some(session.tombstone_key(cfg));
+        writes
+    }
+
+    /// Bound in the user's objects: a registration binds the session in the object
+    /// under every key of the ring (a copy of its cookie signed under any of them is
+    /// checked with that one), a refresh's challenge becomes the last one answered in
+    /// the object that holds the binding (copied under the current key when it was
+    /// found under an older one). A cookie that does not name the key yet is
+    /// re-issued, as the same session, naming it. Each call fails closed.
+    fn object_writes(&mut self, session: SessionState, how: How) -> Result<Writes, Step> {
+        let cfg = Rc::clone(&self.cfg);
+        let (Some(user), Some(binding)) = (user_of(&cfg, &session.data()), session.bound.clone())
+        else {
+            return Err(self.out_of_order("object_writes"));
         };
-        self.next_write(writes)
+        let caller = caller_of(&cfg, &session);
+        let write = |call, checks| UsersWrite {
+            call,
+            revokes: true,
+            checks,
+            then_keys: None,
+        };
+        let bind = Op::Bind {
+            device: self.device.clone(),
+            binding,
+        };
+        let mut calls = VecDeque::new();
+        if how.registering {
+            for (i, keys) in cfg.keys.all().enumerate() {
+                calls.push_back(write(self.call(keys, &user, &caller, bind.clone()), i == 0));
+            }
+        } else {
+            let keys = cfg.keys.all().nth(how.object).unwrap_or(cfg.keys.current());
+            let prove = Op::Prove {
+                challenge_ms: session.bound.as_ref().map_or(0, |b| b.last_ms),
+            };
+            calls.push_back(write(self.call(keys, &user, &caller, prove), true));
+            if how.object != 0 {
+                calls.push_back(write(
+                    self.call(cfg.keys.current(), &user, &caller, bind),
+                    false,
+                ));
+            }
+        }
+        let outcome = match how.reissue {
+            true => session::reissue(&cfg, session, self.now, &mut self.entropy, self.kv)
+                .map_err(|FinishError::TooLarge { size }| self.fail(Failure::TooLarge(size)))?,
+            false => session::Outcome::default(),
+        };
+        let mut writes = self.outcome_writes(outcome, OriginResponse::default());
+        writes.users = calls;
+        Ok(writes)
     }
 
     /// The configuration and the short-lived cookie for the bound `session`, which the
     /// browser knows as `handle`.
     pub(super) fn bound_answer(&self, session: &SessionState, handle: String) -> Bound {
         let cfg = &self.cfg;
-        let ttl = cfg.device_bound.unwrap_or(0);
+        let ttl = cfg.device_bound.as_ref().map_or(0, |d| d.ttl);
         let thumbprint = session
             .bound
             .as_ref()
@@ -264,7 +424,7 @@ impl<E: Entropy> Exchange<E> {
             origin: &origin,
             include_site: cfg.cookie.domain.is_some(),
             exclude: &[],
-            cookie_name: short_cookie::name(cfg.cookie.domain.is_some()),
+            cookie_name: cfg.device_bound.as_ref().map_or("", |d| d.cookie.as_str()),
             cookie_attributes: &attributes,
             keep: true,
         }
@@ -286,6 +446,16 @@ impl<E: Entropy> Exchange<E> {
         Step::Reply(Reply::new(200, JSON, Bound::ended_json(id)))
     }
 
+    /// A registration or refresh the user's object refused.
+    pub(super) fn object_refused(&mut self, why: DeviceRefusal) -> Step {
+        let why = match why {
+            DeviceRefusal::Bound => "the session is bound already",
+            DeviceRefusal::Used => "the challenge was answered already",
+            DeviceRefusal::Unbound => "the session is not bound",
+        };
+        self.refused(400, why)
+    }
+
     /// A 4xx for a refused registration or refresh, with its reason in the log.
     fn refused(&mut self, status: u16, why: &'static str) -> Step {
         self.log(Level::Warn, "device_refused", json!({ "reason": why }));
@@ -296,8 +466,10 @@ impl<E: Entropy> Exchange<E> {
     /// `Secure-Session-Registration` for the session a response is issuing, when
     /// binding is on and it is not bound yet.
     pub(super) fn offer(&mut self, session: &SessionState) -> Option<String> {
-        self.cfg.device_bound?;
-        if session.bound.is_some() {
+        let d = self.cfg.device_bound.as_ref()?;
+        // Where the users' objects keep bindings, only a signed-in session has one.
+        let unkept = d.kept == BindingKept::Users && user_of(&self.cfg, &session.data()).is_none();
+        if session.bound.is_some() || unkept {
             return None;
         }
         let handle = self.cfg.keys.current().handle(&session.sid);
@@ -326,7 +498,7 @@ fn short_cookie_attributes(cfg: &Config) -> String {
 fn short_cookie_header(cfg: &Config, value: &str, ttl: u64) -> String {
     format!(
         "{}={value}; Max-Age={ttl}; {}",
-        short_cookie::name(cfg.cookie.domain.is_some()),
+        cfg.device_bound.as_ref().map_or("", |d| d.cookie.as_str()),
         short_cookie_attributes(cfg)
     )
 }

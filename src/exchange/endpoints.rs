@@ -225,17 +225,11 @@ impl CookieView {
             return CookieView::default();
         };
         let name = &cfg.cookie.name;
-        let bound_name = crate::dbsc::short_cookie::name(cfg.cookie.domain.is_some());
         CookieView {
             len: cookie_header::values(h, name)
                 .next()
                 .map_or(0, |v| v.len() + name.len() + 1),
-            bound: match cfg.device_bound {
-                Some(_) => cookie_header::values(h, bound_name)
-                    .map(str::to_owned)
-                    .collect(),
-                None => Vec::new(),
-            },
+            bound: crate::session::short_cookies(cfg, Some(h)),
         }
     }
 }
@@ -277,7 +271,7 @@ pub fn inspect_json(cfg: &Config, loaded: &Loaded, cookies: &CookieView, now: u6
         "cookie_limit": crate::session::MAX_COOKIE_LEN,
         "encrypted": cfg.cookie.encrypt,
         "device_bound": cfg.device_bound.is_some(),
-        "bound_alg": bound.map(|(_, b)| b.alg()),
+        "bound_alg": bound.map(|(_, b)| b.alg()).filter(|a| !a.is_empty()),
         "bound_expires": bound_expires,
     })
     .to_string()

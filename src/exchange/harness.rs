@@ -181,8 +181,9 @@ impl World {
             Step::Reply(r) => r
                 .headers
                 .iter()
-                .find(|(n, _)| *n == "set-cookie")
-                .map(|(_, v)| v.clone()),
+                .filter(|(n, _)| *n == "set-cookie")
+                .map(|(_, v)| v.clone())
+                .find(|v| v.starts_with(&format!("{}=", self.cfg.cookie.name))),
             _ => None,
         };
         if let Some(sc) = set_cookie {
@@ -233,4 +234,15 @@ impl World {
     pub(super) fn logged(&self, event: &str) -> bool {
         self.logs.iter().any(|l| l.event == event)
     }
+}
+
+/// A proof of the shape Chromium sends at a refresh, for `challenge` (its signature is
+/// the driver's to check: these tests answer for WebCrypto).
+pub(super) fn refresh_proof(challenge: &str) -> String {
+    format!(
+        "{}.{}.{}",
+        crate::util::b64(r#"{"alg":"ES256","typ":"dbsc+jwt"}"#),
+        crate::util::b64(format!(r#"{{"jti":"{challenge}"}}"#)),
+        crate::util::b64([7u8; 64])
+    )
 }

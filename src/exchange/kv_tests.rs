@@ -5,7 +5,7 @@
 
 use serde_json::{json, Value};
 
-use super::harness::{Browser, Seen, World};
+use super::harness::{refresh_proof, Browser, Seen, World};
 use super::*;
 use crate::session::{read, Location, Read, Status};
 use crate::testing::{FakeKv, T0};
@@ -175,7 +175,7 @@ fn a_bound_session_needs_its_short_lived_cookie() {
     let keys = w.cfg.keys.clone();
     let proof = |exp| {
         let v = short_cookie::value(&keys, &sid, &device.thumbprint(), exp);
-        format!("{}={v}", short_cookie::HOST_NAME)
+        format!("{}={v}", "__Host-keycard-bound")
     };
 
     let mut thief = b.clone();
@@ -198,7 +198,7 @@ fn a_bound_session_needs_its_short_lived_cookie() {
     );
     assert!(w.logged("control_ignored"));
 
-    thief.others = format!("{}=1900000000.AAAA", short_cookie::HOST_NAME);
+    thief.others = format!("{}=1900000000.AAAA", "__Host-keycard-bound");
     assert_eq!(
         get(&mut w, &mut thief, T0 + 2, &[]).status(),
         "none",
@@ -248,17 +248,6 @@ fn sid_of(w: &World, b: &Browser) -> crate::crypto::keys::SessionId {
         .unwrap()
         .claims
         .sid
-}
-
-/// A proof of the shape Chromium sends at a refresh, for `challenge` (its signature is
-/// the driver's to check: these tests answer for WebCrypto).
-fn refresh_proof(challenge: &str) -> String {
-    format!(
-        "{}.{}.{}",
-        crate::util::b64(r#"{"alg":"ES256","typ":"dbsc+jwt"}"#),
-        crate::util::b64(format!(r#"{{"jti":"{challenge}"}}"#)),
-        crate::util::b64([7u8; 64])
-    )
 }
 
 /// Review of issue 27: a rotation of SESSION_SECRET changed the session's identifier
@@ -324,7 +313,7 @@ fn a_refresh_does_not_bring_back_an_ended_session() {
     assert!(
         !r.headers
             .iter()
-            .any(|(_, v)| v.starts_with(crate::dbsc::short_cookie::HOST_NAME)),
+            .any(|(_, v)| v.starts_with("__Host-keycard-bound")),
         "no short-lived cookie"
     );
     assert_eq!(
@@ -343,7 +332,7 @@ fn a_regenerated_bound_session_is_unbound_and_offered_binding_again() {
     let (mut w, mut b, device) = bound_world(&[]);
     let sid = sid_of(&w, &b);
     let v = short_cookie::value(&w.cfg.keys, &sid, &device.thumbprint(), w.now + 60);
-    b.others = format!("{}={v}", short_cookie::HOST_NAME);
+    b.others = format!("{}={v}", "__Host-keycard-bound");
     let now = w.now;
     let seen = get(&mut w, &mut b, now, &act("regenerate"));
     assert_eq!(seen.status(), "valid");

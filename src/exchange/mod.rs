@@ -174,6 +174,9 @@ pub struct Exchange<E: Entropy = OsEntropy> {
     /// The session, when its user's object said it is revoked: it is forwarded as
     /// `invalid` and ended like a destroyed one.
     revoked: Option<SessionState>,
+    /// The request's short-lived cookies (`KEYCARD_DEVICE_BOUND`), one of which a bound
+    /// session needs.
+    proofs: Vec<String>,
     method: String,
     url: String,
     purpose: Purpose,
@@ -203,6 +206,7 @@ impl<E: Entropy> Exchange<E> {
             users,
             device,
             revoked: None,
+            proofs: Vec::new(),
             cfg,
             entropy,
             now,
@@ -361,6 +365,8 @@ pub use failure::{misconfigured, Failure};
 pub use step::*;
 pub use wire::HeaderEdit;
 
+#[cfg(test)]
+mod device_tests;
 #[cfg(test)]
 mod harness;
 #[cfg(test)]

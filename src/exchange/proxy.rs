@@ -11,7 +11,6 @@ use super::failure::{method_for_log, unavailable};
 use super::*;
 use crate::config::{Config, KvFailure};
 use crate::crypto::keys::Entropy;
-use crate::dbsc::short_cookie;
 use crate::guard::SignIn;
 use crate::http::cookie_header::{self, Stripped};
 use crate::http::cross_origin::{self, Provenance};
@@ -76,6 +75,7 @@ impl<E: Entropy> Exchange<E> {
 
     /// Reads the cookie; asks for the KV record when the session lives there.
     pub(super) fn load(&mut self, cookie: Option<&str>, plan: Option<Box<Forward>>) -> Step {
+        self.proofs = session::short_cookies(&self.cfg, cookie);
         let loaded = match session::read(&self.cfg, cookie, self.now) {
             Read::None => Loaded::None,
             Read::Bad(status, why) => {
@@ -86,7 +86,7 @@ impl<E: Entropy> Exchange<E> {
                 );
                 Loaded::Bad(status)
             }
-            Read::Ready(s) => Loaded::Valid(s),
+            Read::Ready(s) => Loaded::Valid(s).proven(&self.cfg, &self.proofs, self.now),
             Read::NeedsRecord(pending) if self.kv => {
                 let key = pending.key.clone();
                 self.state = State::Loading { pending, plan };
@@ -108,7 +108,11 @@ impl<E: Entropy> Exchange<E> {
         match mem::replace(&mut self.state, State::Done) {
             State::Loading { pending, plan } => {
                 let loaded = match found {
-                    Ok(record) => pending.complete(record.as_deref(), &self.cfg, self.now),
+                    Ok(record) => pending.complete(record.as_deref()).proven(
+                        &self.cfg,
+                        &self.proofs,
+                        self.now,
+                    ),
                     Err(e) if self.cfg.kv_failure == KvFailure::Open => {
                         self.log_open_failure(&e);
                         Loaded::StoreUnavailable
@@ -270,9 +274,7 @@ fn strip_cookies(cfg: &Config, header: &str) -> Stripped {
         .sign_in
         .as_ref()
         .map(|_| flow::cookie_prefix(cfg.cookie.secure));
-    let bound = cfg
-        .device_bound
-        .map(|_| short_cookie::name(cfg.cookie.domain.is_some()));
+    let bound = cfg.device_bound.as_ref().map(|d| d.cookie.as_str());
     match (flow, bound, cfg.forward_cookie) {
         (None, None, true) => Stripped::Unchanged,
         (None, None, false) => cookie_header::strip(header, session),

@@ -27,7 +27,7 @@ use super::{
     Exchange, Failure, Guarded, Level, Purpose, Reply, State, Step, StoreError, StoreOp, Write,
     Writes, JSON,
 };
-use crate::config::{Config, KvFailure};
+use crate::config::{BindingKept, Config, KvFailure};
 use crate::crypto::keys::{Entropy, KeySet};
 use crate::http::cross_origin;
 use crate::session::{self, Changes, Loaded, Outcome, Revocation, SessionState, Status};
@@ -48,6 +48,13 @@ pub(super) enum Ask {
     /// `POST sessions/revoke`: the calls to every object, the first of them asked;
     /// the others follow as writes.
     Revoke { calls: Vec<UsersWrite> },
+    /// A device's refresh: the session's binding, from the object under the ring's
+    /// key `object` (the current key's first: [`super::device`]).
+    Device {
+        asked: super::device::Asked,
+        session: Box<SessionState>,
+        object: usize,
+    },
 }
 
 /// What a write to a user's object is for, beside its call.
@@ -115,6 +122,17 @@ impl<E: Entropy> Exchange<E> {
         let Some(s) = loaded.session().filter(|_| self.users) else {
             return false;
         };
+        // A cookie that does not name a bound device may be a copy taken before
+        // binding: only the user's object knows.
+        let unmarked = s.bound.is_none()
+            && self
+                .cfg
+                .device_bound
+                .as_ref()
+                .is_some_and(|d| d.kept == BindingKept::Users);
+        if unmarked {
+            return true;
+        }
         match self.cfg.users.check {
             RevocationCheck::Always => true,
             RevocationCheck::Writes => {
@@ -126,7 +144,7 @@ impl<E: Entropy> Exchange<E> {
     }
 
     /// `op` from `caller` to `user`'s object under `keys`.
-    fn call(&self, keys: &KeySet, user: &str, caller: &Caller, op: Op) -> UsersCall {
+    pub(super) fn call(&self, keys: &KeySet, user: &str, caller: &Caller, op: Op) -> UsersCall {
         let call = Call {
             now: self.now,
             horizon: self.now.saturating_add(self.cfg.absolute_timeout),
@@ -164,7 +182,7 @@ impl<E: Entropy> Exchange<E> {
 
     /// `See` from `caller` to `user`'s object under `keys`; `fresh`: the caller became
     /// this user's session in this request.
-    fn see(
+    pub(super) fn see(
         &self,
         keys: &KeySet,
         user: &str,
@@ -301,9 +319,26 @@ impl<E: Entropy> Exchange<E> {
                     };
                     self.forward(Loaded::Bad(Status::Invalid), guarded)
                 }
-                (_, loaded) => self.forward(loaded, guarded),
+                (_, loaded) => match self.bound_by_object(loaded, &answer) {
+                    Loaded::Unproven(s) => {
+                        let guarded = Guarded {
+                            data: None,
+                            ..guarded
+                        };
+                        self.forward(Loaded::Unproven(s), guarded)
+                    }
+                    loaded => self.forward(loaded, guarded),
+                },
             },
-            Ask::Inspect { loaded, cookies } => self.inspected(&loaded, &cookies, revoked),
+            Ask::Inspect { loaded, cookies } => {
+                let loaded = self.bound_by_object(loaded, &answer);
+                self.inspected(&loaded, &cookies, revoked)
+            }
+            Ask::Device {
+                asked,
+                session,
+                object,
+            } => self.binding_answered(asked, *session, object, answer),
             Ask::List { .. } | Ask::Revoke { .. } if revoked => self.session_required(true),
             Ask::List { current } => Step::Reply(Reply::new(
                 200,
@@ -331,6 +366,21 @@ impl<E: Entropy> Exchange<E> {
         }
     }
 
+    /// A session read again with the device its user's object says it is bound to.
+    /// One whose cookie does not name it is a copy taken before binding, or the real
+    /// browser's until its cookie is re-issued: either way it now needs the short-lived
+    /// cookie. (One whose cookie names it gets the key the object keeps, which the
+    /// inspector shows.)
+    fn bound_by_object(&self, loaded: Loaded, answer: &ObjectAnswer) -> Loaded {
+        match (loaded, &answer.bound) {
+            (Loaded::Valid(mut s), Some(b)) if self.cfg.device_bound.is_some() => {
+                s.bound = Some(b.clone());
+                Loaded::Valid(s).proven(&self.cfg, &self.proofs, self.now)
+            }
+            (loaded, _) => loaded,
+        }
+    }
+
     /// The answer to the first of the writes' calls to users' objects.
     fn users_written(&mut self, mut writes: Writes, answer: ObjectAnswer) -> Step {
         let Some(done) = writes.users.pop_front() else {
@@ -338,7 +388,13 @@ impl<E: Entropy> Exchange<E> {
         };
         if done.checks && answer.caller_revoked {
             self.log_revoked();
+            if let Purpose::DeviceBound(b) = &mut self.purpose {
+                b.gone = true;
+            }
             return self.not_issued(writes);
+        }
+        if let Some(r) = answer.device_refused.filter(|_| done.checks) {
+            return self.object_refused(r);
         }
         if let Some(then) = done.then_keys {
             self.follow_keys(&mut writes, then, answer.keys);
@@ -733,7 +789,7 @@ impl<E: Entropy> Exchange<E> {
 /// `"42"` are one user.
 ///
 /// [`Guards::user`]: crate::guard::Guards::user
-fn user_of(cfg: &Config, data: &Map<String, Value>) -> Option<String> {
+pub(super) fn user_of(cfg: &Config, data: &Map<String, Value>) -> Option<String> {
     match cfg.guards.user(data)? {
         Value::String(s) => Some(s.clone()),
         number => Some(number.to_string()),
@@ -741,7 +797,7 @@ fn user_of(cfg: &Config, data: &Map<String, Value>) -> Option<String> {
 }
 
 /// Who `s` is to its user's object.
-fn caller_of(cfg: &Config, s: &SessionState) -> Caller {
+pub(super) fn caller_of(cfg: &Config, s: &SessionState) -> Caller {
     Caller {
         key: s.sid.digest(),
         handle: cfg.keys.current().handle(&s.sid),
@@ -766,6 +822,7 @@ fn sessions_json(cfg: &Config, answer: &ObjectAnswer, current: &str, now: u64) -
                 "current": e.key == current,
                 "agent": e.device.agent,
                 "country": e.device.country,
+                "device_bound": e.bound.is_some(),
             })
         })
         .collect();

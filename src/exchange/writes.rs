@@ -134,12 +134,25 @@ impl<E: Entropy> Exchange<E> {
             _ => None,
         };
         let users = self.users_plan(planning, &outcome);
+        let mut writes = self.outcome_writes(outcome, origin);
+        writes.users = users.calls;
+        writes.if_refused = users.if_refused;
+        writes.offer = offer;
+        self.next_write(writes)
+    }
+
+    /// The KV writes and the cookie an [`session::Outcome`] decided, in the order they
+    /// are made: the put first, so that a session that moves keys never exists nowhere;
+    /// a revocation's tombstone before its record's deletion.
+    pub(super) fn outcome_writes(
+        &self,
+        outcome: session::Outcome,
+        origin: OriginResponse,
+    ) -> Writes {
         let mut ops = VecDeque::new();
         let put = outcome.kv_put.is_some();
         if self.kv {
             let write = |step, revokes| Write { step, revokes };
-            // The put first, so that a session that moves keys never exists nowhere;
-            // a revocation's tombstone before its record's deletion.
             ops.extend(outcome.kv_put.map(|p| write(Step::KvPut(p), false)));
             for r in outcome.kv_revoke {
                 ops.push_back(write(Step::KvPut(r.tombstone), true));
@@ -152,17 +165,16 @@ impl<E: Entropy> Exchange<E> {
                     .map(|key| write(Step::KvDelete { key }, false)),
             );
         }
-        let writes = Writes {
-            users: users.calls,
-            if_refused: users.if_refused,
+        Writes {
+            users: VecDeque::new(),
+            if_refused: None,
             ops,
             set_cookie: outcome.set_cookie,
             put,
             tombstone: outcome.kv_check.filter(|_| self.kv),
             origin,
-            offer,
-        };
-        self.next_write(writes)
+            offer: None,
+        }
     }
 
     /// The tombstone looked at before a session's put: absent, the writes go ahead;

@@ -5,7 +5,7 @@
 //! A cookie value is a dot-separated string whose first field is its version:
 //!
 //! ```text
-//! signed:  v1.<kid>.<iat>.<ctime>.<aexp>.<sid>.<body>.<mac>
+//! signed:  v1.<kid>.<iat>.<ctime>.<aexp>.<sid>.<body>[.<bound>].<mac>
 //! sealed:  e1.<kid>.<box>
 //! ```
 //!
@@ -15,10 +15,13 @@
 //! - `sid`: the session id, 43 base64url characters;
 //! - `body`: the session data as base64url (no padding) of its UTF-8 JSON object when
 //!   the data lives in the cookie, or `-` when it lives in KV;
+//! - `bound`: only for a session bound to a device (`KEYCARD_DEVICE_BOUND`), the
+//!   bound key's RFC 7638 thumbprint, 43 base64url characters, which its short-lived
+//!   cookie must name; a cookie without it is not bound, or was issued before binding;
 //! - `mac`: base64url of HMAC-SHA256 under the cookie MAC key, over the cookie name, a
 //!   zero byte, and everything before the last dot (version, kid and payload);
 //! - `box`: base64url of a 24-byte random nonce followed by the XChaCha20-Poly1305
-//!   ciphertext of the payload `<iat>.<ctime>.<aexp>.<sid>.<body>`, with the associated
+//!   ciphertext of the payload `<iat>.<ctime>.<aexp>.<sid>.<body>[.<bound>]`, with the associated
 //!   data `<cookie name> 0x00 e1.<kid>`.
 //!
 //! Verification looks the kid up in the ring (no trial of every key), then checks the
@@ -60,6 +63,8 @@ pub struct Claims {
     pub sid: SessionId,
     /// Where the data is.
     pub body: Body,
+    /// The thumbprint of the device key bound to the session, if any.
+    pub bound: Option<String>,
 }
 
 /// A verified cookie: its claims and whether it was signed under the current key.
@@ -105,6 +110,10 @@ fn payload(c: &Claims) -> String {
         c.sid.as_str(),
         body
     );
+    if let Some(t) = &c.bound {
+        p.push('.');
+        p.push_str(t);
+    }
     p
 }
 
@@ -162,8 +171,12 @@ fn is_b64url(s: &str) -> bool {
 }
 
 fn parse_payload(fields: &[&str]) -> Result<Claims, DecodeError> {
-    let [iat, ctime, aexp, sid, body] = fields else {
-        return Err(DecodeError::Malformed);
+    let (iat, ctime, aexp, sid, body, bound) = match fields {
+        [iat, ctime, aexp, sid, body] => (iat, ctime, aexp, sid, body, None),
+        [iat, ctime, aexp, sid, body, t] if t.len() == 43 && is_b64url(t) => {
+            (iat, ctime, aexp, sid, body, Some((*t).to_owned()))
+        }
+        _ => return Err(DecodeError::Malformed),
     };
     let issued = parse_u64(iat).ok_or(DecodeError::Malformed)?;
     let created = parse_u64(ctime).ok_or(DecodeError::Malformed)?;
@@ -185,6 +198,7 @@ fn parse_payload(fields: &[&str]) -> Result<Claims, DecodeError> {
         abs_exp,
         sid,
         body,
+        bound,
     })
 }
 
@@ -257,6 +271,7 @@ mod tests {
             abs_exp: 1_700_604_800,
             sid: SessionId::generate(&mut CountingEntropy(0)),
             body,
+            bound: None,
         }
     }
 
@@ -285,6 +300,39 @@ mod tests {
         let value = encode_signed(ring.current(), NAME, &claims(Body::InKv));
         assert!(value.contains(".-."), "{value}");
         assert_eq!(decode(&ring, NAME, &value).unwrap().claims.body, Body::InKv);
+    }
+
+    /// A bound session's cookie names its key's thumbprint after the body, under the
+    /// MAC or inside the box; one without it reads as unbound, as cookies issued before
+    /// the field existed do. Anything else in its place is refused.
+    #[test]
+    fn the_bound_mark_is_signed_sealed_and_optional() {
+        let ring = ring();
+        let thumb = "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs";
+        let marked = Claims {
+            bound: Some(thumb.into()),
+            ..claims(Body::InKv)
+        };
+        let signed = encode_signed(ring.current(), NAME, &marked);
+        assert!(signed.contains(&format!(".-.{thumb}.")), "{signed}");
+        assert_eq!(decode(&ring, NAME, &signed).unwrap().claims, marked);
+        let sealed = encode_sealed(ring.current(), NAME, &marked, &mut CountingEntropy(3));
+        assert_eq!(decode(&ring, NAME, &sealed).unwrap().claims, marked);
+        // Dropping the mark breaks the MAC: a bound cookie cannot be made unbound.
+        let unmarked = signed.replacen(&format!(".{thumb}"), "", 1);
+        assert_eq!(decode(&ring, NAME, &unmarked), Err(DecodeError::BadMac));
+        for bad in ["short", "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9X!"] {
+            let c = Claims {
+                bound: Some(bad.into()),
+                ..claims(Body::InKv)
+            };
+            let v = encode_signed(ring.current(), NAME, &c);
+            assert_eq!(
+                decode(&ring, NAME, &v),
+                Err(DecodeError::Malformed),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

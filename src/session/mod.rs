@@ -24,7 +24,7 @@ use serde_json::{Map, Value};
 
 use crate::config::Config;
 use crate::crypto::keys::SessionId;
-use crate::dbsc::proof::BoundKey;
+pub use crate::dbsc::Binding;
 use crate::util::{b64, unb64};
 
 mod changes;
@@ -34,9 +34,9 @@ pub mod record;
 mod write;
 
 pub use changes::{merge, Changes};
-pub use read::read;
+pub use read::{read, short_cookies};
 pub use write::{
-    clearing_cookie, finish, revoke, set_cookie, FinishError, KvPut, Outcome, Revocation,
+    clearing_cookie, finish, reissue, revoke, set_cookie, FinishError, KvPut, Outcome, Revocation,
 };
 
 /// The largest `Set-Cookie` value (name, value and attributes) keycard sends.
@@ -109,41 +109,6 @@ pub struct SessionState {
     pub bound: Option<Binding>,
 }
 
-/// A device bound to a session: its key, and the time of the last challenge it
-/// answered, so that no challenge is answered twice (`crate::dbsc::challenge`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Binding {
-    /// The device's public key in its stored form ([`BoundKey::stored`]), read only
-    /// at a refresh.
-    pub key: String,
-    /// Its thumbprint, which the short-lived cookie names: kept beside the key, so that
-    /// an ordinary request neither parses nor hashes a JWK (BENCHMARKS.md).
-    pub thumbprint: String,
-    /// When the last challenge it answered was minted (unix milliseconds).
-    pub last_ms: u64,
-}
-
-impl Binding {
-    /// A binding of `key`, whose last challenge was minted at `last_ms`.
-    pub fn new(key: &BoundKey, last_ms: u64) -> Binding {
-        Binding {
-            key: key.stored(),
-            thumbprint: key.thumbprint(),
-            last_ms,
-        }
-    }
-
-    /// The bound key, as a proof's check needs it.
-    pub fn key(&self) -> Option<BoundKey> {
-        BoundKey::from_stored(&self.key)
-    }
-
-    /// The bound key's algorithm, as its stored form names it.
-    pub fn alg(&self) -> &str {
-        self.key.split(' ').next().unwrap_or("")
-    }
-}
-
 impl SessionState {
     /// The data as a JSON object. Data that does not decode (which a verified cookie
     /// cannot produce) reads as empty.
@@ -192,38 +157,22 @@ pub struct Pending {
     claims: Claims,
     kid: String,
     current_key: bool,
-    /// The values of the request's short-lived cookies, should the record say that a
-    /// device is bound to the session.
-    proofs: Vec<String>,
     /// The KV key to load.
     pub key: String,
 }
 
 impl Pending {
     /// Finishes loading with the record text found in KV (`None` when missing). A
-    /// missing, unreadable or wrong-version record is an invalid session; a bound one
-    /// without a valid short-lived cookie is [`Loaded::Unproven`].
-    pub fn complete(self, record: Option<&str>, cfg: &Config, now: u64) -> Loaded {
+    /// missing, unreadable or wrong-version record is an invalid session. The device
+    /// bound to it is the record's, or else the one its cookie names.
+    pub fn complete(self, record: Option<&str>) -> Loaded {
         let Some(rec) = record.and_then(record::decode) else {
             return Loaded::Bad(Status::Invalid);
         };
-        // With binding turned off, a bound session is an ordinary one again.
-        let proven = rec
+        let bound = rec
             .bound
-            .as_ref()
-            .filter(|_| cfg.device_bound.is_some())
-            .is_none_or(|b| {
-                self.proofs.iter().any(|v| {
-                    crate::dbsc::short_cookie::valid(
-                        &cfg.keys,
-                        v,
-                        &self.claims.sid,
-                        &b.thumbprint,
-                        now,
-                    )
-                })
-            });
-        let s = SessionState {
+            .or_else(|| self.claims.bound.as_deref().map(Binding::marked));
+        Loaded::Valid(SessionState {
             sid: self.claims.sid,
             created: self.claims.created,
             abs_exp: self.claims.abs_exp,
@@ -232,12 +181,8 @@ impl Pending {
             location: Location::Kv,
             kid: self.kid,
             current_key: self.current_key,
-            bound: rec.bound,
-        };
-        match proven {
-            true => Loaded::Valid(s),
-            false => Loaded::Unproven(Box::new(s)),
-        }
+            bound,
+        })
     }
 }
 
@@ -293,6 +238,25 @@ impl Loaded {
         match self {
             Loaded::Valid(s) => Some(s),
             _ => None,
+        }
+    }
+
+    /// A valid session bound to a device is signed in only with a valid short-lived
+    /// cookie for it among `proofs` (the request's, [`short_cookies`]); without one it
+    /// is [`Loaded::Unproven`]. With binding off, a bound session is an ordinary one.
+    pub fn proven(self, cfg: &Config, proofs: &[String], now: u64) -> Loaded {
+        let s = match self {
+            Loaded::Valid(s) if cfg.device_bound.is_some() => s,
+            other => return other,
+        };
+        let proven = s.bound.as_ref().is_none_or(|b| {
+            proofs
+                .iter()
+                .any(|v| crate::dbsc::short_cookie::valid(&cfg.keys, v, &s.sid, &b.thumbprint, now))
+        });
+        match proven {
+            true => Loaded::Valid(s),
+            false => Loaded::Unproven(Box::new(s)),
         }
     }
 
@@ -398,7 +362,7 @@ mod tests {
             Read::Ready(s) => Loaded::Valid(s),
             Read::NeedsRecord(p) => {
                 let rec = kv.get(&p.key).cloned();
-                p.complete(rec.as_deref(), cfg, now)
+                p.complete(rec.as_deref())
             }
         };
         let fwd = forward_headers(cfg, &loaded, now, "GET", "https://example.com/x?y=1");

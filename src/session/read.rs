@@ -5,7 +5,6 @@ use codec::{Body, Claims, DecodeError};
 
 use super::*;
 use crate::config::Config;
-use crate::dbsc::short_cookie;
 use crate::http::cookie_header;
 
 /// Refuses a cookie issued too far in the future, or past its idle or absolute
@@ -60,27 +59,29 @@ pub fn read(cfg: &Config, cookie_header: Option<&str>, now: u64) -> Read {
                 location: Location::Cookie,
                 kid: verified.kid,
                 current_key: verified.current_key,
-                bound: None,
+                bound: claims.bound.as_deref().map(Binding::marked),
             }),
             Body::InKv => Read::NeedsRecord(Pending {
                 key: record::record_key(&cfg.kv_prefix, &claims.sid),
                 claims,
                 kid: verified.kid,
                 current_key: verified.current_key,
-                proofs: match cfg.device_bound {
-                    Some(_) => cookie_header::values(
-                        header,
-                        short_cookie::name(cfg.cookie.domain.is_some()),
-                    )
-                    .map(str::to_owned)
-                    .collect(),
-                    None => Vec::new(),
-                },
             }),
         };
     }
     match worst {
         None => Read::None,
         Some((s, e)) => Read::Bad(s, e),
+    }
+}
+
+/// The values of the short-lived cookies in a `Cookie` header, which a bound session
+/// needs one of ([`Loaded::proven`]); none when binding is off.
+pub fn short_cookies(cfg: &Config, cookie_header: Option<&str>) -> Vec<String> {
+    match (&cfg.device_bound, cookie_header) {
+        (Some(d), Some(h)) => cookie_header::values(h, &d.cookie)
+            .map(str::to_owned)
+            .collect(),
+        _ => Vec::new(),
     }
 }

@@ -119,6 +119,7 @@ fn claims_of(s: &SessionState, body: Body) -> Claims {
         abs_exp: s.abs_exp,
         sid: s.sid.clone(),
         body,
+        bound: s.bound.as_ref().map(|b| b.thumbprint.clone()),
     }
 }
 
@@ -294,7 +295,7 @@ pub fn finish(
         new_id,
         replaced,
     } = apply(cfg, session, changes, now, entropy);
-    let Some(mut s) = session else {
+    let Some(s) = session else {
         if bad_cookie {
             out.set_cookie = Some(clearing_cookie(cfg));
         }
@@ -309,8 +310,61 @@ pub fn finish(
         out.session = Some(s);
         return Ok(out);
     }
-    let time_refresh = s.time_refresh_due(cfg, now);
+    let was_kv = s.location == Location::Kv && replaced.is_none();
+    issue(
+        cfg,
+        s,
+        Issue {
+            changed,
+            new_id,
+            was_kv,
+        },
+        now,
+        entropy,
+        kv_available,
+        out,
+    )
+}
 
+/// Issues a new cookie for `s`, with nothing else changed: for a session just bound to
+/// a device, whose cookie now names the device's key.
+pub fn reissue(
+    cfg: &Config,
+    s: SessionState,
+    now: u64,
+    entropy: &mut dyn Entropy,
+    kv_available: bool,
+) -> Result<Outcome, FinishError> {
+    let was_kv = s.location == Location::Kv;
+    let how = Issue {
+        changed: true,
+        new_id: false,
+        was_kv,
+    };
+    issue(cfg, s, how, now, entropy, kv_available, Outcome::default())
+}
+
+/// What [`issue`] needs to know of how the session came to be issued.
+struct Issue {
+    /// Its data, id, lifetime or binding changed.
+    changed: bool,
+    /// Its id is new in this request.
+    new_id: bool,
+    /// Its data was in KV before, under this id.
+    was_kv: bool,
+}
+
+/// Places and encodes the session's new cookie, with the KV writes that go with it.
+fn issue(
+    cfg: &Config,
+    mut s: SessionState,
+    how: Issue,
+    now: u64,
+    entropy: &mut dyn Entropy,
+    kv_available: bool,
+    mut out: Outcome,
+) -> Result<Outcome, FinishError> {
+    let time_refresh = s.time_refresh_due(cfg, now);
     s.issued = now;
     s.kid = cfg.keys.current().kid().to_owned();
     s.current_key = true;
@@ -318,17 +372,16 @@ pub fn finish(
     let (cookie, location) = place(cfg, &s, max_age, entropy, kv_available)?;
     debug_assert!(cookie.len() <= MAX_COOKIE_LEN);
 
-    let was_kv = s.location == Location::Kv && replaced.is_none();
-    if location == Location::Kv && (changed || time_refresh || !was_kv) {
+    if location == Location::Kv && (how.changed || time_refresh || !how.was_kv) {
         // An id that existed before may have been revoked meanwhile: its tombstone is
         // looked at first, so a revoked session can never be written again.
-        out.kv_check = (!new_id).then(|| s.tombstone_key(cfg));
+        out.kv_check = (!how.new_id).then(|| s.tombstone_key(cfg));
         out.kv_put = Some(KvPut {
             key: s.kv_key(cfg),
             value: record::encode(s.created, s.abs_exp, &s.data_json(), s.bound.as_ref()),
             ttl: max_age.max(record::KV_MIN_TTL),
         });
-    } else if location == Location::Cookie && was_kv {
+    } else if location == Location::Cookie && how.was_kv {
         // The data moved back into the cookie: the record is no longer needed.
         out.kv_delete.push(s.kv_key(cfg));
     }

@@ -5,14 +5,18 @@
 //!
 //! | what | JSON |
 //! | --- | --- |
-//! | [`Call`] | `{"v":1,"now":..,"horizon":..,"caller":{"key","handle","created","expires"},"op":"see"\|"list"\|"revoke"\|"forget", ..}`; `see` and `list` add `"device":{"agent","country"}` and `"touch_after"`, `see` adds `"fresh"` and may add `"replaces"`, `revoke` adds `"which":"caller"\|"others"\|"all"\|{"handles":[..]}\|{"keys":[..]}` |
-//! | [`ObjectAnswer`] | `{"caller_revoked":bool}`, with `"keys":[..]` (the sessions it revoked) and, for `list`, `"sessions":[entry..]` |
+//! | [`Call`] | `{"v":1,"now":..,"horizon":..,"caller":{"key","handle","created","expires"},"op":"see"\|"list"\|"revoke"\|"forget"\|"bind"\|"prove", ..}`; `see`, `list` and `bind` add `"device":{"agent","country"}`, `see` and `list` add `"touch_after"`, `see` adds `"fresh"` and may add `"replaces"`, `revoke` adds `"which":"caller"\|"others"\|"all"\|{"handles":[..]}\|{"keys":[..]}`, `bind` adds `"bound":binding`, `prove` adds `"challenge_ms"` |
+//! | [`ObjectAnswer`] | `{"caller_revoked":bool}`, with `"keys":[..]` (the sessions it revoked), for `list` `"sessions":[entry..]`, for `see`, `bind` and `prove` the caller's `"bound":binding` and, for a refused `bind` or `prove`, `"device_refused":"bound"\|"unbound"\|"used"` |
 //! | [`State`] | `{"v":1,"live":[entry..],"revoked":{"<key>":<until>,..}}`, and `"cutoff":{"at":..,"except":<key>\|null}` after an `Others` or `All` |
-//! | entry | `{"key","handle","created","expires","last_seen","device":{"agent","country"}}`, and `"signed_out":true` for an entry whose user field was removed |
+//! | entry | `{"key","handle","created","expires","last_seen","device":{"agent","country"}}`, `"signed_out":true` for an entry whose user field was removed, and `"bound":binding` for one bound to a device |
+//! | binding | `{"key","thumb","last"}`: the bound key's stored form, its thumbprint, and the time (ms) of the last challenge answered, as in a session's KV record |
 
 use serde_json::{json, Map, Value};
 
-use super::{Call, Caller, Cutoff, Device, Entry, ObjectAnswer, Op, State, Which, VERSION};
+use super::{
+    Call, Caller, Cutoff, Device, DeviceRefusal, Entry, ObjectAnswer, Op, State, Which, VERSION,
+};
+use crate::dbsc::Binding;
 
 type Obj = Map<String, Value>;
 
@@ -73,6 +77,23 @@ impl Device {
     }
 }
 
+/// A binding as the object keeps it: the same fields as a session's KV record.
+fn binding_value(b: &Binding) -> Value {
+    json!({ "key": b.key, "thumb": b.thumbprint, "last": b.last_ms })
+}
+
+fn binding(v: Option<&Value>) -> Result<Option<Binding>, String> {
+    let Some(v) = v.filter(|v| !v.is_null()) else {
+        return Ok(None);
+    };
+    let o = object(Some(v), "bound")?;
+    Ok(Some(Binding {
+        key: string(o, "key")?,
+        thumbprint: string(o, "thumb")?,
+        last_ms: number(o, "last")?,
+    }))
+}
+
 impl Entry {
     fn to_value(&self) -> Value {
         let mut v = json!({
@@ -85,6 +106,9 @@ impl Entry {
         });
         if self.signed_out {
             v["signed_out"] = true.into();
+        }
+        if let Some(b) = &self.bound {
+            v["bound"] = binding_value(b);
         }
         v
     }
@@ -102,6 +126,7 @@ impl Entry {
                 .get("signed_out")
                 .and_then(Value::as_bool)
                 .unwrap_or(false),
+            bound: binding(o.get("bound"))?,
         })
     }
 }
@@ -152,6 +177,11 @@ impl Call {
                 ("revoke", json!({ "which": which }))
             }
             Op::Forget => ("forget", json!({})),
+            Op::Bind { device, binding } => (
+                "bind",
+                json!({ "device": device.to_value(), "bound": binding_value(binding) }),
+            ),
+            Op::Prove { challenge_ms } => ("prove", json!({ "challenge_ms": challenge_ms })),
         };
         let map = o.as_object_mut().expect("an object");
         map.insert("op".into(), name.into());
@@ -197,6 +227,13 @@ impl Call {
                 },
             },
             "forget" => Op::Forget,
+            "bind" => Op::Bind {
+                device: Device::from_value(o.get("device"))?,
+                binding: binding(o.get("bound"))?.ok_or("bind has no binding")?,
+            },
+            "prove" => Op::Prove {
+                challenge_ms: number(&o, "challenge_ms")?,
+            },
             other => return Err(format!("unknown op {other:?}")),
         };
         Ok(Call {
@@ -219,6 +256,12 @@ impl ObjectAnswer {
             let list: Vec<Value> = self.sessions.iter().map(Entry::to_value).collect();
             o["sessions"] = Value::Array(list);
         }
+        if let Some(b) = &self.bound {
+            o["bound"] = binding_value(b);
+        }
+        if let Some(r) = self.device_refused {
+            o["device_refused"] = r.as_str().into();
+        }
         o.to_string()
     }
 
@@ -235,6 +278,14 @@ impl ObjectAnswer {
                 Some(ks) => strings(ks)?,
             },
             sessions: entries(o.get("sessions"))?,
+            bound: binding(o.get("bound"))?,
+            device_refused: match o.get("device_refused").and_then(Value::as_str) {
+                None => None,
+                Some("bound") => Some(DeviceRefusal::Bound),
+                Some("unbound") => Some(DeviceRefusal::Unbound),
+                Some("used") => Some(DeviceRefusal::Used),
+                Some(other) => return Err(format!("unknown device_refused {other:?}")),
+            },
         })
     }
 }

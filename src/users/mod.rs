@@ -23,6 +23,8 @@
 
 use serde_json::{Map, Value};
 
+use crate::dbsc::Binding;
+
 mod json;
 
 /// The protocol version of [`Call`] and [`State`].
@@ -120,6 +122,36 @@ pub enum Op {
     /// device list, but stays known, so that `Others` and `All` still revoke it (a
     /// copy of its signed-in cookie is still that user's).
     Forget,
+    /// Bind the caller to a device (`KEYCARD_DEVICE_BOUND`), keeping its entry as `See`
+    /// does; refused when it is bound already.
+    Bind { device: Device, binding: Binding },
+    /// The caller's device answered the challenge minted at `challenge_ms`: refused
+    /// unless it is bound and that challenge is later than the last one it answered,
+    /// which it then becomes. The object is the one place every location asks, so no
+    /// challenge is answered twice.
+    Prove { challenge_ms: u64 },
+}
+
+/// Why the object refused a [`Op::Bind`] or [`Op::Prove`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceRefusal {
+    /// The session is bound already.
+    Bound,
+    /// The session is not bound (or not known).
+    Unbound,
+    /// The challenge is not later than the last one answered.
+    Used,
+}
+
+impl DeviceRefusal {
+    /// Its JSON name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeviceRefusal::Bound => "bound",
+            DeviceRefusal::Unbound => "unbound",
+            DeviceRefusal::Used => "used",
+        }
+    }
 }
 
 /// One call to a user's object.
@@ -153,6 +185,8 @@ pub struct Entry {
     pub device: Device,
     /// Its user field was removed: not listed, but revoked with the others.
     pub signed_out: bool,
+    /// The device it is bound to (`KEYCARD_DEVICE_BOUND`).
+    pub bound: Option<Binding>,
 }
 
 /// The object's answer to a [`Call`].
@@ -164,6 +198,10 @@ pub struct ObjectAnswer {
     pub keys: Vec<String>,
     /// The live sessions, for [`Op::List`].
     pub sessions: Vec<Entry>,
+    /// The device the caller is bound to, in the answer to `See`, `Bind` and `Prove`.
+    pub bound: Option<Binding>,
+    /// Why a `Bind` or `Prove` was refused.
+    pub device_refused: Option<DeviceRefusal>,
 }
 
 /// The last `Others` or `All`: every session of the user that began by `at` (its
@@ -269,6 +307,7 @@ impl State {
             last_seen: now,
             device,
             signed_out: false,
+            bound: None,
         });
         if self.live.len() > MAX_LIVE {
             let oldest = self
@@ -311,6 +350,8 @@ impl State {
                 }
                 Some(ObjectAnswer::default())
             }
+            Op::Bind { device, binding } => self.bind(&call, device, binding),
+            Op::Prove { challenge_ms } => Some(self.prove(&call.caller.key, *challenge_ms)),
         };
         answer.unwrap_or_else(ObjectAnswer::refused)
     }
@@ -364,8 +405,57 @@ impl State {
             }
             answer.keys = vec![old.to_owned()];
         }
-        self.keep(call, device.clone(), touch_after)
-            .then_some(answer)
+        if !self.keep(call, device.clone(), touch_after) {
+            return None;
+        }
+        answer.bound = self.entry(&c.key).and_then(|e| e.bound.clone());
+        Some(answer)
+    }
+
+    fn entry(&self, key: &str) -> Option<&Entry> {
+        self.live.iter().find(|e| e.key == key)
+    }
+
+    /// `Bind`: keeps the caller's entry, then binds it unless it is bound already.
+    fn bind(&mut self, call: &Call, device: &Device, binding: &Binding) -> Option<ObjectAnswer> {
+        if !self.keep(call, device.clone(), 0) {
+            return None;
+        }
+        let e = self.live.iter_mut().find(|e| e.key == call.caller.key)?;
+        let refused = match &e.bound {
+            Some(_) => Some(DeviceRefusal::Bound),
+            None => {
+                e.bound = Some(binding.clone());
+                None
+            }
+        };
+        Some(ObjectAnswer {
+            bound: e.bound.clone(),
+            device_refused: refused,
+            ..ObjectAnswer::default()
+        })
+    }
+
+    /// `Prove`: the challenge minted at `challenge_ms` becomes the bound caller's last.
+    fn prove(&mut self, key: &str, challenge_ms: u64) -> ObjectAnswer {
+        let bound = self
+            .live
+            .iter_mut()
+            .find(|e| e.key == key)
+            .and_then(|e| e.bound.as_mut());
+        let refused = match bound {
+            None => Some(DeviceRefusal::Unbound),
+            Some(b) if challenge_ms <= b.last_ms => Some(DeviceRefusal::Used),
+            Some(b) => {
+                b.last_ms = challenge_ms;
+                None
+            }
+        };
+        ObjectAnswer {
+            bound: self.entry(key).and_then(|e| e.bound.clone()),
+            device_refused: refused,
+            ..ObjectAnswer::default()
+        }
     }
 
     /// `List`: keeps the caller's entry, then answers the signed-in sessions.

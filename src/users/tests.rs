@@ -1,4 +1,5 @@
 use super::*;
+use crate::dbsc::Binding;
 
 const NOW: u64 = 1_700_000_000;
 
@@ -403,5 +404,75 @@ fn a_call_gets_the_country_the_driver_reads_when_it_sends_it() {
         sent(&revoke, Some("de")),
         *revoke.call,
         "a call without a device is as it was"
+    );
+}
+
+fn binding(thumb: &str, last_ms: u64) -> Binding {
+    Binding {
+        key: format!(r#"ES256 {{"kty":"EC","thumb":"{thumb}"}}"#),
+        thumbprint: thumb.into(),
+        last_ms,
+    }
+}
+
+fn call(n: u8, op: Op) -> Call {
+    Call {
+        now: NOW,
+        horizon: NOW + ABSOLUTE,
+        caller: caller(n),
+        op,
+    }
+}
+
+/// A session is bound once; each challenge it answers must be later than the last,
+/// and the object, which every location asks, is where that is decided. The binding
+/// survives the object's stored JSON, and `See` answers it.
+#[test]
+fn a_session_binds_once_and_answers_each_challenge_once() {
+    let bind = |thumb: &str| Op::Bind {
+        device: device("Chrome on Windows"),
+        binding: binding(thumb, 5),
+    };
+    let prove = |ms| Op::Prove { challenge_ms: ms };
+    let mut s = State::default();
+    assert_eq!(
+        s.apply(call(1, prove(6))).device_refused,
+        Some(DeviceRefusal::Unbound)
+    );
+    let a = s.apply(call(1, bind("one")));
+    assert_eq!((a.device_refused, a.bound), (None, Some(binding("one", 5))));
+    let a = s.apply(call(1, bind("two")));
+    assert_eq!(a.device_refused, Some(DeviceRefusal::Bound));
+    assert_eq!(a.bound, Some(binding("one", 5)), "the first binding stays");
+    assert_eq!(
+        s.apply(call(1, prove(5))).device_refused,
+        Some(DeviceRefusal::Used)
+    );
+    let a = s.apply(call(1, prove(9)));
+    assert_eq!((a.device_refused, a.bound), (None, Some(binding("one", 9))));
+    assert_eq!(
+        s.apply(call(1, prove(9))).device_refused,
+        Some(DeviceRefusal::Used)
+    );
+    assert_eq!(s.apply(see(1, NOW)).bound, Some(binding("one", 9)));
+    assert_eq!(
+        s.apply(see(2, NOW)).bound,
+        None,
+        "another session is not bound"
+    );
+
+    let stored = State::parse(&s.to_json()).unwrap();
+    assert_eq!(stored, s);
+    for op in [bind("one"), prove(9)] {
+        let c = call(1, op);
+        assert_eq!(Call::parse(&c.to_json()).unwrap(), c);
+    }
+    let a = s.apply(call(1, prove(9)));
+    assert_eq!(ObjectAnswer::parse(&a.to_json()).unwrap(), a);
+
+    s.apply(revoke(1, Which::Caller));
+    assert!(
+        s.apply(call(1, prove(20))).caller_revoked,
+        "a revoked session proves nothing"
     );
 }

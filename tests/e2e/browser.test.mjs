@@ -116,7 +116,8 @@ describe("browser: demo app and inspector in Chromium", { timeout: 240000 }, () 
   before(async () => {
     [dev, prod] = await Promise.all([
       startKeycard({ ORIGIN_SERVICE: "ORIGIN", KEYCARD_INSPECT: "true", SESSION_COOKIE_SECURE: "false",
-        KEYCARD_REQUIRE: "/account/", KEYCARD_LOGIN_URL: "/login", SESSION_REVOCATION_CHECK: "always" },
+        KEYCARD_REQUIRE: "/account/", KEYCARD_LOGIN_URL: "/login", SESSION_REVOCATION_CHECK: "always",
+        KEYCARD_DEVICE_BOUND: "on" },
       { assets: true, serviceOrigin: DEMO, users: true }),
       // `undefined` drops the harness's SESSION_COOKIE_SECURE=false: keycard's own default.
       startKeycard({ ORIGIN_SERVICE: "ORIGIN", SESSION_COOKIE_SECURE: undefined }, { assets: true, serviceOrigin: DEMO }),

@@ -228,6 +228,7 @@ describe("misconfiguration fails closed", () => {
     ["bad duration", { SESSION_IDLE_TIMEOUT: "forever" }, "SESSION_IDLE_TIMEOUT"],
     ["SameSite=None without Secure", { SESSION_COOKIE_SAME_SITE: "None" }, "SESSION_COOKIE_SAME_SITE"],
     ["a misspelled name under KEYCARD_STRICT", { SESSION_IDLE_TIMOUT: "30m", KEYCARD_STRICT: "true" }, "KEYCARD_STRICT"],
+    ["device-bound sessions with nowhere to keep a binding", { KEYCARD_DEVICE_BOUND: "on" }, "KEYCARD_DEVICE_BOUND"],
   ]) {
     test(`${label}: opaque 500, a log line naming ${variable}, origin untouched`, async () => {
       const origin = await startOrigin();

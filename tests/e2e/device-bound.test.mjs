@@ -1,13 +1,21 @@
-// Issue 27: device-bound sessions (KEYCARD_DEVICE_BOUND=on, SESSION_STORE=kv) in workerd
-// with local KV, in front of a real origin, driven by the DBSC client of
-// lib/dbsc-client.mjs (which dbsc-tools.test.mjs holds to Chromium 150's own behaviour).
+// Issue 27: device-bound sessions (KEYCARD_DEVICE_BOUND=on) in workerd with local KV and
+// Durable Objects, in front of a real origin, driven by the DBSC client of
+// lib/dbsc-client.mjs (which dbsc-tools.test.mjs holds to Chromium 150's own behaviour)
+// and by Chromium 150 itself. A binding is kept in the session's KV record
+// (SESSION_STORE=kv), or in the user's Durable Object with the key's thumbprint in the
+// session cookie (the default store, with the users binding).
 import { test, before, after, describe } from "node:test";
 import assert from "node:assert/strict";
+import fs from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
 
 import { startOrigin, startKeycard, decodeSession, q } from "./lib/harness.mjs";
 import { DbscClient } from "./lib/dbsc-client.mjs";
 import { signInBound, onlyCookie } from "./lib/device-bound.mjs";
 import { withDbscBrowser } from "./lib/dbsc-chromium.mjs";
+
+const DEMO = fs.readFileSync(path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../www/src/index.js"), "utf8");
 
 /** What the origin saw of the last request (its echo of the request's headers). */
 const seen = async (res) => (await res.json()).headers;
@@ -127,6 +135,77 @@ describe("a device-bound session", () => {
   });
 });
 
+describe("a device-bound session kept in the users' objects", () => {
+  let origin, kc, base;
+  before(async () => {
+    origin = await startOrigin();
+    kc = await startKeycard({ ORIGIN_URL: origin.url, KEYCARD_DEVICE_BOUND: "on", KEYCARD_INSPECT: "true" }, { users: true });
+    base = kc.url.replace("127.0.0.1", "localhost");
+  });
+  after(async () => {
+    await kc?.close();
+    await origin?.close();
+  });
+
+  const bound = (user) => signInBound(`${base}/login?set=${q({ user })}`);
+  /** The session cookie's value in a `Cookie` header. */
+  const sessionCookie = (header) => header.split("; ").find((c) => c.startsWith("keycard="));
+
+  test("a signed-in session binds, its cookie names the key, and a copy from before binding is no session", async () => {
+    const { client, session, before } = await bound("ada");
+    assert.equal(session.registration.status, 200);
+    assert.equal(session.config.continue, true);
+    const now = await client.jar.getCookieString(base);
+    const marked = sessionCookie(now);
+    assert.notEqual(marked, sessionCookie(before), "the registration re-issued the session cookie");
+    assert.equal(marked.split(".").length, sessionCookie(before).split(".").length + 1, "with the key's thumbprint in it");
+
+    const mine = await seen(await client.fetch(`${base}/page`));
+    assert.equal(mine["x-session-status"], "valid");
+    assert.equal(decodeSession(mine["x-session"]).user, "ada");
+    assert.equal(mine["x-session-id"], session.id);
+    assert.ok(!(mine.cookie ?? "").includes("keycard"), `keycard's cookies reach no origin: ${mine.cookie}`);
+
+    const thief = await seen(await fetch(`${base}/page`, { headers: { cookie: marked } }));
+    assert.equal(thief["x-session-status"], "none", "the session cookie alone");
+    const old = await seen(await fetch(`${base}/page`, { headers: { cookie: before } }));
+    assert.equal(old["x-session-status"], "none", "the copy taken before binding: its object says it is bound");
+    assert.equal(old["x-session"], undefined);
+
+    const inspected = await (await client.fetch(`${base}/.keycard/session`)).json();
+    assert.equal(inspected.bound_alg, "ES256", "the inspector shows the binding the object keeps");
+    const devices = await (await client.fetch(`${base}/.keycard/sessions`)).json();
+    assert.deepEqual(devices.sessions.map((d) => d.device_bound), [true], "and so does the device list");
+  });
+
+  test("refreshes go through the user's object, once per challenge; signing out ends them", async () => {
+    const { client, session } = await bound("grace");
+    const r = await client.refresh(session);
+    assert.deepEqual(r.steps.map((s) => s.status), [403, 200]);
+    const used = session.proofs.at(-1);
+    const replay = await client.refresh(session, { misbehave: { replay: used } });
+    assert.equal(replay.status, 400, `a replayed proof: ${JSON.stringify(replay.steps)}`);
+    const other = await client.refresh(session, { misbehave: { otherKey: true } });
+    assert.equal(other.status, 400, "another key");
+    const again = await client.refresh(session);
+    assert.deepEqual(again.steps.map((s) => s.status), [403, 200]);
+    assert.equal((await seen(await client.fetch(`${base}/page`)))["x-session-status"], "valid");
+
+    assert.equal((await client.fetch(`${base}/.keycard/logout`, { method: "POST" })).status, 204);
+    const ended = await client.refresh(session);
+    assert.deepEqual(ended.steps.map((s) => s.status), [200]);
+    assert.equal(session.ended, true, "continue: false");
+  });
+
+  test("an anonymous session is not offered binding", async () => {
+    const client = new DbscClient();
+    const res = await client.fetch(`${base}/login?set=${q({ cart: [1] })}`);
+    assert.equal(res.status, 200);
+    assert.match(await client.jar.getCookieString(base), /keycard=/, "it has a session");
+    assert.equal(res.headers.get("secure-session-registration"), null);
+  });
+});
+
 describe("Chromium 150 and keycard", () => {
   let origin, kc, base;
   before(async () => {
@@ -160,6 +239,40 @@ describe("Chromium 150 and keycard", () => {
       assert.ok(refreshed);
       saw = JSON.parse(await page.innerText("body")).headers;
       assert.equal(saw["x-session-status"], "valid", "the request waited for the refresh");
+    });
+  });
+});
+
+describe("the demo in Chromium 150", () => {
+  let kc, base;
+  before(async () => {
+    // The settings of `make dev` ([env.dev] in wrangler.toml), as browser.test.mjs runs them.
+    kc = await startKeycard({ ORIGIN_SERVICE: "ORIGIN", KEYCARD_INSPECT: "true", SESSION_COOKIE_SECURE: "false",
+      KEYCARD_REQUIRE: "/account/", KEYCARD_LOGIN_URL: "/login", SESSION_REVOCATION_CHECK: "always",
+      KEYCARD_DEVICE_BOUND: "on" }, { assets: true, serviceOrigin: DEMO, users: true });
+    base = kc.url.replace("127.0.0.1", "localhost");
+  });
+  after(async () => {
+    await kc?.close();
+  });
+
+  test("signing in to the demo binds the session, and the inspector and the device list show it", async () => {
+    await withDbscBrowser(async ({ page, events }) => {
+      await page.goto(`${base}/`);
+      await page.fill("#login input[name=name]", "Ada Lovelace");
+      await Promise.all([page.waitForURL(/\?m=welcome/), page.click("#login button")]);
+      const created = await events.waitFor("creationEventDetails");
+      assert.equal(created.creationEventDetails.fetchResult, "Success", JSON.stringify(created));
+
+      await page.goto(`${base}/.keycard/`);
+      await page.waitForSelector("body:not([data-status=loading])");
+      await page.waitForFunction(() => /^yes/.test(document.getElementById("bound")?.textContent ?? ""));
+      assert.match(await page.locator("#bound").textContent(), /^yes \(ES256\); short-lived cookie renewed within/);
+
+      const devices = await page.evaluate(async () => (await fetch("/.keycard/sessions")).json());
+      assert.deepEqual(devices.sessions.map((d) => d.device_bound), [true]);
+      await page.goto(`${base}/account/`);
+      assert.equal(new URL(page.url()).pathname, "/account/", "a required page: signed in");
     });
   });
 });

@@ -1,0 +1,316 @@
+//! Device-bound sessions kept in the users' objects (`KEYCARD_DEVICE_BOUND=on` without
+//! `SESSION_STORE=kv`), request after request: registration, the bound cookie's mark,
+//! the pre-binding copy, refreshes and their single use, and a secret's rotation. The
+//! objects run their real logic ([`crate::testing::FakeUsers`]); the proofs' signatures
+//! are the driver's to check, so these tests answer for WebCrypto. The Worker runs the
+//! same end to end in `tests/e2e/device-bound.test.mjs`.
+
+use serde_json::Value;
+
+use super::harness::{refresh_proof, Browser, World};
+use super::*;
+use crate::dbsc::proof::BoundKey;
+use crate::session::codec;
+use crate::testing::SECRET;
+use crate::util::b64;
+
+const REGISTER: &str = "/.keycard/dbsc/register";
+const REFRESH: &str = "/.keycard/dbsc/refresh";
+const SHORT: &str = "__Host-keycard-bound";
+
+/// A P-256 public key of the shape a browser registers, told apart by `n`.
+fn jwk(n: u8) -> Value {
+    serde_json::json!({ "kty": "EC", "crv": "P-256", "x": b64([n; 32]), "y": b64([n + 1; 32]) })
+}
+
+fn thumbprint(n: u8) -> String {
+    BoundKey::from_stored(&format!("ES256 {}", jwk(n)))
+        .unwrap()
+        .thumbprint()
+}
+
+/// A registration proof of the shape Chromium sends, for `challenge`, by key `n`.
+fn registration_proof(challenge: &str, n: u8) -> String {
+    let header = serde_json::json!({ "alg": "ES256", "typ": "dbsc+jwt", "jwk": jwk(n) });
+    format!(
+        "{}.{}.{}",
+        b64(header.to_string()),
+        b64(format!(r#"{{"jti":"{challenge}"}}"#)),
+        b64([7u8; 64])
+    )
+}
+
+/// The challenge of the binding a final step offers, if any.
+fn offered(last: &Step) -> Option<String> {
+    let offer = match last {
+        Step::Rewrap(r) => r.offer.clone(),
+        Step::Reply(r) => r
+            .headers
+            .iter()
+            .find(|(n, _)| *n == crate::dbsc::REGISTRATION)
+            .map(|(_, v)| v.clone()),
+        _ => None,
+    }?;
+    let (_, c) = offer.split_once("challenge=\"")?;
+    Some(c.trim_end_matches('"').to_owned())
+}
+
+/// The value of the cookie `name` a reply sets.
+fn set_cookie(r: &Reply, name: &str) -> Option<String> {
+    r.headers
+        .iter()
+        .filter(|(n, _)| *n == "set-cookie")
+        .find_map(|(_, v)| v.strip_prefix(&format!("{name}=")))
+        .map(|v| v.split(';').next().unwrap_or("").to_owned())
+}
+
+/// Runs a request that stops at its proof's signature, says it verifies, and carries
+/// the rest out; `b` keeps the session cookie it is given.
+fn proven(w: &mut World, b: &mut Browser, path: &str) -> Step {
+    let (mut ex, step) = w.begin(b, "POST", path);
+    assert!(matches!(step, Step::Verify(_)), "{step:?}");
+    let step = ex.verified(Ok(true));
+    let last = w.p.drive(&mut ex, step);
+    w.end(&mut ex, b, last)
+}
+
+/// A Worker with device-bound sessions kept in the users' objects, and `b` signed in
+/// as ada and bound to key 1 by a registration, its short-lived cookie in `b.others`;
+/// the second browser holds a copy of ada's cookie taken before binding.
+fn bound(pairs: &[(&str, &str)]) -> (World, Browser, Browser) {
+    let mut all = vec![("KEYCARD_DEVICE_BOUND", "on")];
+    all.extend_from_slice(pairs);
+    let mut w = World::new(&all);
+    let mut b = Browser::default();
+    let seen = w.sign_in(&mut b, "ada");
+    let challenge = offered(&seen.last).expect("binding is offered at sign-in");
+    let before = b.clone();
+    w.ops();
+    b.headers = format!(
+        "secure-session-response:{}\n",
+        registration_proof(&challenge, 1)
+    );
+    let last = proven(&mut w, &mut b, REGISTER);
+    let Step::Reply(r) = &last else {
+        panic!("{last:?}")
+    };
+    assert_eq!(r.status, 200, "{r:?}");
+    let short = set_cookie(r, SHORT).expect("the short-lived cookie");
+    assert_eq!(w.ops(), ["bind"], "binding is one call");
+    b.headers.clear();
+    b.others = format!("{SHORT}={short}");
+    (w, b, before)
+}
+
+fn mark_of(w: &World, b: &Browser) -> Option<String> {
+    codec::decode(&w.cfg.keys, &w.cfg.cookie.name, b.jar.as_deref().unwrap())
+        .unwrap()
+        .claims
+        .bound
+}
+
+#[test]
+fn a_registration_binds_in_the_users_object_and_marks_the_cookie() {
+    let (mut w, mut b, mut copy) = bound(&[]);
+    assert_eq!(
+        mark_of(&w, &b),
+        Some(thumbprint(1)),
+        "the re-issued cookie names the key"
+    );
+    assert_eq!(mark_of(&w, &copy), None);
+
+    let seen = w.go(&mut b, "GET", "/", &[]);
+    assert_eq!(
+        (seen.status(), seen.user().as_deref()),
+        ("valid", Some("ada"))
+    );
+    assert_eq!(
+        w.ops(),
+        Vec::<String>::new(),
+        "a marked cookie needs no call"
+    );
+
+    let mut no_short = b.clone();
+    no_short.others.clear();
+    let seen = w.go(&mut no_short, "GET", "/", &[]);
+    assert_eq!((seen.status(), seen.user()), ("none", None));
+    assert_eq!(no_short.jar, b.jar, "its cookie is kept");
+
+    // The copy taken before binding names no key: the object says it is bound.
+    let seen = w.go(
+        &mut copy,
+        "GET",
+        "/",
+        &[("x-session-set", r#"{"user":"mallory"}"#)],
+    );
+    assert_eq!((seen.status(), seen.user()), ("none", None));
+    assert_eq!(w.ops(), ["see"], "an unmarked signed-in cookie is checked");
+    assert!(w.logged("control_ignored"));
+    w.cfg = crate::testing::config(&[
+        ("KEYCARD_DEVICE_BOUND", "on"),
+        ("KEYCARD_REQUIRE", "/admin"),
+    ]);
+    let seen = w.go(&mut copy, "GET", "/admin", &[]);
+    assert_eq!(seen.status(), "not forwarded", "a required path is refused");
+
+    // The device list shows the binding.
+    let list = w.go(&mut b, "GET", "/.keycard/sessions", &[]);
+    let v: Value = serde_json::from_str(&list.reply().body).unwrap();
+    assert_eq!(v["sessions"][0]["device_bound"], true, "{v}");
+}
+
+/// The real browser's requests that were in flight while it registered carry the
+/// cookie from before: with its short-lived cookie such a request is still signed in,
+/// and the cookie is marked at its next re-issue.
+#[test]
+fn the_unmarked_cookie_of_the_bound_browser_heals() {
+    let (mut w, b, mut copy) = bound(&[]);
+    copy.others = b.others.clone();
+    let seen = w.go(&mut copy, "GET", "/", &[]);
+    assert_eq!(seen.status(), "valid");
+    w.now += 100;
+    let seen = w.go(&mut copy, "GET", "/", &[]);
+    assert_eq!(seen.status(), "valid");
+    assert_eq!(
+        mark_of(&w, &copy),
+        Some(thumbprint(1)),
+        "re-issued with the mark"
+    );
+}
+
+#[test]
+fn an_anonymous_session_is_not_offered_binding_nor_bound() {
+    let mut w = World::new(&[("KEYCARD_DEVICE_BOUND", "on")]);
+    let mut b = Browser::default();
+    let seen = w.go(
+        &mut b,
+        "POST",
+        "/cart",
+        &[("x-session-set", r#"{"cart":[1]}"#)],
+    );
+    assert!(b.jar.is_some());
+    assert_eq!(offered(&seen.last), None);
+    b.headers = format!("secure-session-response:{}\n", registration_proof("x", 1));
+    let seen = w.go(&mut b, "POST", REGISTER, &[]);
+    assert_eq!(seen.reply().status, 400);
+    assert!(w.logged("device_refused"));
+}
+
+#[test]
+fn a_refresh_asks_the_object_and_each_challenge_is_answered_once() {
+    let (mut w, mut b, _) = bound(&[]);
+    let handle = w.cfg.keys.current().handle(
+        &codec::decode(&w.cfg.keys, &w.cfg.cookie.name, b.jar.as_deref().unwrap())
+            .unwrap()
+            .claims
+            .sid,
+    );
+    b.others.clear();
+    b.headers = format!("sec-secure-session-id:{handle}\n");
+    let seen = w.go(&mut b, "POST", REFRESH, &[]);
+    let r = seen.reply();
+    assert_eq!(r.status, 403, "{r:?}");
+    assert_eq!(w.ops(), ["see"]);
+    let challenge = r
+        .headers
+        .iter()
+        .find(|(n, _)| *n == crate::dbsc::CHALLENGE)
+        .and_then(|(_, v)| v.split('"').nth(1))
+        .unwrap()
+        .to_owned();
+
+    // Two locations check the same proof at once: the object lets one through.
+    b.headers = format!(
+        "sec-secure-session-id:{handle}\nsecure-session-response:{}\n",
+        refresh_proof(&challenge)
+    );
+    let (mut first, s1) = w.begin(&b, "POST", REFRESH);
+    let (mut second, s2) = w.begin(&b, "POST", REFRESH);
+    assert!(matches!((&s1, &s2), (Step::Verify(_), Step::Verify(_))));
+    let step = first.verified(Ok(true));
+    let Step::Reply(r) = w.p.drive(&mut first, step) else {
+        panic!("a reply")
+    };
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(set_cookie(&r, SHORT).is_some());
+    let step = second.verified(Ok(true));
+    let Step::Reply(r) = w.p.drive(&mut second, step) else {
+        panic!("a reply")
+    };
+    assert_eq!(r.status, 400, "the replay is refused: {r:?}");
+    w.logs.extend(second.take_logs());
+    assert!(w
+        .logs
+        .iter()
+        .any(|l| l.detail["reason"] == "the challenge was answered already"));
+}
+
+/// A session bound before a rotation of `SESSION_SECRET` is known to the object under
+/// the old secret only: a refresh finds it there, and copies it under the new one, so
+/// that it outlives the old secret's leaving the ring.
+#[test]
+fn a_binding_outlives_a_rotation() {
+    let (mut w, mut b, _) = bound(&[]);
+    let sid = codec::decode(&w.cfg.keys, &w.cfg.cookie.name, b.jar.as_deref().unwrap())
+        .unwrap()
+        .claims
+        .sid;
+    let rotated = [
+        ("KEYCARD_DEVICE_BOUND", "on"),
+        (
+            "SESSION_SECRET",
+            "the rotated secret, 0123456789abcdef0123456789",
+        ),
+        ("SESSION_SECRET_PREVIOUS", SECRET),
+    ];
+    w.cfg = crate::testing::config(&rotated);
+    let handle = w.cfg.keys.current().handle(&sid);
+    b.headers = format!("sec-secure-session-id:{handle}\n");
+    let seen = w.go(&mut b, "POST", REFRESH, &[]);
+    let r = seen.reply();
+    assert_eq!(r.status, 403, "{r:?}");
+    assert_eq!(
+        w.ops(),
+        ["see", "see"],
+        "the new secret's object, then the old one's"
+    );
+    let challenge = r
+        .headers
+        .iter()
+        .find(|(n, _)| *n == crate::dbsc::CHALLENGE)
+        .and_then(|(_, v)| v.split('"').nth(1))
+        .unwrap()
+        .to_owned();
+    b.headers = format!(
+        "sec-secure-session-id:{handle}\nsecure-session-response:{}\n",
+        refresh_proof(&challenge)
+    );
+    let Step::Reply(r) = proven(&mut w, &mut b, REFRESH) else {
+        panic!("a reply")
+    };
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(w.ops(), ["see", "see", "prove", "bind"]);
+    // Its next request re-issues the cookie under the new secret.
+    b.headers.clear();
+    b.others = format!("{SHORT}={}", set_cookie(&r, SHORT).unwrap());
+    assert_eq!(w.go(&mut b, "GET", "/", &[]).status(), "valid");
+
+    // The old secret leaves the ring: the binding is still known.
+    w.cfg = crate::testing::config(&rotated[..2]);
+    b.headers = format!("sec-secure-session-id:{handle}\n");
+    b.others.clear();
+    let seen = w.go(&mut b, "POST", REFRESH, &[]);
+    assert_eq!(seen.reply().status, 403);
+}
+
+#[test]
+fn binding_in_the_users_objects_needs_their_binding() {
+    let mut w = World::new(&[("KEYCARD_DEVICE_BOUND", "on")]);
+    w.bindings.users = Binding::Absent;
+    let seen = w.go(&mut Browser::default(), "GET", "/", &[]);
+    assert_eq!(seen.reply().status, 500);
+    assert!(w
+        .logs
+        .iter()
+        .any(|l| l.detail["var"] == "KEYCARD_DEVICE_BOUND"));
+}
