@@ -314,3 +314,29 @@ fn binding_in_the_users_objects_needs_their_binding() {
         .iter()
         .any(|l| l.detail["var"] == "KEYCARD_DEVICE_BOUND"));
 }
+
+/// Regression: under `SESSION_KV_FAILURE=open`, a check that could not reach the
+/// user's object forwarded a copy taken before binding as the signed-in session (and
+/// re-issued it when due), so a thief who made the object fail (or waited for it to)
+/// was signed in without the device.
+#[test]
+fn an_unmarked_copy_is_not_signed_in_when_its_object_cannot_be_asked() {
+    let (mut w, _, mut copy) =
+        bound(&[("SESSION_KV_FAILURE", "open"), ("KEYCARD_INSPECT", "true")]);
+    w.p.users.failing = true;
+    let seen = w.go(&mut copy, "GET", "/", &[]);
+    assert_eq!((seen.status(), seen.user()), ("invalid", None));
+    let before = copy.jar.clone();
+    w.now += 100;
+    let seen = w.go(
+        &mut copy,
+        "POST",
+        "/cart",
+        &[("x-session-set", r#"{"cart":[1]}"#)],
+    );
+    assert_eq!((seen.status(), seen.user()), ("invalid", None));
+    assert_eq!(copy.jar, before, "nothing is issued to it");
+    let inspected = w.go(&mut copy, "GET", "/.keycard/session", &[]);
+    let v: Value = serde_json::from_str(&inspected.reply().body).unwrap();
+    assert_eq!(v["data"], Value::Null, "{v}");
+}

@@ -124,13 +124,7 @@ impl<E: Entropy> Exchange<E> {
         };
         // A cookie that does not name a bound device may be a copy taken before
         // binding: only the user's object knows.
-        let unmarked = s.bound.is_none()
-            && self
-                .cfg
-                .device_bound
-                .as_ref()
-                .is_some_and(|d| d.kept == BindingKept::Users);
-        if unmarked {
+        if self.binding_unknown(loaded) {
             return true;
         }
         match self.cfg.users.check {
@@ -141,6 +135,18 @@ impl<E: Entropy> Exchange<E> {
                     || s.refresh_due(&self.cfg, self.now)
             }
         }
+    }
+
+    /// Whether `loaded` is a valid session whose cookie names no device, where the
+    /// users' objects keep bindings: for all its cookie says, a copy taken before
+    /// binding, which only its user's object can tell apart.
+    pub(super) fn binding_unknown(&self, loaded: &Loaded) -> bool {
+        loaded.session().is_some_and(|s| s.bound.is_none())
+            && self
+                .cfg
+                .device_bound
+                .as_ref()
+                .is_some_and(|d| d.kept == BindingKept::Users)
     }
 
     /// `op` from `caller` to `user`'s object under `keys`.
@@ -455,11 +461,24 @@ impl<E: Entropy> Exchange<E> {
     }
 
     /// The user's object could not be asked: a check before forwarding or inspecting
-    /// follows `SESSION_KV_FAILURE` (`open` goes on as if it said "not revoked"); the
-    /// endpoints fail.
+    /// follows `SESSION_KV_FAILURE` (`open` goes on as if it said "not revoked", but
+    /// not as if it said "not bound": see [`Exchange::binding_unknown`]); the endpoints
+    /// fail.
     fn ask_failed(&mut self, ask: Ask, e: StoreError) -> Step {
         let open = self.cfg.kv_failure == KvFailure::Open;
         match ask {
+            // A session whose cookie names no device is not taken at its word: it may
+            // be a copy from before binding, and only the object could tell. It goes
+            // on as one the store could not read: nothing forwarded, nothing issued,
+            // its cookie left alone.
+            Ask::Forward { loaded, guarded } if open && self.binding_unknown(&loaded) => {
+                self.log_open_failure(&e);
+                let guarded = Guarded {
+                    data: None,
+                    ..guarded
+                };
+                self.forward(Loaded::StoreUnavailable, guarded)
+            }
             Ask::Forward {
                 loaded, guarded, ..
             } if open => {
@@ -468,6 +487,10 @@ impl<E: Entropy> Exchange<E> {
             }
             Ask::Inspect { loaded, cookies } if open => {
                 self.log_open_failure(&e);
+                let loaded = match self.binding_unknown(&loaded) {
+                    true => Loaded::StoreUnavailable,
+                    false => loaded,
+                };
                 self.inspected(&loaded, &cookies, false)
             }
             _ => self.fail(Failure::Store(e)),
