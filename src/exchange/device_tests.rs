@@ -340,3 +340,48 @@ fn an_unmarked_copy_is_not_signed_in_when_its_object_cannot_be_asked() {
     let v: Value = serde_json::from_str(&inspected.reply().body).unwrap();
     assert_eq!(v["data"], Value::Null, "{v}");
 }
+
+/// The session's handle under the current secret, as the origin sees it (and as the
+/// device list, or any page that shows `X-Session-Id`, tells).
+fn handle_of(w: &World, b: &Browser) -> String {
+    let sid = codec::decode(&w.cfg.keys, &w.cfg.cookie.name, b.jar.as_deref().unwrap())
+        .unwrap()
+        .claims
+        .sid;
+    w.cfg.keys.current().handle(&sid)
+}
+
+/// Regression: keycard's own endpoints took a signed-in cookie without the mark at its
+/// word: a copy taken before binding listed the user's devices, revoked the bound
+/// session (a sign-out, or `sessions/revoke` with its handle) and the user's others.
+#[test]
+fn a_copy_from_before_binding_cannot_sign_out_list_or_revoke() {
+    let (mut w, mut b, copy) = bound(&[]);
+    let mut phone = Browser::default();
+    w.sign_in(&mut phone, "ada");
+    let phone_handle = handle_of(&w, &phone);
+    let own = handle_of(&w, &b);
+
+    let list = w.go(&mut copy.clone(), "GET", "/.keycard/sessions", &[]);
+    assert_eq!(list.reply().status, 401, "{:?}", list.reply());
+    for path in [
+        format!("/.keycard/sessions/revoke?id={phone_handle}"),
+        format!("/.keycard/sessions/revoke?id={own}"),
+        "/.keycard/logout".to_owned(),
+    ] {
+        w.go(&mut copy.clone(), "POST", &path, &[]);
+    }
+    let seen = w.go(&mut b, "POST", "/", &[]);
+    assert_eq!(
+        seen.status(),
+        "valid",
+        "the bound browser is still signed in"
+    );
+    let seen = w.go(&mut phone, "POST", "/", &[]);
+    assert_eq!(seen.status(), "valid", "and so is the phone");
+    // A session that is not bound still has them, after one call.
+    w.ops();
+    let list = w.go(&mut phone, "GET", "/.keycard/sessions", &[]);
+    assert_eq!(list.reply().status, 200);
+    assert_eq!(w.ops(), ["see", "list"]);
+}

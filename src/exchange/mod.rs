@@ -29,7 +29,7 @@
 //! | --- | --- | --- |
 //! | (start) | [`Exchange::start`] | a reply before any session is read (a misconfiguration, a loop, a guard, an endpoint that needs none), an inspector asset, `SigningIn` (a login whose provider's metadata is not cached), `Loading`, or at once *the session loaded* |
 //! | `Loading` | [`Exchange::kv_read`]: the session's record | *the session loaded* (a store failure follows `SESSION_KV_FAILURE`) |
-//! | *the session loaded* | nothing | for the origin: `Asking` (a check before forwarding), `Forwarding`, or a sign-in-first reply; for keycard's endpoints: `Asking` (the inspector, the device list, a revoke), a logout's *writes*, or a callback's `SigningIn` |
+//! | *the session loaded* | nothing | for the origin: `Asking` (a check before forwarding), `Forwarding`, or a sign-in-first reply; for keycard's endpoints: `Asking` (the inspector, the device list, a revoke, and first, with device-bound sessions in the users' objects, whether a signed-in cookie without its device's mark is bound: for a logout, the device list, a revoke or a callback), a logout's *writes*, or a callback's `SigningIn` |
 //! | `SigningIn` | [`Exchange::fetched`] (the provider's metadata, token, keys or userinfo) or [`Exchange::verified`] (the ID token's signature) | the next of them, the redirect to the provider, a page (a refusal, a failure, a 503 for a provider that is down), or the new session's *writes* |
 //! | `Proving` | [`Exchange::verified`]: a device's proof (`device.rs`) | the *writes* of the record with the key bound (a registration) or the challenge's time (a refresh), or a 400 |
 //! | `Asking` | [`Exchange::users_answered`] | `Forwarding`, or a reply (an endpoint's answer, or the 401 of a revoked session) |

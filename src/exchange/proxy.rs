@@ -135,6 +135,29 @@ impl<E: Entropy> Exchange<E> {
     }
 
     pub(super) fn loaded(&mut self, loaded: Loaded, plan: Option<Box<Forward>>) -> Step {
+        // keycard's own endpoints that act as the session (a sign-out, the device list,
+        // a revoke, a sign-in that replaces it) take a cookie that names no device only
+        // once its user's object says it is not a copy from before binding.
+        let acts = matches!(
+            self.purpose,
+            Purpose::Logout { .. }
+                | Purpose::ListSessions
+                | Purpose::RevokeSession(_)
+                | Purpose::Callback(_)
+        );
+        if acts && self.binding_unknown(&loaded) {
+            let data = loaded.session().map(SessionState::data);
+            if let Some(call) = self.check_of(&loaded, data.as_ref()) {
+                self.state = State::Asking(users_flow::Ask::Endpoint { loaded });
+                return Step::Users(call);
+            }
+        }
+        self.dispatch(loaded, plan)
+    }
+
+    /// What the request is for, once its session is loaded (and, for an endpoint that
+    /// acts as it, its binding known).
+    pub(super) fn dispatch(&mut self, loaded: Loaded, plan: Option<Box<Forward>>) -> Step {
         match (&self.purpose, plan) {
             (
                 &Purpose::Proxy {

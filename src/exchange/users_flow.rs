@@ -43,6 +43,9 @@ pub(super) enum Ask {
         loaded: Loaded,
         cookies: super::endpoints::CookieView,
     },
+    /// Before one of keycard's endpoints acts as a signed-in session whose cookie
+    /// names no device: is it bound (and so a copy from before binding)?
+    Endpoint { loaded: Loaded },
     /// `GET sessions`: the list; `current` is the caller's key.
     List { current: String },
     /// `POST sessions/revoke`: the calls to every object, the first of them asked;
@@ -208,7 +211,7 @@ impl<E: Entropy> Exchange<E> {
     /// The check of a valid, signed-in session with the object named under the secret
     /// its cookie was signed with (during a rotation the session may not be known under
     /// the new one yet). `None` for an anonymous session.
-    fn check_of(
+    pub(super) fn check_of(
         &self,
         loaded: &Loaded,
         data: Option<&serde_json::Map<String, serde_json::Value>>,
@@ -345,6 +348,11 @@ impl<E: Entropy> Exchange<E> {
                 session,
                 object,
             } => self.binding_answered(asked, *session, object, answer),
+            // A revoked session goes on as it is: the endpoint's own calls find it so.
+            Ask::Endpoint { loaded } => {
+                let loaded = self.bound_by_object(loaded, &answer);
+                self.dispatch(loaded, None)
+            }
             Ask::List { .. } | Ask::Revoke { .. } if revoked => self.session_required(true),
             Ask::List { current } => Step::Reply(Reply::new(
                 200,
