@@ -345,7 +345,7 @@ impl<E: Entropy> Exchange<E> {
 
     /// Bound in the user's objects: a registration binds the session in the object
     /// under every key of the ring (a copy of its cookie signed under any of them is
-    /// checked with that one), a refresh's challenge becomes the last one answered in
+    /// checked with that one), unless any of them holds a binding already; a refresh's challenge becomes the last one answered in
     /// the object that holds the binding (copied under the current key when it was
     /// found under an older one). A cookie that does not name the key yet is
     /// re-issued, as the same session, naming it. Each call fails closed.
@@ -368,8 +368,13 @@ impl<E: Entropy> Exchange<E> {
         };
         let mut calls = VecDeque::new();
         if how.registering {
-            for (i, keys) in cfg.keys.all().enumerate() {
-                calls.push_back(write(self.call(keys, &user, &caller, bind.clone()), i == 0));
+            // The oldest secret's object first, and each refusal heard: during a
+            // rotation a binding may be known only under an older secret, until a
+            // refresh copies it, and a copy of the cookie from before binding must not
+            // bind a key of its own under the new one.
+            let ring: Vec<_> = cfg.keys.all().collect();
+            for keys in ring.into_iter().rev() {
+                calls.push_back(write(self.call(keys, &user, &caller, bind.clone()), true));
             }
         } else {
             let keys = cfg.keys.all().nth(how.object).unwrap_or(cfg.keys.current());

@@ -385,3 +385,75 @@ fn a_copy_from_before_binding_cannot_sign_out_list_or_revoke() {
     assert_eq!(list.reply().status, 200);
     assert_eq!(w.ops(), ["see", "list"]);
 }
+
+/// The challenge of a refresh's 403.
+fn challenge_of(r: &Reply) -> String {
+    r.headers
+        .iter()
+        .find(|(n, _)| *n == crate::dbsc::CHALLENGE)
+        .and_then(|(_, v)| v.split('"').nth(1))
+        .expect("a challenge")
+        .to_owned()
+}
+
+/// Regression: during a secret's rotation a binding is kept under the previous secret
+/// until a refresh copies it; a copy of the cookie from before binding registered its
+/// own key in the object under the new secret (the older object's refusal was not
+/// looked at), and so was signed in for good with a key of its own, while the real
+/// browser's next refresh was checked with the thief's key.
+#[test]
+fn a_copy_from_before_binding_cannot_register_during_a_rotation() {
+    let (mut w, mut b, mut copy) = bound(&[]);
+    w.cfg = crate::testing::config(&[
+        ("KEYCARD_DEVICE_BOUND", "on"),
+        (
+            "SESSION_SECRET",
+            "the rotated secret, 0123456789abcdef0123456789",
+        ),
+        ("SESSION_SECRET_PREVIOUS", SECRET),
+    ]);
+    let handle = handle_of(&w, &copy);
+    copy.headers = format!("sec-secure-session-id:{handle}\n");
+    let seen = w.go(&mut copy, "POST", REFRESH, &[]);
+    assert_eq!(seen.reply().status, 403);
+    let challenge = challenge_of(seen.reply());
+    copy.headers = format!(
+        "secure-session-response:{}\n",
+        registration_proof(&challenge, 2)
+    );
+    let last = proven(&mut w, &mut copy, REGISTER);
+    let Step::Reply(r) = &last else {
+        panic!("{last:?}")
+    };
+    assert_eq!(r.status, 400, "the registration is refused: {r:?}");
+    assert_eq!(set_cookie(r, SHORT), None);
+
+    // The real browser refreshes with its own key.
+    b.others.clear();
+    b.headers = format!("sec-secure-session-id:{handle}\n");
+    let seen = w.go(&mut b, "POST", REFRESH, &[]);
+    b.headers = format!(
+        "sec-secure-session-id:{handle}\nsecure-session-response:{}\n",
+        refresh_proof(&challenge_of(seen.reply()))
+    );
+    let Step::Verify(v) = w.begin(&b, "POST", REFRESH).1 else {
+        panic!("a signature to check")
+    };
+    let key: Value = serde_json::from_str(&v.jwk).unwrap();
+    assert_eq!(key["x"], jwk(1)["x"], "checked with the device's own key");
+
+    // A session that is not bound anywhere is bound under both secrets, the older
+    // first.
+    let mut other = Browser::default();
+    let seen = w.sign_in(&mut other, "bob");
+    other.headers = format!(
+        "secure-session-response:{}\n",
+        registration_proof(&offered(&seen.last).unwrap(), 3)
+    );
+    w.ops();
+    let Step::Reply(r) = proven(&mut w, &mut other, REGISTER) else {
+        panic!("a reply")
+    };
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(w.ops(), ["bind", "bind"]);
+}
