@@ -120,7 +120,8 @@ impl<E: Entropy> Exchange<E> {
                     detail: "the session's record could not be read to check its device".into(),
                 }))
             }
-            _ => return self.device_ended(&asked),
+            // A bad cookie is cleared, as any request clears it.
+            (other, _) => return self.device_ended(&asked, matches!(other, Loaded::Bad(_))),
         };
         if !self.kept_by_users() {
             let how = How {
@@ -133,7 +134,7 @@ impl<E: Entropy> Exchange<E> {
         // Only a signed-in session has a user's object to keep its binding.
         match (&asked, user_of(&self.cfg, &session.data())) {
             (Asked::Register(_), None) => self.refused(400, "the session is not signed in"),
-            (Asked::Refresh(..), None) => self.device_ended(&asked),
+            (Asked::Refresh(..), None) => self.device_ended(&asked, session.bound.is_some()),
             (Asked::Register(_), Some(_)) => {
                 let how = How {
                     registering: true,
@@ -159,7 +160,7 @@ impl<E: Entropy> Exchange<E> {
         let cfg = Rc::clone(&self.cfg);
         let (Some(keys), Some(user)) = (cfg.keys.all().nth(object), user_of(&cfg, &session.data()))
         else {
-            return self.device_ended(&asked);
+            return self.device_ended(&asked, session.bound.is_some());
         };
         let call = self.see(keys, &user, &caller_of(&cfg, &session), None, false);
         self.state = State::Asking(users_flow::Ask::Device {
@@ -180,7 +181,7 @@ impl<E: Entropy> Exchange<E> {
         answer: ObjectAnswer,
     ) -> Step {
         if answer.caller_revoked {
-            return self.device_ended(&asked);
+            return self.device_ended(&asked, true);
         }
         match answer.bound {
             Some(b) => {
@@ -195,7 +196,7 @@ impl<E: Entropy> Exchange<E> {
             None if object + 1 < self.cfg.keys.all().count() => {
                 self.ask_binding(asked, session, object + 1)
             }
-            None => self.device_ended(&asked),
+            None => self.device_ended(&asked, session.bound.is_some()),
         }
     }
 
@@ -215,7 +216,7 @@ impl<E: Entropy> Exchange<E> {
             }
             Asked::Refresh(id, token) => {
                 let Some(bound) = session.bound.clone() else {
-                    return self.device_ended(&Asked::Refresh(id, token));
+                    return self.device_ended(&Asked::Refresh(id, token), false);
                 };
                 // The session's handle under any key of the ring: a secret's rotation
                 // must not end a binding.
@@ -437,8 +438,12 @@ impl<E: Entropy> Exchange<E> {
     }
 
     /// A refresh or registration for a session that is gone (ended, revoked, expired,
-    /// or never bound): the browser is told to stop.
-    fn device_ended(&mut self, asked: &Asked) -> Step {
+    /// or never bound): the browser is told to stop. `clear`: its cookie is cleared
+    /// too, when it is bad, revoked, or names a device that no object binds any more:
+    /// such a cookie can never have its short-lived cookie again, and, kept, would
+    /// make every request of the browser no session, and every change its app answers
+    /// (a sign-in included) ignored, until it expires.
+    fn device_ended(&mut self, asked: &Asked, clear: bool) -> Step {
         self.log(
             Level::Warn,
             "device_ended",
@@ -448,7 +453,11 @@ impl<E: Entropy> Exchange<E> {
             Asked::Refresh(id, _) => id.as_deref().and_then(wire::session_id).unwrap_or(""),
             Asked::Register(_) => "",
         };
-        Step::Reply(Reply::new(200, JSON, Bound::ended_json(id)))
+        let reply = Reply::new(200, JSON, Bound::ended_json(id));
+        Step::Reply(match clear {
+            true => reply.with("set-cookie", session::clearing_cookie(&self.cfg)),
+            false => reply,
+        })
     }
 
     /// A registration or refresh the user's object refused.

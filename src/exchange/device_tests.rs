@@ -457,3 +457,40 @@ fn a_copy_from_before_binding_cannot_register_during_a_rotation() {
     assert_eq!(r.status, 200, "{r:?}");
     assert_eq!(w.ops(), ["bind", "bind"]);
 }
+
+/// Regression: a bound session revoked elsewhere (sign-out everywhere from another
+/// device) was told `continue: false` at its refresh and kept its cookie, which names
+/// the device: with no short-lived cookie to be had, every request was no session and
+/// every change the app answered (its own sign-in form included) was ignored, until
+/// the cookie's idle timeout. The refresh now clears it, as a revoked session's
+/// request does.
+#[test]
+fn a_revoked_bound_session_is_cleared_at_its_refresh_and_can_sign_in_again() {
+    let (mut w, mut b, _) = bound(&[]);
+    let mut phone = Browser::default();
+    w.sign_in(&mut phone, "ada");
+    let seen = w.go(
+        &mut phone,
+        "POST",
+        "/account",
+        &[("x-session-action", "destroy-others")],
+    );
+    assert_eq!(seen.status(), "valid");
+
+    // The laptop's short-lived cookie expires, and its browser refreshes.
+    let handle = handle_of(&w, &b);
+    b.others.clear();
+    b.headers = format!("sec-secure-session-id:{handle}\n");
+    let seen = w.go(&mut b, "POST", REFRESH, &[]);
+    let v: Value = serde_json::from_str(&seen.reply().body).unwrap();
+    assert_eq!(v["continue"], false, "{v}");
+    b.headers.clear();
+
+    w.sign_in(&mut b, "ada");
+    let seen = w.go(&mut b, "GET", "/", &[]);
+    assert_eq!(
+        (seen.status(), seen.user().as_deref()),
+        ("valid", Some("ada")),
+        "signed in again"
+    );
+}
