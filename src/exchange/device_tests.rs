@@ -494,3 +494,33 @@ fn a_revoked_bound_session_is_cleared_at_its_refresh_and_can_sign_in_again() {
         "signed in again"
     );
 }
+
+/// Regression: a binding is kept in the object of the session's user, but the app may
+/// change the session's user field without a new id (`X-Session-Set`, as a sign-out
+/// that keeps the cart, or a rename): the cookie went on naming the device, whose
+/// binding no object of the new user (or of none) held, so once its short-lived cookie
+/// ran out the session could never be proven again. The session now leaves its binding
+/// with its user, as a regenerated one does, and is offered binding again.
+#[test]
+fn a_session_whose_user_changes_leaves_its_binding_with_its_user() {
+    for (set, user) in [
+        (r#"{"user":null,"cart":[1]}"#, None),
+        (r#"{"user":"ada.lovelace"}"#, Some("ada.lovelace")),
+    ] {
+        let (mut w, mut b, mut copy) = bound(&[]);
+        let seen = w.go(&mut b, "POST", "/account", &[("x-session-set", set)]);
+        assert_eq!(seen.status(), "valid");
+        assert_eq!(mark_of(&w, &b), None, "{set}: the cookie names no device");
+        assert_eq!(offered(&seen.last).is_some(), user.is_some(), "{set}");
+
+        // Its short-lived cookie is gone: the session is still the app's.
+        b.others.clear();
+        let seen = w.go(&mut b, "GET", "/", &[]);
+        assert_eq!(seen.status(), "valid", "{set}");
+        assert_eq!(seen.user().as_deref(), user, "{set}");
+
+        // The copy from before binding is still no session.
+        let seen = w.go(&mut copy, "GET", "/", &[]);
+        assert_eq!((seen.status(), seen.user()), ("none", None), "{set}");
+    }
+}

@@ -157,8 +157,9 @@ fn apply(
     let mut changed = false;
     let mut new_id = false;
     if changes.clear || changes.set.is_some() {
-        let mut data = match &session {
-            Some(s) if !changes.clear => s.data(),
+        let before = session.as_ref().map(SessionState::data);
+        let mut data = match &before {
+            Some(d) if !changes.clear => d.clone(),
             _ => Map::new(),
         };
         if let Some(set) = changes.set {
@@ -169,6 +170,13 @@ fn apply(
         match &mut session {
             Some(s) if s.data_b64 != data_b64 => {
                 s.data_b64 = data_b64;
+                // Where the users' objects keep bindings, a binding is its user's: a
+                // session that changes user (or leaves it) without a new id leaves the
+                // binding behind, as a regenerated one does, and is bound again by a
+                // registration of its own.
+                if before.is_some_and(|d| users_kept_by(cfg, &d) != users_kept_by(cfg, &data)) {
+                    s.bound = None;
+                }
                 changed = true;
             }
             Some(_) => {}
@@ -216,6 +224,20 @@ fn apply(
         changed,
         new_id,
         replaced,
+    }
+}
+
+/// The user whose object keeps the binding of a session with `data`, as text (as the
+/// object's name reads it: `42` and `"42"` are one user), where the users' objects keep
+/// bindings; `None` elsewhere.
+fn users_kept_by(cfg: &Config, data: &Map<String, serde_json::Value>) -> Option<String> {
+    let kept = cfg
+        .device_bound
+        .as_ref()
+        .is_some_and(|d| d.kept == crate::config::BindingKept::Users);
+    match cfg.guards.user(data).filter(|_| kept)? {
+        serde_json::Value::String(s) => Some(s.clone()),
+        number => Some(number.to_string()),
     }
 }
 
