@@ -524,3 +524,59 @@ fn a_session_whose_user_changes_leaves_its_binding_with_its_user() {
         assert_eq!((seen.status(), seen.user()), ("none", None), "{set}");
     }
 }
+
+/// Regression: during a rotation a refresh proves its challenge in the object that
+/// holds the binding (the previous secret's) and copies the binding under the new
+/// secret; of two refreshes that found it there at once, the later challenge's copy was
+/// refused (the first had copied it already, with its earlier challenge), so the new
+/// object took that later challenge for unanswered, and its proof was answered twice.
+#[test]
+fn a_refresh_proof_is_answered_once_across_a_rotation() {
+    let (mut w, mut b, _) = bound(&[]);
+    w.cfg = crate::testing::config(&[
+        ("KEYCARD_DEVICE_BOUND", "on"),
+        (
+            "SESSION_SECRET",
+            "the rotated secret, 0123456789abcdef0123456789",
+        ),
+        ("SESSION_SECRET_PREVIOUS", SECRET),
+    ]);
+    let handle = handle_of(&w, &b);
+    b.others.clear();
+    let mut proofs = Vec::new();
+    for _ in 0..2 {
+        b.headers = format!("sec-secure-session-id:{handle}\n");
+        let seen = w.go(&mut b, "POST", REFRESH, &[]);
+        b.headers = format!(
+            "sec-secure-session-id:{handle}\nsecure-session-response:{}\n",
+            refresh_proof(&challenge_of(seen.reply()))
+        );
+        proofs.push(b.clone());
+        w.now += 1;
+    }
+    // Both refreshes find the binding under the previous secret, then the earlier
+    // one finishes first.
+    let (mut first, s1) = w.begin(&proofs[0], "POST", REFRESH);
+    let (mut second, s2) = w.begin(&proofs[1], "POST", REFRESH);
+    assert!(matches!((&s1, &s2), (Step::Verify(_), Step::Verify(_))));
+    for ex in [&mut first, &mut second] {
+        let step = ex.verified(Ok(true));
+        let Step::Reply(r) = w.p.drive(ex, step) else {
+            panic!("a reply")
+        };
+        assert_eq!(r.status, 200, "{r:?}");
+    }
+    // The later proof, again.
+    let (mut again, step) = w.begin(&proofs[1], "POST", REFRESH);
+    let last = match step {
+        Step::Verify(_) => {
+            let step = again.verified(Ok(true));
+            w.p.drive(&mut again, step)
+        }
+        other => other,
+    };
+    let Step::Reply(r) = last else {
+        panic!("a reply")
+    };
+    assert_eq!(r.status, 400, "the replay is refused: {r:?}");
+}

@@ -123,7 +123,8 @@ pub enum Op {
     /// copy of its signed-in cookie is still that user's).
     Forget,
     /// Bind the caller to a device (`KEYCARD_DEVICE_BOUND`), keeping its entry as `See`
-    /// does; refused when it is bound already.
+    /// does; refused when it is bound already (to the same key, its last challenge
+    /// becomes the later of the two).
     Bind { device: Device, binding: Binding },
     /// The caller's device answered the challenge minted at `challenge_ms`: refused
     /// unless it is bound and that challenge is later than the last one it answered,
@@ -422,8 +423,17 @@ impl State {
             return None;
         }
         let e = self.live.iter_mut().find(|e| e.key == call.caller.key)?;
-        let refused = match &e.bound {
-            Some(_) => Some(DeviceRefusal::Bound),
+        let refused = match &mut e.bound {
+            Some(b) => {
+                // A refresh during a rotation copies the binding here with the challenge
+                // it answered in an older secret's object: if another refresh copied it
+                // first, the later of the two challenges is the last one answered here
+                // too, so that none is answered once in each object.
+                if b.thumbprint == binding.thumbprint {
+                    b.last_ms = b.last_ms.max(binding.last_ms);
+                }
+                Some(DeviceRefusal::Bound)
+            }
             None => {
                 e.bound = Some(binding.clone());
                 None
