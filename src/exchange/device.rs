@@ -70,7 +70,7 @@ struct How {
     registering: bool,
     /// The place in the ring of the key whose user's object holds the binding.
     object: usize,
-    /// The session's cookie does not name the bound key yet: it is re-issued.
+    /// The session's cookie does not name the bound key: it is re-issued.
     reissue: bool,
 }
 
@@ -185,10 +185,12 @@ impl<E: Entropy> Exchange<E> {
         }
         match answer.bound {
             Some(b) => {
+                // A cookie that names no device, or another than the object binds (a
+                // race can write one back), is re-issued naming this one.
                 let how = How {
                     registering: false,
                     object,
-                    reissue: session.bound.is_none(),
+                    reissue: session.bound.as_ref().map(|m| &m.thumbprint) != Some(&b.thumbprint),
                 };
                 session.bound = Some(b);
                 self.device_for(asked, session, how)

@@ -580,3 +580,45 @@ fn a_refresh_proof_is_answered_once_across_a_rotation() {
     };
     assert_eq!(r.status, 400, "the replay is refused: {r:?}");
 }
+
+/// Regression: a refresh re-issued the session cookie only when it named no device,
+/// not when it named another than the one its object binds, which a race can leave
+/// behind (with `SESSION_STORE=auto`, a request from before a user change that writes
+/// the session back with the old mark after the browser bound the new user's session):
+/// the short-lived cookie named the object's key and the session cookie the other, so
+/// every request was no session however often the device refreshed. The refresh now
+/// re-issues the cookie whenever its mark is not the object's.
+#[test]
+fn a_refresh_heals_a_cookie_that_names_another_device() {
+    let (mut w, mut b, _) = bound(&[]);
+    let name = w.cfg.cookie.name.clone();
+    let mut claims = codec::decode(&w.cfg.keys, &name, b.jar.as_deref().unwrap())
+        .unwrap()
+        .claims;
+    claims.bound = Some(thumbprint(9));
+    b.jar = Some(codec::encode_signed(w.cfg.keys.current(), &name, &claims));
+    let handle = handle_of(&w, &b);
+    b.others.clear();
+    b.headers = format!("sec-secure-session-id:{handle}\n");
+    let seen = w.go(&mut b, "POST", REFRESH, &[]);
+    b.headers = format!(
+        "sec-secure-session-id:{handle}\nsecure-session-response:{}\n",
+        refresh_proof(&challenge_of(seen.reply()))
+    );
+    let Step::Reply(r) = proven(&mut w, &mut b, REFRESH) else {
+        panic!("a reply")
+    };
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(
+        mark_of(&w, &b),
+        Some(thumbprint(1)),
+        "re-issued with the mark"
+    );
+    b.headers.clear();
+    b.others = format!("{SHORT}={}", set_cookie(&r, SHORT).unwrap());
+    let seen = w.go(&mut b, "GET", "/", &[]);
+    assert_eq!(
+        (seen.status(), seen.user().as_deref()),
+        ("valid", Some("ada"))
+    );
+}
