@@ -392,9 +392,25 @@ impl<E: Entropy> Exchange<E> {
                 ));
             }
         }
+        // A cookie with no room left for the mark (`SESSION_STORE=cookie`) is not a
+        // failure of keycard's: the registration is refused, and a refresh renews the
+        // short-lived cookie and leaves the session cookie as it is (without the mark,
+        // it is checked with the object on every request).
         let outcome = match how.reissue {
-            true => session::reissue(&cfg, session, self.now, &mut self.entropy, self.kv)
-                .map_err(|FinishError::TooLarge { size }| self.fail(Failure::TooLarge(size)))?,
+            true => match session::reissue(&cfg, session, self.now, &mut self.entropy, self.kv) {
+                Ok(o) => o,
+                Err(FinishError::TooLarge { .. }) if how.registering => {
+                    return Err(self.refused(400, "the session's cookie has no room for its device"))
+                }
+                Err(FinishError::TooLarge { size }) => {
+                    self.log(
+                        Level::Warn,
+                        "session_too_large",
+                        json!({ "cookie_bytes": size, "detail": "the session cookie was not re-issued naming its device" }),
+                    );
+                    session::Outcome::default()
+                }
+            },
             false => session::Outcome::default(),
         };
         let mut writes = self.outcome_writes(outcome, OriginResponse::default());

@@ -622,3 +622,52 @@ fn a_refresh_heals_a_cookie_that_names_another_device() {
         ("valid", Some("ada"))
     );
 }
+
+/// Regression: with `SESSION_STORE=cookie`, a session whose cookie fit, but not with
+/// the device's mark in it, answered its registration with a 500 (the re-issue was
+/// too large), which the browser, offered binding again at each re-issue, kept
+/// asking for. It is now a refusal, like every other one, and the session goes on
+/// unbound.
+#[test]
+fn a_session_too_large_to_name_its_device_is_refused_binding_not_a_500() {
+    let pairs = [("KEYCARD_DEVICE_BOUND", "on"), ("SESSION_STORE", "cookie")];
+    let mut found = None;
+    for n in 2800..2900 {
+        let mut w = World::new(&pairs);
+        let mut b = Browser::default();
+        let set = format!(r#"{{"user":"ada","pad":"{}"}}"#, "x".repeat(n));
+        let seen = w.go(
+            &mut b,
+            "POST",
+            "/login",
+            &[("x-session-set", &set), ("x-session-action", "regenerate")],
+        );
+        let Step::Rewrap(r) = &seen.last else {
+            break;
+        };
+        let len = r.set_cookie.as_ref().map_or(0, String::len);
+        if len + 44 > crate::session::MAX_COOKIE_LEN {
+            found = Some((w, b, offered(&seen.last).expect("binding is offered")));
+            break;
+        }
+    }
+    let (mut w, mut b, challenge) = found.expect("a session just under the limit");
+    w.now += 1;
+    b.headers = format!(
+        "secure-session-response:{}\n",
+        registration_proof(&challenge, 1)
+    );
+    let before = b.jar.clone();
+    let Step::Reply(r) = proven(&mut w, &mut b, REGISTER) else {
+        panic!("a reply")
+    };
+    assert_eq!(r.status, 400, "{r:?}");
+    assert!(w.logged("device_refused"));
+    assert_eq!(b.jar, before);
+    b.headers.clear();
+    let seen = w.go(&mut b, "GET", "/", &[]);
+    assert_eq!(
+        (seen.status(), seen.user().as_deref()),
+        ("valid", Some("ada"))
+    );
+}
