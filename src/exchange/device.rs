@@ -359,10 +359,11 @@ impl<E: Entropy> Exchange<E> {
             return Err(self.out_of_order("object_writes"));
         };
         let caller = caller_of(&cfg, &session);
-        let write = |call, checks| UsersWrite {
+        let write = |call, checks, refuses| UsersWrite {
             call,
             revokes: true,
             checks,
+            refuses,
             then_keys: None,
         };
         let bind = Op::Bind {
@@ -371,23 +372,28 @@ impl<E: Entropy> Exchange<E> {
         };
         let mut calls = VecDeque::new();
         if how.registering {
-            // The oldest secret's object first, and each refusal heard: during a
-            // rotation a binding may be known only under an older secret, until a
-            // refresh copies it, and a copy of the cookie from before binding must not
-            // bind a key of its own under the new one.
+            // The oldest secret's object first, and a binding found in any of them
+            // refuses: during a rotation a binding may be known only under an older
+            // secret, until a refresh copies it, and a copy of the cookie from before
+            // binding must not bind a key of its own under the new one. Only the
+            // current one's answer says whether the session was revoked (an older one
+            // may not know a session signed in since).
             let ring: Vec<_> = cfg.keys.all().collect();
+            let current = cfg.keys.current().kid();
             for keys in ring.into_iter().rev() {
-                calls.push_back(write(self.call(keys, &user, &caller, bind.clone()), true));
+                let call = self.call(keys, &user, &caller, bind.clone());
+                calls.push_back(write(call, keys.kid() == current, true));
             }
         } else {
             let keys = cfg.keys.all().nth(how.object).unwrap_or(cfg.keys.current());
             let prove = Op::Prove {
                 challenge_ms: session.bound.as_ref().map_or(0, |b| b.last_ms),
             };
-            calls.push_back(write(self.call(keys, &user, &caller, prove), true));
+            calls.push_back(write(self.call(keys, &user, &caller, prove), true, true));
             if how.object != 0 {
                 calls.push_back(write(
                     self.call(cfg.keys.current(), &user, &caller, bind),
+                    false,
                     false,
                 ));
             }

@@ -671,3 +671,52 @@ fn a_session_too_large_to_name_its_device_is_refused_binding_not_a_500() {
         ("valid", Some("ada"))
     );
 }
+
+/// During a rotation, a session the previous secret's object never knew (one signed in
+/// since) may be one that object's last `destroy-others` would take for a session it
+/// was meant to end (a `regenerate` keeps the session's creation time, and only the
+/// current object hears of the new id): binding it there must not sign it out. Only
+/// a binding found there refuses the registration.
+#[test]
+fn a_registration_during_a_rotation_is_not_refused_by_an_older_objects_cutoff() {
+    let mut w = World::new(&[
+        ("KEYCARD_DEVICE_BOUND", "on"),
+        (
+            "SESSION_SECRET",
+            "the rotated secret, 0123456789abcdef0123456789",
+        ),
+        ("SESSION_SECRET_PREVIOUS", SECRET),
+    ]);
+    let mut a = Browser::default();
+    w.sign_in(&mut a, "ada");
+    w.go(
+        &mut a,
+        "POST",
+        "/account",
+        &[("x-session-action", "destroy-others")],
+    );
+    w.now += 1;
+    let seen = w.go(
+        &mut a,
+        "POST",
+        "/sudo",
+        &[("x-session-action", "regenerate")],
+    );
+    let challenge = offered(&seen.last).expect("binding is offered");
+    w.now += 1;
+    a.headers = format!(
+        "secure-session-response:{}\n",
+        registration_proof(&challenge, 1)
+    );
+    let Step::Reply(r) = proven(&mut w, &mut a, REGISTER) else {
+        panic!("a reply")
+    };
+    assert_eq!(r.status, 200, "{r:?}");
+    a.headers.clear();
+    a.others = format!("{SHORT}={}", set_cookie(&r, SHORT).unwrap());
+    let seen = w.go(&mut a, "GET", "/", &[]);
+    assert_eq!(
+        (seen.status(), seen.user().as_deref()),
+        ("valid", Some("ada"))
+    );
+}

@@ -77,6 +77,10 @@ pub(super) struct UsersWrite {
     pub revokes: bool,
     /// Its answer says whether the session being issued was revoked.
     pub checks: bool,
+    /// A device's refusal in its answer (a binding there already) refuses the request,
+    /// even when it `checks` nothing else: a registration's binds in the objects of
+    /// older secrets.
+    pub refuses: bool,
     /// It revokes others (by handle, or all of them): the keys it revoked are then
     /// revoked in the user's other objects too, since during a rotation a session may
     /// be live in one object only, and handles differ from one object to the next.
@@ -184,6 +188,7 @@ impl<E: Entropy> Exchange<E> {
                 call: self.call(k, user, caller, op.clone()),
                 revokes: effect.revokes,
                 checks: effect.checks,
+                refuses: false,
                 then_keys: then_keys.clone(),
             })
             .collect()
@@ -407,7 +412,10 @@ impl<E: Entropy> Exchange<E> {
             }
             return self.not_issued(writes);
         }
-        if let Some(r) = answer.device_refused.filter(|_| done.checks) {
+        if let Some(r) = answer
+            .device_refused
+            .filter(|_| done.checks || done.refuses)
+        {
             return self.object_refused(r);
         }
         if let Some(then) = done.then_keys {
@@ -752,6 +760,7 @@ impl<E: Entropy> Exchange<E> {
                 call,
                 revokes,
                 checks: true,
+                refuses: false,
                 then_keys: None,
             })
         };
