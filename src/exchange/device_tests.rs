@@ -720,3 +720,38 @@ fn a_registration_during_a_rotation_is_not_refused_by_an_older_objects_cutoff() 
         ("valid", Some("ada"))
     );
 }
+
+/// Regression: with bindings in the users' objects, every request of a signed-in
+/// cookie without the mark is checked with its object, reads included; a read the
+/// page sent just before the app regenerated the session (a second sign-in step) found
+/// the old id revoked and answered with the clearing cookie, which took the new
+/// session's cookie with it. A read that only the binding had checked now goes on as
+/// no session and leaves the cookie alone, as it did unchecked: clearing is for the
+/// checks `SESSION_REVOCATION_CHECK` asks for.
+#[test]
+fn a_read_in_flight_across_a_regenerate_does_not_clear_the_new_cookie() {
+    let mut w = World::new(&[("KEYCARD_DEVICE_BOUND", "on")]);
+    let mut b = Browser::default();
+    w.sign_in(&mut b, "ada");
+    let mut in_flight = b.clone();
+    let seen = w.go(
+        &mut b,
+        "POST",
+        "/2fa",
+        &[
+            ("x-session-set", r#"{"mfa":true}"#),
+            ("x-session-action", "regenerate"),
+        ],
+    );
+    assert_eq!(seen.status(), "valid");
+    let before = in_flight.jar.clone();
+    let seen = w.go(&mut in_flight, "GET", "/poll", &[]);
+    assert_eq!((seen.status(), seen.user()), ("none", None));
+    assert_eq!(in_flight.jar, before, "no clearing cookie");
+    let seen = w.go(&mut b, "GET", "/", &[]);
+    assert_eq!(seen.data()["mfa"], true);
+    // A check the policy asks for still clears it.
+    let seen = w.go(&mut in_flight, "POST", "/poll", &[]);
+    assert_eq!(seen.status(), "invalid");
+    assert_eq!(in_flight.jar, None);
+}

@@ -36,8 +36,13 @@ use crate::users::{Call, Caller, ObjectAnswer, Op, RevocationCheck, UsersCall, W
 /// A call whose answer decides what comes next, before anything is written.
 #[derive(Debug)]
 pub(super) enum Ask {
-    /// Before forwarding: is the session revoked?
-    Forward { loaded: Loaded, guarded: Guarded },
+    /// Before forwarding: is the session revoked, or bound? `revocation`: whether
+    /// `SESSION_REVOCATION_CHECK` asked (else only its binding was unknown).
+    Forward {
+        loaded: Loaded,
+        guarded: Guarded,
+        revocation: bool,
+    },
     /// Before the inspector is answered: is the session revoked?
     Inspect {
         loaded: Loaded,
@@ -126,14 +131,17 @@ impl<E: Entropy> Exchange<E> {
     /// Whether a valid session must be checked with its user's object before it is
     /// forwarded (whether it is signed in is known only once its data is read).
     pub(super) fn check_due(&self, loaded: &Loaded, required: bool) -> bool {
+        // A cookie that does not name a bound device may be a copy taken before
+        // binding: only the user's object knows.
+        self.binding_unknown(loaded) || self.revocation_due(loaded, required)
+    }
+
+    /// Whether `SESSION_REVOCATION_CHECK` asks for a valid session to be checked before
+    /// it is forwarded (`required`: its path needs a signed-in user).
+    fn revocation_due(&self, loaded: &Loaded, required: bool) -> bool {
         let Some(s) = loaded.session().filter(|_| self.users) else {
             return false;
         };
-        // A cookie that does not name a bound device may be a copy taken before
-        // binding: only the user's object knows.
-        if self.binding_unknown(loaded) {
-            return true;
-        }
         match self.cfg.users.check {
             RevocationCheck::Always => true,
             RevocationCheck::Writes => {
@@ -148,7 +156,8 @@ impl<E: Entropy> Exchange<E> {
     /// users' objects keep bindings: for all its cookie says, a copy taken before
     /// binding, which only its user's object can tell apart.
     pub(super) fn binding_unknown(&self, loaded: &Loaded) -> bool {
-        loaded.session().is_some_and(|s| s.bound.is_none())
+        self.users
+            && loaded.session().is_some_and(|s| s.bound.is_none())
             && self
                 .cfg
                 .device_bound
@@ -238,7 +247,12 @@ impl<E: Entropy> Exchange<E> {
         let Some(call) = self.check_of(&loaded, guarded.data.as_ref()) else {
             return self.forward(loaded, guarded);
         };
-        self.state = State::Asking(Ask::Forward { loaded, guarded });
+        let revocation = self.revocation_due(&loaded, guarded.required);
+        self.state = State::Asking(Ask::Forward {
+            loaded,
+            guarded,
+            revocation,
+        });
         Step::Users(call)
     }
 
@@ -324,7 +338,23 @@ impl<E: Entropy> Exchange<E> {
             self.log_revoked();
         }
         match ask {
-            Ask::Forward { loaded, guarded } => match (revoked, loaded) {
+            Ask::Forward {
+                loaded,
+                guarded,
+                revocation,
+            } => match (revoked, loaded) {
+                // Asked only for the binding (a read that `SESSION_REVOCATION_CHECK`
+                // leaves unchecked): no session, but its cookie is left alone, as it was
+                // unchecked. The page's reads in flight while the app regenerates the
+                // session carry the old id, now revoked, and clearing it would clear
+                // the new session's cookie.
+                (true, Loaded::Valid(s)) if !revocation => {
+                    let guarded = Guarded {
+                        data: None,
+                        ..guarded
+                    };
+                    self.forward(Loaded::Unproven(s.into()), guarded)
+                }
                 (true, Loaded::Valid(s)) => {
                     self.revoked = Some(s);
                     let guarded = Guarded {
@@ -487,7 +517,9 @@ impl<E: Entropy> Exchange<E> {
             // be a copy from before binding, and only the object could tell. It goes
             // on as one the store could not read: nothing forwarded, nothing issued,
             // its cookie left alone.
-            Ask::Forward { loaded, guarded } if open && self.binding_unknown(&loaded) => {
+            Ask::Forward {
+                loaded, guarded, ..
+            } if open && self.binding_unknown(&loaded) => {
                 self.log_open_failure(&e);
                 let guarded = Guarded {
                     data: None,
