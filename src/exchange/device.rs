@@ -23,6 +23,7 @@
 //! apply to them. Every refusal is a 4xx with a log line naming the reason.
 
 use serde_json::json;
+use users_flow::{caller_of, user_of, UsersWrite};
 
 use super::*;
 use crate::config::BindingKept;
@@ -31,7 +32,6 @@ use crate::dbsc::{self, challenge, proof, short_cookie, wire};
 use crate::http::headers::HeaderList;
 use crate::session::{record, Binding, FinishError};
 use crate::users::{DeviceRefusal, ObjectAnswer, Op};
-use users_flow::{caller_of, user_of, UsersWrite};
 
 /// What the registration or refresh endpoint was asked.
 #[derive(Debug)]

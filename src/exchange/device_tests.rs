@@ -755,3 +755,57 @@ fn a_read_in_flight_across_a_regenerate_does_not_clear_the_new_cookie() {
     assert_eq!(seen.status(), "invalid");
     assert_eq!(in_flight.jar, None);
 }
+
+/// A browser whose device cannot prove itself (it lost its DBSC state while the binding
+/// lives on) is no session, and the app's answers to it are ignored, so that a request
+/// between two refreshes never changes the bound session. Signing in again through the
+/// app (`regenerate`), or out (`destroy`), is what the app would answer any visitor: it
+/// gets a new session, or its cookie cleared, and the bound session stays as it was.
+#[test]
+fn an_unproven_browser_can_sign_in_again_through_the_app() {
+    let (mut w, b, _) = bound(&[]);
+    let mut lost = b.clone();
+    lost.others.clear();
+    let seen = w.go(
+        &mut lost,
+        "POST",
+        "/cart",
+        &[("x-session-set", r#"{"cart":[1]}"#)],
+    );
+    assert_eq!(seen.status(), "none");
+    assert_eq!(lost.jar, b.jar, "a change alone is ignored");
+
+    let seen = w.sign_in(&mut lost, "ada");
+    assert_eq!(seen.status(), "none", "the app saw no session");
+    assert_ne!(lost.jar, b.jar, "a new session");
+    assert_eq!(
+        mark_of(&w, &lost),
+        None,
+        "not bound: binding is offered again"
+    );
+    assert!(offered(&seen.last).is_some());
+    let seen = w.go(&mut lost, "GET", "/", &[]);
+    assert_eq!(
+        (seen.status(), seen.user().as_deref()),
+        ("valid", Some("ada"))
+    );
+
+    let mut device = b.clone();
+    let seen = w.go(&mut device, "GET", "/", &[]);
+    assert_eq!(seen.status(), "valid", "the bound session is as it was");
+
+    let mut out = b.clone();
+    out.others.clear();
+    w.go(
+        &mut out,
+        "POST",
+        "/logout",
+        &[("x-session-action", "destroy")],
+    );
+    assert_eq!(out.jar, None, "signing out clears its cookie");
+    assert_eq!(
+        w.go(&mut device, "GET", "/", &[]).status(),
+        "valid",
+        "and only its cookie"
+    );
+}

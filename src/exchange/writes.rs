@@ -40,7 +40,11 @@ impl<E: Entropy> Exchange<E> {
             Some("the response came from a cache")
         } else if matches!(loaded, Loaded::StoreUnavailable) {
             Some("the session store is unavailable")
-        } else if matches!(loaded, Loaded::Unproven(_)) {
+        } else if matches!(loaded, Loaded::Unproven(_)) && !changes.regenerate && !changes.destroy {
+            // The app saw no session. A new one (`regenerate`: a sign-in) or none
+            // (`destroy`: a sign-out) is what it would answer any visitor, and leaves
+            // the bound session as it is; anything else would change the browser's
+            // cookie for a request that could not prove its device.
             Some("the session is bound to a device that did not prove itself")
         } else {
             None
