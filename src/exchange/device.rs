@@ -162,7 +162,8 @@ impl<E: Entropy> Exchange<E> {
         else {
             return self.device_ended(&asked, session.bound.is_some());
         };
-        let call = self.see(keys, &user, &caller_of(&cfg, &session), None, false);
+        // Not proven yet: a refresh is asked for by whoever holds the cookie.
+        let call = self.see_unproven(keys, &user, &caller_of(&cfg, &session));
         self.state = State::Asking(users_flow::Ask::Device {
             asked,
             session: Box::new(session),

@@ -809,3 +809,30 @@ fn an_unproven_browser_can_sign_in_again_through_the_app() {
         "and only its cookie"
     );
 }
+
+/// Review of the users' objects path: every request of a copy from before binding was
+/// noted in the bound session's entry, so the device list showed the copy's browser and
+/// country, and when it was last seen, as the bound device's.
+#[test]
+fn a_copy_from_before_binding_does_not_move_the_device_list() {
+    let (mut w, _, mut copy) = bound(&[]);
+    let entry = |w: &World| {
+        w.p.users
+            .objects
+            .values()
+            .map(|text| crate::users::State::parse(text).unwrap())
+            .find_map(|s| s.live.into_iter().find(|e| e.bound.is_some()))
+            .expect("the bound entry")
+    };
+    let before = entry(&w);
+    assert_eq!(
+        before.device.country.as_deref(),
+        Some("DE"),
+        "the registration notes its country"
+    );
+    w.now += 500;
+    w.p.users.country = Some("xx");
+    copy.headers = "user-agent:curl/8.0\n".into();
+    assert_eq!(w.go(&mut copy, "GET", "/", &[]).status(), "none");
+    assert_eq!(entry(&w), before);
+}

@@ -213,13 +213,22 @@ impl<E: Entropy> Exchange<E> {
         replaces: Option<String>,
         fresh: bool,
     ) -> UsersCall {
-        let op = Op::See {
+        self.call(keys, user, caller, self.see_op(replaces, fresh, false))
+    }
+
+    /// `See` from a caller that has not proven its device (`Op::See`'s `unproven`).
+    pub(super) fn see_unproven(&self, keys: &KeySet, user: &str, caller: &Caller) -> UsersCall {
+        self.call(keys, user, caller, self.see_op(None, false, true))
+    }
+
+    fn see_op(&self, replaces: Option<String>, fresh: bool, unproven: bool) -> Op {
+        Op::See {
             device: self.device.clone(),
             touch_after: self.cfg.refresh_after,
             replaces,
             fresh,
-        };
-        self.call(keys, user, caller, op)
+            unproven,
+        }
     }
 
     /// The check of a valid, signed-in session with the object named under the secret
@@ -238,7 +247,10 @@ impl<E: Entropy> Exchange<E> {
             .find(&s.kid)
             .map_or(self.cfg.keys.current(), |(keys, _)| keys);
         let caller = caller_of(&self.cfg, s);
-        Some(self.see(keys, &user, &caller, None, false))
+        Some(match self.binding_unknown(loaded) {
+            true => self.see_unproven(keys, &user, &caller),
+            false => self.see(keys, &user, &caller, None, false),
+        })
     }
 
     /// Asks the user's object whether a signed-in session is revoked, then forwards;

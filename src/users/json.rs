@@ -5,7 +5,7 @@
 //!
 //! | what | JSON |
 //! | --- | --- |
-//! | [`Call`] | `{"v":1,"now":..,"horizon":..,"caller":{"key","handle","created","expires"},"op":"see"\|"list"\|"revoke"\|"forget"\|"bind"\|"prove", ..}`; `see`, `list` and `bind` add `"device":{"agent","country"}`, `see` and `list` add `"touch_after"`, `see` adds `"fresh"` and may add `"replaces"`, `revoke` adds `"which":"caller"\|"others"\|"all"\|{"handles":[..]}\|{"keys":[..]}`, `bind` adds `"bound":binding`, `prove` adds `"challenge_ms"` |
+//! | [`Call`] | `{"v":1,"now":..,"horizon":..,"caller":{"key","handle","created","expires"},"op":"see"\|"list"\|"revoke"\|"forget"\|"bind"\|"prove", ..}`; `see`, `list` and `bind` add `"device":{"agent","country"}`, `see` and `list` add `"touch_after"`, `see` adds `"fresh"` and may add `"replaces"` and `"unproven":true`, `revoke` adds `"which":"caller"\|"others"\|"all"\|{"handles":[..]}\|{"keys":[..]}`, `bind` adds `"bound":binding`, `prove` adds `"challenge_ms"` |
 //! | [`ObjectAnswer`] | `{"caller_revoked":bool}`, with `"keys":[..]` (the sessions it revoked), for `list` `"sessions":[entry..]`, for `see`, `bind` and `prove` the caller's `"bound":binding` and, for a refused `bind` or `prove`, `"device_refused":"bound"\|"unbound"\|"used"` |
 //! | [`State`] | `{"v":1,"live":[entry..],"revoked":{"<key>":<until>,..}}`, and `"cutoff":{"at":..,"except":<key>\|null}` after an `Others` or `All` |
 //! | entry | `{"key","handle","created","expires","last_seen","device":{"agent","country"}}`, `"signed_out":true` for an entry whose user field was removed, and `"bound":binding` for one bound to a device |
@@ -155,10 +155,14 @@ impl Call {
                 touch_after,
                 replaces,
                 fresh,
-            } => (
-                "see",
-                json!({ "device": device.to_value(), "touch_after": touch_after, "replaces": replaces, "fresh": fresh }),
-            ),
+                unproven,
+            } => {
+                let mut see = json!({ "device": device.to_value(), "touch_after": touch_after, "replaces": replaces, "fresh": fresh });
+                if *unproven {
+                    see["unproven"] = true.into();
+                }
+                ("see", see)
+            }
             Op::List {
                 device,
                 touch_after,
@@ -208,6 +212,7 @@ impl Call {
                 touch_after: number(&o, "touch_after")?,
                 replaces: o.get("replaces").and_then(Value::as_str).map(str::to_owned),
                 fresh: o.get("fresh").and_then(Value::as_bool).unwrap_or(false),
+                unproven: o.get("unproven").and_then(Value::as_bool).unwrap_or(false),
             },
             "list" => Op::List {
                 device: Device::from_value(o.get("device"))?,

@@ -112,6 +112,11 @@ pub enum Op {
         /// The caller became this user's session in this request (a sign-in, or
         /// `regenerate`), so an earlier `Others` or `All` cannot be meant for it.
         fresh: bool,
+        /// The caller has not proven a device (`KEYCARD_DEVICE_BOUND`): its cookie
+        /// names none, or its device is about to refresh. If its entry is bound, this
+        /// may be a copy of its cookie in another hand, so the entry's notes (when and
+        /// where it was seen, its expiry) are left as the device last left them.
+        unproven: bool,
     },
     /// Like `See`, then the live sessions.
     List { device: Device, touch_after: u64 },
@@ -286,7 +291,11 @@ impl State {
     /// revocations to take a new session.
     fn keep(&mut self, call: &Call, device: Device, touch_after: u64) -> bool {
         let (c, now) = (&call.caller, call.now);
+        let unproven = matches!(call.op, Op::See { unproven: true, .. });
         if let Some(e) = self.live.iter_mut().find(|e| e.key == c.key) {
+            if unproven && e.bound.is_some() {
+                return true;
+            }
             // `X-Session-Max-Age` may have moved it.
             e.expires = c.expires;
             e.signed_out = false;
@@ -553,13 +562,16 @@ pub struct UsersCall {
 
 impl UsersCall {
     /// The call's JSON, with `cf_country` (the runtime's `request.cf.country`, kept
-    /// only when [`country`] accepts it) as the device's country of a `see` or `list`.
+    /// only when [`country`] accepts it) as the device's country of a `see`, `list` or
+    /// `bind`.
     /// The driver reads the country only when it sends a call: reading `request.cf`
     /// makes the runtime parse the whole `cf` object, and most requests call no object
     /// (BENCHMARKS.md).
     pub fn json(&self, cf_country: Option<&str>) -> String {
         let mut call = self.call.clone();
-        if let Op::See { device, .. } | Op::List { device, .. } = &mut call.op {
+        if let Op::See { device, .. } | Op::List { device, .. } | Op::Bind { device, .. } =
+            &mut call.op
+        {
             device.country = country(cf_country);
         }
         call.to_json()

@@ -32,6 +32,7 @@ fn see(n: u8, now: u64) -> Call {
             touch_after: 100,
             replaces: None,
             fresh: false,
+            unproven: false,
         },
     }
 }
@@ -111,6 +112,7 @@ fn replaces_revokes_the_id_before_regenerate() {
         touch_after: 100,
         replaces: Some("key-1".into()),
         fresh: false,
+        unproven: false,
     };
     assert_eq!(s.apply(call).keys.len(), 1);
     assert_eq!(keys(&s), ["key-2"]);
@@ -158,6 +160,7 @@ fn regenerating_a_revoked_session_is_refused_and_its_new_id_revoked() {
         touch_after: 100,
         replaces: Some("key-1".into()),
         fresh: false,
+        unproven: false,
     };
     assert!(s.apply(call).caller_revoked);
     assert!(
@@ -249,6 +252,7 @@ fn others_and_all_also_end_sessions_the_object_never_heard_of() {
         touch_after: 100,
         replaces: None,
         fresh: true,
+        unproven: false,
     };
     assert!(
         !s.apply(sign_in).caller_revoked,
@@ -297,6 +301,7 @@ fn answer_stores_only_what_changed_and_refuses_what_does_not_read() {
             touch_after: 5,
             replaces: Some("k".into()),
             fresh: false,
+            unproven: false,
         },
         Op::List {
             device: Device::default(),
@@ -381,6 +386,7 @@ fn a_call_gets_the_country_the_driver_reads_when_it_sends_it() {
             touch_after: 100,
             replaces: None,
             fresh: true,
+            unproven: false,
         },
         Op::List {
             device: blank.clone(),
@@ -474,5 +480,53 @@ fn a_session_binds_once_and_answers_each_challenge_once() {
     assert!(
         s.apply(call(1, prove(20))).caller_revoked,
         "a revoked session proves nothing"
+    );
+}
+
+/// A bound entry is noted (seen when, where, until when) only by a caller that proved
+/// its device: a `See` that has not (a copy of its cookie from before binding, or a
+/// refresh about to prove) leaves it as the device last left it. An unbound entry is
+/// noted by every `See`, as before.
+#[test]
+fn an_unproven_see_leaves_a_bound_entry_as_it_was() {
+    let later = NOW + 500;
+    let unproven = |n: u8| {
+        let mut c = see(n, later);
+        c.caller.expires = NOW + 10;
+        if let Op::See {
+            device, unproven, ..
+        } = &mut c.op
+        {
+            *device = Device {
+                agent: "curl".into(),
+                country: Some("XX".into()),
+            };
+            *unproven = true;
+        }
+        c
+    };
+    let mut s = State::default();
+    s.apply(see(1, NOW));
+    s.apply(see(2, NOW));
+    s.apply(call(
+        1,
+        Op::Bind {
+            device: device("Chrome on Windows"),
+            binding: binding("one", 5),
+        },
+    ));
+    let before = s.live[0].clone();
+    let a = s.apply(unproven(1));
+    assert_eq!(
+        a.bound,
+        Some(binding("one", 5)),
+        "it is still told the binding"
+    );
+    assert_eq!(s.live[0], before, "the bound entry is left as it was");
+    s.apply(unproven(2));
+    assert_eq!(
+        (s.live[1].last_seen, s.live[1].device.agent.as_str()),
+        (later, "curl"),
+        "an unbound one is noted"
     );
 }
