@@ -10,7 +10,8 @@ import fs from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
-import { startOrigin, startKeycard, decodeSession, q } from "./lib/harness.mjs";
+import { startOrigin, startKeycard, decodeSession, q, SECRET } from "./lib/harness.mjs";
+import { mintShortLived } from "./lib/mint.mjs";
 import { DbscClient } from "./lib/dbsc-client.mjs";
 import { signInBound, onlyCookie } from "./lib/device-bound.mjs";
 import { withDbscBrowser } from "./lib/dbsc-chromium.mjs";
@@ -176,6 +177,20 @@ describe("a device-bound session kept in the users' objects", () => {
     assert.equal(inspected.bound_alg, "ES256", "the inspector shows the binding the object keeps");
     const devices = await (await client.fetch(`${base}/.keycard/sessions`)).json();
     assert.deepEqual(devices.sessions.map((d) => d.device_bound), [true], "and so does the device list");
+  });
+
+  test("the short-lived cookie is what docs/formats.md says, and an expired one signs nothing in", async () => {
+    const { client } = await bound("ada");
+    const marked = sessionCookie(await client.jar.getCookieString(base));
+    // v1.<kid>.<iat>.<ctime>.<aexp>.<sid>.<body>.<bound>.<mac>
+    const [, , , , , sid, , thumb] = marked.slice("keycard=".length).split(".");
+    const now = Math.floor(Date.now() / 1000);
+    const as = async (exp) => {
+      const cookie = `${marked}; __Host-keycard-bound=${mintShortLived({ secret: SECRET, sid, thumb, exp })}`;
+      return (await seen(await fetch(`${base}/page`, { headers: { cookie } })))["x-session-status"];
+    };
+    assert.equal(await as(now + 60), "valid", "one minted from the documented format is accepted");
+    assert.equal(await as(now - 1), "none", "an expired one is not");
   });
 
   test("refreshes go through the user's object, once per challenge; signing out ends them", async () => {
