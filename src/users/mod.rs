@@ -11,6 +11,12 @@
 //! call answers whether its caller is revoked. Without the binding none of this exists
 //! and nothing is called.
 //!
+//! With device-bound sessions and no KV store (`KEYCARD_DEVICE_BOUND`,
+//! [`crate::config::BindingKept::Users`]), a session's entry also keeps the device it is
+//! bound to ([`Op::Bind`]) and the last challenge that device answered ([`Op::Prove`]):
+//! the object is the one place every location asks, so a copy of a cookie from before
+//! binding is told apart, and no challenge is answered twice.
+//!
 //! The object's logic lives here as well ([`answer`]): the Worker's `KeycardUsers`
 //! class (`src/driver/entry.js`) keeps the object's [`State`] as one JSON value in its storage
 //! and hands every [`Call`] to this module through a wasm export, and so does the
