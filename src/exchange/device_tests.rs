@@ -7,7 +7,7 @@
 
 use serde_json::Value;
 
-use super::harness::{refresh_proof, Browser, World};
+use super::harness::{claims_of, refresh_headers, Browser, World};
 use super::*;
 use crate::dbsc::proof::BoundKey;
 use crate::session::codec;
@@ -17,6 +17,16 @@ use crate::util::b64;
 const REGISTER: &str = "/.keycard/dbsc/register";
 const REFRESH: &str = "/.keycard/dbsc/refresh";
 const SHORT: &str = "__Host-keycard-bound";
+/// Device-bound sessions during a rotation: a new secret, the tests' own as the
+/// previous one.
+const ROTATED: [(&str, &str); 3] = [
+    ("KEYCARD_DEVICE_BOUND", "on"),
+    (
+        "SESSION_SECRET",
+        "the rotated secret, 0123456789abcdef0123456789",
+    ),
+    ("SESSION_SECRET_PREVIOUS", SECRET),
+];
 
 /// A P-256 public key of the shape a browser registers, told apart by `n`.
 fn jwk(n: u8) -> Value {
@@ -29,15 +39,17 @@ fn thumbprint(n: u8) -> String {
         .thumbprint()
 }
 
-/// A registration proof of the shape Chromium sends, for `challenge`, by key `n`.
-fn registration_proof(challenge: &str, n: u8) -> String {
+/// The request header of a registration, with a proof of the shape Chromium sends for
+/// `challenge`, by key `n`.
+fn registering(challenge: &str, n: u8) -> String {
     let header = serde_json::json!({ "alg": "ES256", "typ": "dbsc+jwt", "jwk": jwk(n) });
-    format!(
+    let proof = format!(
         "{}.{}.{}",
         b64(header.to_string()),
         b64(format!(r#"{{"jti":"{challenge}"}}"#)),
         b64([7u8; 64])
-    )
+    );
+    format!("secure-session-response:{proof}\n")
 }
 
 /// The challenge of the binding a final step offers, if any.
@@ -86,10 +98,7 @@ fn bound(pairs: &[(&str, &str)]) -> (World, Browser, Browser) {
     let challenge = offered(&seen.last).expect("binding is offered at sign-in");
     let before = b.clone();
     w.ops();
-    b.headers = format!(
-        "secure-session-response:{}\n",
-        registration_proof(&challenge, 1)
-    );
+    b.headers = registering(&challenge, 1);
     let last = proven(&mut w, &mut b, REGISTER);
     let Step::Reply(r) = &last else {
         panic!("{last:?}")
@@ -103,10 +112,7 @@ fn bound(pairs: &[(&str, &str)]) -> (World, Browser, Browser) {
 }
 
 fn mark_of(w: &World, b: &Browser) -> Option<String> {
-    codec::decode(&w.cfg.keys, &w.cfg.cookie.name, b.jar.as_deref().unwrap())
-        .unwrap()
-        .claims
-        .bound
+    claims_of(w, b).bound
 }
 
 #[test]
@@ -190,7 +196,7 @@ fn an_anonymous_session_is_not_offered_binding_nor_bound() {
     );
     assert!(b.jar.is_some());
     assert_eq!(offered(&seen.last), None);
-    b.headers = format!("secure-session-response:{}\n", registration_proof("x", 1));
+    b.headers = registering("x", 1);
     let seen = w.go(&mut b, "POST", REGISTER, &[]);
     assert_eq!(seen.reply().status, 400);
     assert!(w.logged("device_refused"));
@@ -199,31 +205,17 @@ fn an_anonymous_session_is_not_offered_binding_nor_bound() {
 #[test]
 fn a_refresh_asks_the_object_and_each_challenge_is_answered_once() {
     let (mut w, mut b, _) = bound(&[]);
-    let handle = w.cfg.keys.current().handle(
-        &codec::decode(&w.cfg.keys, &w.cfg.cookie.name, b.jar.as_deref().unwrap())
-            .unwrap()
-            .claims
-            .sid,
-    );
+    let handle = handle_of(&w, &b);
     b.others.clear();
     b.headers = format!("sec-secure-session-id:{handle}\n");
     let seen = w.go(&mut b, "POST", REFRESH, &[]);
     let r = seen.reply();
     assert_eq!(r.status, 403, "{r:?}");
     assert_eq!(w.ops(), ["see"]);
-    let challenge = r
-        .headers
-        .iter()
-        .find(|(n, _)| *n == crate::dbsc::CHALLENGE)
-        .and_then(|(_, v)| v.split('"').nth(1))
-        .unwrap()
-        .to_owned();
+    let challenge = challenge_of(r);
 
     // Two locations check the same proof at once: the object lets one through.
-    b.headers = format!(
-        "sec-secure-session-id:{handle}\nsecure-session-response:{}\n",
-        refresh_proof(&challenge)
-    );
+    b.headers = refresh_headers(&handle, &challenge);
     let (mut first, s1) = w.begin(&b, "POST", REFRESH);
     let (mut second, s2) = w.begin(&b, "POST", REFRESH);
     assert!(matches!((&s1, &s2), (Step::Verify(_), Step::Verify(_))));
@@ -251,20 +243,8 @@ fn a_refresh_asks_the_object_and_each_challenge_is_answered_once() {
 #[test]
 fn a_binding_outlives_a_rotation() {
     let (mut w, mut b, _) = bound(&[]);
-    let sid = codec::decode(&w.cfg.keys, &w.cfg.cookie.name, b.jar.as_deref().unwrap())
-        .unwrap()
-        .claims
-        .sid;
-    let rotated = [
-        ("KEYCARD_DEVICE_BOUND", "on"),
-        (
-            "SESSION_SECRET",
-            "the rotated secret, 0123456789abcdef0123456789",
-        ),
-        ("SESSION_SECRET_PREVIOUS", SECRET),
-    ];
-    w.cfg = crate::testing::config(&rotated);
-    let handle = w.cfg.keys.current().handle(&sid);
+    w.cfg = crate::testing::config(&ROTATED);
+    let handle = handle_of(&w, &b);
     b.headers = format!("sec-secure-session-id:{handle}\n");
     let seen = w.go(&mut b, "POST", REFRESH, &[]);
     let r = seen.reply();
@@ -274,17 +254,8 @@ fn a_binding_outlives_a_rotation() {
         ["see", "see"],
         "the new secret's object, then the old one's"
     );
-    let challenge = r
-        .headers
-        .iter()
-        .find(|(n, _)| *n == crate::dbsc::CHALLENGE)
-        .and_then(|(_, v)| v.split('"').nth(1))
-        .unwrap()
-        .to_owned();
-    b.headers = format!(
-        "sec-secure-session-id:{handle}\nsecure-session-response:{}\n",
-        refresh_proof(&challenge)
-    );
+    let challenge = challenge_of(r);
+    b.headers = refresh_headers(&handle, &challenge);
     let Step::Reply(r) = proven(&mut w, &mut b, REFRESH) else {
         panic!("a reply")
     };
@@ -296,7 +267,7 @@ fn a_binding_outlives_a_rotation() {
     assert_eq!(w.go(&mut b, "GET", "/", &[]).status(), "valid");
 
     // The old secret leaves the ring: the binding is still known.
-    w.cfg = crate::testing::config(&rotated[..2]);
+    w.cfg = crate::testing::config(&ROTATED[..2]);
     b.headers = format!("sec-secure-session-id:{handle}\n");
     b.others.clear();
     let seen = w.go(&mut b, "POST", REFRESH, &[]);
@@ -344,11 +315,7 @@ fn an_unmarked_copy_is_not_signed_in_when_its_object_cannot_be_asked() {
 /// The session's handle under the current secret, as the origin sees it (and as the
 /// device list, or any page that shows `X-Session-Id`, tells).
 fn handle_of(w: &World, b: &Browser) -> String {
-    let sid = codec::decode(&w.cfg.keys, &w.cfg.cookie.name, b.jar.as_deref().unwrap())
-        .unwrap()
-        .claims
-        .sid;
-    w.cfg.keys.current().handle(&sid)
+    w.cfg.keys.current().handle(&claims_of(w, b).sid)
 }
 
 /// Regression: keycard's own endpoints took a signed-in cookie without the mark at its
@@ -404,23 +371,13 @@ fn challenge_of(r: &Reply) -> String {
 #[test]
 fn a_copy_from_before_binding_cannot_register_during_a_rotation() {
     let (mut w, mut b, mut copy) = bound(&[]);
-    w.cfg = crate::testing::config(&[
-        ("KEYCARD_DEVICE_BOUND", "on"),
-        (
-            "SESSION_SECRET",
-            "the rotated secret, 0123456789abcdef0123456789",
-        ),
-        ("SESSION_SECRET_PREVIOUS", SECRET),
-    ]);
+    w.cfg = crate::testing::config(&ROTATED);
     let handle = handle_of(&w, &copy);
     copy.headers = format!("sec-secure-session-id:{handle}\n");
     let seen = w.go(&mut copy, "POST", REFRESH, &[]);
     assert_eq!(seen.reply().status, 403);
     let challenge = challenge_of(seen.reply());
-    copy.headers = format!(
-        "secure-session-response:{}\n",
-        registration_proof(&challenge, 2)
-    );
+    copy.headers = registering(&challenge, 2);
     let last = proven(&mut w, &mut copy, REGISTER);
     let Step::Reply(r) = &last else {
         panic!("{last:?}")
@@ -432,10 +389,7 @@ fn a_copy_from_before_binding_cannot_register_during_a_rotation() {
     b.others.clear();
     b.headers = format!("sec-secure-session-id:{handle}\n");
     let seen = w.go(&mut b, "POST", REFRESH, &[]);
-    b.headers = format!(
-        "sec-secure-session-id:{handle}\nsecure-session-response:{}\n",
-        refresh_proof(&challenge_of(seen.reply()))
-    );
+    b.headers = refresh_headers(&handle, &challenge_of(seen.reply()));
     let Step::Verify(v) = w.begin(&b, "POST", REFRESH).1 else {
         panic!("a signature to check")
     };
@@ -446,10 +400,7 @@ fn a_copy_from_before_binding_cannot_register_during_a_rotation() {
     // first.
     let mut other = Browser::default();
     let seen = w.sign_in(&mut other, "bob");
-    other.headers = format!(
-        "secure-session-response:{}\n",
-        registration_proof(&offered(&seen.last).unwrap(), 3)
-    );
+    other.headers = registering(&offered(&seen.last).unwrap(), 3);
     w.ops();
     let Step::Reply(r) = proven(&mut w, &mut other, REGISTER) else {
         panic!("a reply")
@@ -533,24 +484,14 @@ fn a_session_whose_user_changes_leaves_its_binding_with_its_user() {
 #[test]
 fn a_refresh_proof_is_answered_once_across_a_rotation() {
     let (mut w, mut b, _) = bound(&[]);
-    w.cfg = crate::testing::config(&[
-        ("KEYCARD_DEVICE_BOUND", "on"),
-        (
-            "SESSION_SECRET",
-            "the rotated secret, 0123456789abcdef0123456789",
-        ),
-        ("SESSION_SECRET_PREVIOUS", SECRET),
-    ]);
+    w.cfg = crate::testing::config(&ROTATED);
     let handle = handle_of(&w, &b);
     b.others.clear();
     let mut proofs = Vec::new();
     for _ in 0..2 {
         b.headers = format!("sec-secure-session-id:{handle}\n");
         let seen = w.go(&mut b, "POST", REFRESH, &[]);
-        b.headers = format!(
-            "sec-secure-session-id:{handle}\nsecure-session-response:{}\n",
-            refresh_proof(&challenge_of(seen.reply()))
-        );
+        b.headers = refresh_headers(&handle, &challenge_of(seen.reply()));
         proofs.push(b.clone());
         w.now += 1;
     }
@@ -591,20 +532,18 @@ fn a_refresh_proof_is_answered_once_across_a_rotation() {
 #[test]
 fn a_refresh_heals_a_cookie_that_names_another_device() {
     let (mut w, mut b, _) = bound(&[]);
-    let name = w.cfg.cookie.name.clone();
-    let mut claims = codec::decode(&w.cfg.keys, &name, b.jar.as_deref().unwrap())
-        .unwrap()
-        .claims;
+    let mut claims = claims_of(&w, &b);
     claims.bound = Some(thumbprint(9));
-    b.jar = Some(codec::encode_signed(w.cfg.keys.current(), &name, &claims));
+    b.jar = Some(codec::encode_signed(
+        w.cfg.keys.current(),
+        &w.cfg.cookie.name,
+        &claims,
+    ));
     let handle = handle_of(&w, &b);
     b.others.clear();
     b.headers = format!("sec-secure-session-id:{handle}\n");
     let seen = w.go(&mut b, "POST", REFRESH, &[]);
-    b.headers = format!(
-        "sec-secure-session-id:{handle}\nsecure-session-response:{}\n",
-        refresh_proof(&challenge_of(seen.reply()))
-    );
+    b.headers = refresh_headers(&handle, &challenge_of(seen.reply()));
     let Step::Reply(r) = proven(&mut w, &mut b, REFRESH) else {
         panic!("a reply")
     };
@@ -653,10 +592,7 @@ fn a_session_too_large_to_name_its_device_is_refused_binding_not_a_500() {
     }
     let (mut w, mut b, challenge) = found.expect("a session just under the limit");
     w.now += 1;
-    b.headers = format!(
-        "secure-session-response:{}\n",
-        registration_proof(&challenge, 1)
-    );
+    b.headers = registering(&challenge, 1);
     let before = b.jar.clone();
     let Step::Reply(r) = proven(&mut w, &mut b, REGISTER) else {
         panic!("a reply")
@@ -679,14 +615,7 @@ fn a_session_too_large_to_name_its_device_is_refused_binding_not_a_500() {
 /// a binding found there refuses the registration.
 #[test]
 fn a_registration_during_a_rotation_is_not_refused_by_an_older_objects_cutoff() {
-    let mut w = World::new(&[
-        ("KEYCARD_DEVICE_BOUND", "on"),
-        (
-            "SESSION_SECRET",
-            "the rotated secret, 0123456789abcdef0123456789",
-        ),
-        ("SESSION_SECRET_PREVIOUS", SECRET),
-    ]);
+    let mut w = World::new(&ROTATED);
     let mut a = Browser::default();
     w.sign_in(&mut a, "ada");
     w.go(
@@ -704,10 +633,7 @@ fn a_registration_during_a_rotation_is_not_refused_by_an_older_objects_cutoff() 
     );
     let challenge = offered(&seen.last).expect("binding is offered");
     w.now += 1;
-    a.headers = format!(
-        "secure-session-response:{}\n",
-        registration_proof(&challenge, 1)
-    );
+    a.headers = registering(&challenge, 1);
     let Step::Reply(r) = proven(&mut w, &mut a, REGISTER) else {
         panic!("a reply")
     };

@@ -236,13 +236,22 @@ impl World {
     }
 }
 
-/// A proof of the shape Chromium sends at a refresh, for `challenge` (its signature is
-/// the driver's to check: these tests answer for WebCrypto).
-pub(super) fn refresh_proof(challenge: &str) -> String {
-    format!(
+/// The request headers of a refresh of the session the browser knows as `handle`, with
+/// a proof of the shape Chromium sends for `challenge` (its signature is the driver's
+/// to check: these tests answer for WebCrypto).
+pub(super) fn refresh_headers(handle: &str, challenge: &str) -> String {
+    let proof = format!(
         "{}.{}.{}",
         crate::util::b64(r#"{"alg":"ES256","typ":"dbsc+jwt"}"#),
         crate::util::b64(format!(r#"{{"jti":"{challenge}"}}"#)),
         crate::util::b64([7u8; 64])
-    )
+    );
+    format!("sec-secure-session-id:{handle}\nsecure-session-response:{proof}\n")
+}
+
+/// What `b`'s session cookie says.
+pub(super) fn claims_of(w: &World, b: &Browser) -> crate::session::codec::Claims {
+    crate::session::codec::decode(&w.cfg.keys, &w.cfg.cookie.name, b.jar.as_deref().unwrap())
+        .unwrap()
+        .claims
 }

@@ -5,7 +5,7 @@
 
 use serde_json::{json, Value};
 
-use super::harness::{refresh_proof, Browser, Seen, World};
+use super::harness::{claims_of, refresh_headers, Browser, Seen, World};
 use super::*;
 use crate::session::{read, Location, Read, Status};
 use crate::testing::{FakeKv, T0};
@@ -244,10 +244,7 @@ fn bound_world(pairs: &[(&str, &str)]) -> (World, Browser, crate::dbsc::proof::B
 
 /// The session id in `b`'s cookie.
 fn sid_of(w: &World, b: &Browser) -> crate::crypto::keys::SessionId {
-    crate::session::codec::decode(&w.cfg.keys, &w.cfg.cookie.name, b.jar.as_deref().unwrap())
-        .unwrap()
-        .claims
-        .sid
+    claims_of(w, b).sid
 }
 
 /// Review of issue 27: a rotation of SESSION_SECRET changed the session's identifier
@@ -297,10 +294,7 @@ fn a_refresh_does_not_bring_back_an_ended_session() {
         600,
     )
     .unwrap();
-    b.headers = format!(
-        "sec-secure-session-id:{handle}\nsecure-session-response:{}\n",
-        refresh_proof(&c)
-    );
+    b.headers = refresh_headers(&handle, &c);
     let (mut ex, step) = w.begin(&b, "POST", "/.keycard/dbsc/refresh");
     assert!(matches!(step, Step::Verify(_)), "{step:?}");
     let step = ex.verified(Ok(true));
