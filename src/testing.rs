@@ -28,6 +28,23 @@ pub fn config(pairs: &[(&str, &str)]) -> Config {
     Config::from_pairs(&all).expect("a valid test configuration")
 }
 
+/// A compact JWS of `header` and `payload` (JSON texts) with `signature`'s bytes, as a
+/// provider or a browser sends one: these tests answer for the signature's check, which
+/// is the driver's (WebCrypto).
+pub fn compact_jws(
+    header: impl std::fmt::Display,
+    payload: impl std::fmt::Display,
+    signature: &[u8],
+) -> String {
+    use crate::util::b64;
+    format!(
+        "{}.{}.{}",
+        b64(header.to_string()),
+        b64(payload.to_string()),
+        b64(signature)
+    )
+}
+
 /// The sign-in settings of a configuration with `pairs` (which must configure a
 /// provider).
 pub fn sign_in(pairs: &[(&str, &str)]) -> crate::oidc::SignIn {

@@ -5,7 +5,7 @@
 //! are the driver's to check, so these tests answer for WebCrypto. The Worker runs the
 //! same end to end in `tests/e2e/device-bound.test.mjs`.
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use super::harness::{claims_of, refresh_headers, Browser, World};
 use super::*;
@@ -30,7 +30,7 @@ const ROTATED: [(&str, &str); 3] = [
 
 /// A P-256 public key of the shape a browser registers, told apart by `n`.
 fn jwk(n: u8) -> Value {
-    serde_json::json!({ "kty": "EC", "crv": "P-256", "x": b64([n; 32]), "y": b64([n + 1; 32]) })
+    json!({ "kty": "EC", "crv": "P-256", "x": b64([n; 32]), "y": b64([n + 1; 32]) })
 }
 
 fn thumbprint(n: u8) -> String {
@@ -42,13 +42,8 @@ fn thumbprint(n: u8) -> String {
 /// The request header of a registration, with a proof of the shape Chromium sends for
 /// `challenge`, by key `n`.
 fn registering(challenge: &str, n: u8) -> String {
-    let header = serde_json::json!({ "alg": "ES256", "typ": "dbsc+jwt", "jwk": jwk(n) });
-    let proof = format!(
-        "{}.{}.{}",
-        b64(header.to_string()),
-        b64(format!(r#"{{"jti":"{challenge}"}}"#)),
-        b64([7u8; 64])
-    );
+    let header = json!({ "alg": "ES256", "typ": "dbsc+jwt", "jwk": jwk(n) });
+    let proof = crate::testing::compact_jws(header, json!({ "jti": challenge }), &[7u8; 64]);
     format!("secure-session-response:{proof}\n")
 }
 

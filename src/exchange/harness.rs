@@ -240,11 +240,10 @@ impl World {
 /// a proof of the shape Chromium sends for `challenge` (its signature is the driver's
 /// to check: these tests answer for WebCrypto).
 pub(super) fn refresh_headers(handle: &str, challenge: &str) -> String {
-    let proof = format!(
-        "{}.{}.{}",
-        crate::util::b64(r#"{"alg":"ES256","typ":"dbsc+jwt"}"#),
-        crate::util::b64(format!(r#"{{"jti":"{challenge}"}}"#)),
-        crate::util::b64([7u8; 64])
+    let proof = crate::testing::compact_jws(
+        r#"{"alg":"ES256","typ":"dbsc+jwt"}"#,
+        format!(r#"{{"jti":"{challenge}"}}"#),
+        &[7u8; 64],
     );
     format!("sec-secure-session-id:{handle}\nsecure-session-response:{proof}\n")
 }

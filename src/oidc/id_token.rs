@@ -174,12 +174,7 @@ mod tests {
     use crate::util::b64;
 
     fn jws(header: Value, claims: Value, sig_len: usize) -> String {
-        format!(
-            "{}.{}.{}",
-            b64(header.to_string()),
-            b64(claims.to_string()),
-            b64(vec![7u8; sig_len])
-        )
+        crate::testing::compact_jws(header, claims, &vec![7u8; sig_len])
     }
 
     fn rsa_key(kid: &str, bits: usize) -> Map<String, Value> {
