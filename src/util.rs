@@ -1,4 +1,4 @@
-//! Small shared helpers: base64url and strict number parsing.
+//! Small shared helpers: base64url, strict number parsing, and dotted values.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -25,6 +25,16 @@ pub fn parse_u64(text: &str) -> Option<u64> {
         return None;
     }
     text.parse().ok()
+}
+
+/// The three parts of a `a.b.c` value (a compact JWS, a challenge), or `None` for any
+/// other number of dots.
+pub fn three_parts(text: &str) -> Option<(&str, &str, &str)> {
+    let mut parts = text.split('.');
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(a), Some(b), Some(c), None) => Some((a, b, c)),
+        _ => None,
+    }
 }
 
 #[cfg(test)]

@@ -157,12 +157,7 @@ pub fn read(token: &str, max_len: usize) -> Result<Compact, Malformed> {
     if token.len() > max_len {
         return Err(Malformed::TooLong);
     }
-    let mut parts = token.split('.');
-    let (Some(h), Some(p), Some(s), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(Malformed::NotJws);
-    };
+    let (h, p, s) = crate::util::three_parts(token).ok_or(Malformed::NotJws)?;
     let header = object(h).ok_or(Malformed::Header)?;
     if header.contains_key("crit") {
         return Err(Malformed::Crit);

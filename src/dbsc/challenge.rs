@@ -61,12 +61,7 @@ pub fn check(
     now_ms: u64,
     last_used_ms: u64,
 ) -> Result<u64, Refused> {
-    let mut fields = challenge.split('.');
-    let (Some(ms), Some(nonce), Some(t), None) =
-        (fields.next(), fields.next(), fields.next(), fields.next())
-    else {
-        return Err(Refused::Foreign);
-    };
+    let (ms, nonce, t) = crate::util::three_parts(challenge).ok_or(Refused::Foreign)?;
     let given = unb64(t).ok_or(Refused::Foreign)?;
     let covered = covered(subject, ms, nonce);
     if !keys
