@@ -112,6 +112,16 @@ impl Guards {
         })
     }
 
+    /// The signed-in user session `data` names ([`Guards::user`]) as text (a number in
+    /// decimal), the way an identity header carries it, so that `42` and `"42"` are one
+    /// user.
+    pub fn user_name(&self, data: &Map<String, Value>) -> Option<String> {
+        match self.user(data)? {
+            Value::String(s) => Some(s.clone()),
+            number => Some(number.to_string()),
+        }
+    }
+
     /// Whether session `data` names a signed-in user ([`Guards::user`]).
     pub fn signed_in(&self, data: &Map<String, Value>) -> bool {
         self.user(data).is_some()

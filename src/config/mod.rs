@@ -79,6 +79,16 @@ pub enum BindingKept {
     Users,
 }
 
+impl Config {
+    /// Whether device-bound sessions are on with their bindings in the users' objects
+    /// ([`BindingKept::Users`]).
+    pub fn bindings_in_users(&self) -> bool {
+        self.device_bound
+            .as_ref()
+            .is_some_and(|d| d.kept == BindingKept::Users)
+    }
+}
+
 impl DeviceBound {
     fn new(ttl: u64, store: StoreMode, cookie: &CookieConfig) -> DeviceBound {
         DeviceBound {

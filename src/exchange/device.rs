@@ -4,7 +4,7 @@
 //! - `POST {prefix}dbsc/register` with a `Secure-Session-Response` proof: the challenge
 //!   must be one keycard gave this session, and the proof's signature (WebCrypto, a
 //!   [`Step::Verify`]) the key it brings. The key is then bound to the session where
-//!   every copy of its cookie is checked ([`BindingKept`]): in its KV record, or in its
+//!   every copy of its cookie is checked ([`BindingKept`](crate::config::BindingKept)): in its KV record, or in its
 //!   user's object, with the key's thumbprint in a re-issued cookie (a signed-in cookie
 //!   without it is checked with the object on every request). Either way every copy of
 //!   the cookie, taken before or after, is worth nothing without the short-lived
@@ -26,7 +26,6 @@ use serde_json::json;
 use users_flow::{caller_of, user_of, UsersWrite};
 
 use super::*;
-use crate::config::BindingKept;
 use crate::crypto::keys::Entropy;
 use crate::dbsc::{self, challenge, proof, short_cookie, wire};
 use crate::http::headers::HeaderList;
@@ -123,7 +122,7 @@ impl<E: Entropy> Exchange<E> {
             // A bad cookie is cleared, as any request clears it.
             (other, _) => return self.device_ended(&asked, matches!(other, Loaded::Bad(_))),
         };
-        if !self.kept_by_users() {
+        if !self.cfg.bindings_in_users() {
             let how = How {
                 registering: matches!(asked, Asked::Register(_)),
                 object: 0,
@@ -145,14 +144,6 @@ impl<E: Entropy> Exchange<E> {
             }
             (Asked::Refresh(..), Some(_)) => self.ask_binding(asked, session, 0),
         }
-    }
-
-    /// Whether bindings are kept in the users' objects (else in KV records).
-    fn kept_by_users(&self) -> bool {
-        self.cfg
-            .device_bound
-            .as_ref()
-            .is_some_and(|d| d.kept == BindingKept::Users)
     }
 
     /// Asks the user's object under the ring's key `object` for the session's binding.
@@ -305,7 +296,7 @@ impl<E: Entropy> Exchange<E> {
         } = p;
         session.bound = Some(Binding::new(&key, challenge_ms));
         self.purpose = Purpose::DeviceBound(Box::new(self.bound_answer(&session, handle)));
-        let writes = match self.kept_by_users() {
+        let writes = match self.cfg.bindings_in_users() {
             true => match self.object_writes(session, how) {
                 Ok(w) => w,
                 Err(step) => return step,
@@ -505,9 +496,9 @@ impl<E: Entropy> Exchange<E> {
     /// `Secure-Session-Registration` for the session a response is issuing, when
     /// binding is on and it is not bound yet.
     pub(super) fn offer(&mut self, session: &SessionState) -> Option<String> {
-        let d = self.cfg.device_bound.as_ref()?;
+        self.cfg.device_bound.as_ref()?;
         // Where the users' objects keep bindings, only a signed-in session has one.
-        let unkept = d.kept == BindingKept::Users && user_of(&self.cfg, &session.data()).is_none();
+        let unkept = self.cfg.bindings_in_users() && user_of(&self.cfg, &session.data()).is_none();
         if session.bound.is_some() || unkept {
             return None;
         }

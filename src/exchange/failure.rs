@@ -5,7 +5,7 @@
 use serde_json::json;
 
 use super::*;
-use crate::config::{BindingKept, Config, ConfigError, StoreMode};
+use crate::config::{Config, ConfigError, StoreMode};
 use crate::session;
 
 /// Any error on the way that is not the client's doing.
@@ -188,14 +188,14 @@ pub(super) fn check_bindings(cfg: &Config, b: Bindings) -> Result<(), ConfigErro
         )),
         _ => Ok(()),
     }?;
-    match &cfg.device_bound {
-        Some(d) if d.kept == BindingKept::Users && b.users != Binding::Present => Err(ConfigError {
+    if cfg.bindings_in_users() && b.users != Binding::Present {
+        return Err(ConfigError {
             var: "KEYCARD_DEVICE_BOUND",
             problem: format!(
                 "is on, which needs SESSION_STORE=kv or the users binding ({:?}, a Durable Object namespace): a device's binding is kept there",
                 u.binding
             ),
-        }),
-        _ => Ok(()),
+        });
     }
+    Ok(())
 }

@@ -27,7 +27,7 @@ use super::{
     Exchange, Failure, Guarded, Level, Purpose, Reply, State, Step, StoreError, StoreOp, Write,
     Writes, JSON,
 };
-use crate::config::{BindingKept, Config, KvFailure};
+use crate::config::{Config, KvFailure};
 use crate::crypto::keys::{Entropy, KeySet};
 use crate::http::cross_origin;
 use crate::session::{self, Changes, Loaded, Outcome, Revocation, SessionState, Status};
@@ -158,11 +158,7 @@ impl<E: Entropy> Exchange<E> {
     pub(super) fn binding_unknown(&self, loaded: &Loaded) -> bool {
         self.users
             && loaded.session().is_some_and(|s| s.bound.is_none())
-            && self
-                .cfg
-                .device_bound
-                .as_ref()
-                .is_some_and(|d| d.kept == BindingKept::Users)
+            && self.cfg.bindings_in_users()
     }
 
     /// `op` from `caller` to `user`'s object under `keys`.
@@ -868,16 +864,10 @@ impl<E: Entropy> Exchange<E> {
 // What a request tells its user's object, in the object's terms: who is calling, for
 // which user, and the device list it answers.
 
-/// The user a session's `data` names, if it is signed in ([`Guards::user`]), as text
-/// (a number in decimal), the way an identity header carries it, so that `42` and
-/// `"42"` are one user.
-///
-/// [`Guards::user`]: crate::guard::Guards::user
+/// The user a session's `data` names, if it is signed in
+/// ([`Guards::user_name`](crate::guard::Guards::user_name)).
 pub(super) fn user_of(cfg: &Config, data: &Map<String, Value>) -> Option<String> {
-    match cfg.guards.user(data)? {
-        Value::String(s) => Some(s.clone()),
-        number => Some(number.to_string()),
-    }
+    cfg.guards.user_name(data)
 }
 
 /// Who `s` is to its user's object.

@@ -231,14 +231,9 @@ fn apply(
 /// object's name reads it: `42` and `"42"` are one user), where the users' objects keep
 /// bindings; `None` elsewhere.
 fn users_kept_by(cfg: &Config, data: &Map<String, serde_json::Value>) -> Option<String> {
-    let kept = cfg
-        .device_bound
-        .as_ref()
-        .is_some_and(|d| d.kept == crate::config::BindingKept::Users);
-    match cfg.guards.user(data).filter(|_| kept)? {
-        serde_json::Value::String(s) => Some(s.clone()),
-        number => Some(number.to_string()),
-    }
+    cfg.guards
+        .user_name(data)
+        .filter(|_| cfg.bindings_in_users())
 }
 
 /// Encodes the session's cookie and decides where its data lives: in the cookie while
