@@ -52,17 +52,25 @@ pub fn value(keys: &KeyRing, sid: &SessionId, thumbprint: &str, exp: u64) -> Str
 /// Whether `value` is a short-lived cookie for session `sid` and key `thumbprint` that
 /// has not expired at `now`.
 pub fn valid(keys: &KeyRing, value: &str, sid: &SessionId, thumbprint: &str, now: u64) -> bool {
-    let Some((exp, tag)) = value.split_once('.') else {
-        return false;
-    };
-    let (Some(at), Some(tag)) = (parse_u64(exp), unb64(tag)) else {
-        return false;
-    };
+    expiry(keys, value, sid, thumbprint, now).is_some()
+}
+
+/// When `value` expires, if it is a [`valid`] short-lived cookie for session `sid` and
+/// key `thumbprint` at `now` (the inspector shows it).
+pub fn expiry(
+    keys: &KeyRing,
+    value: &str,
+    sid: &SessionId,
+    thumbprint: &str,
+    now: u64,
+) -> Option<u64> {
+    let (exp, tag) = value.split_once('.')?;
+    let at = parse_u64(exp).filter(|at| now < *at)?;
+    let tag = unb64(tag)?;
     let covered = parts(sid, thumbprint, exp);
-    now < at
-        && keys
-            .all()
-            .any(|k| verify_mac(k.device_mac(), &covered, &tag).is_ok())
+    keys.all()
+        .any(|k| verify_mac(k.device_mac(), &covered, &tag).is_ok())
+        .then_some(at)
 }
 
 #[cfg(test)]

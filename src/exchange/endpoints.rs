@@ -242,10 +242,8 @@ pub fn inspect_json(cfg: &Config, loaded: &Loaded, cookies: &CookieView, now: u6
         cookies
             .bound
             .iter()
-            .filter(|v| crate::dbsc::short_cookie::valid(&cfg.keys, v, &s.sid, &b.thumbprint, now))
             .filter_map(|v| {
-                v.split_once('.')
-                    .and_then(|(exp, _)| crate::util::parse_u64(exp))
+                crate::dbsc::short_cookie::expiry(&cfg.keys, v, &s.sid, &b.thumbprint, now)
             })
             .max()
     });
