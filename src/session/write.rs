@@ -157,9 +157,14 @@ fn apply(
     let mut changed = false;
     let mut new_id = false;
     if changes.clear || changes.set.is_some() {
-        let before = session.as_ref().map(SessionState::data);
-        let mut data = match &before {
-            Some(d) if !changes.clear => d.clone(),
+        // Whose binding the session holds, where the users' objects keep bindings: read
+        // only there, so that no other `Set` parses the data twice.
+        let kept_by = session
+            .as_ref()
+            .filter(|_| cfg.bindings_in_users())
+            .map(|s| cfg.guards.user_name(&s.data()));
+        let mut data = match &session {
+            Some(s) if !changes.clear => s.data(),
             _ => Map::new(),
         };
         if let Some(set) = changes.set {
@@ -174,7 +179,7 @@ fn apply(
                 // session that changes user (or leaves it) without a new id leaves the
                 // binding behind, as a regenerated one does, and is bound again by a
                 // registration of its own.
-                if before.is_some_and(|d| users_kept_by(cfg, &d) != users_kept_by(cfg, &data)) {
+                if kept_by.is_some_and(|u| u != cfg.guards.user_name(&data)) {
                     s.bound = None;
                 }
                 changed = true;
@@ -225,15 +230,6 @@ fn apply(
         new_id,
         replaced,
     }
-}
-
-/// The user whose object keeps the binding of a session with `data`, as text (as the
-/// object's name reads it: `42` and `"42"` are one user), where the users' objects keep
-/// bindings; `None` elsewhere.
-fn users_kept_by(cfg: &Config, data: &Map<String, serde_json::Value>) -> Option<String> {
-    cfg.guards
-        .user_name(data)
-        .filter(|_| cfg.bindings_in_users())
 }
 
 /// Encodes the session's cookie and decides where its data lives: in the cookie while
