@@ -225,7 +225,9 @@ impl<E: Entropy> Exchange<E> {
     }
 
     /// Forwards the request with the session's headers, unless its path needs a
-    /// signed-in user and there is none.
+    /// signed-in user and there is none. The session data read for the guards counts
+    /// only while the session is valid: one its user's object revoked, or that did not
+    /// prove its device, signs no one in.
     pub(super) fn forward(&mut self, loaded: Loaded, guarded: Guarded) -> Step {
         let cfg = Rc::clone(&self.cfg);
         let g = &cfg.guards;
@@ -235,6 +237,7 @@ impl<E: Entropy> Exchange<E> {
             required,
             navigation,
         } = guarded;
+        let data = data.filter(|_| loaded.session().is_some());
         let signed_in = data.as_ref().is_some_and(|d| g.signed_in(d));
         if required && !signed_in {
             return self.sign_in_first(&loaded, navigation);

@@ -357,30 +357,16 @@ impl<E: Entropy> Exchange<E> {
                 // session carry the old id, now revoked, and clearing it would clear
                 // the new session's cookie.
                 (true, Loaded::Valid(s)) if !revocation => {
-                    let guarded = Guarded {
-                        data: None,
-                        ..guarded
-                    };
                     self.forward(Loaded::Unproven(s.into()), guarded)
                 }
                 (true, Loaded::Valid(s)) => {
                     self.revoked = Some(s);
-                    let guarded = Guarded {
-                        data: None,
-                        ..guarded
-                    };
                     self.forward(Loaded::Bad(Status::Invalid), guarded)
                 }
-                (_, loaded) => match self.bound_by_object(loaded, &answer) {
-                    Loaded::Unproven(s) => {
-                        let guarded = Guarded {
-                            data: None,
-                            ..guarded
-                        };
-                        self.forward(Loaded::Unproven(s), guarded)
-                    }
-                    loaded => self.forward(loaded, guarded),
-                },
+                (_, loaded) => {
+                    let loaded = self.bound_by_object(loaded, &answer);
+                    self.forward(loaded, guarded)
+                }
             },
             Ask::Inspect { loaded, cookies } => {
                 let loaded = self.bound_by_object(loaded, &answer);
@@ -529,10 +515,6 @@ impl<E: Entropy> Exchange<E> {
                 loaded, guarded, ..
             } if open && self.binding_unknown(&loaded) => {
                 self.log_open_failure(&e);
-                let guarded = Guarded {
-                    data: None,
-                    ..guarded
-                };
                 self.forward(Loaded::StoreUnavailable, guarded)
             }
             Ask::Forward {
