@@ -315,19 +315,19 @@ impl<E: Entropy> Exchange<E> {
                 let cleared = flow::set_cookie(self.cfg.cookie.secure, flow_cookie, None);
                 Step::Reply(reply.with("set-cookie", cleared))
             }
-            Purpose::DeviceBound(b) if b.gone => {
-                let mut reply = Reply::new(200, JSON, device::Bound::ended_json(&b.id));
+            Purpose::DeviceBound(b) => {
+                let body = match b.gone {
+                    true => device::Bound::ended_json(&b.id),
+                    false => b.json.clone(),
+                };
+                let mut reply = Reply::new(200, JSON, body);
                 if let Some(sc) = writes.set_cookie {
                     reply = reply.with("set-cookie", sc);
+                }
+                if !b.gone {
+                    reply = reply.with("set-cookie", b.short_cookie.clone());
                 }
                 Step::Reply(reply)
-            }
-            Purpose::DeviceBound(b) => {
-                let mut reply = Reply::new(200, JSON, b.json.clone());
-                if let Some(sc) = writes.set_cookie {
-                    reply = reply.with("set-cookie", sc);
-                }
-                Step::Reply(reply.with("set-cookie", b.short_cookie.clone()))
             }
             _ => {
                 let OriginResponse {
