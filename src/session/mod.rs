@@ -105,7 +105,8 @@ pub struct SessionState {
     pub kid: String,
     /// Whether that kid is the current key.
     pub current_key: bool,
-    /// The device bound to it (`KEYCARD_DEVICE_BOUND`), kept in its KV record.
+    /// The device bound to it (`KEYCARD_DEVICE_BOUND`): its KV record's binding, or the
+    /// one its cookie names ([`Binding::marked`]) or its user's object keeps.
     pub bound: Option<Binding>,
 }
 
@@ -216,8 +217,10 @@ pub enum Loaded {
     /// A session bound to a device, without its valid short-lived cookie: a copy of the
     /// cookie in another hand, or the real browser between two refreshes. Forwarded as
     /// no session, and, as with `StoreUnavailable`, the cookie is left alone (the real
-    /// browser may be refreshing at this moment) and nothing is created or issued. Only
-    /// the refresh endpoint reads the session it holds, to check the device's proof.
+    /// browser may be refreshing at this moment): of the origin's answer only a new
+    /// session (`regenerate`) or a sign-out (`destroy`) applies, as for any visitor.
+    /// Only the refresh endpoint reads the session it holds, to check the device's
+    /// proof.
     Unproven(Box<SessionState>),
 }
 
