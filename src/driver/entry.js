@@ -44,31 +44,40 @@ function country(request) {
   return typeof c === "string" ? c : undefined;
 }
 
-/** Applies the core's header edits (`-name`, `=name:value`, `+name:value`) to
- * `headers`. */
-function applyEdits(headers, edits) {
-  for (const line of edits) {
-    const tag = line[0];
-    if (tag === "-") headers.delete(line.slice(1));
-    else {
-      const i = line.indexOf(":");
-      if (tag === "=") headers.set(line.slice(1, i), line.slice(i + 1));
-      else headers.append(line.slice(1, i), line.slice(i + 1));
+/** Applies the header edits of `wire` (the core's wire form), from the line at `at`
+ * on, to `headers`: `-name` deletes, `=name:value` sets, `+name:value` appends. Read
+ * in place with `indexOf`, with no array of lines: names never hold `:`. */
+function applyEdits(headers, wire, at = 0) {
+  while (at < wire.length) {
+    let end = wire.indexOf("\n", at);
+    if (end === -1) end = wire.length;
+    const tag = wire[at];
+    if (tag === "-") headers.delete(wire.slice(at + 1, end));
+    else if (tag === "=" || tag === "+") {
+      const colon = wire.indexOf(":", at);
+      const name = wire.slice(at + 1, colon);
+      const value = wire.slice(colon + 1, end);
+      if (tag === "=") headers.set(name, value);
+      else headers.append(name, value);
     }
+    at = end + 1;
   }
 }
 
-/** Splits the core's wire form into its header edits and its other lines (the
- * forwarding instructions, by their tag). */
-function parseWire(wire) {
-  const edits = [];
+/** The forwarding instructions at the head of a plan (its lines before the first
+ * header edit), by their tag, and where its edits start. */
+function readPlan(wire) {
   const rest = {};
-  for (const line of wire.split("\n")) {
-    const tag = line[0];
-    if (tag === "-" || tag === "=" || tag === "+") edits.push(line);
-    else if (tag !== undefined) rest[tag] = line.slice(1);
+  let at = 0;
+  while (at < wire.length) {
+    const tag = wire[at];
+    if (tag === "-" || tag === "=" || tag === "+") break;
+    let end = wire.indexOf("\n", at);
+    if (end === -1) end = wire.length;
+    rest[tag] = wire.slice(at + 1, end);
+    at = end + 1;
   }
-  return { edits, rest };
+  return { wire, rest, edits: at };
 }
 
 /** The origin's response with the core's edits applied to its headers. The new
@@ -78,7 +87,7 @@ function rewrap(origin, wire) {
   // A WebSocket upgrade: hand the socket through.
   if (origin.status === 101) init.webSocket = origin.webSocket;
   const out = new Response(origin.body, init);
-  applyEdits(out.headers, parseWire(wire).edits);
+  applyEdits(out.headers, wire);
   return out;
 }
 
@@ -90,7 +99,7 @@ const PROVIDER_MAX_BYTES = 1 << 20;
  * what `fetched` takes. */
 async function askProvider(ex) {
   const headers = new Headers();
-  applyEdits(headers, parseWire(Exchange.edits(ex)).edits);
+  applyEdits(headers, Exchange.edits(ex));
   const res = await fetch(Exchange.url(ex), {
     method: Exchange.method(ex),
     headers,
@@ -144,9 +153,9 @@ async function verifySignature(ex) {
 
 const TIMED_OUT = Symbol("timed out");
 
-/** Sends the client's request to the origin as the plan (`parseWire`'s) says. Resolves
+/** Sends the client's request to the origin as the plan (`readPlan`'s) says. Resolves
  * to the origin's response, or to TIMED_OUT when the plan's timeout passes first. */
-async function forward(request, env, { edits, rest }) {
+async function forward(request, env, { wire, rest, edits }) {
   const { U: url, S: service, T: timeout, B: dropBody } = rest;
   const init = { method: request.method, headers: request.headers, redirect: "manual" };
   if (dropBody === undefined) init.body = request.body;
@@ -163,7 +172,7 @@ async function forward(request, env, { edits, rest }) {
   }
   // The new Request copies the client's headers once; the edits go to that copy.
   const out = new Request(url, init);
-  applyEdits(out.headers, edits);
+  applyEdits(out.headers, wire, edits);
   const sent = service !== undefined ? env[service].fetch(out) : fetch(out);
   try {
     return await (expired ? Promise.race([sent, expired]) : sent);
@@ -211,7 +220,7 @@ async function drive(ex, request, env) {
         break;
       }
       case Do.Forward: {
-        const plan = parseWire(Exchange.plan(ex));
+        const plan = readPlan(Exchange.plan(ex));
         try {
           origin = await forward(request, env, plan);
         } catch (e) {
