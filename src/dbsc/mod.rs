@@ -39,8 +39,9 @@ pub const CHALLENGE: &str = "secure-session-challenge";
 /// The request header that names the session on a refresh.
 pub const SESSION_ID: &str = "sec-secure-session-id";
 
-/// A device bound to a session: its key, and the time of the last challenge it
-/// answered, so that no challenge is answered twice (`crate::dbsc::challenge`).
+/// A device bound to a session: its key, the time of the last challenge it answered, so
+/// that no challenge is answered twice (`crate::dbsc::challenge`), and when the
+/// short-lived cookie it got then expires.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Binding {
     /// The device's public key in its stored form ([`BoundKey::stored`]), read only
@@ -51,15 +52,21 @@ pub struct Binding {
     pub thumbprint: String,
     /// When the last challenge it answered was minted (unix milliseconds).
     pub last_ms: u64,
+    /// When the short-lived cookie issued with that answer expires (unix seconds), which
+    /// the device list shows; 0 when not known (a binding kept before it was, or one
+    /// read from a cookie's mark).
+    pub until: u64,
 }
 
 impl Binding {
-    /// A binding of `key`, whose last challenge was minted at `last_ms`.
-    pub fn new(key: &BoundKey, last_ms: u64) -> Binding {
+    /// A binding of `key`, whose last challenge was minted at `last_ms`, and whose
+    /// short-lived cookie issued with it expires at `until`.
+    pub fn new(key: &BoundKey, last_ms: u64, until: u64) -> Binding {
         Binding {
             key: key.stored(),
             thumbprint: key.thumbprint(),
             last_ms,
+            until,
         }
     }
 
@@ -75,6 +82,7 @@ impl Binding {
             key: String::new(),
             thumbprint: thumbprint.to_owned(),
             last_ms: 0,
+            until: 0,
         }
     }
 

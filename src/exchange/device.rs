@@ -294,7 +294,8 @@ impl<E: Entropy> Exchange<E> {
             challenge_ms,
             how,
         } = p;
-        session.bound = Some(Binding::new(&key, challenge_ms));
+        let ttl = self.cfg.device_bound.as_ref().map_or(0, |d| d.ttl);
+        session.bound = Some(Binding::new(&key, challenge_ms, self.now + ttl));
         self.purpose = Purpose::DeviceBound(Box::new(self.bound_answer(&session, handle)));
         let writes = match self.cfg.bindings_in_users() {
             true => match self.object_writes(session, how) {
@@ -358,6 +359,10 @@ impl<E: Entropy> Exchange<E> {
             refuses,
             then_keys: None,
         };
+        let prove = Op::Prove {
+            challenge_ms: binding.last_ms,
+            until: binding.until,
+        };
         let bind = Op::Bind {
             device: self.device.clone(),
             binding,
@@ -378,9 +383,6 @@ impl<E: Entropy> Exchange<E> {
             }
         } else {
             let keys = cfg.keys.all().nth(how.object).unwrap_or(cfg.keys.current());
-            let prove = Op::Prove {
-                challenge_ms: session.bound.as_ref().map_or(0, |b| b.last_ms),
-            };
             calls.push_back(write(self.call(keys, &user, &caller, prove), true, true));
             if how.object != 0 {
                 calls.push_back(write(

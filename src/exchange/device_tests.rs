@@ -757,3 +757,44 @@ fn a_copy_from_before_binding_does_not_move_the_device_list() {
     assert_eq!(w.go(&mut copy, "GET", "/", &[]).status(), "none");
     assert_eq!(entry(&w), before);
 }
+
+/// The device list says when each bound session's short-lived cookie expires: the one
+/// its registration issued, then the one each refresh issues.
+#[test]
+fn the_device_list_shows_when_the_short_lived_cookie_expires() {
+    let (mut w, mut b, _) = bound(&[]);
+    let expires = |w: &mut World, b: &mut Browser| {
+        let list = w.go(b, "GET", "/.keycard/sessions", &[]);
+        let v: Value = serde_json::from_str(&list.reply().body).unwrap();
+        v["sessions"][0]["bound_expires"].as_u64()
+    };
+    let exp_of = |b: &Browser| {
+        let value = b.others.split_once('=').unwrap().1;
+        value.split('.').next().unwrap().parse::<u64>().unwrap()
+    };
+    assert_eq!(expires(&mut w, &mut b), Some(exp_of(&b)));
+    assert_eq!(
+        exp_of(&b),
+        w.now + 600,
+        "KEYCARD_DEVICE_BOUND_TTL's default"
+    );
+
+    w.now += 300;
+    let handle = handle_of(&w, &b);
+    b.headers = format!("sec-secure-session-id:{handle}\n");
+    let seen = w.go(&mut b, "POST", REFRESH, &[]);
+    let challenge = challenge_of(seen.reply());
+    b.headers = refresh_headers(&handle, &challenge);
+    let Step::Reply(r) = proven(&mut w, &mut b, REFRESH) else {
+        panic!("a reply")
+    };
+    assert_eq!(r.status, 200, "{r:?}");
+    b.headers.clear();
+    b.others = format!("{SHORT}={}", set_cookie(&r, SHORT).unwrap());
+    assert_eq!(exp_of(&b), w.now + 600);
+    assert_eq!(
+        expires(&mut w, &mut b),
+        Some(w.now + 600),
+        "the refresh moves it"
+    );
+}

@@ -879,6 +879,7 @@ fn sessions_json(cfg: &Config, answer: &ObjectAnswer, current: &str, now: u64) -
                 "agent": e.device.agent,
                 "country": e.device.country,
                 "device_bound": e.bound.is_some(),
+                "bound_expires": e.bound.as_ref().map(|b| b.until).filter(|u| *u > 0),
             })
         })
         .collect();

@@ -45,9 +45,13 @@ pub fn encode(created: u64, abs_exp: u64, data_json: &str, bound: Option<&Bindin
         let key = serde_json::Value::from(b.key.as_str());
         let _ = write!(
             r,
-            ",\"bound\":{{\"key\":{key},\"thumb\":\"{}\",\"last\":{}}}",
+            ",\"bound\":{{\"key\":{key},\"thumb\":\"{}\",\"last\":{}",
             b.thumbprint, b.last_ms
         );
+        if b.until > 0 {
+            let _ = write!(r, ",\"until\":{}", b.until);
+        }
+        r.push('}');
     }
     r.push('}');
     r
@@ -66,6 +70,8 @@ struct StoredBinding {
     key: String,
     thumb: String,
     last: u64,
+    #[serde(default)]
+    until: u64,
 }
 
 /// What a record holds: the data's JSON object, and the bound device.
@@ -89,6 +95,7 @@ pub fn decode(text: &str) -> Option<Decoded<'_>> {
             key: b.key,
             thumbprint: b.thumb,
             last_ms: b.last,
+            until: b.until,
         }),
         None => None,
     };
@@ -139,9 +146,15 @@ mod tests {
             crate::util::b64([2u8; 32])
         ))
         .unwrap();
-        let bound = Binding::new(&key, 1_800_000_000_123);
+        let bound = Binding::new(&key, 1_800_000_000_123, 1_800_000_600);
         let r = encode(1, 2, "{}", Some(&bound));
-        assert_eq!(decode(&r).unwrap().bound, Some(bound));
+        assert!(r.contains(r#""until":1800000600"#), "{r}");
+        assert_eq!(decode(&r).unwrap().bound, Some(bound.clone()));
+        // A record written before `until` was kept reads as not knowing it.
+        let unknown = Binding { until: 0, ..bound };
+        let r = encode(1, 2, "{}", Some(&unknown));
+        assert!(!r.contains("until"), "{r}");
+        assert_eq!(decode(&r).unwrap().bound, Some(unknown));
     }
 
     #[test]

@@ -5,11 +5,11 @@
 //!
 //! | what | JSON |
 //! | --- | --- |
-//! | [`Call`] | `{"v":1,"now":..,"horizon":..,"caller":{"key","handle","created","expires"},"op":"see"\|"list"\|"revoke"\|"forget"\|"bind"\|"prove", ..}`; `see`, `list` and `bind` add `"device":{"agent","country"}`, `see` and `list` add `"touch_after"`, `see` adds `"fresh"` and may add `"replaces"` and `"unproven":true`, `revoke` adds `"which":"caller"\|"others"\|"all"\|{"handles":[..]}\|{"keys":[..]}`, `bind` adds `"bound":binding`, `prove` adds `"challenge_ms"` |
+//! | [`Call`] | `{"v":1,"now":..,"horizon":..,"caller":{"key","handle","created","expires"},"op":"see"\|"list"\|"revoke"\|"forget"\|"bind"\|"prove", ..}`; `see`, `list` and `bind` add `"device":{"agent","country"}`, `see` and `list` add `"touch_after"`, `see` adds `"fresh"` and may add `"replaces"` and `"unproven":true`, `revoke` adds `"which":"caller"\|"others"\|"all"\|{"handles":[..]}\|{"keys":[..]}`, `bind` adds `"bound":binding`, `prove` adds `"challenge_ms"` and `"until"` |
 //! | [`ObjectAnswer`] | `{"caller_revoked":bool}`, with `"keys":[..]` (the sessions it revoked), for `list` `"sessions":[entry..]`, for `see`, `bind` and `prove` the caller's `"bound":binding` and, for a refused `bind` or `prove`, `"device_refused":"bound"\|"unbound"\|"used"` |
 //! | [`State`] | `{"v":1,"live":[entry..],"revoked":{"<key>":<until>,..}}`, and `"cutoff":{"at":..,"except":<key>\|null}` after an `Others` or `All` |
 //! | entry | `{"key","handle","created","expires","last_seen","device":{"agent","country"}}`, `"signed_out":true` for an entry whose user field was removed, and `"bound":binding` for one bound to a device |
-//! | binding | `{"key","thumb","last"}`: the bound key's stored form, its thumbprint, and the time (ms) of the last challenge answered, as in a session's KV record |
+//! | binding | `{"key","thumb","last"}`, and `"until"` once known: the bound key's stored form, its thumbprint, the time (ms) of the last challenge answered, and when (s) the short-lived cookie issued then expires, as in a session's KV record |
 
 use serde_json::{json, Map, Value};
 
@@ -43,6 +43,15 @@ fn number(o: &Obj, name: &str) -> Result<u64, String> {
     o.get(name)
         .and_then(Value::as_u64)
         .ok_or_else(|| format!("{name} is not a whole number"))
+}
+
+/// A whole number that may be absent (0), as a field added since the first version is:
+/// an object keeps what an older keycard wrote, and may answer an older one's call.
+fn number_or_zero(o: &Obj, name: &str) -> Result<u64, String> {
+    match o.get(name) {
+        None => Ok(0),
+        Some(_) => number(o, name),
+    }
 }
 
 fn strings(v: &Value) -> Result<Vec<String>, String> {
@@ -79,7 +88,11 @@ impl Device {
 
 /// A binding as the object keeps it: the same fields as a session's KV record.
 fn binding_value(b: &Binding) -> Value {
-    json!({ "key": b.key, "thumb": b.thumbprint, "last": b.last_ms })
+    let mut v = json!({ "key": b.key, "thumb": b.thumbprint, "last": b.last_ms });
+    if b.until > 0 {
+        v["until"] = b.until.into();
+    }
+    v
 }
 
 fn binding(v: Option<&Value>) -> Result<Option<Binding>, String> {
@@ -91,6 +104,7 @@ fn binding(v: Option<&Value>) -> Result<Option<Binding>, String> {
         key: string(o, "key")?,
         thumbprint: string(o, "thumb")?,
         last_ms: number(o, "last")?,
+        until: number_or_zero(o, "until")?,
     }))
 }
 
@@ -185,7 +199,13 @@ impl Call {
                 "bind",
                 json!({ "device": device.to_value(), "bound": binding_value(binding) }),
             ),
-            Op::Prove { challenge_ms } => ("prove", json!({ "challenge_ms": challenge_ms })),
+            Op::Prove {
+                challenge_ms,
+                until,
+            } => (
+                "prove",
+                json!({ "challenge_ms": challenge_ms, "until": until }),
+            ),
         };
         let map = o.as_object_mut().expect("an object");
         map.insert("op".into(), name.into());
@@ -238,6 +258,7 @@ impl Call {
             },
             "prove" => Op::Prove {
                 challenge_ms: number(&o, "challenge_ms")?,
+                until: number_or_zero(&o, "until")?,
             },
             other => return Err(format!("unknown op {other:?}")),
         };

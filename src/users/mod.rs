@@ -140,8 +140,9 @@ pub enum Op {
     /// The caller's device answered the challenge minted at `challenge_ms`: refused
     /// unless it is bound and that challenge is later than the last one it answered,
     /// which it then becomes. The object is the one place every location asks, so no
-    /// challenge is answered twice.
-    Prove { challenge_ms: u64 },
+    /// challenge is answered twice. `until` is when the short-lived cookie this answer
+    /// earns expires, which the device list shows.
+    Prove { challenge_ms: u64, until: u64 },
 }
 
 /// Why the object refused a [`Op::Bind`] or [`Op::Prove`].
@@ -367,7 +368,10 @@ impl State {
                 Some(ObjectAnswer::default())
             }
             Op::Bind { device, binding } => self.bind(&call, device, binding),
-            Op::Prove { challenge_ms } => Some(self.prove(&call.caller.key, *challenge_ms)),
+            Op::Prove {
+                challenge_ms,
+                until,
+            } => Some(self.prove(&call.caller.key, *challenge_ms, *until)),
         };
         answer.unwrap_or_else(ObjectAnswer::refused)
     }
@@ -446,6 +450,7 @@ impl State {
                 // too, so that none is answered once in each object.
                 if b.thumbprint == binding.thumbprint {
                     b.last_ms = b.last_ms.max(binding.last_ms);
+                    b.until = b.until.max(binding.until);
                 }
                 Some(DeviceRefusal::Bound)
             }
@@ -461,8 +466,9 @@ impl State {
         })
     }
 
-    /// `Prove`: the challenge minted at `challenge_ms` becomes the bound caller's last.
-    fn prove(&mut self, key: &str, challenge_ms: u64) -> ObjectAnswer {
+    /// `Prove`: the challenge minted at `challenge_ms` becomes the bound caller's last,
+    /// and its short-lived cookie expires at `until`.
+    fn prove(&mut self, key: &str, challenge_ms: u64, until: u64) -> ObjectAnswer {
         let bound = self
             .live
             .iter_mut()
@@ -473,6 +479,7 @@ impl State {
             Some(b) if challenge_ms <= b.last_ms => Some(DeviceRefusal::Used),
             Some(b) => {
                 b.last_ms = challenge_ms;
+                b.until = until;
                 None
             }
         };

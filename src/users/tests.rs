@@ -418,6 +418,7 @@ fn binding(thumb: &str, last_ms: u64) -> Binding {
         key: format!(r#"ES256 {{"kty":"EC","thumb":"{thumb}"}}"#),
         thumbprint: thumb.into(),
         last_ms,
+        until: last_ms + 600,
     }
 }
 
@@ -439,7 +440,10 @@ fn a_session_binds_once_and_answers_each_challenge_once() {
         device: device("Chrome on Windows"),
         binding: binding(thumb, 5),
     };
-    let prove = |ms| Op::Prove { challenge_ms: ms };
+    let prove = |ms| Op::Prove {
+        challenge_ms: ms,
+        until: ms + 600,
+    };
     let mut s = State::default();
     assert_eq!(
         s.apply(call(1, prove(6))).device_refused,
@@ -529,4 +533,51 @@ fn an_unproven_see_leaves_a_bound_entry_as_it_was() {
         (later, "curl"),
         "an unbound one is noted"
     );
+}
+
+/// `until` came after the first version: a binding an object kept before, and a
+/// `prove` from a keycard that does not send it (one still running while a deploy
+/// rolls out), read as not knowing it, rather than failing the call.
+#[test]
+fn a_binding_or_prove_without_until_reads_as_unknown() {
+    let mut with = call(
+        1,
+        Op::Prove {
+            challenge_ms: 9,
+            until: 609,
+        },
+    )
+    .to_json();
+    with = with
+        .replace(r#","until":609"#, "")
+        .replace(r#""until":609,"#, "");
+    assert!(!with.contains("until"), "{with}");
+    let c = Call::parse(&with).unwrap();
+    assert!(
+        matches!(
+            c.op,
+            Op::Prove {
+                challenge_ms: 9,
+                until: 0
+            }
+        ),
+        "{:?}",
+        c.op
+    );
+
+    let mut s = State::default();
+    s.apply(call(
+        1,
+        Op::Bind {
+            device: device("Chrome on Windows"),
+            binding: binding("one", 5),
+        },
+    ));
+    let old = s
+        .to_json()
+        .replace(r#","until":605"#, "")
+        .replace(r#""until":605,"#, "");
+    assert!(!old.contains("until"), "{old}");
+    let read = State::parse(&old).unwrap();
+    assert_eq!(read.live[0].bound.as_ref().map(|b| b.until), Some(0));
 }

@@ -177,6 +177,8 @@ describe("a device-bound session kept in the users' objects", () => {
     assert.equal(inspected.bound_alg, "ES256", "the inspector shows the binding the object keeps");
     const devices = await (await client.fetch(`${base}/.keycard/sessions`)).json();
     assert.deepEqual(devices.sessions.map((d) => d.device_bound), [true], "and so does the device list");
+    assert.ok(inspected.bound_expires > Date.now() / 1000, JSON.stringify(inspected));
+    assert.equal(devices.sessions[0].bound_expires, inspected.bound_expires, "with when the short-lived cookie expires, as the inspector reads it from the cookie");
   });
 
   test("the short-lived cookie is what docs/formats.md says, and an expired one signs nothing in", async () => {
@@ -286,6 +288,9 @@ describe("the demo in Chromium 150", () => {
 
       const devices = await page.evaluate(async () => (await fetch("/.keycard/sessions")).json());
       assert.deepEqual(devices.sessions.map((d) => d.device_bound), [true]);
+      assert.ok(devices.sessions[0].bound_expires > Date.now() / 1000, JSON.stringify(devices));
+      await page.waitForSelector("#panel-sessions:not([hidden]) #sessions tr");
+      assert.match(await page.locator("#sessions tr td:nth-child(5)").textContent(), /^yes; proved, short-lived cookie for \d/);
       await page.goto(`${base}/account/`);
       assert.equal(new URL(page.url()).pathname, "/account/", "a required page: signed in");
     });

@@ -289,6 +289,15 @@
     }
   }
 
+  /** A row's binding: whether its device proves itself, and until when its last
+   * short-lived cookie holds (the device list's `bound_expires`). */
+  function boundText(s) {
+    if (!s.device_bound) return "no";
+    if (!s.bound_expires) return "yes";
+    const left = s.bound_expires - now();
+    return left > 0 ? `yes; proved, short-lived cookie for ${humane(left)}` : `yes; not proved for ${humane(-left)}`;
+  }
+
   // --------------------------------------------------------------- sessions --
 
   // The signed-in user's sessions (`{prefix}sessions`, there with the KEYCARD_USERS
@@ -306,7 +315,7 @@
     const rows = sessions.map((s) => {
       const tr = el("tr", s.current ? "current" : "");
       tr.dataset.id = s.id;
-      for (const text of [s.agent, s.country ?? "–", ago(s.created), ago(s.last_seen)]) tr.append(el("td", "", text));
+      for (const text of [s.agent, s.country ?? "–", ago(s.created), ago(s.last_seen), boundText(s)]) tr.append(el("td", "", text));
       tr.append(el("td", "mono small", s.id));
       const cell = el("td");
       if (s.current) cell.append(el("span", "pill valid", "this browser"));
