@@ -798,3 +798,34 @@ fn the_device_list_shows_when_the_short_lived_cookie_expires() {
         "the refresh moves it"
     );
 }
+
+/// The device list says what the object knows: with `SESSION_STORE=kv` the bindings
+/// are in the records, which it does not read, so `null` rather than a wrong `false`;
+/// with the setting turned off, a binding the object still keeps binds nothing.
+#[test]
+fn the_device_list_says_bound_only_where_it_knows() {
+    let list = |w: &mut World, b: &mut Browser| {
+        let r = w.go(b, "GET", "/.keycard/sessions", &[]);
+        let v: Value = serde_json::from_str(&r.reply().body).unwrap();
+        v["sessions"][0].clone()
+    };
+    let mut kv = World::new(&[("KEYCARD_DEVICE_BOUND", "on"), ("SESSION_STORE", "kv")]);
+    let mut b = Browser::default();
+    kv.sign_in(&mut b, "ada");
+    let row = list(&mut kv, &mut b);
+    assert_eq!(row["current"], true, "{row}");
+    assert_eq!(
+        (&row["device_bound"], &row["bound_expires"]),
+        (&Value::Null, &Value::Null)
+    );
+
+    let (mut w, mut b, _) = bound(&[]);
+    assert_eq!(list(&mut w, &mut b)["device_bound"], true);
+    w.cfg = crate::testing::config(&[]);
+    let row = list(&mut w, &mut b);
+    assert_eq!(
+        (&row["device_bound"], &row["bound_expires"]),
+        (&Value::Bool(false), &Value::Null),
+        "{row}"
+    );
+}

@@ -863,14 +863,24 @@ pub(super) fn caller_of(cfg: &Config, s: &SessionState) -> Caller {
 }
 
 /// The `GET sessions` body: the user's live sessions, the one signed in last first,
-/// without those idle past `SESSION_IDLE_TIMEOUT`.
+/// without those idle past `SESSION_IDLE_TIMEOUT`. Whether a session is bound is the
+/// object's to say only where it keeps bindings: with `SESSION_STORE=kv` they are in
+/// the sessions' records, which a list does not read, so it says `null` (not known)
+/// rather than `false`; with device-bound sessions off, none is bound.
 fn sessions_json(cfg: &Config, answer: &ObjectAnswer, current: &str, now: u64) -> String {
+    let (off, kept_here) = (cfg.device_bound.is_none(), cfg.bindings_in_users());
     let sessions: Vec<Value> = answer
         .sessions
         .iter()
         .rev()
         .filter(|e| e.last_seen.saturating_add(cfg.idle_timeout) > now)
         .map(|e| {
+            // The binding as far as the object knows it: `None` when it cannot.
+            let bound = match (off, kept_here) {
+                (true, _) => Some(None),
+                (false, true) => Some(e.bound.as_ref()),
+                (false, false) => None,
+            };
             json!({
                 "id": e.handle,
                 "created": e.created,
@@ -878,8 +888,8 @@ fn sessions_json(cfg: &Config, answer: &ObjectAnswer, current: &str, now: u64) -
                 "current": e.key == current,
                 "agent": e.device.agent,
                 "country": e.device.country,
-                "device_bound": e.bound.is_some(),
-                "bound_expires": e.bound.as_ref().map(|b| b.until).filter(|u| *u > 0),
+                "device_bound": bound.map(|b| b.is_some()),
+                "bound_expires": bound.flatten().map(|b| b.until).filter(|u| *u > 0),
             })
         })
         .collect();

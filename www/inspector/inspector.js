@@ -292,6 +292,7 @@
   /** A row's binding: whether its device proves itself, and until when its last
    * short-lived cookie holds (the device list's `bound_expires`). */
   function boundText(s) {
+    if (s.device_bound === null) return "–"; // SESSION_STORE=kv: kept in the records
     if (!s.device_bound) return "no";
     if (!s.bound_expires) return "yes";
     const left = s.bound_expires - now();
