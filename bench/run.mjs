@@ -52,6 +52,7 @@
 // BENCH_BUILD_B (other keycard build dirs to A/B against, comma-separated),
 // BENCH_SKIP_EXTRAS=1 (no cost mix, no cold start), BENCH_MIX_SESSIONS (40),
 // BENCH_COLD_SAMPLES (7), BENCH_CF=1 (a realistic `request.cf` in plain workerd),
+// BENCH_BROWSER_HEADERS=1 (every measured request carries Chrome's navigation headers),
 // BENCH_PROFILE=1 (instead of the rounds: a CPU profile of each variant's isolate),
 // BENCH_OUT (BENCHMARKS.md; "-" prints only).
 import { spawn, spawnSync, execFileSync } from "node:child_process";
@@ -100,6 +101,30 @@ const SESSION_JSON =
 const CF_HEADER = process.env.BENCH_CF
   ? { "cf-blob": JSON.stringify(JSON.parse(fs.readFileSync(path.join(BENCH, "cf.json"), "utf8"))) }
   : {};
+
+// BENCH_BROWSER_HEADERS=1: every measured request also carries the headers Chrome
+// sends with a top-level navigation (about 1 KB in 15 headers), instead of wrk's two
+// or three, so that the work per header (which keycard does twice, in JS and in Rust)
+// weighs as it does with real browsers. The Cookie header stays the session's alone:
+// F-hdr drops the whole header, which is keycard's work only when no other cookie is in it.
+const BROWSER_HEADERS = Boolean(process.env.BENCH_BROWSER_HEADERS);
+const CHROME_HEADERS = [
+  "Accept: text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,image/apng,*/*;q=0.8,application/signed-exchange;v=b3;q=0.7",
+  "Accept-Encoding: gzip, deflate, br, zstd",
+  "Accept-Language: en-GB,en;q=0.9,en-US;q=0.8,de;q=0.7",
+  "Cache-Control: max-age=0",
+  "Priority: u=0, i",
+  'Sec-Ch-Ua: "Chromium";v="150", "Not=A?Brand";v="24", "Google Chrome";v="150"',
+  "Sec-Ch-Ua-Mobile: ?0",
+  'Sec-Ch-Ua-Platform: "Windows"',
+  "Sec-Fetch-Dest: document",
+  "Sec-Fetch-Mode: navigate",
+  "Sec-Fetch-Site: same-origin",
+  "Sec-Fetch-User: ?1",
+  "Upgrade-Insecure-Requests: 1",
+  "User-Agent: Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/150.0.0.0 Safari/537.36",
+  "Referer: http://localhost/account/",
+];
 
 const KEYCARD = path.join(ROOT, "build/index.js");
 // The size floor: the libraries keycard links, alone (make bench builds it with
@@ -645,6 +670,7 @@ function toMs(v, unit) {
 async function wrk(w, seconds) {
   const args = ["-t1", `-c${CONNECTIONS}`, `-d${seconds}s`, "--latency", "--timeout", "5s"];
   if (w.cookie) args.push("-H", `Cookie: ${w.cookie}`);
+  if (BROWSER_HEADERS) for (const h of CHROME_HEADERS) args.push("-H", h);
   if (w.host === "workerd") for (const [k, v] of Object.entries(CF_HEADER)) args.push("-H", `${k}: ${v}`);
   args.push(w.url + "/");
   const child = spawn("wrk", args, { stdio: ["ignore", "pipe", "pipe"] });
@@ -1390,7 +1416,7 @@ Knobs: \`BENCH_ROUNDS\` (3), \`BENCH_DURATION\` (5 s), \`BENCH_CONNECTIONS\` (10
 \`BENCH_HOSTS=workerd,wrangler\`, \`BENCH_ONLY=A,K-cookie\`, \`BENCH_SKIP_CRITERION=1\`, \`BENCH_OUT\` (\`-\` prints only),
 \`BENCH_BUILD_B=<dir>[,<dir>…]\` (A/B: every K variant also runs from each build, as "K-… B", "K-… C", in the same rounds),
 \`BENCH_SKIP_EXTRAS=1\` (no cost mix or cold start), \`BENCH_MIX_SESSIONS\` (40), \`BENCH_COLD_SAMPLES\` (7),
-\`BENCH_CF=1\` (plain workerd requests carry the \`request.cf\` of bench/cf.json),
+\`BENCH_CF=1\` (plain workerd requests carry the \`request.cf\` of bench/cf.json), \`BENCH_BROWSER_HEADERS=1\` (Chrome's navigation headers on every measured request),
 \`BENCH_PROFILE=1\` (no rounds: a CPU profile of each variant's isolate, printed).
 
 <details><summary>Every measurement</summary>
