@@ -44,7 +44,7 @@ wasm-bindgen --target module --out-dir "$stage" --out-name index \
 # The glue imports the module with `import source` (a source-phase import); Workers
 # give a plain import of a .wasm file the same WebAssembly.Module.
 sed -i 's/^import source /import /' "$stage/index.js"
-cp src/driver/entry.js "$stage/entry.js"
+cp src/driver/entry.js src/driver/wire.js "$stage/"
 
 mkdir -p "$out"
 tmp="$(mktemp -d "$out/.tmp.XXXXXX")"

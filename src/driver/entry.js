@@ -7,12 +7,13 @@
 // inspector asset, or answer. This file does exactly that I/O
 // and hands each result back. All decisions (sessions, cookies, policies, errors, and
 // every header name set or removed) are made in Rust; header edits arrive as lines
-// this file applies without reading them (the wire form is documented on `Wire` in
-// src/exchange/mod.rs). The awaits live here, so no Rust future or promise plumbing runs
+// that src/driver/wire.js applies without reading them (the wire form is documented in
+// src/exchange/wire.rs). The awaits live here, so no Rust future or promise plumbing runs
 // per request (BENCHMARKS.md has the numbers).
 // scripts/build.sh bundles it with the wasm-bindgen glue into build/index.js.
 import { DurableObject } from "cloudflare:workers";
 import { Do, Exchange, usersAnswer, __wbg_reset_state } from "./index.js";
+import { applyEdits, readPlan } from "./wire.js";
 
 const TEXT = { "content-type": "text/plain; charset=utf-8", "cache-control": "no-store" };
 
@@ -42,42 +43,6 @@ function namesHold(headers, text) {
 function country(request) {
   const c = request.cf?.country;
   return typeof c === "string" ? c : undefined;
-}
-
-/** Applies the header edits of `wire` (the core's wire form), from the line at `at`
- * on, to `headers`: `-name` deletes, `=name:value` sets, `+name:value` appends. Read
- * in place with `indexOf`, with no array of lines: names never hold `:`. */
-function applyEdits(headers, wire, at = 0) {
-  while (at < wire.length) {
-    let end = wire.indexOf("\n", at);
-    if (end === -1) end = wire.length;
-    const tag = wire[at];
-    if (tag === "-") headers.delete(wire.slice(at + 1, end));
-    else if (tag === "=" || tag === "+") {
-      const colon = wire.indexOf(":", at);
-      const name = wire.slice(at + 1, colon);
-      const value = wire.slice(colon + 1, end);
-      if (tag === "=") headers.set(name, value);
-      else headers.append(name, value);
-    }
-    at = end + 1;
-  }
-}
-
-/** The forwarding instructions at the head of a plan (its lines before the first
- * header edit), by their tag, and where its edits start. */
-function readPlan(wire) {
-  const rest = {};
-  let at = 0;
-  while (at < wire.length) {
-    const tag = wire[at];
-    if (tag === "-" || tag === "=" || tag === "+") break;
-    let end = wire.indexOf("\n", at);
-    if (end === -1) end = wire.length;
-    rest[tag] = wire.slice(at + 1, end);
-    at = end + 1;
-  }
-  return { wire, rest, edits: at };
 }
 
 /** The origin's response with the core's edits applied to its headers. The new

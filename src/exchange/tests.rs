@@ -192,7 +192,8 @@ fn anonymous_request_is_forwarded_then_passed_through() {
     assert!(ex.take_logs().is_empty());
 }
 
-/// The wire form is the whole contract with `src/driver/entry.js`: pin it.
+/// The wire form is the whole contract with `src/driver/wire.js`: pin it (and
+/// tests/e2e/driver-wire.test.mjs reads this same text).
 #[test]
 fn forward_plan_crosses_as_tagged_edit_lines() {
     let f = Forward {
