@@ -467,7 +467,7 @@ impl State {
     }
 
     /// `Prove`: the challenge minted at `challenge_ms` becomes the bound caller's last,
-    /// and its short-lived cookie expires at `until`.
+    /// and its short-lived cookie expires at `until` (or later, if it had a later one).
     fn prove(&mut self, key: &str, challenge_ms: u64, until: u64) -> ObjectAnswer {
         let bound = self
             .live
@@ -479,7 +479,9 @@ impl State {
             Some(b) if challenge_ms <= b.last_ms => Some(DeviceRefusal::Used),
             Some(b) => {
                 b.last_ms = challenge_ms;
-                b.until = until;
+                // The device holds the later of the two cookies: another location's
+                // clock, or a shorter TTL since, never moves it back.
+                b.until = b.until.max(until);
                 None
             }
         };

@@ -581,3 +581,26 @@ fn a_binding_or_prove_without_until_reads_as_unknown() {
     let read = State::parse(&old).unwrap();
     assert_eq!(read.live[0].bound.as_ref().map(|b| b.until), Some(0));
 }
+
+/// Two locations' clocks, or a shorter TTL since, can make a later proof's cookie
+/// expire earlier than the one the device holds already: the list keeps the later.
+#[test]
+fn a_proof_never_moves_until_back() {
+    let mut s = State::default();
+    s.apply(call(
+        1,
+        Op::Bind {
+            device: device("Chrome on Windows"),
+            binding: binding("one", 5),
+        },
+    ));
+    let prove = |challenge_ms, until| Op::Prove {
+        challenge_ms,
+        until,
+    };
+    let a = s.apply(call(1, prove(9, 2_000)));
+    assert_eq!(a.bound.map(|b| (b.last_ms, b.until)), Some((9, 2_000)));
+    let a = s.apply(call(1, prove(10, 1_900)));
+    assert_eq!(a.device_refused, None);
+    assert_eq!(a.bound.map(|b| (b.last_ms, b.until)), Some((10, 2_000)));
+}
