@@ -419,15 +419,17 @@ impl<E: Entropy> Exchange<E> {
     }
 
     /// The configuration and the short-lived cookie for the bound `session`, which the
-    /// browser knows as `handle`.
+    /// browser knows as `handle`: the cookie expires when its binding says (`until`).
     pub(super) fn bound_answer(&self, session: &SessionState, handle: String) -> Bound {
         let cfg = &self.cfg;
         let ttl = cfg.device_bound.as_ref().map_or(0, |d| d.ttl);
-        let thumbprint = session
+        let (thumbprint, until) = session
             .bound
             .as_ref()
-            .map_or(String::new(), |b| b.thumbprint.clone());
-        let value = short_cookie::value(&cfg.keys, &session.sid, &thumbprint, self.now + ttl);
+            .map_or((String::new(), self.now + ttl), |b| {
+                (b.thumbprint.clone(), b.until)
+            });
+        let value = short_cookie::value(&cfg.keys, &session.sid, &thumbprint, until);
         Bound {
             json: self.configuration(&handle),
             short_cookie: short_cookie_header(cfg, &value, ttl),
