@@ -40,8 +40,8 @@ pub const CHALLENGE: &str = "secure-session-challenge";
 pub const SESSION_ID: &str = "sec-secure-session-id";
 
 /// A device bound to a session: its key, the time of the last challenge it answered, so
-/// that no challenge is answered twice (`crate::dbsc::challenge`), and when the
-/// short-lived cookie it got then expires.
+/// that no challenge is answered twice (`crate::dbsc::challenge`), and when the latest
+/// short-lived cookie issued to it expires.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Binding {
     /// The device's public key in its stored form ([`BoundKey::stored`]), read only
@@ -52,9 +52,9 @@ pub struct Binding {
     pub thumbprint: String,
     /// When the last challenge it answered was minted (unix milliseconds).
     pub last_ms: u64,
-    /// When the short-lived cookie issued with that answer expires (unix seconds), which
-    /// the device list shows; 0 when not known (a binding kept before it was, or one
-    /// read from a cookie's mark).
+    /// When the latest short-lived cookie issued to it expires (unix seconds): past it,
+    /// none is valid. The device list shows it; 0 when not known (a binding kept before
+    /// it was, or one read from a cookie's mark).
     pub until: u64,
 }
 

@@ -9,7 +9,7 @@
 //! | [`ObjectAnswer`] | `{"caller_revoked":bool}`, with `"keys":[..]` (the sessions it revoked), for `list` `"sessions":[entry..]`, for `see`, `bind` and `prove` the caller's `"bound":binding` and, for a refused `bind` or `prove`, `"device_refused":"bound"\|"unbound"\|"used"` |
 //! | [`State`] | `{"v":1,"live":[entry..],"revoked":{"<key>":<until>,..}}`, and `"cutoff":{"at":..,"except":<key>\|null}` after an `Others` or `All` |
 //! | entry | `{"key","handle","created","expires","last_seen","device":{"agent","country"}}`, `"signed_out":true` for an entry whose user field was removed, and `"bound":binding` for one bound to a device |
-//! | binding | `{"key","thumb","last"}`, and `"until"` once known: the bound key's stored form, its thumbprint, the time (ms) of the last challenge answered, and when (s) the short-lived cookie issued then expires, as in a session's KV record |
+//! | binding | `{"key","thumb","last"}`, and `"until"` once known: the bound key's stored form, its thumbprint, the time (ms) of the last challenge answered, and when (s) the latest short-lived cookie issued to it expires, as in a session's KV record |
 
 use serde_json::{json, Map, Value};
 

@@ -479,8 +479,9 @@ impl State {
             Some(b) if challenge_ms <= b.last_ms => Some(DeviceRefusal::Used),
             Some(b) => {
                 b.last_ms = challenge_ms;
-                // The device holds the later of the two cookies: another location's
-                // clock, or a shorter TTL since, never moves it back.
+                // A copy of the earlier cookie stays valid until its own expiry:
+                // another location's clock, or a shorter TTL since, never moves the
+                // latest expiry back.
                 b.until = b.until.max(until);
                 None
             }

@@ -583,7 +583,8 @@ fn a_binding_or_prove_without_until_reads_as_unknown() {
 }
 
 /// Two locations' clocks, or a shorter TTL since, can make a later proof's cookie
-/// expire earlier than the one the device holds already: the list keeps the later.
+/// expire earlier than one issued before, whose copies stay valid until then: the
+/// binding keeps the later expiry.
 #[test]
 fn a_proof_never_moves_until_back() {
     let mut s = State::default();
