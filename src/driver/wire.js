@@ -7,13 +7,18 @@
 // edits, an unknown tag) throws: the core never writes one, so a change that starts to
 // must fail its tests, never drop a header edit or an instruction quietly.
 
+/** Where the line of `wire` that starts at `at` ends: its newline, or the text's end. */
+function lineEnd(wire, at) {
+  const end = wire.indexOf("\n", at);
+  return end === -1 ? wire.length : end;
+}
+
 /** Applies the header edits of `wire` (the core's wire form), from the line at `at`
  * on, to `headers`: `-name` deletes, `=name:value` sets, `+name:value` appends. Read
  * in place with `indexOf`, with no array of lines: names never hold `:`. */
 export function applyEdits(headers, wire, at = 0) {
   while (at < wire.length) {
-    let end = wire.indexOf("\n", at);
-    if (end === -1) end = wire.length;
+    const end = lineEnd(wire, at);
     const tag = wire[at];
     if (tag === "-") headers.delete(wire.slice(at + 1, end));
     else if (tag === "=" || tag === "+") {
@@ -40,8 +45,7 @@ export function readPlan(wire) {
     const tag = wire[at];
     if (tag === "-" || tag === "=" || tag === "+") break;
     if (!INSTRUCTIONS.has(tag)) throw new Error(`not a forwarding instruction: ${JSON.stringify(tag)}`);
-    let end = wire.indexOf("\n", at);
-    if (end === -1) end = wire.length;
+    const end = lineEnd(wire, at);
     rest[tag] = wire.slice(at + 1, end);
     at = end + 1;
   }

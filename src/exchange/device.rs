@@ -295,8 +295,10 @@ impl<E: Entropy> Exchange<E> {
             how,
         } = p;
         let ttl = self.cfg.device_bound.as_ref().map_or(0, |d| d.ttl);
-        session.bound = Some(Binding::new(&key, challenge_ms, self.now + ttl));
-        self.purpose = Purpose::DeviceBound(Box::new(self.bound_answer(&session, handle)));
+        let binding = Binding::new(&key, challenge_ms, self.now + ttl);
+        let answer = self.bound_answer(&session, &binding, handle);
+        session.bound = Some(binding);
+        self.purpose = Purpose::DeviceBound(Box::new(answer));
         let writes = match self.cfg.bindings_in_users() {
             true => match self.object_writes(session, how) {
                 Ok(w) => w,
@@ -418,21 +420,17 @@ impl<E: Entropy> Exchange<E> {
         Ok(writes)
     }
 
-    /// The configuration and the short-lived cookie for the bound `session`, which the
-    /// browser knows as `handle`: the cookie expires when its binding says (`until`).
-    pub(super) fn bound_answer(&self, session: &SessionState, handle: String) -> Bound {
+    /// The configuration and the short-lived cookie for `session`, bound as `binding`,
+    /// which the browser knows as `handle`: the cookie expires when the binding says
+    /// (`until`).
+    fn bound_answer(&self, session: &SessionState, binding: &Binding, handle: String) -> Bound {
         let cfg = &self.cfg;
-        let ttl = cfg.device_bound.as_ref().map_or(0, |d| d.ttl);
-        let (thumbprint, until) = session
-            .bound
-            .as_ref()
-            .map_or((String::new(), self.now + ttl), |b| {
-                (b.thumbprint.clone(), b.until)
-            });
-        let value = short_cookie::value(&cfg.keys, &session.sid, &thumbprint, until);
+        let value =
+            short_cookie::value(&cfg.keys, &session.sid, &binding.thumbprint, binding.until);
+        let max_age = binding.until.saturating_sub(self.now);
         Bound {
             json: self.configuration(&handle),
-            short_cookie: short_cookie_header(cfg, &value, ttl),
+            short_cookie: short_cookie_header(cfg, &value, max_age),
             id: handle,
             gone: false,
         }
