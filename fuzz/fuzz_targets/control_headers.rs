@@ -96,7 +96,9 @@ fuzz_target!(|data: &[u8]| {
         );
         if let Some((key, _)) = &kv_before {
             assert!(
-                out.kv_revoke.iter().any(|r| &r.record == key),
+                out.kv_revoke
+                    .iter()
+                    .any(|r| r.record == session::RecordEnd::Delete(key.clone())),
                 "destroy left the record behind"
             );
         }
@@ -125,6 +127,17 @@ fuzz_target!(|data: &[u8]| {
     );
     if let (Some(b), true) = (&before, changes.regenerate) {
         assert!(s.sid != b.sid, "regenerate kept the session id");
+        if let Some((key, _)) = &kv_before {
+            // The page's requests in flight with the old cookie find a marker there.
+            assert!(
+                out.kv_revoke.iter().any(|r| matches!(
+                    &r.record,
+                    session::RecordEnd::Regenerated(p) if &p.key == key
+                        && keycard::session::record::regenerated(&p.value)
+                )),
+                "regenerate left no marker at the old record"
+            );
+        }
     }
     if let Some(m) = changes.max_age {
         assert_eq!(s.abs_exp, now + m.min(cfg.absolute_timeout));

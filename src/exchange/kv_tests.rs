@@ -93,9 +93,14 @@ fn regenerate_invalidates_the_old_cookie() {
     let mut c = Browser::default();
     get(&mut w, &mut c, T0, &set(r#"{"n":1}"#));
     let old = c.jar.clone();
+    let old_key = record_key(&w, &c);
     get(&mut w, &mut c, T0 + 1, &act("regenerate"));
-    assert_eq!(records(&w.p), 1, "the old record is deleted");
-    assert_eq!(tombstones(&w.p), 1, "and its id revoked");
+    assert_eq!(tombstones(&w.p), 1, "its id revoked");
+    assert_eq!(
+        w.p.expiry(&old_key),
+        Some(T0 + 1 + 60),
+        "the old record is its tombstone for a minute"
+    );
     let f = get(&mut w, &mut c, T0 + 2, &[]);
     assert_eq!(f.data(), json!({"n":1}));
     let mut replay = Browser {
@@ -104,6 +109,61 @@ fn regenerate_invalidates_the_old_cookie() {
     };
     let f = get(&mut w, &mut replay, T0 + 3, &[]);
     assert_eq!(f.status(), "invalid");
+    assert!(replay.jar.is_some(), "within the minute, left alone");
+    let f = get(&mut w, &mut replay, T0 + 62, &[]);
+    assert_eq!(f.status(), "invalid");
+    assert_eq!(records(&w.p), 1, "then the old record is gone");
+    assert!(replay.jar.is_none(), "and its cookie is cleared");
+}
+
+/// The page's requests in flight while it signs in carry the old cookie, and their
+/// answers arrive after the new one. They must neither clear nor replace it, or the
+/// user is signed out the moment they sign in: whether such a request reached KV after
+/// the regenerate (it finds the old record's marker), or before it and has something
+/// to write (its write finds the tombstone).
+#[test]
+fn requests_in_flight_during_a_regenerate_leave_the_new_cookie_alone() {
+    let mut w = kv_world(&[("SESSION_STORE", "kv"), ("KEYCARD_REQUIRE", "/account")]);
+    let mut page = Browser::default();
+    get(&mut w, &mut page, T0, &set(r#"{"cart":[1]}"#));
+    let guest = page.jar.clone();
+
+    // Read before the sign-in, answered after it with a change to write.
+    let mut early = page.clone();
+    w.now = T0 + 1;
+    let (mut in_flight, step) = w.begin(&early, "GET", "/poll");
+    assert!(matches!(step, Step::Forward(_)), "{step:?}");
+    w.sign_in(&mut page, "ada");
+    assert_ne!(page.jar, guest);
+
+    // Sent before the sign-in's answer arrived, read after it.
+    let mut late = Browser {
+        jar: guest.clone(),
+        ..Default::default()
+    };
+    let seen = w.go(&mut late, "GET", "/", &set(r#"{"cart":[1,2]}"#));
+    assert_eq!(seen.status(), "invalid", "the old id is no session");
+    assert_eq!(late.jar, guest, "no cookie cleared or issued");
+    assert!(w.logged("control_ignored"));
+    let seen = w.go(&mut late, "GET", "/account", &[]);
+    assert_eq!(
+        seen.status(),
+        "not forwarded",
+        "a required path wants a sign-in"
+    );
+    assert_eq!(late.jar, guest, "but clears nothing");
+
+    let last = w.answer(&mut in_flight, &mut early, &set(r#"{"cart":[1,3]}"#));
+    assert_eq!(early.jar, guest, "no cookie cleared or issued: {last:?}");
+    assert!(w.logged("session_revoked"));
+
+    let f = w.go(&mut page, "GET", "/", &[]);
+    assert_eq!(
+        f.data(),
+        json!({"cart":[1],"user":"ada"}),
+        "still signed in"
+    );
+    assert_eq!(records(&w.p), 2, "the new record and the old one's marker");
 }
 
 #[test]

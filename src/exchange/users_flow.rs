@@ -23,6 +23,7 @@ use std::rc::Rc;
 
 use serde_json::{json, Map, Value};
 
+use super::writes::revocation_steps;
 use super::{
     Exchange, Failure, Guarded, Level, Purpose, Reply, State, Step, StoreError, StoreOp, Write,
     Writes, JSON,
@@ -488,7 +489,7 @@ impl<E: Entropy> Exchange<E> {
             .take()
             .filter(|_| kv)
             .into_iter()
-            .flat_map(|r| [Step::KvPut(r.tombstone), Step::KvDelete { key: r.record }])
+            .flat_map(revocation_steps)
             .map(|step| Write {
                 step,
                 revokes: true,
@@ -682,7 +683,7 @@ impl<E: Entropy> Exchange<E> {
         let cfg = Rc::clone(&self.cfg);
         plan.if_refused = before
             .as_ref()
-            .and_then(|b| session::revoke(&cfg, &b.session, self.now));
+            .and_then(|b| session::revoke(&cfg, &b.session, self.now, false));
         let was = before
             .as_ref()
             .and_then(|b| b.user.as_deref().map(|u| (&b.session, u)));

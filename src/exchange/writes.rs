@@ -40,6 +40,8 @@ impl<E: Entropy> Exchange<E> {
             Some("the response came from a cache")
         } else if matches!(loaded, Loaded::StoreUnavailable) {
             Some("the session store is unavailable")
+        } else if matches!(loaded, Loaded::Regenerated) {
+            Some("the session was regenerated moments ago")
         } else if matches!(loaded, Loaded::Unproven(_)) && !changes.regenerate && !changes.destroy {
             // The app saw no session. A new one (`regenerate`: a sign-in) or none
             // (`destroy`: a sign-out) is what it would answer any visitor, and leaves
@@ -159,8 +161,7 @@ impl<E: Entropy> Exchange<E> {
             let write = |step, revokes| Write { step, revokes };
             ops.extend(outcome.kv_put.map(|p| write(Step::KvPut(p), false)));
             for r in outcome.kv_revoke {
-                ops.push_back(write(Step::KvPut(r.tombstone), true));
-                ops.push_back(write(Step::KvDelete { key: r.record }, true));
+                ops.extend(revocation_steps(r).map(|step| write(step, true)));
             }
             ops.extend(
                 outcome
@@ -183,8 +184,11 @@ impl<E: Entropy> Exchange<E> {
 
     /// The tombstone looked at before a session's put: absent, the writes go ahead;
     /// present, the session was revoked (at another location, whose deletion has not
-    /// reached this one yet), so it is not written, its record is deleted here too and
-    /// the browser's cookie cleared.
+    /// reached this one yet, or while this request was at the origin), so it is not
+    /// written, its record is deleted here too and the browser's cookie cleared. When a
+    /// new id replaced it (`regenerate`), the page's other requests carry the old cookie
+    /// for a moment: this one's answer leaves the cookie and the record's marker alone,
+    /// since the browser holds the new cookie by now.
     pub(super) fn checked(
         &mut self,
         mut writes: Writes,
@@ -192,12 +196,13 @@ impl<E: Entropy> Exchange<E> {
     ) -> Step {
         match found {
             Ok(None) => self.next_write(writes),
-            Ok(Some(_)) => {
-                self.log(
-                    Level::Warn,
-                    "session_revoked",
-                    json!({ "reason": "a tombstone exists for this session" }),
-                );
+            Ok(Some(tombstone)) => {
+                let regenerated = session::record::regenerated(&tombstone);
+                let reason = match regenerated {
+                    true => "a new id replaced this session",
+                    false => "a tombstone exists for this session",
+                };
+                self.log(Level::Warn, "session_revoked", json!({ "reason": reason }));
                 let Some(Write {
                     step: Step::KvPut(put),
                     ..
@@ -205,12 +210,15 @@ impl<E: Entropy> Exchange<E> {
                 else {
                     return self.out_of_order("checked");
                 };
-                writes.ops = VecDeque::from([Write {
-                    step: Step::KvDelete { key: put.key },
-                    revokes: true,
-                }]);
+                writes.ops = match regenerated {
+                    true => VecDeque::new(),
+                    false => VecDeque::from([Write {
+                        step: Step::KvDelete { key: put.key },
+                        revokes: true,
+                    }]),
+                };
                 writes.put = false;
-                writes.set_cookie = Some(session::clearing_cookie(&self.cfg));
+                writes.set_cookie = (!regenerated).then(|| session::clearing_cookie(&self.cfg));
                 // Nothing to bind, nor to refresh: the session is gone.
                 writes.offer = None;
                 if let Purpose::DeviceBound(b) = &mut self.purpose {
@@ -350,6 +358,16 @@ impl<E: Entropy> Exchange<E> {
             }
         }
     }
+}
+
+/// The steps that end a session in KV: its tombstone, then its record's deletion or
+/// overwrite.
+pub(super) fn revocation_steps(r: session::Revocation) -> [Step; 2] {
+    let record = match r.record {
+        session::RecordEnd::Delete(key) => Step::KvDelete { key },
+        session::RecordEnd::Regenerated(put) => Step::KvPut(put),
+    };
+    [Step::KvPut(r.tombstone), record]
 }
 
 /// Whether the origin's response came out of a cache (its control headers were meant

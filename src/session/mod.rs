@@ -36,7 +36,8 @@ mod write;
 pub use changes::{merge, Changes};
 pub use read::{read, short_cookies};
 pub use write::{
-    clearing_cookie, finish, reissue, revoke, set_cookie, FinishError, KvPut, Outcome, Revocation,
+    clearing_cookie, finish, reissue, revoke, set_cookie, FinishError, KvPut, Outcome, RecordEnd,
+    Revocation,
 };
 
 /// The largest `Set-Cookie` value (name, value and attributes) keycard sends.
@@ -164,11 +165,15 @@ pub struct Pending {
 
 impl Pending {
     /// Finishes loading with the record text found in KV (`None` when missing). A
-    /// missing, unreadable or wrong-version record is an invalid session. The device
-    /// bound to it is the record's, or else the one its cookie names.
+    /// missing, unreadable or wrong-version record is an invalid session, and one a new
+    /// id replaced a moment ago is [`Loaded::Regenerated`]. The device bound to it is
+    /// the record's, or else the one its cookie names.
     pub fn complete(self, record: Option<&str>) -> Loaded {
         let Some(rec) = record.and_then(record::decode) else {
-            return Loaded::Bad(Status::Invalid);
+            return match record.is_some_and(record::regenerated) {
+                true => Loaded::Regenerated,
+                false => Loaded::Bad(Status::Invalid),
+            };
         };
         let bound = rec
             .bound
@@ -222,6 +227,13 @@ pub enum Loaded {
     /// Only the refresh endpoint reads the session it holds, to check the device's
     /// proof.
     Unproven(Box<SessionState>),
+    /// The cookie of a session that a new id replaced (`regenerate`, a sign-in) less
+    /// than a minute ago: a request the page sent before the new cookie arrived.
+    /// Forwarded as `invalid`, as any cookie whose record is gone, but the cookie is left
+    /// alone and nothing of the origin's answer is applied: by the time this answer
+    /// arrives the browser holds the new cookie, and clearing or replacing the cookie
+    /// would sign the user out.
+    Regenerated,
 }
 
 impl Loaded {
@@ -231,7 +243,7 @@ impl Loaded {
             Loaded::None => Status::None,
             Loaded::Bad(s) => *s,
             Loaded::Valid(_) => Status::Valid,
-            Loaded::StoreUnavailable => Status::Invalid,
+            Loaded::StoreUnavailable | Loaded::Regenerated => Status::Invalid,
             Loaded::Unproven(_) => Status::None,
         }
     }
@@ -268,7 +280,9 @@ impl Loaded {
     /// refresh. A bad cookie is always cleared.
     pub fn at_rest(&self, cfg: &Config, now: u64) -> bool {
         match self {
-            Loaded::None | Loaded::StoreUnavailable | Loaded::Unproven(_) => true,
+            Loaded::None | Loaded::StoreUnavailable | Loaded::Unproven(_) | Loaded::Regenerated => {
+                true
+            }
             Loaded::Bad(_) => false,
             Loaded::Valid(s) => !s.refresh_due(cfg, now),
         }

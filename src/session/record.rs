@@ -4,7 +4,13 @@
 //! | what | key | value | `expirationTtl` |
 //! | --- | --- | --- | --- |
 //! | record | prefix + base64url(SHA-256(session id)) | `{"v":1,"created":..,"abs_exp":..,"data":{..}}`, with `"bound":{"key":"<alg> <jwk>","last":<ms>}` once a device is bound to it | `max(60, min(idle, abs_exp − now))` |
-//! | tombstone | prefix + `revoked.` + base64url(SHA-256(session id)) | `{"v":1,"revoked":<unix time>}` | `max(60, abs_exp − now)` |
+//! | tombstone | prefix + `revoked.` + base64url(SHA-256(session id)) | `{"v":1,"revoked":<unix time>}`, with `"regenerated":true` when a new id replaced it | `max(60, abs_exp − now)` |
+//! | a regenerated session's record | as its record | its tombstone's value | 60 ([`KV_MIN_TTL`]) |
+//!
+//! A regenerated session's record is not deleted but overwritten with its tombstone for
+//! a minute: the page's requests still in flight carry the old cookie, and the marker
+//! tells keycard to leave that cookie alone, since by the time their answers arrive the
+//! browser holds the new one (see [`regenerated`]).
 //!
 //! Keys hash the session id, so a KV dump holds no usable id. A record key never has a
 //! dot after the prefix, so no session write can touch a tombstone. Every read passes
@@ -105,9 +111,25 @@ pub fn decode(text: &str) -> Option<Decoded<'_>> {
     })
 }
 
-/// A tombstone written at `now`.
-pub fn tombstone(now: u64) -> String {
-    format!("{{\"v\":1,\"revoked\":{now}}}")
+/// A tombstone written at `now`; `regenerated` when a new id replaced the session.
+pub fn tombstone(now: u64, regenerated: bool) -> String {
+    match regenerated {
+        true => format!("{{\"v\":1,\"revoked\":{now},\"regenerated\":true}}"),
+        false => format!("{{\"v\":1,\"revoked\":{now}}}"),
+    }
+}
+
+/// Whether `text`, a tombstone or what a record's key holds, says that a new id
+/// replaced the session: the old cookie may still be on its way back from the page's
+/// requests in flight, and clearing it would clear the new one.
+pub fn regenerated(text: &str) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Tombstone {
+        v: u32,
+        #[serde(default)]
+        regenerated: bool,
+    }
+    serde_json::from_str::<Tombstone>(text).is_ok_and(|t| t.v == 1 && t.regenerated)
 }
 
 #[cfg(test)]
@@ -130,7 +152,8 @@ mod tests {
             r#"{"v":1,"data":[1]}"#,
             r#"{"v":1}"#,
             "not json",
-            &tombstone(5),
+            &tombstone(5, false),
+            &tombstone(5, true),
             r#"{"v":1,"data":{},"bound":{"key":"ES256 {}","last":1}}"#,
             r#"{"v":1,"data":{},"bound":{"thumb":"t","last":1}}"#,
         ] {
@@ -155,6 +178,19 @@ mod tests {
         let r = encode(1, 2, "{}", Some(&unknown));
         assert!(!r.contains("until"), "{r}");
         assert_eq!(decode(&r).unwrap().bound, Some(unknown));
+    }
+
+    #[test]
+    fn only_a_regenerated_session_s_tombstone_says_so() {
+        assert!(regenerated(&tombstone(5, true)));
+        for text in [
+            &tombstone(5, false),
+            r#"{"v":2,"revoked":5,"regenerated":true}"#,
+            r#"{"v":1,"created":1,"abs_exp":2,"data":{}}"#,
+            "not json",
+        ] {
+            assert!(!regenerated(text), "{text}");
+        }
     }
 
     #[test]

@@ -49,8 +49,19 @@ pub struct Outcome {
 pub struct Revocation {
     /// The tombstone to write.
     pub tombstone: KvPut,
-    /// The record to delete.
-    pub record: String,
+    /// What becomes of the record.
+    pub record: RecordEnd,
+}
+
+/// What becomes of an ended session's record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecordEnd {
+    /// Deleted, at this key.
+    Delete(String),
+    /// Overwritten with the tombstone for a minute: a new id replaced the session
+    /// (`regenerate`), and the page's requests in flight still carry the old cookie
+    /// (`record::regenerated`).
+    Regenerated(KvPut),
 }
 
 /// Why [`finish`] could not honour the origin's answer.
@@ -264,15 +275,27 @@ fn place(
 }
 
 /// The revocation of a session whose record is in KV: its tombstone, then the
-/// record's deletion. `None` for a session in the cookie.
-pub fn revoke(cfg: &Config, s: &SessionState, now: u64) -> Option<Revocation> {
-    (s.location == Location::Kv).then(|| Revocation {
-        tombstone: KvPut {
-            key: s.tombstone_key(cfg),
-            value: record::tombstone(now),
-            ttl: s.abs_exp.saturating_sub(now).max(record::KV_MIN_TTL),
-        },
-        record: s.kv_key(cfg),
+/// record's deletion, or for a `regenerated` one its overwrite with the tombstone for a
+/// minute. `None` for a session in the cookie.
+pub fn revoke(cfg: &Config, s: &SessionState, now: u64, regenerated: bool) -> Option<Revocation> {
+    (s.location == Location::Kv).then(|| {
+        let value = record::tombstone(now, regenerated);
+        let record = match regenerated {
+            true => RecordEnd::Regenerated(KvPut {
+                key: s.kv_key(cfg),
+                value: value.clone(),
+                ttl: record::KV_MIN_TTL,
+            }),
+            false => RecordEnd::Delete(s.kv_key(cfg)),
+        };
+        Revocation {
+            tombstone: KvPut {
+                key: s.tombstone_key(cfg),
+                value,
+                ttl: s.abs_exp.saturating_sub(now).max(record::KV_MIN_TTL),
+            },
+            record,
+        }
     })
 }
 
@@ -291,13 +314,15 @@ pub fn finish(
     let (bad_cookie, session) = match loaded {
         Loaded::Bad(_) => (true, None),
         Loaded::Valid(s) => (false, Some(s)),
-        Loaded::None | Loaded::StoreUnavailable | Loaded::Unproven(_) => (false, None),
+        Loaded::None | Loaded::StoreUnavailable | Loaded::Unproven(_) | Loaded::Regenerated => {
+            (false, None)
+        }
     };
     let mut out = Outcome::default();
 
     if changes.destroy || changes.max_age == Some(0) {
         out.kv_revoke
-            .extend(session.as_ref().and_then(|s| revoke(cfg, s, now)));
+            .extend(session.as_ref().and_then(|s| revoke(cfg, s, now, false)));
         out.set_cookie = Some(clearing_cookie(cfg));
         return Ok(out);
     }
@@ -315,8 +340,11 @@ pub fn finish(
         return Ok(out);
     };
     // A regenerated session's old id dies with its record.
-    out.kv_revoke
-        .extend(replaced.as_ref().and_then(|old| revoke(cfg, old, now)));
+    out.kv_revoke.extend(
+        replaced
+            .as_ref()
+            .and_then(|old| revoke(cfg, old, now, true)),
+    );
 
     // The rule `Loaded::at_rest` promises for a request with no changes.
     if !changed && !s.refresh_due(cfg, now) {

@@ -136,6 +136,38 @@ describe("kv mode", () => {
     assert.deepEqual(decodeSession(newR.json.headers["x-session"]), { cart: [1, 2], user: "ada" });
   });
 
+  test("the page's requests in flight while it signs in leave the new cookie alone", async () => {
+    // Their answers arrive after the sign-in's, and a browser applies each Set-Cookie
+    // as it arrives: a clearing one from either would sign the user out at once.
+    const c = new Client(kc.url);
+    await c.get(`/a?set=${q({ cart: [1] })}`);
+    const guest = c.cookieHeader();
+    // Read before the sign-in, and answered after it with a change to write.
+    const early = c.get(`/poll?delay=1500&set=${q({ seen: 1 })}`);
+    await new Promise((r) => setTimeout(r, 500));
+    const login = await c.get(`/login?set=${q({ user: "ada" })}&action=regenerate`);
+    assert.equal(login.cookies.length, 1);
+    // Sent before the sign-in's answer arrived, so with the old cookie, and read after.
+    const late = await c.get(`/cart?set=${q({ cart: [1, 2] })}`, { headers: { cookie: guest } });
+    assert.equal(late.json.headers["x-session-status"], "invalid", "the old id is no session");
+    assert.equal(late.headers["set-cookie"], undefined, "nothing cleared or issued");
+    const polled = await early;
+    assert.equal(polled.json.headers["x-session-status"], "valid", "read before the sign-in");
+    assert.equal(polled.headers["set-cookie"], undefined, "nothing cleared or issued");
+    const now = await c.get("/after");
+    assert.equal(now.json.headers["x-session-status"], "valid", "still signed in");
+    assert.deepEqual(decodeSession(now.json.headers["x-session"]), { cart: [1], user: "ada" });
+    // wrangler passes the Worker's log lines on a moment later.
+    const logged = async (event, reason) => {
+      for (let i = 0; i < 60 && !kc.events().some((e) => e.keycard === event && e.detail?.reason === reason); i++) {
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      return kc.events().some((e) => e.keycard === event && e.detail?.reason === reason);
+    };
+    assert.ok(await logged("control_ignored", "the session was regenerated moments ago"), kc.logs.join("\n"));
+    assert.ok(await logged("session_revoked", "a new id replaced this session"), kc.logs.join("\n"));
+  });
+
   test("KV failure with SESSION_KV_FAILURE=closed answers 503 with Retry-After", async () => {
     const c = new Client(kc.url);
     await c.get(`/a?set=${q({ user: "ada" })}`);
