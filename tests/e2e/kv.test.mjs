@@ -5,6 +5,7 @@ import assert from "node:assert/strict";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { startOrigin, startKeycard, Client, request, decodeSession, q } from "./lib/harness.mjs";
+import { withBrowser } from "./lib/chromium.mjs";
 
 const WRAP = path.join(path.dirname(fileURLToPath(import.meta.url)), "fixtures/kv-wrap.mjs");
 const kvState = async (kc) => (await request(kc.url + "/__test/kv")).json;
@@ -166,6 +167,32 @@ describe("kv mode", () => {
     };
     assert.ok(await logged("control_ignored", "the session was regenerated moments ago"), kc.logs.join("\n"));
     assert.ok(await logged("session_revoked", "a new id replaced this session"), kc.logs.join("\n"));
+  });
+
+  test("in Chromium: a request of the page answered after its sign-in keeps it signed in", async () => {
+    await withBrowser(async (context, page) => {
+      const sessionCookie = async () => (await context.cookies()).find((c) => c.name.endsWith("keycard"));
+      await page.goto(`${kc.url}/shop?set=${q({ cart: [1] })}`);
+      const guest = await sessionCookie();
+      assert.ok(guest, "a guest session");
+      // A poll leaves with the guest cookie and is read at once; the app takes its
+      // time and answers it with a change, after the sign-in below.
+      await page.evaluate((path) => { window.poll = fetch(path).then((r) => r.status); },
+        `/poll?delay=1500&set=${q({ seen: 1 })}`);
+      for (let i = 0; i < 100 && !origin.requests.some((r) => r.url.startsWith("/poll")); i++) {
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      const signIn = `/login?set=${q({ user: "ada" })}&action=regenerate`;
+      assert.equal(await page.evaluate((path) => fetch(path).then((r) => r.status), signIn), 200);
+      const signedIn = await sessionCookie();
+      assert.notEqual(signedIn.value, guest.value, "the sign-in's new cookie");
+      assert.equal(await page.evaluate(() => window.poll), 200);
+      const kept = await sessionCookie();
+      assert.equal(kept?.value, signedIn.value, "the poll's answer left the new cookie alone");
+      const seen = await page.evaluate(() => fetch("/whoami").then((r) => r.json()));
+      assert.equal(seen.headers["x-session-status"], "valid");
+      assert.deepEqual(decodeSession(seen.headers["x-session"]), { cart: [1], user: "ada" });
+    });
   });
 
   test("KV failure with SESSION_KV_FAILURE=closed answers 503 with Retry-After", async () => {
