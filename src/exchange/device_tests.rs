@@ -671,7 +671,12 @@ fn a_read_in_flight_across_a_regenerate_does_not_clear_the_new_cookie() {
     assert_eq!(in_flight.jar, before, "no clearing cookie");
     let seen = w.go(&mut b, "GET", "/", &[]);
     assert_eq!(seen.data()["mfa"], true);
-    // A check the policy asks for still clears it.
+    // A check the policy asks for finds it revoked, and leaves it alone as well while
+    // the page's requests may still be in flight; a minute on, it clears it.
+    let seen = w.go(&mut in_flight, "POST", "/poll", &[]);
+    assert_eq!(seen.status(), "invalid");
+    assert_eq!(in_flight.jar, before, "no clearing cookie");
+    w.now += crate::session::REGENERATED_WINDOW;
     let seen = w.go(&mut in_flight, "POST", "/poll", &[]);
     assert_eq!(seen.status(), "invalid");
     assert_eq!(in_flight.jar, None);

@@ -281,23 +281,22 @@ impl<E: Entropy> Exchange<E> {
                 self.state = State::Asking(Ask::Inspect { loaded, cookies });
                 Step::Users(call)
             }
-            None => self.inspected(&loaded, &cookies, false),
+            None => self.inspected(&loaded, &cookies, None),
         }
     }
 
+    /// The inspector's answer; `ended` is what the session is once its object found it
+    /// revoked (its cookie is cleared unless a `regenerate` replaced it a moment ago).
     fn inspected(
         &mut self,
         loaded: &Loaded,
         cookies: &super::endpoints::CookieView,
-        revoked: bool,
+        ended: Option<Loaded>,
     ) -> Step {
-        let shown = match revoked {
-            true => &Loaded::Bad(Status::Invalid),
-            false => loaded,
-        };
+        let shown = ended.as_ref().unwrap_or(loaded);
         let body = crate::exchange::endpoints::inspect_json(&self.cfg, shown, cookies, self.now);
         let mut reply = Reply::new(200, JSON, body);
-        if revoked {
+        if matches!(ended, Some(Loaded::Bad(_))) {
             reply = reply.with("set-cookie", session::clearing_cookie(&self.cfg));
         }
         self.state = State::Done;
@@ -360,6 +359,11 @@ impl<E: Entropy> Exchange<E> {
                 (true, Loaded::Valid(s)) if !revocation => {
                     self.forward(Loaded::Unproven(s.into()), guarded)
                 }
+                // The same, for a read that checks: revoked, but its cookie too may be
+                // on its way back from before the new one arrived.
+                (true, Loaded::Valid(_)) if answer.caller_regenerated => {
+                    self.forward(Loaded::Regenerated, guarded)
+                }
                 (true, Loaded::Valid(s)) => {
                     self.revoked = Some(s);
                     self.forward(Loaded::Bad(Status::Invalid), guarded)
@@ -371,7 +375,12 @@ impl<E: Entropy> Exchange<E> {
             },
             Ask::Inspect { loaded, cookies } => {
                 let loaded = self.bound_by_object(loaded, &answer);
-                self.inspected(&loaded, &cookies, revoked)
+                let ended = match (revoked, answer.caller_regenerated) {
+                    (false, _) => None,
+                    (true, false) => Some(Loaded::Bad(Status::Invalid)),
+                    (true, true) => Some(Loaded::Regenerated),
+                };
+                self.inspected(&loaded, &cookies, ended)
             }
             Ask::Device {
                 asked,
@@ -435,6 +444,9 @@ impl<E: Entropy> Exchange<E> {
             if let Purpose::DeviceBound(b) = &mut self.purpose {
                 b.gone = true;
             }
+            if answer.caller_regenerated {
+                return self.left_alone(writes);
+            }
             return self.not_issued(writes);
         }
         if let Some(r) = answer
@@ -477,6 +489,18 @@ impl<E: Entropy> Exchange<E> {
         for call in calls.into_iter().rev() {
             writes.users.push_front(call);
         }
+    }
+
+    /// A session that a `regenerate` replaced while this request was at the origin:
+    /// nothing is written or issued, and the cookie is left alone, since the browser
+    /// holds the new one by now (`Loaded::Regenerated`).
+    fn left_alone(&mut self, mut writes: Writes) -> Step {
+        writes.users.clear();
+        writes.ops.clear();
+        writes.put = false;
+        writes.tombstone = None;
+        writes.set_cookie = None;
+        self.next_write(writes)
     }
 
     /// A session its user's object refused while it was being issued: nothing is
@@ -530,7 +554,7 @@ impl<E: Entropy> Exchange<E> {
                     true => Loaded::StoreUnavailable,
                     false => loaded,
                 };
-                self.inspected(&loaded, &cookies, false)
+                self.inspected(&loaded, &cookies, None)
             }
             _ => self.fail(Failure::Store(e)),
         }

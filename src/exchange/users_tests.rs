@@ -444,6 +444,59 @@ fn regenerate_racing_destroy_all_revives_the_session_even_in_always_mode() {
     );
 }
 
+/// The page's requests in flight while a signed-in session is regenerated (a second
+/// sign-in step) carry the old cookie, which its object now knows revoked. Under
+/// `always`, a read of it after the regenerate, and one read before it whose answer has
+/// something to write, each find it revoked: they must not clear the cookie, whose
+/// answers arrive after the new one, nor may the old id sign anyone in.
+#[test]
+fn requests_in_flight_during_a_regenerate_leave_the_new_cookie_alone() {
+    let mut w = World::new(&[
+        ("SESSION_STORE", "cookie"),
+        ("SESSION_REVOCATION_CHECK", "always"),
+        ("KEYCARD_INSPECT", "true"),
+    ]);
+    let mut page = Browser::default();
+    w.sign_in(&mut page, "ada");
+    let old = page.jar.clone();
+    let mut early = page.clone();
+    let mut ex = start_request(&mut w, &early, "GET", "/poll");
+    let step_up = [
+        ("x-session-set", r#"{"mfa":true}"#),
+        ("x-session-action", "regenerate"),
+    ];
+    w.go(&mut page, "POST", "/step-up", &step_up);
+    assert_ne!(page.jar, old);
+
+    let mut late = Browser {
+        jar: old.clone(),
+        ..Default::default()
+    };
+    let seen = w.go(
+        &mut late,
+        "GET",
+        "/poll",
+        &[("x-session-set", r#"{"n":1}"#)],
+    );
+    assert_eq!((seen.status(), seen.user()), ("invalid", None));
+    assert_eq!(late.jar, old, "no cookie cleared or issued");
+    assert!(w.logged("control_ignored"));
+    let inspected = w.go(&mut late, "GET", "/.keycard/session", &[]);
+    let v: Value = serde_json::from_str(&inspected.reply().body).unwrap();
+    assert_eq!(v["status"], "invalid", "{v}");
+    assert_eq!(late.jar, old, "nor by the inspector");
+
+    let _ = w.answer(&mut ex, &mut early, &[("x-session-set", r#"{"n":2}"#)]);
+    assert_eq!(early.jar, old, "no cookie cleared or issued");
+
+    let seen = w.go(&mut page, "GET", "/", &[]);
+    assert_eq!(seen.data(), serde_json::json!({"user":"ada","mfa":true}));
+    w.now += crate::session::REGENERATED_WINDOW;
+    let seen = w.go(&mut late, "GET", "/poll", &[]);
+    assert_eq!(seen.status(), "invalid");
+    assert_eq!(late.jar, None, "a minute on, it is cleared");
+}
+
 #[test]
 fn max_age_outlives_the_objects_memory_of_the_session() {
     let mut w = World::new(&[("SESSION_STORE", "cookie")]);

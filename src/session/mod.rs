@@ -40,6 +40,12 @@ pub use write::{
     Revocation,
 };
 
+/// How long after a `regenerate` the old id's cookie is left alone rather than cleared:
+/// the page's requests in flight still carry it, and their answers reach the browser
+/// after the new cookie, so clearing it would clear the new one ([`Loaded::Regenerated`]).
+/// A minute, KV's shortest `expirationTtl`, which keeps the old record's marker.
+pub const REGENERATED_WINDOW: u64 = 60;
+
 /// The largest `Set-Cookie` value (name, value and attributes) keycard sends.
 pub const MAX_COOKIE_LEN: usize = 4096;
 /// How far in the future an issue time may be before the cookie is refused.

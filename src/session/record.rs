@@ -5,7 +5,7 @@
 //! | --- | --- | --- | --- |
 //! | record | prefix + base64url(SHA-256(session id)) | `{"v":1,"created":..,"abs_exp":..,"data":{..}}`, with `"bound":{"key":"<alg> <jwk>","last":<ms>}` once a device is bound to it | `max(60, min(idle, abs_exp − now))` |
 //! | tombstone | prefix + `revoked.` + base64url(SHA-256(session id)) | `{"v":1,"revoked":<unix time>}`, with `"regenerated":true` when a new id replaced it | `max(60, abs_exp − now)` |
-//! | a regenerated session's record | as its record | its tombstone's value | 60 ([`KV_MIN_TTL`]) |
+//! | a regenerated session's record | as its record | its tombstone's value | 60 ([`super::REGENERATED_WINDOW`]) |
 //!
 //! A regenerated session's record is not deleted but overwritten with its tombstone for
 //! a minute: the page's requests still in flight carry the old cookie, and the marker

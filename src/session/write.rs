@@ -58,9 +58,9 @@ pub struct Revocation {
 pub enum RecordEnd {
     /// Deleted, at this key.
     Delete(String),
-    /// Overwritten with the tombstone for a minute: a new id replaced the session
-    /// (`regenerate`), and the page's requests in flight still carry the old cookie
-    /// (`record::regenerated`).
+    /// Overwritten with the tombstone for [`REGENERATED_WINDOW`]: a new id replaced the
+    /// session (`regenerate`), and the page's requests in flight still carry the old
+    /// cookie (`record::regenerated`).
     Regenerated(KvPut),
 }
 
@@ -275,8 +275,8 @@ fn place(
 }
 
 /// The revocation of a session whose record is in KV: its tombstone, then the
-/// record's deletion, or for a `regenerated` one its overwrite with the tombstone for a
-/// minute. `None` for a session in the cookie.
+/// record's deletion, or for a `regenerated` one its overwrite with the tombstone for
+/// [`REGENERATED_WINDOW`]. `None` for a session in the cookie.
 pub fn revoke(cfg: &Config, s: &SessionState, now: u64, regenerated: bool) -> Option<Revocation> {
     (s.location == Location::Kv).then(|| {
         let value = record::tombstone(now, regenerated);
@@ -284,7 +284,7 @@ pub fn revoke(cfg: &Config, s: &SessionState, now: u64, regenerated: bool) -> Op
             true => RecordEnd::Regenerated(KvPut {
                 key: s.kv_key(cfg),
                 value: value.clone(),
-                ttl: record::KV_MIN_TTL,
+                ttl: REGENERATED_WINDOW,
             }),
             false => RecordEnd::Delete(s.kv_key(cfg)),
         };

@@ -6,8 +6,8 @@
 //! | what | JSON |
 //! | --- | --- |
 //! | [`Call`] | `{"v":1,"now":..,"horizon":..,"caller":{"key","handle","created","expires"},"op":"see"\|"list"\|"revoke"\|"forget"\|"bind"\|"prove", ..}`; `see`, `list` and `bind` add `"device":{"agent","country"}`, `see` and `list` add `"touch_after"`, `see` adds `"fresh"` and may add `"replaces"` and `"unproven":true`, `revoke` adds `"which":"caller"\|"others"\|"all"\|{"handles":[..]}\|{"keys":[..]}`, `bind` adds `"bound":binding`, `prove` adds `"challenge_ms"` and `"until"` |
-//! | [`ObjectAnswer`] | `{"caller_revoked":bool}`, with `"keys":[..]` (the sessions it revoked), for `list` `"sessions":[entry..]`, for `see`, `bind` and `prove` the caller's `"bound":binding` and, for a refused `bind` or `prove`, `"device_refused":"bound"\|"unbound"\|"used"` |
-//! | [`State`] | `{"v":1,"live":[entry..],"revoked":{"<key>":<until>,..}}`, and `"cutoff":{"at":..,"except":<key>\|null}` after an `Others` or `All` |
+//! | [`ObjectAnswer`] | `{"caller_revoked":bool}`, and `"caller_regenerated":true` for a caller revoked by a `regenerate` under a minute ago, with `"keys":[..]` (the sessions it revoked), for `list` `"sessions":[entry..]`, for `see`, `bind` and `prove` the caller's `"bound":binding` and, for a refused `bind` or `prove`, `"device_refused":"bound"\|"unbound"\|"used"` |
+//! | [`State`] | `{"v":1,"live":[entry..],"revoked":{"<key>":<until>,..}}`, `"cutoff":{"at":..,"except":<key>\|null}` after an `Others` or `All`, and `"regenerated":{"<key>":<when>,..}` for the keys a `regenerate` replaced in the last minute |
 //! | entry | `{"key","handle","created","expires","last_seen","device":{"agent","country"}}`, `"signed_out":true` for an entry whose user field was removed, and `"bound":binding` for one bound to a device |
 //! | binding | `{"key","thumb","last"}`, and `"until"` once known: the bound key's stored form, its thumbprint, the time (ms) of the last challenge answered, and when (s) the latest short-lived cookie issued to it expires, as in a session's KV record |
 
@@ -30,6 +30,15 @@ fn parse_object(text: &str, what: &str) -> Result<Obj, String> {
 fn object<'a>(v: Option<&'a Value>, what: &str) -> Result<&'a Obj, String> {
     v.and_then(Value::as_object)
         .ok_or_else(|| format!("{what} is not an object"))
+}
+
+/// A map of keys to times (`revoked`, `regenerated`).
+fn timed_keys(v: Option<&Value>, what: &str) -> Result<Obj, String> {
+    let keys = object(v, what)?;
+    match keys.iter().find(|(_, at)| !at.is_u64()) {
+        Some((k, _)) => Err(format!("{what} {k:?} has no time")),
+        None => Ok(keys.clone()),
+    }
 }
 
 fn string(o: &Obj, name: &str) -> Result<String, String> {
@@ -275,6 +284,9 @@ impl ObjectAnswer {
     /// The answer's JSON.
     pub fn to_json(&self) -> String {
         let mut o = json!({ "caller_revoked": self.caller_revoked });
+        if self.caller_regenerated {
+            o["caller_regenerated"] = true.into();
+        }
         if !self.keys.is_empty() {
             o["keys"] = json!(self.keys);
         }
@@ -299,6 +311,10 @@ impl ObjectAnswer {
                 .get("caller_revoked")
                 .and_then(Value::as_bool)
                 .ok_or("caller_revoked is not a boolean")?,
+            caller_regenerated: match o.get("caller_regenerated") {
+                None => false,
+                Some(b) => b.as_bool().ok_or("caller_regenerated is not a boolean")?,
+            },
             keys: match o.get("keys") {
                 None => Vec::new(),
                 Some(ks) => strings(ks)?,
@@ -324,6 +340,9 @@ impl State {
         if let Some(k) = &self.cutoff {
             o["cutoff"] = json!({ "at": k.at, "except": k.except });
         }
+        if !self.regenerated.is_empty() {
+            o["regenerated"] = Value::Object(self.regenerated.clone());
+        }
         o.to_string()
     }
 
@@ -331,10 +350,11 @@ impl State {
     pub fn parse(text: &str) -> Result<State, String> {
         let o = parse_object(text, "state")?;
         version(&o, "state")?;
-        let revoked = object(o.get("revoked"), "revoked")?.clone();
-        if let Some((k, _)) = revoked.iter().find(|(_, until)| !until.is_u64()) {
-            return Err(format!("revoked {k:?} has no time"));
-        }
+        let revoked = timed_keys(o.get("revoked"), "revoked")?;
+        let regenerated = match o.get("regenerated") {
+            None => Map::new(),
+            some => timed_keys(some, "regenerated")?,
+        };
         let cutoff = match o.get("cutoff") {
             None => None,
             Some(k) => {
@@ -349,6 +369,7 @@ impl State {
             live: entries(o.get("live"))?,
             revoked,
             cutoff,
+            regenerated,
         })
     }
 }

@@ -30,6 +30,7 @@
 use serde_json::{Map, Value};
 
 use crate::dbsc::Binding;
+use crate::session::REGENERATED_WINDOW;
 
 mod json;
 
@@ -207,6 +208,10 @@ pub struct Entry {
 pub struct ObjectAnswer {
     /// The caller was revoked before this call (which then changed nothing).
     pub caller_revoked: bool,
+    /// The caller was revoked because a `regenerate` replaced it less than
+    /// [`REGENERATED_WINDOW`] ago: a request the page sent before the new cookie
+    /// arrived, whose cookie is to be left alone.
+    pub caller_regenerated: bool,
     /// The keys of the sessions this call revoked.
     pub keys: Vec<String>,
     /// The live sessions, for [`Op::List`].
@@ -239,6 +244,9 @@ pub struct State {
     pub revoked: Map<String, Value>,
     /// The last `Others` or `All`.
     pub cutoff: Option<Cutoff>,
+    /// The keys a `regenerate` replaced within the last [`REGENERATED_WINDOW`], each
+    /// with when (revoked, and in `revoked` too).
+    pub regenerated: Map<String, Value>,
 }
 
 impl State {
@@ -248,6 +256,8 @@ impl State {
         self.live.retain(|e| e.expires > now);
         self.revoked
             .retain(|_, until| until.as_u64().is_some_and(|u| u > now));
+        self.regenerated
+            .retain(|_, at| at.as_u64().is_some_and(|at| at + REGENERATED_WINDOW > now));
     }
 
     fn is_revoked(&self, key: &str) -> bool {
@@ -344,7 +354,7 @@ impl State {
     pub fn apply(&mut self, call: Call) -> ObjectAnswer {
         self.prune(call.now);
         if !self.admits(&call) {
-            return ObjectAnswer::refused();
+            return self.refused(&call.caller.key);
         }
         let answer = match &call.op {
             Op::See {
@@ -373,7 +383,16 @@ impl State {
                 until,
             } => Some(self.prove(&call.caller.key, *challenge_ms, *until)),
         };
-        answer.unwrap_or_else(ObjectAnswer::refused)
+        answer.unwrap_or_else(|| self.refused(&call.caller.key))
+    }
+
+    /// The answer to a caller that was revoked before its call, which changed nothing.
+    fn refused(&self, caller: &str) -> ObjectAnswer {
+        ObjectAnswer {
+            caller_revoked: true,
+            caller_regenerated: self.regenerated.contains_key(caller),
+            ..ObjectAnswer::default()
+        }
     }
 
     /// Whether the caller may make `call` at all: it is not revoked, and no earlier
@@ -423,6 +442,7 @@ impl State {
                 self.revoke_key(&c.key, horizon);
                 return None;
             }
+            self.regenerated.insert(old.to_owned(), call.now.into());
             answer.keys = vec![old.to_owned()];
         }
         if !self.keep(call, device.clone(), touch_after) {
@@ -535,16 +555,6 @@ impl State {
                 }
                 keys.clone()
             }
-        }
-    }
-}
-
-impl ObjectAnswer {
-    /// The answer to a caller that was revoked before its call, which changed nothing.
-    fn refused() -> ObjectAnswer {
-        ObjectAnswer {
-            caller_revoked: true,
-            ..ObjectAnswer::default()
         }
     }
 }

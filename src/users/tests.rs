@@ -266,6 +266,33 @@ fn others_and_all_also_end_sessions_the_object_never_heard_of() {
     assert_eq!(State::parse(&s.to_json()), Ok(s.clone()));
 }
 
+/// The id a `regenerate` replaced is revoked at once, and for a minute its caller is
+/// told why, so that the page's requests in flight with its cookie leave it alone.
+#[test]
+fn a_regenerated_caller_is_told_so_for_a_minute() {
+    let mut s = State::default();
+    s.apply(see(1, NOW));
+    let mut regenerate = see(2, NOW + 1);
+    if let Op::See { replaces, .. } = &mut regenerate.op {
+        *replaces = Some("key-1".into());
+    }
+    assert_eq!(s.apply(regenerate).keys, ["key-1"]);
+    let a = s.apply(see(1, NOW + 2));
+    assert!(a.caller_revoked && a.caller_regenerated, "{a:?}");
+    assert_eq!(ObjectAnswer::parse(&a.to_json()).unwrap(), a);
+    assert_eq!(State::parse(&s.to_json()), Ok(s.clone()));
+    let a = s.apply(see(1, NOW + 1 + crate::session::REGENERATED_WINDOW));
+    assert!(a.caller_revoked && !a.caller_regenerated, "{a:?}");
+    assert!(s.regenerated.is_empty(), "forgotten after the minute");
+    // A session revoked otherwise is not told so.
+    s.apply(see(3, NOW + 100));
+    s.apply(Call {
+        now: NOW + 100,
+        ..revoke(3, Which::Caller)
+    });
+    assert!(!s.apply(see(3, NOW + 101)).caller_regenerated);
+}
+
 #[test]
 fn past_the_limit_the_session_seen_longest_ago_is_revoked() {
     let mut s = State::default();

@@ -178,6 +178,21 @@ describe("sign-out everywhere, cookie store, SESSION_REVOCATION_CHECK=writes (th
     assert.equal(await statusOnPost(b), "invalid");
   });
 
+  test("a checked request in flight while the session is regenerated leaves the new cookie alone", async () => {
+    // A second sign-in step regenerates a signed-in session: its object revokes the old
+    // id at once. The page's POST that left with the old cookie is checked, finds it
+    // revoked, and must not clear the cookie: its answer arrives after the new one.
+    const c = await signedIn(kc, "yvonne");
+    const old = c.cookieHeader();
+    const step = await c.send(`/step-up?set=${q({ mfa: true })}&action=regenerate`, { method: "POST" });
+    assert.equal(step.cookies.length, 1);
+    const late = await c.send(`/form?set=${q({ n: 1 })}`, { method: "POST", headers: { cookie: old } });
+    assert.equal(late.json.headers["x-session-status"], "invalid", "the old id is no session");
+    assert.equal(late.headers["set-cookie"], undefined, "nothing cleared or issued");
+    const now = await c.send("/form", { method: "POST" });
+    assert.equal(now.json.headers["x-session-status"], "valid", "still signed in");
+  });
+
   test("no user name reaches a log line", async () => {
     await signedIn(kc, "ada-e2e-unique-name");
     assert.ok(!kc.logs.some((l) => l.includes("ada-e2e-unique-name")));
