@@ -417,3 +417,133 @@ fn a_refresh_during_a_kv_outage_is_a_503_not_an_end() {
     let seen = w.go(&mut b, "POST", "/.keycard/dbsc/refresh", &[]);
     assert_eq!(seen.reply().status, 503);
 }
+
+// ---- Review of the requests in flight during a sign-in ----
+
+/// In `auto`, a request the page sent before the sign-in, whose answer shrinks
+/// a session that had spilled to KV, moves the old id back into the cookie without
+/// looking at its tombstone. Its answer replaces the new cookie with a cookie-stored
+/// session under the old (revoked) id, and deletes the old record's marker: the user
+/// is signed out the moment they sign in, and the old id is forwarded as a valid
+/// session from then on.
+#[test]
+fn an_in_flight_shrink_in_auto_neither_replaces_the_new_cookie_nor_revives_the_old_id() {
+    let mut w = kv_world(&[]);
+    let mut page = Browser::default();
+    let big = format!(r#"{{"cart":[1],"blob":"{}"}}"#, "y".repeat(7000));
+    get(&mut w, &mut page, T0, &set(&big));
+    assert_eq!(records(&w.p), 1, "spilled to KV");
+    let guest = page.jar.clone();
+
+    let mut early = page.clone();
+    w.now = T0 + 1;
+    let (mut in_flight, step) = w.begin(&early, "GET", "/cart/clear");
+    assert!(matches!(step, Step::Forward(_)), "{step:?}");
+    w.sign_in(&mut page, "ada");
+    let old_marker = w.p.keys();
+
+    // The app drops the blob: the old session would now fit in the cookie.
+    let last = w.answer(&mut in_flight, &mut early, &set(r#"{"blob":null}"#));
+    assert_eq!(
+        early.jar, guest,
+        "no cookie issued for the replaced id: {last:?}"
+    );
+    assert_eq!(w.p.keys(), old_marker, "the marker is left alone");
+
+    // Whatever the browser holds now, the old id is no session.
+    let mut after = Browser {
+        jar: early.jar.clone(),
+        ..Default::default()
+    };
+    let seen = w.go(&mut after, "GET", "/", &[]);
+    assert_ne!(seen.status(), "valid", "the replaced id came back");
+}
+
+/// In `auto` (older than the marker, the same root cause), a KV session signed out
+/// while another tab's request was at the origin comes back as a cookie-stored session
+/// when that request's answer shrinks it: "a revoked session can never come back"
+/// (docs/stores.md) does not hold for the move back into the cookie.
+#[test]
+fn a_destroyed_kv_session_does_not_come_back_in_the_cookie() {
+    let mut w = kv_world(&[]);
+    let mut tab1 = Browser::default();
+    let big = format!(r#"{{"user":"ada","blob":"{}"}}"#, "y".repeat(7000));
+    get(&mut w, &mut tab1, T0, &set(&big));
+    let mut tab2 = tab1.clone();
+    w.now = T0 + 1;
+    let (mut in_flight, step) = w.begin(&tab2, "GET", "/shrink");
+    assert!(matches!(step, Step::Forward(_)), "{step:?}");
+    get(&mut w, &mut tab1, T0 + 2, &act("destroy"));
+    assert!(tab1.jar.is_none());
+    let _ = w.answer(&mut in_flight, &mut tab2, &set(r#"{"blob":null}"#));
+    let seen = get(&mut w, &mut tab2, T0 + 3, &[]);
+    assert_eq!(
+        (seen.status() == "valid", seen.user()),
+        (false, None),
+        "signed out, and signed back in by a request in flight"
+    );
+}
+
+/// Drives `ex` from `step`, failing the `nth` KV put (0-based) it asks for.
+fn drive_failing_put(
+    w: &mut World,
+    ex: &mut Exchange<crate::testing::CountingEntropy>,
+    mut step: Step,
+    nth: usize,
+) -> Step {
+    let mut puts = 0;
+    loop {
+        step = match step {
+            Step::KvGet { key } => ex.kv_read(w.p.get(&key)),
+            Step::KvPut(p) => {
+                puts += 1;
+                match puts - 1 == nth {
+                    true => ex.written(Err("injected failure".into())),
+                    false => ex.written(w.p.put(&p.key, &p.value, p.ttl)),
+                }
+            }
+            Step::KvDelete { key } => ex.written(w.p.delete(&key)),
+            other => return other,
+        }
+    }
+}
+
+/// A regenerate whose marker write fails (after its tombstone was written) answers
+/// 500 and leaves the old record whole. A regenerated tombstone must not make every
+/// later write of that cookie a silent no-op while its reads stay valid: past the
+/// minute, the first write ends it like any revoked session. The same under
+/// `SESSION_KV_FAILURE=open`.
+#[test]
+fn a_failed_marker_write_does_not_leave_a_session_that_drops_every_write() {
+    for policy in ["closed", "open"] {
+        let mut w = kv_world(&[("SESSION_STORE", "kv"), ("SESSION_KV_FAILURE", policy)]);
+        let mut page = Browser::default();
+        get(&mut w, &mut page, T0, &set(r#"{"cart":[1]}"#));
+        w.now = T0 + 1;
+        let (mut ex, step) = w.begin(&page, "POST", "/login");
+        assert!(matches!(step, Step::Forward(_)), "{step:?}");
+        let answered = ex.answered(&Answer {
+            status: 200,
+            headers: crate::http::headers::HeaderList::new(
+                "x-session-set:{\"user\":\"ada\"}\nx-session-action:regenerate\n",
+            ),
+        });
+        // The new record, the tombstone, then the marker: the marker's put fails.
+        let last = drive_failing_put(&mut w, &mut ex, answered, 2);
+        let last = w.end(&mut ex, &mut page, last);
+        assert!(
+            matches!(&last, Step::Reply(r) if r.status >= 500),
+            "{policy}: {last:?}"
+        );
+
+        // The user goes on with the cookie they still hold: its first write after
+        // the marker's minute (no request in flight any more) ends it, as before.
+        get(&mut w, &mut page, T0 + 100, &set(r#"{"cart":[1,2]}"#));
+        let seen = get(&mut w, &mut page, T0 + 101, &[]);
+        assert_ne!(
+            seen.status(),
+            "valid",
+            "{policy}: the old id still reads as a session whose writes are all dropped"
+        );
+    }
+}

@@ -197,23 +197,27 @@ impl<E: Entropy> Exchange<E> {
         match found {
             Ok(None) => self.next_write(writes),
             Ok(Some(tombstone)) => {
-                let regenerated = session::record::regenerated(&tombstone);
+                // In flight: this request started within the minute after the
+                // regenerate. Later, a record still there outlived its marker (whose
+                // write failed): it ends like any revoked one, or it would stay
+                // readable and never writable.
+                let regenerated = session::record::regenerated_at(&tombstone)
+                    .is_some_and(|at| self.now < at.saturating_add(session::REGENERATED_WINDOW));
                 let reason = match regenerated {
                     true => "a new id replaced this session",
                     false => "a tombstone exists for this session",
                 };
                 self.log(Level::Warn, "session_revoked", json!({ "reason": reason }));
-                let Some(Write {
-                    step: Step::KvPut(put),
-                    ..
-                }) = writes.ops.pop_front()
-                else {
-                    return self.out_of_order("checked");
+                // The record's put, or its deletion when the data moves into the cookie.
+                let key = match writes.ops.pop_front().map(|w| w.step) {
+                    Some(Step::KvPut(put)) => put.key,
+                    Some(Step::KvDelete { key }) => key,
+                    _ => return self.out_of_order("checked"),
                 };
                 writes.ops = match regenerated {
                     true => VecDeque::new(),
                     false => VecDeque::from([Write {
-                        step: Step::KvDelete { key: put.key },
+                        step: Step::KvDelete { key },
                         revokes: true,
                     }]),
                 };
@@ -272,8 +276,9 @@ impl<E: Entropy> Exchange<E> {
                 return self.next_write(writes);
             }
             // Keep the browser's current cookie rather than point it at a record that
-            // was never written.
-            if writes.put {
+            // was never written, or move into the cookie an id whose tombstone could
+            // not be read.
+            if writes.put || e.op == StoreOp::Get {
                 writes.set_cookie = None;
             }
             writes.ops.clear();

@@ -123,13 +123,23 @@ pub fn tombstone(now: u64, regenerated: bool) -> String {
 /// replaced the session: the old cookie may still be on its way back from the page's
 /// requests in flight, and clearing it would clear the new one.
 pub fn regenerated(text: &str) -> bool {
+    regenerated_at(text).is_some()
+}
+
+/// When a new id replaced the session, if `text` says one did (see [`regenerated`]).
+pub fn regenerated_at(text: &str) -> Option<u64> {
     #[derive(serde::Deserialize)]
     struct Tombstone {
         v: u32,
         #[serde(default)]
+        revoked: u64,
+        #[serde(default)]
         regenerated: bool,
     }
-    serde_json::from_str::<Tombstone>(text).is_ok_and(|t| t.v == 1 && t.regenerated)
+    serde_json::from_str::<Tombstone>(text)
+        .ok()
+        .filter(|t| t.v == 1 && t.regenerated)
+        .map(|t| t.revoked)
 }
 
 #[cfg(test)]

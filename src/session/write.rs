@@ -423,7 +423,10 @@ fn issue(
             ttl: max_age.max(record::KV_MIN_TTL),
         });
     } else if location == Location::Cookie && how.was_kv {
-        // The data moved back into the cookie: the record is no longer needed.
+        // The data moved back into the cookie: the record is no longer needed. The id
+        // may have been revoked meanwhile, and a cookie-stored session cannot be: its
+        // tombstone is looked at first here too.
+        out.kv_check = (!how.new_id).then(|| s.tombstone_key(cfg));
         out.kv_delete.push(s.kv_key(cfg));
     }
     s.location = location;
