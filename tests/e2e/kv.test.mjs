@@ -65,6 +65,36 @@ describe("auto mode (the default)", () => {
   });
 });
 
+describe("auto mode, a session past 4 KB signed out while another tab's request is at the origin", () => {
+  let origin, kc;
+  before(async () => {
+    origin = await startOrigin();
+    kc = await startKeycard({ ORIGIN_URL: origin.url }, { entry: WRAP });
+  });
+  after(async () => {
+    await kc?.close();
+    await origin?.close();
+  });
+
+  test("the other tab's answer, which shrinks it into the cookie, does not sign it back in", async () => {
+    const tab1 = new Client(kc.url);
+    await tab1.get(`/a?set=${q({ user: "ada", blob: bigValue(6500) })}`);
+    assert.equal((await kvState(kc)).keys.length, 1, "in KV");
+    const tab2 = new Client(kc.url);
+    tab2.jar = new Map(tab1.jar);
+    const shrinking = tab2.get(`/slow?delay=1500&set=${q({ blob: null })}`);
+    for (let i = 0; i < 100 && !origin.requests.some((r) => r.url.startsWith("/slow")); i++) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    const out = await tab1.get("/bye?action=destroy");
+    assert.ok(out.headers["set-cookie"][0].includes("Max-Age=0"), "signed out");
+    await shrinking;
+    const r = await tab2.get("/after");
+    assert.notEqual(r.json.headers["x-session-status"], "valid", "signed back in by a request in flight");
+    assert.equal(r.json.headers["x-session"], undefined);
+  });
+});
+
 describe("kv mode", () => {
   let origin, kc;
   before(async () => {
