@@ -310,9 +310,8 @@ impl<E: Entropy> Exchange<E> {
     }
 
     /// Bound in place, in the session's KV record: every copy of the session cookie,
-    /// taken before or after, now needs the short-lived cookie. (A new id would race
-    /// the page's own requests, still carrying the old cookie, whose answers would
-    /// clear the new one.)
+    /// taken before or after, now needs the short-lived cookie, so a new id would only
+    /// add a revocation (docs/device-bound.md says why the id is kept).
     fn record_writes(&self, session: &SessionState) -> Writes {
         let cfg = &self.cfg;
         let put = Step::KvPut(session::KvPut {
