@@ -173,7 +173,9 @@ impl<E: Entropy> Exchange<E> {
         answer: ObjectAnswer,
     ) -> Step {
         if answer.caller_revoked {
-            return self.device_ended(&asked, true);
+            // Not cleared when a `regenerate` replaced it a moment ago: a refresh in
+            // flight with the old cookie, whose answer arrives after the new one.
+            return self.device_ended(&asked, !answer.caller_regenerated);
         }
         match answer.bound {
             Some(b) => {

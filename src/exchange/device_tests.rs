@@ -834,3 +834,41 @@ fn the_device_list_says_bound_only_where_it_knows() {
         "{row}"
     );
 }
+
+// ---- review of the requests in flight during a regenerate ----
+
+/// A device's refresh that left with the old cookie while the app regenerated the
+/// bound session (a second sign-in step) reaches the object after the regenerate: the
+/// object answers `caller_regenerated`, but the refresh endpoint clears the cookie on
+/// any revoked answer, and that answer arrives after the new cookie. With
+/// `SESSION_STORE=kv` the same refresh finds the old record's marker
+/// (`Loaded::Regenerated`) and leaves the cookie alone.
+#[test]
+fn a_refresh_in_flight_across_a_regenerate_does_not_clear_the_new_cookie() {
+    let (mut w, mut b, _) = bound(&[]);
+    let handle = handle_of(&w, &b);
+    let mut in_flight = b.clone();
+    in_flight.others.clear();
+    in_flight.headers = format!("sec-secure-session-id:{handle}\n");
+    let before = in_flight.jar.clone();
+    let seen = w.go(
+        &mut b,
+        "POST",
+        "/2fa",
+        &[
+            ("x-session-set", r#"{"mfa":true}"#),
+            ("x-session-action", "regenerate"),
+        ],
+    );
+    assert_eq!(seen.status(), "valid");
+    assert_ne!(b.jar, before);
+    let seen = w.go(&mut in_flight, "POST", REFRESH, &[]);
+    assert!(
+        seen.reply().body.contains(r#""continue":false"#),
+        "{:?}",
+        seen.reply()
+    );
+    assert_eq!(in_flight.jar, before, "the refresh cleared the new cookie");
+    let seen = w.go(&mut b, "GET", "/", &[]);
+    assert_eq!(seen.data()["mfa"], true);
+}

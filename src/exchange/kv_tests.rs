@@ -145,6 +145,10 @@ fn requests_in_flight_during_a_regenerate_leave_the_new_cookie_alone() {
     assert_eq!(seen.status(), "invalid", "the old id is no session");
     assert_eq!(late.jar, guest, "no cookie cleared or issued");
     assert!(w.logged("control_ignored"));
+    // A sign-out the user clicked before the new cookie arrived still signs them out.
+    let mut sign_out = late.clone();
+    w.go(&mut sign_out, "POST", "/logout", &act("destroy"));
+    assert_eq!(sign_out.jar, None);
     let seen = w.go(&mut late, "GET", "/account", &[]);
     assert_eq!(
         seen.status(),

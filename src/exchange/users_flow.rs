@@ -392,7 +392,11 @@ impl<E: Entropy> Exchange<E> {
                 let loaded = self.bound_by_object(loaded, &answer);
                 self.dispatch(loaded, None)
             }
-            Ask::List { .. } | Ask::Revoke { .. } if revoked => self.session_required(true),
+            // Its cookie is left alone when a `regenerate` replaced it a moment ago: the
+            // page's requests in flight carry it, after the new one.
+            Ask::List { .. } | Ask::Revoke { .. } if revoked => {
+                self.session_required(!answer.caller_regenerated)
+            }
             Ask::List { current } => Step::Reply(Reply::new(
                 200,
                 JSON,
@@ -820,9 +824,14 @@ impl<E: Entropy> Exchange<E> {
         let fresh = new_id || !same_user;
         if new_id && same_user {
             // `regenerate`: the new id is registered and the old one revoked, in one
-            // call, which refuses if the old one was revoked already.
+            // call, which refuses if the old one was revoked already, and remembers for
+            // a minute that it was replaced. In every object of the ring: during a
+            // rotation the page's requests in flight with the old cookie are checked
+            // with the object under the secret that cookie was signed with.
             let old = was.map(|(s, _)| s.sid.digest());
-            push(self.see(current, user, &caller, old, true), true);
+            for k in cfg.keys.all() {
+                push(self.see(k, user, &caller, old.clone(), true), true);
+            }
         } else if fresh || tell {
             // Re-issued under the current secret after a rotation: the object under the
             // secret it was signed with is asked first, since a revocation that raced
@@ -835,8 +844,8 @@ impl<E: Entropy> Exchange<E> {
             }
             push(self.see(current, user, &caller, None, fresh), false);
         }
-        // The id before, in the objects that call did not reach.
-        if let Some((s, old_user)) = was.filter(|_| new_id || !same_user) {
+        // The id before, in another user's objects.
+        if let Some((s, old_user)) = was.filter(|_| !same_user) {
             let caller = caller_of(cfg, s);
             let (op, revokes) = match new_id {
                 true => (
@@ -847,11 +856,7 @@ impl<E: Entropy> Exchange<E> {
                 ),
                 false => (Op::Forget, false),
             };
-            for k in cfg
-                .keys
-                .all()
-                .filter(|k| !same_user || k.kid() != current.kid())
-            {
+            for k in cfg.keys.all() {
                 push(self.call(k, old_user, &caller, op.clone()), revokes);
             }
         }

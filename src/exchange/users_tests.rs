@@ -878,3 +878,69 @@ fn regression_a_revocation_racing_a_refresh_wins() {
     w.now += 1;
     assert_ne!(w.go(&mut laptop, "GET", "/", &[]).status(), "valid");
 }
+
+// ---- review of the requests in flight during a regenerate ----
+
+/// During a rotation, a session whose cookie is still signed under the previous secret
+/// is regenerated (a second sign-in step). The `See` that remembers the replaced key
+/// goes to the object under the current secret only; the old key is revoked in the
+/// previous secret's object by a plain `Revoke{Caller}`. The page's requests in
+/// flight with the old cookie are checked with the object its cookie was signed for,
+/// the previous one, which has no `regenerated` entry: it clears the new cookie.
+#[test]
+fn in_flight_requests_during_a_regenerate_under_a_rotation_leave_the_new_cookie_alone() {
+    let mut w = World::new(&[("SESSION_SECRET", OLD), ("SESSION_STORE", "cookie")]);
+    let mut page = Browser::default();
+    w.sign_in(&mut page, "ada");
+    rotate(&mut w, "cookie");
+    let old = page.jar.clone();
+    // A read before the step-up, answered after it with something to write.
+    let mut early = page.clone();
+    let mut ex = start_request(&mut w, &early, "GET", "/poll");
+    let step_up = [
+        ("x-session-set", r#"{"mfa":true}"#),
+        ("x-session-action", "regenerate"),
+    ];
+    w.go(&mut page, "POST", "/step-up", &step_up);
+    assert_ne!(page.jar, old);
+    // A checked request that left with the old cookie, answered after the new one.
+    let mut late = Browser {
+        jar: old.clone(),
+        ..Default::default()
+    };
+    let seen = w.go(&mut late, "POST", "/form", &[]);
+    assert_eq!((seen.status(), seen.user()), ("invalid", None));
+    assert_eq!(late.jar, old, "the checked request cleared the new cookie");
+    let _ = w.answer(&mut ex, &mut early, &[("x-session-set", r#"{"n":2}"#)]);
+    assert_eq!(early.jar, old, "the re-issue cleared the new cookie");
+    // The old id still signs no one in, and a minute on it is cleared.
+    w.now += crate::session::REGENERATED_WINDOW;
+    let seen = w.go(&mut late, "POST", "/form", &[]);
+    assert_eq!(seen.status(), "invalid");
+    assert_eq!(late.jar, None);
+}
+
+/// The device list (`GET sessions`, which the account page fetches) in flight while
+/// the page's app regenerates the session: the object answers `caller_regenerated`,
+/// but the endpoint answers every revoked caller with the clearing cookie, which
+/// arrives after the new one and signs the user out.
+#[test]
+fn a_device_list_in_flight_across_a_regenerate_leaves_the_new_cookie_alone() {
+    let mut w = World::new(&[("SESSION_STORE", "cookie")]);
+    let mut page = Browser::default();
+    w.sign_in(&mut page, "ada");
+    let old = page.jar.clone();
+    let mut late = page.clone();
+    let step_up = [
+        ("x-session-set", r#"{"mfa":true}"#),
+        ("x-session-action", "regenerate"),
+    ];
+    w.go(&mut page, "POST", "/step-up", &step_up);
+    assert_ne!(page.jar, old);
+    let list = w.go(&mut late, "GET", "/.keycard/sessions", &[]);
+    assert_eq!(list.reply().status, 401, "the old id lists nothing");
+    assert_eq!(late.jar, old, "the device list cleared the new cookie");
+    w.now += crate::session::REGENERATED_WINDOW;
+    w.go(&mut late, "GET", "/.keycard/sessions", &[]);
+    assert_eq!(late.jar, None, "a minute on, it is cleared");
+}

@@ -40,7 +40,9 @@ impl<E: Entropy> Exchange<E> {
             Some("the response came from a cache")
         } else if matches!(loaded, Loaded::StoreUnavailable) {
             Some("the session store is unavailable")
-        } else if matches!(loaded, Loaded::Regenerated) {
+        } else if matches!(loaded, Loaded::Regenerated) && !changes.destroy {
+            // Any cookie issued would replace the new one. A sign-out clicked before the
+            // new cookie arrived still clears it: that is what the user asked for.
             Some("the session was regenerated moments ago")
         } else if matches!(loaded, Loaded::Unproven(_)) && !changes.regenerate && !changes.destroy {
             // The app saw no session. A new one (`regenerate`: a sign-in) or none

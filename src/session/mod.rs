@@ -236,9 +236,9 @@ pub enum Loaded {
     /// The cookie of a session that a new id replaced (`regenerate`, a sign-in) less
     /// than a minute ago: a request the page sent before the new cookie arrived.
     /// Forwarded as `invalid`, as any cookie whose record is gone, but the cookie is left
-    /// alone and nothing of the origin's answer is applied: by the time this answer
-    /// arrives the browser holds the new cookie, and clearing or replacing the cookie
-    /// would sign the user out.
+    /// alone and of the origin's answer only a sign-out (`destroy`) applies: by the time
+    /// this answer arrives the browser holds the new cookie, and clearing or replacing
+    /// it unasked would sign the user out.
     Regenerated,
 }
 
