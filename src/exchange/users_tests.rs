@@ -920,6 +920,35 @@ fn in_flight_requests_during_a_regenerate_under_a_rotation_leave_the_new_cookie_
     assert_eq!(late.jar, None);
 }
 
+/// The same step-up sent twice from one page (a double click): the second leaves with
+/// the old cookie, and its own `regenerate` is refused, since the first revoked the old
+/// id. It must not clear the first one's cookie, which arrives before its answer.
+#[test]
+fn a_regenerate_sent_twice_keeps_the_first_ones_cookie() {
+    let mut w = World::new(&[("SESSION_STORE", "cookie")]);
+    let mut page = Browser::default();
+    w.sign_in(&mut page, "ada");
+    let old = page.jar.clone();
+    let mut second = page.clone();
+    let step_up = [
+        ("x-session-set", r#"{"mfa":true}"#),
+        ("x-session-action", "regenerate"),
+    ];
+    // Both read before either is answered (a GET is not checked before forwarding).
+    let mut ex = start_request(&mut w, &second, "GET", "/step-up");
+    w.now += 1; // (the test's entropy follows the clock: two new ids, not one)
+    w.go(&mut page, "GET", "/step-up", &step_up);
+    assert_ne!(page.jar, old);
+    let _ = w.answer(&mut ex, &mut second, &step_up);
+    assert_eq!(second.jar, old, "neither cleared nor replaced");
+    let seen = w.go(&mut page, "POST", "/form", &[]);
+    assert_eq!(
+        seen.user().as_deref(),
+        Some("ada"),
+        "the first one's session"
+    );
+}
+
 /// The device list (`GET sessions`, which the account page fetches) in flight while
 /// the page's app regenerates the session: the object answers `caller_regenerated`,
 /// but the endpoint answers every revoked caller with the clearing cookie, which

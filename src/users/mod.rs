@@ -354,7 +354,7 @@ impl State {
     pub fn apply(&mut self, call: Call) -> ObjectAnswer {
         self.prune(call.now);
         if !self.admits(&call) {
-            return self.refused(&call.caller.key);
+            return self.refused(&call);
         }
         let answer = match &call.op {
             Op::See {
@@ -383,14 +383,23 @@ impl State {
                 until,
             } => Some(self.prove(&call.caller.key, *challenge_ms, *until)),
         };
-        answer.unwrap_or_else(|| self.refused(&call.caller.key))
+        answer.unwrap_or_else(|| self.refused(&call))
     }
 
-    /// The answer to a caller that was revoked before its call, which changed nothing.
-    fn refused(&self, caller: &str) -> ObjectAnswer {
+    /// The answer to a caller that was revoked before its call, which changed nothing:
+    /// [`ObjectAnswer::caller_regenerated`] when a `regenerate` replaced it, or the id
+    /// it would replace, a moment ago (the same sign-in sent twice from one page).
+    fn refused(&self, call: &Call) -> ObjectAnswer {
+        let replaces = match &call.op {
+            Op::See { replaces, .. } => replaces.as_deref(),
+            _ => None,
+        };
+        let regenerated = std::iter::once(call.caller.key.as_str())
+            .chain(replaces)
+            .any(|key| self.regenerated.contains_key(key));
         ObjectAnswer {
             caller_revoked: true,
-            caller_regenerated: self.regenerated.contains_key(caller),
+            caller_regenerated: regenerated,
             ..ObjectAnswer::default()
         }
     }
