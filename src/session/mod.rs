@@ -40,11 +40,9 @@ pub use write::{
     Revocation,
 };
 
-/// How long after a `regenerate` the old id's cookie is left alone rather than cleared:
-/// the page's requests in flight still carry it, and their answers reach the browser
-/// after the new cookie, so clearing it would clear the new one ([`Loaded::Regenerated`]).
-/// A minute, KV's shortest `expirationTtl`, which keeps the old record's marker.
-pub const REGENERATED_WINDOW: u64 = 60;
+/// How long after a `regenerate` the old id's cookie is left alone ([`Loaded::Regenerated`]);
+/// defined with the users' objects, which keep the replaced key that long too.
+pub use crate::users::REGENERATED_WINDOW;
 
 /// The largest `Set-Cookie` value (name, value and attributes) keycard sends.
 pub const MAX_COOKIE_LEN: usize = 4096;

@@ -30,7 +30,6 @@
 use serde_json::{Map, Value};
 
 use crate::dbsc::Binding;
-use crate::session::REGENERATED_WINDOW;
 
 mod json;
 
@@ -46,6 +45,13 @@ pub const MAX_LIVE: usize = 100;
 /// never be dropped early, so a user who signs in and out this often within
 /// `SESSION_ABSOLUTE_TIMEOUT` is refused new sessions until old revocations expire.
 pub const MAX_REVOKED: usize = 10_000;
+
+/// How long after a `regenerate` the old id's cookie is left alone rather than cleared:
+/// the page's requests in flight still carry it, and their answers reach the browser
+/// after the new cookie, so clearing it would clear the new one. The object remembers
+/// the replaced key this long ([`State::regenerated`]), and a KV store keeps the old
+/// record's marker this long. A minute: KV's shortest `expirationTtl`.
+pub const REGENERATED_WINDOW: u64 = 60;
 
 /// When a request checks the user's object (`SESSION_REVOCATION_CHECK`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
