@@ -711,7 +711,7 @@ impl<E: Entropy> Exchange<E> {
         let cfg = Rc::clone(&self.cfg);
         plan.if_refused = before
             .as_ref()
-            .and_then(|b| session::revoke(&cfg, &b.session, self.now, false));
+            .and_then(|b| session::revoke(&cfg, &b.session, self.now, session::Ending::Revoked));
         let was = before
             .as_ref()
             .and_then(|b| b.user.as_deref().map(|u| (&b.session, u)));

@@ -53,6 +53,15 @@ pub struct Revocation {
     pub record: RecordEnd,
 }
 
+/// Why a session whose record is in KV ends ([`revoke`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// Signed out or revoked: its record is deleted.
+    Revoked,
+    /// A new id replaced it (`regenerate`): its record becomes a marker for a minute.
+    Replaced,
+}
+
 /// What becomes of an ended session's record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RecordEnd {
@@ -275,18 +284,18 @@ fn place(
 }
 
 /// The revocation of a session whose record is in KV: its tombstone, then the
-/// record's deletion, or for a `regenerated` one its overwrite with the tombstone for
-/// [`REGENERATED_WINDOW`]. `None` for a session in the cookie.
-pub fn revoke(cfg: &Config, s: &SessionState, now: u64, regenerated: bool) -> Option<Revocation> {
+/// record's deletion, or for a [`Ending::Replaced`] one its overwrite with the
+/// tombstone for [`REGENERATED_WINDOW`]. `None` for a session in the cookie.
+pub fn revoke(cfg: &Config, s: &SessionState, now: u64, ending: Ending) -> Option<Revocation> {
     (s.location == Location::Kv).then(|| {
-        let value = record::tombstone(now, regenerated);
-        let record = match regenerated {
-            true => RecordEnd::Regenerated(KvPut {
+        let value = record::tombstone(now, ending == Ending::Replaced);
+        let record = match ending {
+            Ending::Replaced => RecordEnd::Regenerated(KvPut {
                 key: s.kv_key(cfg),
                 value: value.clone(),
                 ttl: REGENERATED_WINDOW,
             }),
-            false => RecordEnd::Delete(s.kv_key(cfg)),
+            Ending::Revoked => RecordEnd::Delete(s.kv_key(cfg)),
         };
         Revocation {
             tombstone: KvPut {
@@ -321,8 +330,11 @@ pub fn finish(
     let mut out = Outcome::default();
 
     if changes.destroy || changes.max_age == Some(0) {
-        out.kv_revoke
-            .extend(session.as_ref().and_then(|s| revoke(cfg, s, now, false)));
+        out.kv_revoke.extend(
+            session
+                .as_ref()
+                .and_then(|s| revoke(cfg, s, now, Ending::Revoked)),
+        );
         out.set_cookie = Some(clearing_cookie(cfg));
         return Ok(out);
     }
@@ -343,7 +355,7 @@ pub fn finish(
     out.kv_revoke.extend(
         replaced
             .as_ref()
-            .and_then(|old| revoke(cfg, old, now, true)),
+            .and_then(|old| revoke(cfg, old, now, Ending::Replaced)),
     );
 
     // The rule `Loaded::at_rest` promises for a request with no changes.
