@@ -832,17 +832,25 @@ impl<E: Entropy> Exchange<E> {
             for k in cfg.keys.all() {
                 push(self.see(k, user, &caller, old.clone(), true), true);
             }
-        } else if fresh || tell {
+        } else if fresh {
+            // Signed in without a new id: registered in every object of the ring too.
+            // An object under an older secret that never heard of the sign-in judges
+            // the session by when it began, and would take it for one that its last
+            // `destroy-others` ended.
+            for k in cfg.keys.all() {
+                push(self.see(k, user, &caller, None, true), false);
+            }
+        } else if tell {
             // Re-issued under the current secret after a rotation: the object under the
             // secret it was signed with is asked first, since a revocation that raced
             // this request may be known there only.
             let previous = was
-                .filter(|(s, _)| same_user && s.kid != current.kid())
+                .filter(|(s, _)| s.kid != current.kid())
                 .and_then(|(s, _)| cfg.keys.find(&s.kid));
             if let Some((keys, _)) = previous {
-                push(self.see(keys, user, &caller, None, fresh), false);
+                push(self.see(keys, user, &caller, None, false), false);
             }
-            push(self.see(current, user, &caller, None, fresh), false);
+            push(self.see(current, user, &caller, None, false), false);
         }
         // The id before, in another user's objects.
         if let Some((s, old_user)) = was.filter(|_| !same_user) {

@@ -973,3 +973,47 @@ fn a_device_list_in_flight_across_a_regenerate_leaves_the_new_cookie_alone() {
     w.go(&mut late, "GET", "/.keycard/sessions", &[]);
     assert_eq!(late.jar, None, "a minute on, it is cleared");
 }
+
+/// During a rotation, the laptop's anonymous session signs in without `regenerate`
+/// after the phone signed out everywhere else, then steps up with `regenerate`. The
+/// older secret's object never heard of the sign-in, so its cutoff took the session for
+/// one that began before it, and the step-up signed the laptop out.
+#[test]
+fn during_a_rotation_a_sign_in_without_regenerate_outlives_an_older_cutoff() {
+    let mut w = World::new(&[("SESSION_SECRET", OLD), ("SESSION_STORE", "cookie")]);
+    let (mut laptop, mut phone) = (Browser::default(), Browser::default());
+    w.go(
+        &mut laptop,
+        "GET",
+        "/cart",
+        &[("x-session-set", r#"{"cart":[1]}"#)],
+    );
+    w.sign_in(&mut phone, "ada");
+    rotate(&mut w, "cookie");
+    w.go(
+        &mut phone,
+        "POST",
+        "/devices",
+        &[("x-session-action", "destroy-others")],
+    );
+    w.now += 1;
+    let seen = w.go(
+        &mut laptop,
+        "POST",
+        "/login",
+        &[("x-session-set", r#"{"user":"ada"}"#)],
+    );
+    assert_eq!(seen.status(), "valid");
+    w.now += 1;
+    let step_up = [
+        ("x-session-set", r#"{"mfa":true}"#),
+        ("x-session-action", "regenerate"),
+    ];
+    w.go(&mut laptop, "POST", "/step-up", &step_up);
+    let seen = w.go(&mut laptop, "POST", "/form", &[]);
+    assert_eq!(
+        seen.user().as_deref(),
+        Some("ada"),
+        "signed out by a cutoff"
+    );
+}
