@@ -10,6 +10,13 @@ import { withBrowser } from "./lib/chromium.mjs";
 const WRAP = path.join(path.dirname(fileURLToPath(import.meta.url)), "fixtures/kv-wrap.mjs");
 const kvState = async (kc) => (await request(kc.url + "/__test/kv")).json;
 const bigValue = (n) => "x".repeat(n);
+/** Waits until `origin` has received a request for `path`: keycard has read its session. */
+async function reachedOrigin(origin, path) {
+  for (let i = 0; i < 250 && !origin.requests.some((r) => r.url.startsWith(path)); i++) {
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  assert.ok(origin.requests.some((r) => r.url.startsWith(path)), `${path} never reached the origin`);
+}
 
 describe("auto mode (the default)", () => {
   let origin, kc;
@@ -83,9 +90,7 @@ describe("auto mode, a session past 4 KB signed out while another tab's request 
     const tab2 = new Client(kc.url);
     tab2.jar = new Map(tab1.jar);
     const shrinking = tab2.get(`/slow?delay=1500&set=${q({ blob: null })}`);
-    for (let i = 0; i < 100 && !origin.requests.some((r) => r.url.startsWith("/slow")); i++) {
-      await new Promise((r) => setTimeout(r, 20));
-    }
+    await reachedOrigin(origin, "/slow");
     const out = await tab1.get("/bye?action=destroy");
     assert.ok(out.headers["set-cookie"][0].includes("Max-Age=0"), "signed out");
     await shrinking;
@@ -174,8 +179,8 @@ describe("kv mode", () => {
     await c.get(`/a?set=${q({ cart: [1] })}`);
     const guest = c.cookieHeader();
     // Read before the sign-in, and answered after it with a change to write.
-    const early = c.get(`/poll?delay=1500&set=${q({ seen: 1 })}`);
-    await new Promise((r) => setTimeout(r, 500));
+    const early = c.get(`/poll-http?delay=1500&set=${q({ seen: 1 })}`);
+    await reachedOrigin(origin, "/poll-http");
     const login = await c.get(`/login?set=${q({ user: "ada" })}&action=regenerate`);
     assert.equal(login.cookies.length, 1);
     // Sent before the sign-in's answer arrived, so with the old cookie, and read after.
@@ -208,10 +213,8 @@ describe("kv mode", () => {
       // A poll leaves with the guest cookie and is read at once; the app takes its
       // time and answers it with a change, after the sign-in below.
       await page.evaluate((path) => { window.poll = fetch(path).then((r) => r.status); },
-        `/poll?delay=1500&set=${q({ seen: 1 })}`);
-      for (let i = 0; i < 100 && !origin.requests.some((r) => r.url.startsWith("/poll")); i++) {
-        await new Promise((r) => setTimeout(r, 20));
-      }
+        `/poll-chromium?delay=1500&set=${q({ seen: 1 })}`);
+      await reachedOrigin(origin, "/poll-chromium");
       const signIn = `/login?set=${q({ user: "ada" })}&action=regenerate`;
       assert.equal(await page.evaluate((path) => fetch(path).then((r) => r.status), signIn), 200);
       const signedIn = await sessionCookie();
