@@ -1283,6 +1283,7 @@ function targetTable(summary, rounds, wasmSize, crit) {
   add("K-kv CPU ≤ 1.05× J-kv (26)", perRound("K-kv", "J-kv", 1.05));
   add("K-bound CPU ≤ 1.03× K-kv (27: a bound session's read)", perRound("K-bound", "K-kv", 1.03));
   add("K-bound-users CPU ≤ 1.03× K-users (27: the same, kept in the users' objects)", perRound("K-bound-users", "K-users", 1.03));
+  add("K-bound-users CPU ≤ 1.03× K-cookie (27, in the issue's words: \"over K-cookie\")", perRound("K-bound-users", "K-cookie", 1.03));
   // Not targets: the floors say how much of each gap any forwarding Worker would pay.
   const ratio = (a, b) => (host) => {
     const x = by(host, a), y = by(host, b);
