@@ -7,7 +7,7 @@
 
 use serde_json::{json, Value};
 
-use super::harness::{claims_of, refresh_headers, Browser, World};
+use super::harness::{claims_of, refresh_headers, Browser, World, STEP_UP};
 use super::*;
 use crate::dbsc::proof::BoundKey;
 use crate::session::codec;
@@ -655,15 +655,7 @@ fn a_read_in_flight_across_a_regenerate_does_not_clear_the_new_cookie() {
     let mut b = Browser::default();
     w.sign_in(&mut b, "ada");
     let mut in_flight = b.clone();
-    let seen = w.go(
-        &mut b,
-        "POST",
-        "/2fa",
-        &[
-            ("x-session-set", r#"{"mfa":true}"#),
-            ("x-session-action", "regenerate"),
-        ],
-    );
+    let seen = w.go(&mut b, "POST", "/2fa", &STEP_UP);
     assert_eq!(seen.status(), "valid");
     let before = in_flight.jar.clone();
     let seen = w.go(&mut in_flight, "GET", "/poll", &[]);
@@ -851,15 +843,7 @@ fn a_refresh_in_flight_across_a_regenerate_does_not_clear_the_new_cookie() {
     in_flight.others.clear();
     in_flight.headers = format!("sec-secure-session-id:{handle}\n");
     let before = in_flight.jar.clone();
-    let seen = w.go(
-        &mut b,
-        "POST",
-        "/2fa",
-        &[
-            ("x-session-set", r#"{"mfa":true}"#),
-            ("x-session-action", "regenerate"),
-        ],
-    );
+    let seen = w.go(&mut b, "POST", "/2fa", &STEP_UP);
     assert_eq!(seen.status(), "valid");
     assert_ne!(b.jar, before);
     let seen = w.go(&mut in_flight, "POST", REFRESH, &[]);

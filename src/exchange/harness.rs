@@ -236,6 +236,24 @@ impl World {
     }
 }
 
+/// The app's answer to a second sign-in step: a change, and a new id (`regenerate`).
+pub(super) const STEP_UP: [(&str, &str); 2] = [
+    ("x-session-set", r#"{"mfa":true}"#),
+    ("x-session-action", "regenerate"),
+];
+
+/// A request from `b` that is forwarded and left waiting for the origin's answer.
+pub(super) fn start_request(
+    w: &mut World,
+    b: &Browser,
+    method: &str,
+    path: &str,
+) -> Exchange<CountingEntropy> {
+    let (ex, step) = w.begin(b, method, path);
+    assert!(matches!(step, Step::Forward(_)), "{step:?}");
+    ex
+}
+
 /// The request headers of a refresh of the session the browser knows as `handle`, with
 /// a proof of the shape Chromium sends for `challenge` (its signature is the driver's
 /// to check: these tests answer for WebCrypto).

@@ -5,7 +5,7 @@
 
 use serde_json::{json, Value};
 
-use super::harness::{claims_of, refresh_headers, Browser, Seen, World};
+use super::harness::{claims_of, refresh_headers, start_request, Browser, Seen, World};
 use super::*;
 use crate::session::{read, Location, Read, Status};
 use crate::testing::{FakeKv, T0};
@@ -131,8 +131,7 @@ fn requests_in_flight_during_a_regenerate_leave_the_new_cookie_alone() {
     // Read before the sign-in, answered after it with a change to write.
     let mut early = page.clone();
     w.now = T0 + 1;
-    let (mut in_flight, step) = w.begin(&early, "GET", "/poll");
-    assert!(matches!(step, Step::Forward(_)), "{step:?}");
+    let mut in_flight = start_request(&mut w, &early, "GET", "/poll");
     w.sign_in(&mut page, "ada");
     assert_ne!(page.jar, guest);
 
@@ -441,8 +440,7 @@ fn an_in_flight_shrink_in_auto_neither_replaces_the_new_cookie_nor_revives_the_o
 
     let mut early = page.clone();
     w.now = T0 + 1;
-    let (mut in_flight, step) = w.begin(&early, "GET", "/cart/clear");
-    assert!(matches!(step, Step::Forward(_)), "{step:?}");
+    let mut in_flight = start_request(&mut w, &early, "GET", "/cart/clear");
     w.sign_in(&mut page, "ada");
     let old_marker = w.p.keys();
 
@@ -475,8 +473,7 @@ fn a_destroyed_kv_session_does_not_come_back_in_the_cookie() {
     get(&mut w, &mut tab1, T0, &set(&big));
     let mut tab2 = tab1.clone();
     w.now = T0 + 1;
-    let (mut in_flight, step) = w.begin(&tab2, "GET", "/shrink");
-    assert!(matches!(step, Step::Forward(_)), "{step:?}");
+    let mut in_flight = start_request(&mut w, &tab2, "GET", "/shrink");
     get(&mut w, &mut tab1, T0 + 2, &act("destroy"));
     assert!(tab1.jar.is_none());
     let _ = w.answer(&mut in_flight, &mut tab2, &set(r#"{"blob":null}"#));

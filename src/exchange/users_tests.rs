@@ -5,9 +5,9 @@
 
 use serde_json::Value;
 
-use super::harness::{Browser, Seen, World};
+use super::harness::{start_request, Browser, Seen, World, STEP_UP};
 use super::*;
-use crate::testing::{config, CountingEntropy, T0};
+use crate::testing::{config, T0};
 
 #[test]
 fn a_sign_in_registers_with_one_call_and_reads_cost_none() {
@@ -461,11 +461,7 @@ fn requests_in_flight_during_a_regenerate_leave_the_new_cookie_alone() {
     let old = page.jar.clone();
     let mut early = page.clone();
     let mut ex = start_request(&mut w, &early, "GET", "/poll");
-    let step_up = [
-        ("x-session-set", r#"{"mfa":true}"#),
-        ("x-session-action", "regenerate"),
-    ];
-    w.go(&mut page, "POST", "/step-up", &step_up);
+    w.go(&mut page, "POST", "/step-up", &STEP_UP);
     assert_ne!(page.jar, old);
 
     let mut late = Browser {
@@ -697,18 +693,6 @@ fn inspect_shows_a_revoked_session_as_valid_in_always_mode() {
 
 const OLD: &str = "old-secret-0123456789abcdef0123456789abcdef";
 
-/// A request from `b` that is forwarded and left waiting for the origin's answer.
-fn start_request(
-    w: &mut World,
-    b: &Browser,
-    method: &str,
-    path: &str,
-) -> Exchange<CountingEntropy> {
-    let (ex, step) = w.begin(b, method, path);
-    assert!(matches!(step, Step::Forward(_)), "{step:?}");
-    ex
-}
-
 fn rotate(w: &mut World, store: &str) {
     w.cfg = config(&[("SESSION_SECRET_PREVIOUS", OLD), ("SESSION_STORE", store)]);
 }
@@ -897,11 +881,7 @@ fn in_flight_requests_during_a_regenerate_under_a_rotation_leave_the_new_cookie_
     // A read before the step-up, answered after it with something to write.
     let mut early = page.clone();
     let mut ex = start_request(&mut w, &early, "GET", "/poll");
-    let step_up = [
-        ("x-session-set", r#"{"mfa":true}"#),
-        ("x-session-action", "regenerate"),
-    ];
-    w.go(&mut page, "POST", "/step-up", &step_up);
+    w.go(&mut page, "POST", "/step-up", &STEP_UP);
     assert_ne!(page.jar, old);
     // A checked request that left with the old cookie, answered after the new one.
     let mut late = Browser {
@@ -930,16 +910,12 @@ fn a_regenerate_sent_twice_keeps_the_first_ones_cookie() {
     w.sign_in(&mut page, "ada");
     let old = page.jar.clone();
     let mut second = page.clone();
-    let step_up = [
-        ("x-session-set", r#"{"mfa":true}"#),
-        ("x-session-action", "regenerate"),
-    ];
     // Both read before either is answered (a GET is not checked before forwarding).
     let mut ex = start_request(&mut w, &second, "GET", "/step-up");
     w.now += 1; // (the test's entropy follows the clock: two new ids, not one)
-    w.go(&mut page, "GET", "/step-up", &step_up);
+    w.go(&mut page, "GET", "/step-up", &STEP_UP);
     assert_ne!(page.jar, old);
-    let _ = w.answer(&mut ex, &mut second, &step_up);
+    let _ = w.answer(&mut ex, &mut second, &STEP_UP);
     assert_eq!(second.jar, old, "neither cleared nor replaced");
     let seen = w.go(&mut page, "POST", "/form", &[]);
     assert_eq!(
@@ -960,11 +936,7 @@ fn a_device_list_in_flight_across_a_regenerate_leaves_the_new_cookie_alone() {
     w.sign_in(&mut page, "ada");
     let old = page.jar.clone();
     let mut late = page.clone();
-    let step_up = [
-        ("x-session-set", r#"{"mfa":true}"#),
-        ("x-session-action", "regenerate"),
-    ];
-    w.go(&mut page, "POST", "/step-up", &step_up);
+    w.go(&mut page, "POST", "/step-up", &STEP_UP);
     assert_ne!(page.jar, old);
     let list = w.go(&mut late, "GET", "/.keycard/sessions", &[]);
     assert_eq!(list.reply().status, 401, "the old id lists nothing");
@@ -1005,11 +977,7 @@ fn during_a_rotation_a_sign_in_without_regenerate_outlives_an_older_cutoff() {
     );
     assert_eq!(seen.status(), "valid");
     w.now += 1;
-    let step_up = [
-        ("x-session-set", r#"{"mfa":true}"#),
-        ("x-session-action", "regenerate"),
-    ];
-    w.go(&mut laptop, "POST", "/step-up", &step_up);
+    w.go(&mut laptop, "POST", "/step-up", &STEP_UP);
     let seen = w.go(&mut laptop, "POST", "/form", &[]);
     assert_eq!(
         seen.user().as_deref(),
