@@ -856,3 +856,24 @@ fn a_refresh_in_flight_across_a_regenerate_does_not_clear_the_new_cookie() {
     let seen = w.go(&mut b, "GET", "/", &[]);
     assert_eq!(seen.data()["mfa"], true);
 }
+
+/// A re-issue that its user's object stops (the session was replaced by a `regenerate`,
+/// or signed out, while this request was at the origin) issues no cookie, and so offers
+/// no binding either: an offer belongs to the cookie it comes with.
+#[test]
+fn a_re_issue_the_object_stops_offers_no_binding() {
+    for ending in [&STEP_UP[..], &[("x-session-action", "destroy")][..]] {
+        let mut w = World::new(&[("KEYCARD_DEVICE_BOUND", "on")]);
+        let mut b = Browser::default();
+        w.sign_in(&mut b, "ada");
+        let mut early = b.clone();
+        let mut in_flight = super::harness::start_request(&mut w, &early, "GET", "/poll");
+        w.go(&mut b, "POST", "/2fa", ending);
+        let last = w.answer(
+            &mut in_flight,
+            &mut early,
+            &[("x-session-set", r#"{"n":1}"#)],
+        );
+        assert_eq!(offered(&last), None, "{ending:?}: {last:?}");
+    }
+}

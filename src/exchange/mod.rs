@@ -131,6 +131,17 @@ struct Writes {
     offer: Option<String>,
 }
 
+impl Writes {
+    /// The session is not issued after all: nothing is put, its cookie is `set_cookie`
+    /// instead (the clearing one, or none), and no binding is offered, since an offer
+    /// belongs to the cookie it comes with.
+    fn withdraw(&mut self, set_cookie: Option<String>) {
+        self.put = false;
+        self.set_cookie = set_cookie;
+        self.offer = None;
+    }
+}
+
 #[derive(Debug)]
 enum State {
     /// Waiting for [`Exchange::kv_read`] with the session's record; then forward with

@@ -501,9 +501,8 @@ impl<E: Entropy> Exchange<E> {
     fn left_alone(&mut self, mut writes: Writes) -> Step {
         writes.users.clear();
         writes.ops.clear();
-        writes.put = false;
         writes.tombstone = None;
-        writes.set_cookie = None;
+        writes.withdraw(None);
         self.next_write(writes)
     }
 
@@ -523,9 +522,8 @@ impl<E: Entropy> Exchange<E> {
                 revokes: true,
             })
             .collect();
-        writes.put = false;
         writes.tombstone = None;
-        writes.set_cookie = Some(session::clearing_cookie(&self.cfg));
+        writes.withdraw(Some(session::clearing_cookie(&self.cfg)));
         self.next_write(writes)
     }
 

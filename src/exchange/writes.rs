@@ -223,10 +223,8 @@ impl<E: Entropy> Exchange<E> {
                         revokes: true,
                     }]),
                 };
-                writes.put = false;
-                writes.set_cookie = (!regenerated).then(|| session::clearing_cookie(&self.cfg));
-                // Nothing to bind, nor to refresh: the session is gone.
-                writes.offer = None;
+                writes.withdraw((!regenerated).then(|| session::clearing_cookie(&self.cfg)));
+                // Nothing to refresh: the session is gone.
                 if let Purpose::DeviceBound(b) = &mut self.purpose {
                     b.gone = true;
                 }
