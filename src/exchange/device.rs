@@ -3,12 +3,14 @@
 //!
 //! - `POST {prefix}dbsc/register` with a `Secure-Session-Response` proof: the challenge
 //!   must be one keycard gave this session, and the proof's signature (WebCrypto, a
-//!   [`Step::Verify`]) the key it brings. The key is then bound to the session where
-//!   every copy of its cookie is checked ([`BindingKept`](crate::config::BindingKept)): in its KV record, or in its
-//!   user's object, with the key's thumbprint in a re-issued cookie (a signed-in cookie
-//!   without it is checked with the object on every request). Either way every copy of
-//!   the cookie, taken before or after, is worth nothing without the short-lived
-//!   cookie. The answer is the session configuration and the short-lived cookie.
+//!   [`Step::Verify`]) the key it brings. The session then gets a new id, as
+//!   `regenerate` gives one, so that every copy of its cookie from before binding ends
+//!   with the old id, and the key is bound to it where every copy of its cookie is
+//!   checked ([`BindingKept`](crate::config::BindingKept)): in its KV record, or in its
+//!   user's objects, with the key's thumbprint in the new cookie (a signed-in cookie
+//!   without it is checked with the object on every request). Every copy of the new
+//!   cookie is worth nothing without the short-lived cookie. The answer is the session
+//!   configuration and the short-lived cookie.
 //! - `POST {prefix}dbsc/refresh` with `Sec-Secure-Session-Id`: without a proof, a 403
 //!   with a challenge; with one signed by the bound key for a fresh challenge, a new
 //!   short-lived cookie. A session that is gone, or not bound, is told `continue: false`
@@ -26,7 +28,7 @@ use serde_json::json;
 use users_flow::{caller_of, user_of, UsersWrite};
 
 use super::*;
-use crate::crypto::keys::Entropy;
+use crate::crypto::keys::{Entropy, SessionId};
 use crate::dbsc::{self, challenge, proof, short_cookie, wire};
 use crate::http::headers::HeaderList;
 use crate::session::{record, Binding, FinishError};
@@ -69,7 +71,8 @@ struct How {
     registering: bool,
     /// The place in the ring of the key whose user's object holds the binding.
     object: usize,
-    /// The session's cookie does not name the bound key: it is re-issued.
+    /// A refresh's session cookie does not name the bound key: it is re-issued. (A
+    /// registration always issues a new cookie, under a new id.)
     reissue: bool,
 }
 
@@ -138,7 +141,7 @@ impl<E: Entropy> Exchange<E> {
                 let how = How {
                     registering: true,
                     object: 0,
-                    reissue: true,
+                    reissue: false,
                 };
                 self.device_for(asked, session, how)
             }
@@ -298,22 +301,117 @@ impl<E: Entropy> Exchange<E> {
         } = p;
         let ttl = self.cfg.device_bound.as_ref().map_or(0, |d| d.ttl);
         let binding = Binding::new(&key, challenge_ms, self.now + ttl);
-        let answer = self.bound_answer(&session, &binding, handle);
-        session.bound = Some(binding);
-        self.purpose = Purpose::DeviceBound(Box::new(answer));
-        let writes = match self.cfg.bindings_in_users() {
-            true => match self.object_writes(session, how) {
-                Ok(w) => w,
-                Err(step) => return step,
-            },
-            false => self.record_writes(&session),
+        session.bound = Some(binding.clone());
+        let done = match how.registering {
+            true => self.registration_writes(session, &binding),
+            false => self.refresh_writes(session, &binding, handle, how),
         };
-        self.next_write(writes)
+        match done {
+            Ok((writes, answer)) => {
+                self.purpose = Purpose::DeviceBound(Box::new(answer));
+                self.next_write(writes)
+            }
+            Err(step) => step,
+        }
     }
 
-    /// Bound in place, in the session's KV record: every copy of the session cookie,
-    /// taken before or after, now needs the short-lived cookie, so a new id would only
-    /// add a revocation (docs/device-bound.md says why the id is kept).
+    /// A registration: the session, now bound, is issued under a new id, as
+    /// `regenerate` issues it, so that the old id ends and with it every copy of its
+    /// cookie taken before binding. Its KV record moves to the new id with the binding,
+    /// the old one becoming a replaced session's marker for a minute, and the users'
+    /// objects hear of it as of a `regenerate` (`See` with `replaces`, which refuses if
+    /// the old id was revoked meanwhile), in every object of the ring: during a rotation
+    /// a copy of the old cookie is checked with the object under the secret it was
+    /// signed with. Where they keep bindings, the new id is then bound in each of them,
+    /// and its cookie names the key. A cookie with no room left for that mark
+    /// (`SESSION_STORE=cookie`) is not a failure of keycard's: the registration is
+    /// refused.
+    fn registration_writes(
+        &mut self,
+        session: SessionState,
+        binding: &Binding,
+    ) -> Result<(Writes, Bound), Step> {
+        let cfg = Rc::clone(&self.cfg);
+        let old = session.clone();
+        let outcome = match session::regenerate(&cfg, session, self.now, &mut self.entropy, self.kv)
+        {
+            Ok(o) => o,
+            Err(FinishError::TooLarge { .. }) => {
+                return Err(self.refused(400, "the session's cookie has no room for its device"))
+            }
+        };
+        let Some(new) = outcome.session.clone() else {
+            return Err(self.out_of_order("registration_writes"));
+        };
+        let answer = self.bound_answer(&new.sid, binding, cfg.keys.current().handle(&new.sid));
+        let mut writes = self.outcome_writes(outcome, OriginResponse::default());
+        if let Some(user) = user_of(&cfg, &new.data()).filter(|_| self.users) {
+            writes.users = self.replacing_calls(&user, &old, &new);
+            // Should the object find the old id revoked, its record ends too.
+            writes.if_refused = session::revoke(&cfg, &old, self.now, session::Ending::Revoked);
+        }
+        Ok((writes, answer))
+    }
+
+    /// The calls that tell `user`'s objects that `new` replaced `old` at its binding,
+    /// and, where they keep bindings, bind it.
+    fn replacing_calls(
+        &self,
+        user: &str,
+        old: &SessionState,
+        new: &SessionState,
+    ) -> VecDeque<UsersWrite> {
+        let cfg = &self.cfg;
+        let caller = caller_of(cfg, new);
+        let bind = new
+            .bound
+            .clone()
+            .filter(|_| cfg.bindings_in_users())
+            .map(|binding| Op::Bind {
+                device: self.device.clone(),
+                binding,
+            });
+        let mut calls = VecDeque::new();
+        for keys in cfg.keys.all() {
+            let see = self.see(keys, user, &caller, Some(old.sid.digest()), true);
+            calls.push_back(UsersWrite {
+                call: see,
+                revokes: true,
+                checks: true,
+                refuses: false,
+                then_keys: None,
+            });
+            if let Some(op) = &bind {
+                calls.push_back(UsersWrite {
+                    call: self.call(keys, user, &caller, op.clone()),
+                    revokes: true,
+                    checks: false,
+                    refuses: true,
+                    then_keys: None,
+                });
+            }
+        }
+        calls
+    }
+
+    /// A refresh: the challenge it answered becomes the session's last, in its KV
+    /// record or its user's object, and its short-lived cookie is renewed.
+    fn refresh_writes(
+        &mut self,
+        session: SessionState,
+        binding: &Binding,
+        handle: String,
+        how: How,
+    ) -> Result<(Writes, Bound), Step> {
+        let answer = self.bound_answer(&session.sid, binding, handle);
+        let writes = match self.cfg.bindings_in_users() {
+            true => self.object_writes(session, how)?,
+            false => self.record_writes(&session),
+        };
+        Ok((writes, answer))
+    }
+
+    /// A refresh's write of the session's KV record, with its binding's last challenge.
     fn record_writes(&self, session: &SessionState) -> Writes {
         let cfg = &self.cfg;
         let put = Step::KvPut(session::KvPut {
@@ -342,12 +440,11 @@ impl<E: Entropy> Exchange<E> {
         writes
     }
 
-    /// Bound in the user's objects: a registration binds the session in the object
-    /// under every key of the ring (a copy of its cookie signed under any of them is
-    /// checked with that one), unless any of them holds a binding already; a refresh's challenge becomes the last one answered in
-    /// the object that holds the binding (copied under the current key when it was
-    /// found under an older one). A cookie that does not name the key yet is
-    /// re-issued, as the same session, naming it. Each call fails closed.
+    /// A refresh's writes in the user's objects: its challenge becomes the last one
+    /// answered in the object that holds the binding (copied under the current key when
+    /// it was found under an older one). A cookie that does not name the key (a race can
+    /// write one back) is re-issued, as the same session, naming it. Each call fails
+    /// closed.
     fn object_writes(&mut self, session: SessionState, how: How) -> Result<Writes, Step> {
         let cfg = Rc::clone(&self.cfg);
         let (Some(user), Some(binding)) = (user_of(&cfg, &session.data()), session.bound.clone())
@@ -366,45 +463,25 @@ impl<E: Entropy> Exchange<E> {
             challenge_ms: binding.last_ms,
             until: binding.until,
         };
-        let bind = Op::Bind {
-            device: self.device.clone(),
-            binding,
-        };
-        let mut calls = VecDeque::new();
-        if how.registering {
-            // The oldest secret's object first, and a binding found in any of them
-            // refuses: during a rotation a binding may be known only under an older
-            // secret, until a refresh copies it, and a copy of the cookie from before
-            // binding must not bind a key of its own under the new one. Only the
-            // current one's answer says whether the session was revoked (an older one
-            // may not know a session signed in since).
-            let ring: Vec<_> = cfg.keys.all().collect();
-            let current = cfg.keys.current().kid();
-            for keys in ring.into_iter().rev() {
-                let call = self.call(keys, &user, &caller, bind.clone());
-                calls.push_back(write(call, keys.kid() == current, true));
-            }
-        } else {
-            let keys = cfg.keys.all().nth(how.object).unwrap_or(cfg.keys.current());
-            calls.push_back(write(self.call(keys, &user, &caller, prove), true, true));
-            if how.object != 0 {
-                calls.push_back(write(
-                    self.call(cfg.keys.current(), &user, &caller, bind),
-                    false,
-                    false,
-                ));
-            }
+        let keys = cfg.keys.all().nth(how.object).unwrap_or(cfg.keys.current());
+        let mut calls = VecDeque::from([write(self.call(keys, &user, &caller, prove), true, true)]);
+        if how.object != 0 {
+            let bind = Op::Bind {
+                device: self.device.clone(),
+                binding,
+            };
+            calls.push_back(write(
+                self.call(cfg.keys.current(), &user, &caller, bind),
+                false,
+                false,
+            ));
         }
-        // A cookie with no room left for the mark (`SESSION_STORE=cookie`) is not a
-        // failure of keycard's: the registration is refused, and a refresh renews the
-        // short-lived cookie and leaves the session cookie as it is (without the mark,
-        // it is checked with the object on every request).
+        // A cookie with no room left for the mark (`SESSION_STORE=cookie`) renews the
+        // short-lived cookie and stays as it is (without the mark, it is checked with
+        // the object on every request).
         let outcome = match how.reissue {
             true => match session::reissue(&cfg, session, self.now, &mut self.entropy, self.kv) {
                 Ok(o) => o,
-                Err(FinishError::TooLarge { .. }) if how.registering => {
-                    return Err(self.refused(400, "the session's cookie has no room for its device"))
-                }
                 Err(FinishError::TooLarge { size }) => {
                     self.log(
                         Level::Warn,
@@ -421,13 +498,12 @@ impl<E: Entropy> Exchange<E> {
         Ok(writes)
     }
 
-    /// The configuration and the short-lived cookie for `session`, bound as `binding`,
-    /// which the browser knows as `handle`: the cookie expires when the binding says
-    /// (`until`).
-    fn bound_answer(&self, session: &SessionState, binding: &Binding, handle: String) -> Bound {
+    /// The configuration and the short-lived cookie for the session `sid`, bound as
+    /// `binding`, which the browser knows as `handle`: the cookie expires when the
+    /// binding says (`until`).
+    fn bound_answer(&self, sid: &SessionId, binding: &Binding, handle: String) -> Bound {
         let cfg = &self.cfg;
-        let value =
-            short_cookie::value(&cfg.keys, &session.sid, &binding.thumbprint, binding.until);
+        let value = short_cookie::value(&cfg.keys, sid, &binding.thumbprint, binding.until);
         let max_age = binding.until.saturating_sub(self.now);
         Bound {
             json: self.configuration(&handle),

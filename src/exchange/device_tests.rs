@@ -1,6 +1,7 @@
 //! Device-bound sessions kept in the users' objects (`KEYCARD_DEVICE_BOUND=on` without
 //! `SESSION_STORE=kv`), request after request: registration, the bound cookie's mark,
-//! the pre-binding copy, refreshes and their single use, and a secret's rotation. The
+//! the pre-binding copy, refreshes and their single use, and a secret's rotation; and
+//! at the end, binding's new id in a KV record (`SESSION_STORE=kv`). The
 //! objects run their real logic ([`crate::testing::FakeUsers`]); the proofs' signatures
 //! are the driver's to check, so these tests answer for WebCrypto. The Worker runs the
 //! same end to end in `tests/e2e/device-bound.test.mjs`.
@@ -85,6 +86,12 @@ fn proven(w: &mut World, b: &mut Browser, path: &str) -> Step {
 /// as ada and bound to key 1 by a registration, its short-lived cookie in `b.others`;
 /// the second browser holds a copy of ada's cookie taken before binding.
 fn bound(pairs: &[(&str, &str)]) -> (World, Browser, Browser) {
+    let (w, b, before, _) = bound_by_offer(pairs);
+    (w, b, before)
+}
+
+/// [`bound`], with the challenge the sign-in offered (and the registration answered).
+fn bound_by_offer(pairs: &[(&str, &str)]) -> (World, Browser, Browser, String) {
     let mut all = vec![("KEYCARD_DEVICE_BOUND", "on")];
     all.extend_from_slice(pairs);
     let mut w = World::new(&all);
@@ -100,10 +107,14 @@ fn bound(pairs: &[(&str, &str)]) -> (World, Browser, Browser) {
     };
     assert_eq!(r.status, 200, "{r:?}");
     let short = set_cookie(r, SHORT).expect("the short-lived cookie");
-    assert_eq!(w.ops(), ["bind"], "binding is one call");
+    assert_eq!(
+        w.ops(),
+        ["see", "bind"],
+        "binding replaces the old id, then binds the new one"
+    );
     b.headers.clear();
     b.others = format!("{SHORT}={short}");
-    (w, b, before)
+    (w, b, before, challenge)
 }
 
 fn mark_of(w: &World, b: &Browser) -> Option<String> {
@@ -160,23 +171,30 @@ fn a_registration_binds_in_the_users_object_and_marks_the_cookie() {
     assert_eq!(v["sessions"][0]["device_bound"], true, "{v}");
 }
 
-/// The real browser's requests that were in flight while it registered carry the
-/// cookie from before: with its short-lived cookie such a request is still signed in,
-/// and the cookie is marked at its next re-issue.
+/// Binding gives the session a new id: the real browser's requests that were in
+/// flight while it registered carry the old cookie, which is no session even beside the
+/// new short-lived cookie (that names the new id), and is left alone, as after any
+/// `regenerate`; the browser holds the new cookie by then. Past that minute, a copy
+/// checked with its object is cleared, as any revoked session is.
 #[test]
-fn the_unmarked_cookie_of_the_bound_browser_heals() {
+fn the_cookie_from_before_binding_is_no_session_even_with_the_short_lived_cookie() {
     let (mut w, b, mut copy) = bound(&[]);
+    assert_ne!(claims_of(&w, &b).sid, claims_of(&w, &copy).sid, "a new id");
     copy.others = b.others.clone();
-    let seen = w.go(&mut copy, "GET", "/", &[]);
-    assert_eq!(seen.status(), "valid");
-    w.now += 100;
-    let seen = w.go(&mut copy, "GET", "/", &[]);
-    assert_eq!(seen.status(), "valid");
+    let jar = copy.jar.clone();
+    let set = [("x-session-set", r#"{"n":1}"#)];
+    let seen = w.go(&mut copy, "POST", "/", &set);
+    assert_eq!((seen.status(), seen.user()), ("invalid", None));
     assert_eq!(
-        mark_of(&w, &copy),
-        Some(thumbprint(1)),
-        "re-issued with the mark"
+        copy.jar, jar,
+        "its cookie is left alone, and nothing is issued"
     );
+    assert!(w.logged("control_ignored"));
+
+    w.now += crate::session::REGENERATED_WINDOW;
+    let seen = w.go(&mut copy, "POST", "/", &set);
+    assert_eq!((seen.status(), seen.user()), ("invalid", None));
+    assert_eq!(copy.jar, None, "cleared");
 }
 
 #[test]
@@ -365,22 +383,29 @@ fn challenge_of(r: &Reply) -> String {
 /// browser's next refresh was checked with the thief's key.
 #[test]
 fn a_copy_from_before_binding_cannot_register_during_a_rotation() {
-    let (mut w, mut b, mut copy) = bound(&[]);
+    let (mut w, mut b, mut copy, sign_in_offer) = bound_by_offer(&[]);
     w.cfg = crate::testing::config(&ROTATED);
-    let handle = handle_of(&w, &copy);
-    copy.headers = format!("sec-secure-session-id:{handle}\n");
+    // The copy's id ended at binding: it is given no challenge of its own.
+    let old_handle = handle_of(&w, &copy);
+    copy.headers = format!("sec-secure-session-id:{old_handle}\n");
     let seen = w.go(&mut copy, "POST", REFRESH, &[]);
-    assert_eq!(seen.reply().status, 403);
-    let challenge = challenge_of(seen.reply());
-    copy.headers = registering(&challenge, 2);
-    let last = proven(&mut w, &mut copy, REGISTER);
-    let Step::Reply(r) = &last else {
-        panic!("{last:?}")
-    };
-    assert_eq!(r.status, 400, "the registration is refused: {r:?}");
-    assert_eq!(set_cookie(r, SHORT), None);
+    assert_eq!(seen.reply().status, 200);
+    assert!(
+        seen.reply().body.contains(r#""continue":false"#),
+        "{seen:?}"
+    );
+    // Nor does the challenge the sign-in offered, which it holds too, bind it.
+    copy.headers = registering(&sign_in_offer, 2);
+    let seen = w.go(&mut copy, "POST", REGISTER, &[]);
+    assert_ne!(
+        seen.reply().status,
+        200,
+        "the registration is refused: {seen:?}"
+    );
+    assert_eq!(set_cookie(seen.reply(), SHORT), None);
 
     // The real browser refreshes with its own key.
+    let handle = handle_of(&w, &b);
     b.others.clear();
     b.headers = format!("sec-secure-session-id:{handle}\n");
     let seen = w.go(&mut b, "POST", REFRESH, &[]);
@@ -401,7 +426,7 @@ fn a_copy_from_before_binding_cannot_register_during_a_rotation() {
         panic!("a reply")
     };
     assert_eq!(r.status, 200, "{r:?}");
-    assert_eq!(w.ops(), ["bind", "bind"]);
+    assert_eq!(w.ops(), ["see", "bind", "see", "bind"]);
 }
 
 /// Regression: a bound session revoked elsewhere (sign-out everywhere from another
@@ -751,7 +776,7 @@ fn a_copy_from_before_binding_does_not_move_the_device_list() {
     w.now += 500;
     w.p.users.country = Some("xx");
     copy.headers = "user-agent:curl/8.0\n".into();
-    assert_eq!(w.go(&mut copy, "GET", "/", &[]).status(), "none");
+    assert_eq!(w.go(&mut copy, "GET", "/", &[]).status(), "invalid");
     assert_eq!(entry(&w), before);
 }
 
@@ -876,4 +901,179 @@ fn a_re_issue_the_object_stops_offers_no_binding() {
         );
         assert_eq!(offered(&last), None, "{ending:?}: {last:?}");
     }
+}
+
+/// A Worker with device-bound sessions kept in KV records (`SESSION_STORE=kv`), and the
+/// users' objects too when `users`; `b` signed in as ada and bound to key 1. Also the
+/// copy of ada's cookie taken before binding, and the challenge it answered.
+fn bound_in_kv(users: bool) -> (World, Browser, Browser, String) {
+    let pairs = [("KEYCARD_DEVICE_BOUND", "on"), ("SESSION_STORE", "kv")];
+    let mut w = match users {
+        true => World::new(&pairs),
+        false => World::with(
+            &pairs,
+            Bindings {
+                kv: Binding::Present,
+                ..Default::default()
+            },
+        ),
+    };
+    let mut b = Browser::default();
+    let seen = w.sign_in(&mut b, "ada");
+    let challenge = offered(&seen.last).expect("binding is offered at sign-in");
+    let before = b.clone();
+    w.ops();
+    b.headers = registering(&challenge, 1);
+    let Step::Reply(r) = proven(&mut w, &mut b, REGISTER) else {
+        panic!("a reply")
+    };
+    assert_eq!(r.status, 200, "{r:?}");
+    b.others = format!(
+        "{SHORT}={}",
+        set_cookie(&r, SHORT).expect("the short-lived cookie")
+    );
+    b.headers.clear();
+    (w, b, before, challenge)
+}
+
+/// Binding gives the session a new id, as the contract says: the KV record moves to it
+/// with the binding, and the old id's record becomes a replaced session's marker, so a
+/// copy of the cookie from before binding is worth nothing, short-lived cookie or not.
+#[test]
+fn binding_in_kv_gives_the_session_a_new_id_and_ends_the_old_one() {
+    let (mut w, mut b, mut copy, challenge) = bound_in_kv(false);
+    let (old, new) = (claims_of(&w, &copy), claims_of(&w, &b));
+    assert_ne!(new.sid, old.sid, "a new id");
+    assert_eq!(
+        new.created, old.created,
+        "the same session: its lifetime is kept"
+    );
+    let old_record = w.p.get(&crate::session::record::record_key(
+        &w.cfg.kv_prefix,
+        &old.sid,
+    ));
+    assert!(
+        old_record
+            .as_ref()
+            .unwrap()
+            .as_deref()
+            .is_some_and(crate::session::record::regenerated),
+        "the old record is a replaced session's marker: {old_record:?}"
+    );
+
+    let seen = w.go(&mut b, "GET", "/", &[]);
+    assert_eq!(
+        (seen.status(), seen.user().as_deref()),
+        ("valid", Some("ada"))
+    );
+    let body: Value = serde_json::from_str(&{
+        let mut again = copy.clone();
+        again.headers = registering(&challenge, 2);
+        let (mut ex, step) = w.begin(&again, "POST", REGISTER);
+        let last = match step {
+            Step::Verify(_) => {
+                let s = ex.verified(Ok(true));
+                w.p.drive(&mut ex, s)
+            }
+            other => other,
+        };
+        match last {
+            Step::Reply(r) if r.status == 200 => r.body,
+            Step::Reply(r) => format!(r#"{{"status":{}}}"#, r.status),
+            other => panic!("{other:?}"),
+        }
+    })
+    .unwrap();
+    assert_ne!(
+        body["continue"], true,
+        "the copy cannot bind a key of its own: {body}"
+    );
+
+    // The copy, with the new short-lived cookie or without: no session, its changes
+    // ignored, its cookie left alone for the minute after binding, then cleared.
+    copy.others = b.others.clone();
+    let jar = copy.jar.clone();
+    let seen = w.go(&mut copy, "POST", "/", &[("x-session-set", r#"{"n":1}"#)]);
+    assert_eq!((seen.status(), seen.user()), ("invalid", None));
+    assert_eq!(copy.jar, jar);
+    w.now += crate::session::REGENERATED_WINDOW;
+    let seen = w.go(&mut copy, "GET", "/", &[]);
+    assert_eq!((seen.status(), seen.user()), ("invalid", None));
+    assert_eq!(copy.jar, None, "cleared once the minute is over");
+
+    // The device refreshes under its new id.
+    b.others.clear();
+    let handle = w.cfg.keys.current().handle(&new.sid);
+    b.headers = format!("sec-secure-session-id:{handle}\n");
+    let seen = w.go(&mut b, "POST", REFRESH, &[]);
+    assert_eq!(seen.reply().status, 403);
+    b.headers = refresh_headers(&handle, &challenge_of(seen.reply()));
+    let Step::Reply(r) = proven(&mut w, &mut b, REFRESH) else {
+        panic!("a reply")
+    };
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(r.body.contains(&handle), "{}", r.body);
+}
+
+/// With the users' objects beside a KV store, the objects hear of binding's new id as
+/// of a `regenerate`: the device list names the new session, and not the old one.
+#[test]
+fn binding_in_kv_tells_the_users_objects_of_the_new_id() {
+    let (mut w, mut b, _, _) = bound_in_kv(true);
+    assert_eq!(w.ops(), ["see"], "the old id replaced, in one call");
+    let list = w.go(&mut b, "GET", "/.keycard/sessions", &[]);
+    let v: Value = serde_json::from_str(&list.reply().body).unwrap();
+    let handles: Vec<&str> = v["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap_or(""))
+        .collect();
+    let new = w.cfg.keys.current().handle(&claims_of(&w, &b).sid);
+    assert_eq!(handles, [new.as_str()], "{v}");
+}
+
+/// A session signed out while its device's proof was being checked is not bound under
+/// a new id: the old id's tombstone is looked at first.
+#[test]
+fn a_session_signed_out_during_its_registration_is_not_bound_in_kv() {
+    let mut w = World::with(
+        &[("KEYCARD_DEVICE_BOUND", "on"), ("SESSION_STORE", "kv")],
+        Bindings {
+            kv: Binding::Present,
+            ..Default::default()
+        },
+    );
+    let mut b = Browser::default();
+    let seen = w.sign_in(&mut b, "ada");
+    let challenge = offered(&seen.last).unwrap();
+    let mut registering_browser = b.clone();
+    registering_browser.headers = registering(&challenge, 1);
+    let (mut ex, step) = w.begin(&registering_browser, "POST", REGISTER);
+    assert!(matches!(step, Step::Verify(_)), "{step:?}");
+    w.go(
+        &mut b,
+        "POST",
+        "/logout",
+        &[("x-session-action", "destroy")],
+    );
+    let s = ex.verified(Ok(true));
+    let Step::Reply(r) = w.p.drive(&mut ex, s) else {
+        panic!("a reply")
+    };
+    assert_eq!(r.status, 200);
+    assert!(r.body.contains(r#""continue":false"#), "{}", r.body);
+    assert_eq!(set_cookie(&r, SHORT), None, "no short-lived cookie");
+    let name = w.cfg.cookie.name.clone();
+    assert_eq!(
+        set_cookie(&r, &name).as_deref(),
+        Some(""),
+        "the cookie is cleared"
+    );
+    let live =
+        w.p.keys()
+            .into_iter()
+            .filter(|k| !k.contains("revoked."))
+            .count();
+    assert_eq!(live, 0, "no record was written under a new id");
 }

@@ -36,8 +36,8 @@ mod write;
 pub use changes::{merge, Changes};
 pub use read::{read, short_cookies};
 pub use write::{
-    clearing_cookie, finish, reissue, revoke, set_cookie, Ending, FinishError, KvPut, Outcome,
-    RecordEnd, Revocation,
+    clearing_cookie, finish, regenerate, reissue, revoke, set_cookie, Ending, FinishError, KvPut,
+    Outcome, RecordEnd, Revocation,
 };
 
 /// How long after a `regenerate` the old id's cookie is left alone ([`Loaded::Regenerated`]);

@@ -397,6 +397,38 @@ pub fn reissue(
     issue(cfg, s, how, now, entropy, kv_available, Outcome::default())
 }
 
+/// Issues `s` under a new id, as `regenerate` does, its binding kept: for a session
+/// just bound to a device, so that every copy of its cookie from before ends with the
+/// old id. The old record, if in KV, becomes the marker of a replaced session for
+/// [`REGENERATED_WINDOW`] (the page's requests in flight still carry the old cookie),
+/// and its tombstone is looked at first (`kv_check`): a session revoked while its
+/// device was proving itself is not written back under a new id.
+pub fn regenerate(
+    cfg: &Config,
+    s: SessionState,
+    now: u64,
+    entropy: &mut dyn Entropy,
+    kv_available: bool,
+) -> Result<Outcome, FinishError> {
+    let out = Outcome {
+        kv_revoke: revoke(cfg, &s, now, Ending::Replaced).into_iter().collect(),
+        ..Outcome::default()
+    };
+    let old_tombstone = (s.location == Location::Kv).then(|| s.tombstone_key(cfg));
+    let renewed = SessionState {
+        sid: SessionId::generate(entropy),
+        ..s
+    };
+    let how = Issue {
+        changed: true,
+        new_id: true,
+        was_kv: false,
+    };
+    let mut out = issue(cfg, renewed, how, now, entropy, kv_available, out)?;
+    out.kv_check = old_tombstone;
+    Ok(out)
+}
+
 /// What [`issue`] needs to know of how the session came to be issued.
 struct Issue {
     /// Its data, id, lifetime or binding changed.

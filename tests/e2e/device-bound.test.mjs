@@ -18,6 +18,9 @@ import { withDbscBrowser } from "./lib/dbsc-chromium.mjs";
 
 const DEMO = fs.readFileSync(path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../www/src/index.js"), "utf8");
 
+/** The session id in a `keycard=…` cookie (docs/formats.md: v1.<kid>.<iat>.<ctime>.<aexp>.<sid>.…). */
+const sidOf = (cookie) => cookie.split(";")[0].split("=")[1].split(".")[5];
+
 /** What the origin saw of the last request (its echo of the request's headers). */
 const seen = async (res) => (await res.json()).headers;
 
@@ -64,11 +67,17 @@ describe("a device-bound session", () => {
       assert.equal(thief["x-session-status"], "none");
       assert.equal(thief["x-session"], undefined);
 
-      // A copy of the cookie taken before binding needs the short-lived cookie too.
+      // Binding gave the session a new id: a copy of the cookie taken before binding
+      // names the old one, which is no session any more (its record is a replaced
+      // session's marker for a minute, then gone), short-lived cookie or not.
       assert.ok(before.startsWith("keycard="));
+      const now = await onlyCookie(client, base, "keycard");
+      assert.notEqual(sidOf(now), sidOf(before), "a new id");
       const old = await seen(await fetch(`${base}/page`, { headers: { cookie: before } }));
-      assert.equal(old["x-session-status"], "none");
+      assert.equal(old["x-session-status"], "invalid");
       assert.equal(old["x-session"], undefined);
+      const shortToo = `${before}; ${(await client.jar.getCookieString(base)).split("; ").find((c) => c.startsWith("__Host-keycard-bound="))}`;
+      assert.equal((await seen(await fetch(`${base}/page`, { headers: { cookie: shortToo } })))["x-session-status"], "invalid");
     });
   }
 
@@ -169,8 +178,9 @@ describe("a device-bound session kept in the users' objects", () => {
 
     const thief = await seen(await fetch(`${base}/page`, { headers: { cookie: marked } }));
     assert.equal(thief["x-session-status"], "none", "the session cookie alone");
+    assert.notEqual(sidOf(marked), sidOf(sessionCookie(before)), "binding gave the session a new id");
     const old = await seen(await fetch(`${base}/page`, { headers: { cookie: before } }));
-    assert.equal(old["x-session-status"], "none", "the copy taken before binding: its object says it is bound");
+    assert.equal(old["x-session-status"], "none", "the copy taken before binding: its object says a new id replaced it");
     assert.equal(old["x-session"], undefined);
 
     const inspected = await (await client.fetch(`${base}/.keycard/session`)).json();
@@ -237,7 +247,9 @@ describe("Chromium 150 and keycard", () => {
 
   test("a real browser binds its session as it signs in, and refreshes when its short-lived cookie is gone", async () => {
     await withDbscBrowser(async ({ context, page, events }) => {
-      await page.goto(`${base}/login?set=${q({ user: "ada" })}`);
+      const login = await page.goto(`${base}/login?set=${q({ user: "ada" })}`);
+      const signedIn = (await login.headersArray()).find((h) => h.name.toLowerCase() === "set-cookie" && h.value.startsWith("keycard="));
+      assert.ok(signedIn, "the sign-in sets the session cookie");
       const created = await events.waitFor("creationEventDetails");
       assert.equal(created.creationEventDetails.fetchResult, "Success", JSON.stringify(created));
       const names = (await context.cookies(base)).map((c) => c.name).sort();
@@ -247,6 +259,10 @@ describe("Chromium 150 and keycard", () => {
       let saw = JSON.parse(await page.innerText("body")).headers;
       assert.equal(saw["x-session-status"], "valid");
       assert.equal(decodeSession(saw["x-session"]).user, "ada");
+      // Binding gave the session a new id, which the browser's binding names.
+      assert.equal(saw["x-session-id"], created.sessionId, JSON.stringify(created));
+      const now = (await context.cookies(base)).find((c) => c.name === "keycard");
+      assert.notEqual(sidOf(`keycard=${now.value}`), sidOf(signedIn.value), "a new id");
 
       // The short-lived cookie gone, as when it expires: the browser refreshes before
       // it sends the next request, and is still signed in.
