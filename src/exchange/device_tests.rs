@@ -948,6 +948,10 @@ fn binding_in_kv_gives_the_session_a_new_id_and_ends_the_old_one() {
         new.created, old.created,
         "the same session: its lifetime is kept"
     );
+    assert_eq!(
+        new.bound, None,
+        "the record keeps the binding: the cookie names no key"
+    );
     let old_record = w.p.get(&crate::session::record::record_key(
         &w.cfg.kv_prefix,
         &old.sid,

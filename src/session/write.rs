@@ -132,14 +132,21 @@ pub(super) fn build_cookie(cfg: &Config, value: &str, max_age: Option<u64>) -> S
     out
 }
 
-fn claims_of(s: &SessionState, body: Body) -> Claims {
+/// The cookie's claims for `s`. It names its bound key only where the users' objects
+/// keep bindings: with `SESSION_STORE=kv` the record, which every request reads, has
+/// the binding, and the mark would only lengthen the cookie.
+fn claims_of(cfg: &Config, s: &SessionState, body: Body) -> Claims {
     Claims {
         issued: s.issued,
         created: s.created,
         abs_exp: s.abs_exp,
         sid: s.sid.clone(),
         body,
-        bound: s.bound.as_ref().map(|b| b.thumbprint.clone()),
+        bound: s
+            .bound
+            .as_ref()
+            .filter(|_| cfg.bindings_in_users())
+            .map(|b| b.thumbprint.clone()),
     }
 }
 
@@ -262,7 +269,7 @@ fn place(
     kv_available: bool,
 ) -> Result<(String, Location), FinishError> {
     let in_kv = |entropy: &mut dyn Entropy| {
-        let value = encode(cfg, &claims_of(s, Body::InKv), entropy);
+        let value = encode(cfg, &claims_of(cfg, s, Body::InKv), entropy);
         (set_cookie(cfg, &value, max_age), Location::Kv)
     };
     if cfg.store == StoreMode::Kv {
@@ -270,7 +277,7 @@ fn place(
     }
     let value = encode(
         cfg,
-        &claims_of(s, Body::Inline(s.data_b64.clone())),
+        &claims_of(cfg, s, Body::Inline(s.data_b64.clone())),
         entropy,
     );
     let inline = set_cookie(cfg, &value, max_age);
