@@ -353,8 +353,14 @@ impl<E: Entropy> Exchange<E> {
         Ok((writes, answer))
     }
 
-    /// The calls that tell `user`'s objects that `new` replaced `old` at its binding,
-    /// and, where they keep bindings, bind it.
+    /// The calls that tell `user`'s objects that `new` replaced `old` at its binding: a
+    /// `See` with `replaces`, as for `regenerate`, or, where they keep bindings, a
+    /// `Bind` with `replaces`, which replaces and binds in one call and refuses if the
+    /// old id is bound already. One call per object of the ring, the oldest secret's
+    /// first: a binding from before binding gave new ids (in place, under the same id)
+    /// may be known only there, until a refresh copies it, and must refuse before any
+    /// object revokes the old id. Any call that finds the old id revoked stops the
+    /// registration.
     fn replacing_calls(
         &self,
         user: &str,
@@ -363,35 +369,31 @@ impl<E: Entropy> Exchange<E> {
     ) -> VecDeque<UsersWrite> {
         let cfg = &self.cfg;
         let caller = caller_of(cfg, new);
-        let bind = new
-            .bound
-            .clone()
-            .filter(|_| cfg.bindings_in_users())
-            .map(|binding| Op::Bind {
-                device: self.device.clone(),
-                binding,
-            });
-        let mut calls = VecDeque::new();
-        for keys in cfg.keys.all() {
-            let see = self.see(keys, user, &caller, Some(old.sid.digest()), true);
-            calls.push_back(UsersWrite {
-                call: see,
-                revokes: true,
-                checks: true,
-                refuses: false,
-                then_keys: None,
-            });
-            if let Some(op) = &bind {
-                calls.push_back(UsersWrite {
-                    call: self.call(keys, user, &caller, op.clone()),
+        let replaces = Some(old.sid.digest());
+        let ring: Vec<_> = cfg.keys.all().collect();
+        ring.into_iter()
+            .rev()
+            .map(|keys| {
+                let call = match (&new.bound, cfg.bindings_in_users()) {
+                    (Some(binding), true) => {
+                        let bind = Op::Bind {
+                            device: self.device.clone(),
+                            binding: binding.clone(),
+                            replaces: replaces.clone(),
+                        };
+                        self.call(keys, user, &caller, bind)
+                    }
+                    _ => self.see(keys, user, &caller, replaces.clone(), true),
+                };
+                UsersWrite {
+                    call,
                     revokes: true,
-                    checks: false,
+                    checks: true,
                     refuses: true,
                     then_keys: None,
-                });
-            }
-        }
-        calls
+                }
+            })
+            .collect()
     }
 
     /// A refresh: the challenge it answered becomes the session's last, in its KV
@@ -469,6 +471,7 @@ impl<E: Entropy> Exchange<E> {
             let bind = Op::Bind {
                 device: self.device.clone(),
                 binding,
+                replaces: None,
             };
             calls.push_back(write(
                 self.call(cfg.keys.current(), &user, &caller, bind),

@@ -5,7 +5,7 @@
 //!
 //! | what | JSON |
 //! | --- | --- |
-//! | [`Call`] | `{"v":1,"now":..,"horizon":..,"caller":{"key","handle","created","expires"},"op":"see"\|"list"\|"revoke"\|"forget"\|"bind"\|"prove", ..}`; `see`, `list` and `bind` add `"device":{"agent","country"}`, `see` and `list` add `"touch_after"`, `see` adds `"fresh"` and may add `"replaces"` and `"unproven":true`, `revoke` adds `"which":"caller"\|"others"\|"all"\|{"handles":[..]}\|{"keys":[..]}`, `bind` adds `"bound":binding`, `prove` adds `"challenge_ms"` and `"until"` |
+//! | [`Call`] | `{"v":1,"now":..,"horizon":..,"caller":{"key","handle","created","expires"},"op":"see"\|"list"\|"revoke"\|"forget"\|"bind"\|"prove", ..}`; `see`, `list` and `bind` add `"device":{"agent","country"}`, `see` and `list` add `"touch_after"`, `see` adds `"fresh"` and may add `"replaces"` and `"unproven":true`, `revoke` adds `"which":"caller"\|"others"\|"all"\|{"handles":[..]}\|{"keys":[..]}`, `bind` adds `"bound":binding` and may add `"replaces"`, `prove` adds `"challenge_ms"` and `"until"` |
 //! | [`ObjectAnswer`] | `{"caller_revoked":bool}`, and `"caller_regenerated":true` for a caller revoked by a `regenerate` under a minute ago, with `"keys":[..]` (the sessions it revoked), for `list` `"sessions":[entry..]`, for `see`, `bind` and `prove` the caller's `"bound":binding` and, for a refused `bind` or `prove`, `"device_refused":"bound"\|"unbound"\|"used"` |
 //! | [`State`] | `{"v":1,"live":[entry..],"revoked":{"<key>":<until>,..}}`, `"cutoff":{"at":..,"except":<key>\|null}` after an `Others` or `All`, and `"regenerated":{"<key>":<when>,..}` for the keys a `regenerate` replaced in the last minute |
 //! | entry | `{"key","handle","created","expires","last_seen","device":{"agent","country"}}`, `"signed_out":true` for an entry whose user field was removed, and `"bound":binding` for one bound to a device |
@@ -204,10 +204,18 @@ impl Call {
                 ("revoke", json!({ "which": which }))
             }
             Op::Forget => ("forget", json!({})),
-            Op::Bind { device, binding } => (
-                "bind",
-                json!({ "device": device.to_value(), "bound": binding_value(binding) }),
-            ),
+            Op::Bind {
+                device,
+                binding,
+                replaces,
+            } => {
+                let mut bind =
+                    json!({ "device": device.to_value(), "bound": binding_value(binding) });
+                if let Some(old) = replaces {
+                    bind["replaces"] = old.as_str().into();
+                }
+                ("bind", bind)
+            }
             Op::Prove {
                 challenge_ms,
                 until,
@@ -264,6 +272,7 @@ impl Call {
             "bind" => Op::Bind {
                 device: Device::from_value(o.get("device"))?,
                 binding: binding(o.get("bound"))?.ok_or("bind has no binding")?,
+                replaces: o.get("replaces").and_then(Value::as_str).map(str::to_owned),
             },
             "prove" => Op::Prove {
                 challenge_ms: number(&o, "challenge_ms")?,

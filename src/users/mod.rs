@@ -142,8 +142,17 @@ pub enum Op {
     Forget,
     /// Bind the caller to a device (`KEYCARD_DEVICE_BOUND`), keeping its entry as `See`
     /// does; refused when it is bound already (to the same key, its last challenge
-    /// becomes the later of the two).
-    Bind { device: Device, binding: Binding },
+    /// becomes the later of the two). With `replaces` (a registration, which gives the
+    /// session a new id), the caller is that key's session under its new id: refused
+    /// as `See` refuses a revoked one, or when that key is bound already (a copy of a
+    /// cookie from before binding must not bind a key of its own); otherwise that key
+    /// is revoked as by `regenerate`, in the same call, so that no failure or
+    /// revocation can come between the two.
+    Bind {
+        device: Device,
+        binding: Binding,
+        replaces: Option<String>,
+    },
     /// The caller's device answered the challenge minted at `challenge_ms`: refused
     /// unless it is bound and that challenge is later than the last one it answered,
     /// which it then becomes. The object is the one place every location asks, so no
@@ -383,7 +392,11 @@ impl State {
                 }
                 Some(ObjectAnswer::default())
             }
-            Op::Bind { device, binding } => self.bind(&call, device, binding),
+            Op::Bind {
+                device,
+                binding,
+                replaces,
+            } => self.bind(&call, device, binding, replaces.as_deref()),
             Op::Prove {
                 challenge_ms,
                 until,
@@ -397,7 +410,7 @@ impl State {
     /// it would replace, a moment ago (the same sign-in sent twice from one page).
     fn refused(&self, call: &Call) -> ObjectAnswer {
         let replaces = match &call.op {
-            Op::See { replaces, .. } => replaces.as_deref(),
+            Op::See { replaces, .. } | Op::Bind { replaces, .. } => replaces.as_deref(),
             _ => None,
         };
         let regenerated = std::iter::once(call.caller.key.as_str())
@@ -429,7 +442,14 @@ impl State {
         if self.is_revoked(&c.key) {
             return false;
         }
-        let fresh = matches!(call.op, Op::See { fresh: true, .. });
+        let fresh = matches!(
+            call.op,
+            Op::See { fresh: true, .. }
+                | Op::Bind {
+                    replaces: Some(_),
+                    ..
+                }
+        );
         if !fresh && self.cut_off(&c.key, c.created) {
             self.revoke_key(&c.key, call.horizon);
             return false;
@@ -446,33 +466,57 @@ impl State {
         touch_after: u64,
         replaces: Option<&str>,
     ) -> Option<ObjectAnswer> {
-        let (c, horizon) = (&call.caller, call.horizon);
         let mut answer = ObjectAnswer::default();
-        if let Some(old) = replaces.filter(|old| *old != c.key) {
-            // A revoked session cannot come back under a new id (`regenerate` keeps the
-            // session's `created`).
-            let was_revoked = self.is_revoked(old) || self.cut_off(old, c.created);
-            self.revoke_key(old, horizon);
-            if was_revoked {
-                self.revoke_key(&c.key, horizon);
-                return None;
-            }
-            self.regenerated.insert(old.to_owned(), call.now.into());
-            answer.keys = vec![old.to_owned()];
+        if let Some(old) = replaces.filter(|old| *old != call.caller.key) {
+            answer.keys = vec![self.replace(call, old)?];
         }
         if !self.keep(call, device.clone(), touch_after) {
             return None;
         }
-        answer.bound = self.entry(&c.key).and_then(|e| e.bound.clone());
+        answer.bound = self.entry(&call.caller.key).and_then(|e| e.bound.clone());
         Some(answer)
+    }
+
+    /// Revokes `old`, which the caller replaces under a new id, and remembers for
+    /// [`REGENERATED_WINDOW`] that it was replaced; returns it. `None` when `old` was
+    /// revoked already: a revoked session cannot come back under a new id (which keeps
+    /// the session's `created`), and the caller is revoked too.
+    fn replace(&mut self, call: &Call, old: &str) -> Option<String> {
+        let (c, horizon) = (&call.caller, call.horizon);
+        let was_revoked = self.is_revoked(old) || self.cut_off(old, c.created);
+        self.revoke_key(old, horizon);
+        if was_revoked {
+            self.revoke_key(&c.key, horizon);
+            return None;
+        }
+        self.regenerated.insert(old.to_owned(), call.now.into());
+        Some(old.to_owned())
     }
 
     fn entry(&self, key: &str) -> Option<&Entry> {
         self.live.iter().find(|e| e.key == key)
     }
 
-    /// `Bind`: keeps the caller's entry, then binds it unless it is bound already.
-    fn bind(&mut self, call: &Call, device: &Device, binding: &Binding) -> Option<ObjectAnswer> {
+    /// `Bind`: replaces `replaces` (unless it is bound already), keeps the caller's
+    /// entry, then binds it unless it is bound already.
+    fn bind(
+        &mut self,
+        call: &Call,
+        device: &Device,
+        binding: &Binding,
+        replaces: Option<&str>,
+    ) -> Option<ObjectAnswer> {
+        let mut keys = Vec::new();
+        if let Some(old) = replaces.filter(|old| *old != call.caller.key) {
+            if let Some(bound) = self.entry(old).and_then(|e| e.bound.clone()) {
+                return Some(ObjectAnswer {
+                    bound: Some(bound),
+                    device_refused: Some(DeviceRefusal::Bound),
+                    ..ObjectAnswer::default()
+                });
+            }
+            keys.push(self.replace(call, old)?);
+        }
         if !self.keep(call, device.clone(), 0) {
             return None;
         }
@@ -497,6 +541,7 @@ impl State {
         Some(ObjectAnswer {
             bound: e.bound.clone(),
             device_refused: refused,
+            keys,
             ..ObjectAnswer::default()
         })
     }

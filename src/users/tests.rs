@@ -466,6 +466,7 @@ fn a_session_binds_once_and_answers_each_challenge_once() {
     let bind = |thumb: &str| Op::Bind {
         device: device("Chrome on Windows"),
         binding: binding(thumb, 5),
+        replaces: None,
     };
     let prove = |ms| Op::Prove {
         challenge_ms: ms,
@@ -514,6 +515,59 @@ fn a_session_binds_once_and_answers_each_challenge_once() {
     );
 }
 
+/// A registration gives the session a new id: `Bind` with `replaces` revokes the old
+/// key and binds the new one in one call, remembering for a minute that the old one was
+/// replaced; it refuses when the old key is revoked (nothing comes back under a new id)
+/// or bound already (a copy of a cookie from before binding binds nothing), changing
+/// nothing then.
+#[test]
+fn a_bind_that_replaces_revokes_the_old_key_or_refuses() {
+    let bind = |n: u8, old: u8| {
+        call(
+            n,
+            Op::Bind {
+                device: device("Chrome on Windows"),
+                binding: binding("one", 5),
+                replaces: Some(format!("key-{old}")),
+            },
+        )
+    };
+    let mut s = State::default();
+    s.apply(see(1, NOW));
+    let a = s.apply(bind(2, 1));
+    assert_eq!(
+        (a.device_refused, &a.keys),
+        (None, &vec!["key-1".to_owned()])
+    );
+    assert!(s.is_revoked("key-1") && s.regenerated.contains_key("key-1"));
+    assert_eq!(
+        s.entry("key-2").and_then(|e| e.bound.clone()),
+        Some(binding("one", 5))
+    );
+    let c = bind(2, 1);
+    assert_eq!(Call::parse(&c.to_json()).unwrap(), c);
+
+    // Again from the old id (a registration sent twice): refused, as a regenerated one.
+    let a = s.apply(bind(3, 1));
+    assert!(a.caller_revoked && a.caller_regenerated, "{a:?}");
+    assert!(s.entry("key-3").is_none());
+
+    // An id bound in place (before registrations gave new ids) is not replaced.
+    let mut s = State::default();
+    s.apply(call(
+        4,
+        Op::Bind {
+            device: device("Chrome on Windows"),
+            binding: binding("one", 5),
+            replaces: None,
+        },
+    ));
+    let before = s.clone();
+    let a = s.apply(bind(5, 4));
+    assert_eq!(a.device_refused, Some(DeviceRefusal::Bound));
+    assert_eq!(s, before, "nothing changed");
+}
+
 /// A bound entry is noted (seen when, where, until when) only by a caller that proved
 /// its device: a `See` that has not (a copy of its cookie from before binding, or a
 /// refresh about to prove) leaves it as the device last left it. An unbound entry is
@@ -544,6 +598,7 @@ fn an_unproven_see_leaves_a_bound_entry_as_it_was() {
         Op::Bind {
             device: device("Chrome on Windows"),
             binding: binding("one", 5),
+            replaces: None,
         },
     ));
     let before = s.live[0].clone();
@@ -598,6 +653,7 @@ fn a_binding_or_prove_without_until_reads_as_unknown() {
         Op::Bind {
             device: device("Chrome on Windows"),
             binding: binding("one", 5),
+            replaces: None,
         },
     ));
     let old = s
@@ -620,6 +676,7 @@ fn a_proof_never_moves_until_back() {
         Op::Bind {
             device: device("Chrome on Windows"),
             binding: binding("one", 5),
+            replaces: None,
         },
     ));
     let prove = |challenge_ms, until| Op::Prove {
