@@ -318,14 +318,12 @@ impl<E: Entropy> Exchange<E> {
     /// A registration: the session, now bound, is issued under a new id, as
     /// `regenerate` issues it, so that the old id ends and with it every copy of its
     /// cookie taken before binding. Its KV record moves to the new id with the binding,
-    /// the old one becoming a replaced session's marker for a minute, and the users'
-    /// objects hear of it as of a `regenerate` (`See` with `replaces`, which refuses if
-    /// the old id was revoked meanwhile), in every object of the ring: during a rotation
-    /// a copy of the old cookie is checked with the object under the secret it was
-    /// signed with. Where they keep bindings, the new id is then bound in each of them,
-    /// and its cookie names the key. A cookie with no room left for that mark
-    /// (`SESSION_STORE=cookie`) is not a failure of keycard's: the registration is
-    /// refused.
+    /// the old one becoming a replaced session's marker for a minute, and a signed-in
+    /// session's objects hear of the new id in every object of the ring (during a
+    /// rotation a copy of the old cookie is checked with the object under the secret it
+    /// was signed with; see `replacing_calls`). Where they keep bindings, the new cookie
+    /// names the key; a cookie with no room left for that mark (`SESSION_STORE=cookie`)
+    /// is not a failure of keycard's: the registration is refused.
     fn registration_writes(
         &mut self,
         session: SessionState,
@@ -360,7 +358,7 @@ impl<E: Entropy> Exchange<E> {
     /// first: a binding from before binding gave new ids (in place, under the same id)
     /// may be known only there, until a refresh copies it, and must refuse before any
     /// object revokes the old id. Any call that finds the old id revoked stops the
-    /// registration.
+    /// registration, as for `regenerate`.
     fn replacing_calls(
         &self,
         user: &str,
