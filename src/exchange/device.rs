@@ -317,13 +317,14 @@ impl<E: Entropy> Exchange<E> {
 
     /// A registration: the session, now bound, is issued under a new id, as
     /// `regenerate` issues it, so that the old id ends and with it every copy of its
-    /// cookie taken before binding. Its KV record moves to the new id with the binding,
-    /// the old one becoming a replaced session's marker for a minute, and a signed-in
-    /// session's objects hear of the new id in every object of the ring (during a
-    /// rotation a copy of the old cookie is checked with the object under the secret it
-    /// was signed with; see `replacing_calls`). Where they keep bindings, the new cookie
-    /// names the key; a cookie with no room left for that mark (`SESSION_STORE=cookie`)
-    /// is not a failure of keycard's: the registration is refused.
+    /// cookie taken before binding. Its KV record is put under the new id with the
+    /// binding first (the old id's tombstone looked at before); only then do a
+    /// signed-in session's objects hear of the new id (`replacing_calls`), and the old
+    /// record becomes a replaced session's marker for a minute. A failure before the
+    /// old id ends leaves it whole: the browser keeps its cookie and may register again.
+    /// Where the users' objects keep bindings, the new cookie names the key; a cookie
+    /// with no room left for that mark (`SESSION_STORE=cookie`) is not a failure of
+    /// keycard's: the registration is refused.
     fn registration_writes(
         &mut self,
         session: SessionState,
@@ -343,22 +344,30 @@ impl<E: Entropy> Exchange<E> {
         };
         let answer = self.bound_answer(&new.sid, binding, cfg.keys.current().handle(&new.sid));
         let mut writes = self.outcome_writes(outcome, OriginResponse::default());
+        // The put under the new id (if in KV) first; the old id's end after.
+        let ended = writes.ops.split_off(usize::from(writes.put));
+        let mut later = Later {
+            users: VecDeque::new(),
+            ops: ended,
+        };
         if let Some(user) = user_of(&cfg, &new.data()).filter(|_| self.users) {
-            writes.users = self.replacing_calls(&user, &old, &new);
-            // Should the object find the old id revoked, its record ends too.
+            later.users = self.replacing_calls(&user, &old, &new);
+            // Should an object find the old id revoked, its record ends too.
             writes.if_refused = session::revoke(&cfg, &old, self.now, session::Ending::Revoked);
         }
+        writes.then = Some(Box::new(later));
         Ok((writes, answer))
     }
 
     /// The calls that tell `user`'s objects that `new` replaced `old` at its binding: a
     /// `See` with `replaces`, as for `regenerate`, or, where they keep bindings, a
     /// `Bind` with `replaces`, which replaces and binds in one call and refuses if the
-    /// old id is bound already. One call per object of the ring, the oldest secret's
-    /// first: a binding from before binding gave new ids (in place, under the same id)
-    /// may be known only there, until a refresh copies it, and must refuse before any
-    /// object revokes the old id. Any call that finds the old id revoked stops the
-    /// registration, as for `regenerate`.
+    /// old id is bound already. Only the objects that check a copy of either cookie:
+    /// the one under the secret the old cookie was signed with, then the current
+    /// secret's, which checks the new one. A registration answers an offer made with a
+    /// freshly issued cookie, so in practice both are the current one, and one call
+    /// replaces and binds at once, or fails and changes nothing. Any call that finds
+    /// the old id revoked stops the registration, as for `regenerate`.
     fn replacing_calls(
         &self,
         user: &str,
@@ -368,9 +377,14 @@ impl<E: Entropy> Exchange<E> {
         let cfg = &self.cfg;
         let caller = caller_of(cfg, new);
         let replaces = Some(old.sid.digest());
-        let ring: Vec<_> = cfg.keys.all().collect();
-        ring.into_iter()
-            .rev()
+        let current = cfg.keys.current();
+        let signed_with = cfg.keys.find(&old.kid).map_or(current, |(keys, _)| keys);
+        let mut objects = vec![signed_with];
+        if signed_with.kid() != current.kid() {
+            objects.push(current);
+        }
+        objects
+            .into_iter()
             .map(|keys| {
                 let call = match (&new.bound, cfg.bindings_in_users()) {
                     (Some(binding), true) => {

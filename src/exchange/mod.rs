@@ -112,7 +112,8 @@ struct Write {
 
 /// The writes still to make (the first one is in flight once asked for), and what the
 /// answer will carry once they are made. In order: the calls to users' objects (any of
-/// which may refuse the session), the tombstone, the KV writes.
+/// which may refuse the session), the tombstone, the KV writes; then, once they are all
+/// made, those of [`Writes::then`].
 #[derive(Debug)]
 struct Writes {
     users: VecDeque<users_flow::UsersWrite>,
@@ -129,16 +130,28 @@ struct Writes {
     /// `Secure-Session-Registration`, when the answer issues a cookie for a session
     /// that could be bound to its device.
     offer: Option<String>,
+    /// Calls and writes made only once all of the above are: a device's registration
+    /// puts the session under its new id first, and only then tells its users' objects
+    /// and KV that the old id ended, so that a failure before leaves the old id whole.
+    then: Option<Box<Later>>,
+}
+
+/// The second part of [`Writes`]: its calls to users' objects, then its KV writes.
+#[derive(Debug, Default)]
+struct Later {
+    users: VecDeque<users_flow::UsersWrite>,
+    ops: VecDeque<Write>,
 }
 
 impl Writes {
     /// The session is not issued after all: nothing is put, its cookie is `set_cookie`
-    /// instead (the clearing one, or none), and no binding is offered, since an offer
-    /// belongs to the cookie it comes with.
+    /// instead (the clearing one, or none), no binding is offered, since an offer
+    /// belongs to the cookie it comes with, and nothing is made that was to follow.
     fn withdraw(&mut self, set_cookie: Option<String>) {
         self.put = false;
         self.set_cookie = set_cookie;
         self.offer = None;
+        self.then = None;
     }
 }
 

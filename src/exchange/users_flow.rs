@@ -414,6 +414,7 @@ impl<E: Entropy> Exchange<E> {
                     tombstone: None,
                     origin: Default::default(),
                     offer: None,
+                    then: None,
                 };
                 if let Some(then) = first.and_then(|f| f.then_keys) {
                     self.follow_keys(&mut writes, then, answer.keys);

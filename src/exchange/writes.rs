@@ -181,6 +181,7 @@ impl<E: Entropy> Exchange<E> {
             tombstone: outcome.kv_check.filter(|_| self.kv),
             origin,
             offer: None,
+            then: None,
         }
     }
 
@@ -303,6 +304,11 @@ impl<E: Entropy> Exchange<E> {
             let step = op.step.clone();
             self.state = State::Writing(writes);
             return step;
+        }
+        if let Some(later) = writes.then.take() {
+            writes.users = later.users;
+            writes.ops = later.ops;
+            return self.next_write(writes);
         }
         match &self.purpose {
             Purpose::Logout { next } => {
