@@ -362,12 +362,13 @@ impl<E: Entropy> Exchange<E> {
     /// The calls that tell `user`'s objects that `new` replaced `old` at its binding: a
     /// `See` with `replaces`, as for `regenerate`, or, where they keep bindings, a
     /// `Bind` with `replaces`, which replaces and binds in one call and refuses if the
-    /// old id is bound already. Only the objects that check a copy of either cookie:
-    /// the one under the secret the old cookie was signed with, then the current
-    /// secret's, which checks the new one. A registration answers an offer made with a
-    /// freshly issued cookie, so in practice both are the current one, and one call
-    /// replaces and binds at once, or fails and changes nothing. Any call that finds
-    /// the old id revoked stops the registration, as for `regenerate`.
+    /// old id is bound already. In every object of the ring, since a copy of the old
+    /// cookie signed under any of its secrets is checked with that secret's object; the
+    /// older ones first and the current secret's last, which alone decides whether the
+    /// old id was revoked (it checks the new cookie, and the browser's own, freshly
+    /// issued with the offer). So a failure on the way leaves the browser's cookie
+    /// working, and its next registration passes an older object that ended the old id
+    /// already.
     fn replacing_calls(
         &self,
         user: &str,
@@ -377,14 +378,10 @@ impl<E: Entropy> Exchange<E> {
         let cfg = &self.cfg;
         let caller = caller_of(cfg, new);
         let replaces = Some(old.sid.digest());
-        let current = cfg.keys.current();
-        let signed_with = cfg.keys.find(&old.kid).map_or(current, |(keys, _)| keys);
-        let mut objects = vec![signed_with];
-        if signed_with.kid() != current.kid() {
-            objects.push(current);
-        }
-        objects
-            .into_iter()
+        let current = cfg.keys.current().kid();
+        let ring: Vec<_> = cfg.keys.all().collect();
+        ring.into_iter()
+            .rev()
             .map(|keys| {
                 let call = match (&new.bound, cfg.bindings_in_users()) {
                     (Some(binding), true) => {
@@ -400,7 +397,7 @@ impl<E: Entropy> Exchange<E> {
                 UsersWrite {
                     call,
                     revokes: true,
-                    checks: true,
+                    checks: keys.kid() == current,
                     refuses: true,
                     then_keys: None,
                 }

@@ -416,8 +416,8 @@ fn a_copy_from_before_binding_cannot_register_during_a_rotation() {
     let key: Value = serde_json::from_str(&v.jwk).unwrap();
     assert_eq!(key["x"], jwk(1)["x"], "checked with the device's own key");
 
-    // A session signed in under the new secret is checked with its object alone: one
-    // call replaces its id and binds the new one there.
+    // A session signed in under the new secret: every object of the ring hears of its
+    // new id, the older first.
     let mut other = Browser::default();
     let seen = w.sign_in(&mut other, "bob");
     other.headers = registering(&offered(&seen.last).unwrap(), 3);
@@ -426,7 +426,7 @@ fn a_copy_from_before_binding_cannot_register_during_a_rotation() {
         panic!("a reply")
     };
     assert_eq!(r.status, 200, "{r:?}");
-    assert_eq!(w.ops(), ["bind"]);
+    assert_eq!(w.ops(), ["bind", "bind"]);
 }
 
 /// Regression: a bound session revoked elsewhere (sign-out everywhere from another
@@ -1233,9 +1233,9 @@ fn an_object_failing_during_a_registration_does_not_sign_the_user_out() {
 
 /// Review: during a rotation a registration called the older secret's object, then the
 /// current one's; when the second call failed, the first had revoked the old id there,
-/// and the browser's next registration was refused and its cookie cleared. A
-/// registration now calls only the objects that check either cookie: here, the current
-/// secret's alone, whose failure changes nothing.
+/// and the browser's next registration was refused and its cookie cleared. Only the
+/// current secret's object, which checks the browser's fresh cookie, decides now: an
+/// older one that ended the old id already does not stop the next registration.
 #[test]
 fn a_failed_registration_during_a_rotation_can_be_made_again() {
     let mut w = World::new(&ROTATED);
@@ -1313,5 +1313,56 @@ fn a_kv_write_failing_during_a_registration_does_not_sign_the_user_out() {
         (seen.status(), seen.user().as_deref()),
         ("valid", Some("ada")),
         "signed out by one failed KV write"
+    );
+}
+
+/// Review: a registration called only the object under the secret the browser's
+/// cookie was signed with (the current one, since the offer came with a fresh cookie),
+/// so a copy of the same session's cookie from before a rotation, checked with the
+/// previous secret's object, never heard that its id ended: it was still signed in,
+/// with no device. Every object of the ring now hears of the new id.
+#[test]
+fn a_copy_signed_under_the_previous_secret_ends_at_registration() {
+    let mut w = World::new(&[("KEYCARD_DEVICE_BOUND", "on")]);
+    let mut b = Browser::default();
+    w.sign_in(&mut b, "ada");
+    // Stolen before binding (the browser did not register the sign-in's offer).
+    let mut copy = b.clone();
+    let kid = |w: &World, b: &Browser| {
+        codec::decode(&w.cfg.keys, &w.cfg.cookie.name, b.jar.as_deref().unwrap())
+            .unwrap()
+            .kid
+    };
+    let signed_before = kid(&w, &b);
+    // SESSION_SECRET rotates; the browser's next request (refresh due) re-issues its
+    // cookie under the new secret, same id, with a new offer.
+    w.cfg = crate::testing::config(&ROTATED);
+    w.now += 101;
+    let seen = w.go(&mut b, "GET", "/", &[]);
+    assert_eq!(seen.status(), "valid");
+    assert_ne!(kid(&w, &b), signed_before, "re-issued under the new secret");
+    assert_eq!(kid(&w, &copy), signed_before);
+    assert_eq!(
+        claims_of(&w, &b).sid,
+        claims_of(&w, &copy).sid,
+        "the same id"
+    );
+    let challenge = offered(&seen.last).expect("binding offered with the re-issue");
+    w.now += 1;
+    b.headers = registering(&challenge, 1);
+    w.ops();
+    let Step::Reply(r) = proven(&mut w, &mut b, REGISTER) else {
+        panic!("a reply")
+    };
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(w.ops(), ["bind", "bind"], "every object of the ring");
+
+    // The copy, signed under the previous secret, ended with the old id.
+    w.now += crate::session::REGENERATED_WINDOW;
+    let seen = w.go(&mut copy, "GET", "/", &[]);
+    assert_ne!(
+        (seen.status(), seen.user().as_deref()),
+        ("valid", Some("ada")),
+        "a copy from before binding is signed in without the device"
     );
 }
