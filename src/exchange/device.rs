@@ -366,9 +366,9 @@ impl<E: Entropy> Exchange<E> {
     /// cookie signed under any of its secrets is checked with that secret's object; the
     /// older ones first and the current secret's last, which alone decides whether the
     /// old id was revoked (it checks the new cookie, and the browser's own, freshly
-    /// issued with the offer). So a failure on the way leaves the browser's cookie
-    /// working, and its next registration passes an older object that ended the old id
-    /// already.
+    /// issued with the offer): the older ones follow (`follows`). So a failure on the
+    /// way leaves the browser's cookie working, and its next registration passes an
+    /// older object that ended the old id already, keeping the new id there too.
     fn replacing_calls(
         &self,
         user: &str,
@@ -383,21 +383,27 @@ impl<E: Entropy> Exchange<E> {
         ring.into_iter()
             .rev()
             .map(|keys| {
-                let call = match (&new.bound, cfg.bindings_in_users()) {
-                    (Some(binding), true) => {
-                        let bind = Op::Bind {
-                            device: self.device.clone(),
-                            binding: binding.clone(),
-                            replaces: replaces.clone(),
-                        };
-                        self.call(keys, user, &caller, bind)
-                    }
-                    _ => self.see(keys, user, &caller, replaces.clone(), true),
+                let decides = keys.kid() == current;
+                let op = match (&new.bound, cfg.bindings_in_users()) {
+                    (Some(binding), true) => Op::Bind {
+                        device: self.device.clone(),
+                        binding: binding.clone(),
+                        replaces: replaces.clone(),
+                        follows: !decides,
+                    },
+                    _ => Op::See {
+                        device: self.device.clone(),
+                        touch_after: cfg.refresh_after,
+                        replaces: replaces.clone(),
+                        follows: !decides,
+                        fresh: true,
+                        unproven: false,
+                    },
                 };
                 UsersWrite {
-                    call,
+                    call: self.call(keys, user, &caller, op),
                     revokes: true,
-                    checks: keys.kid() == current,
+                    checks: decides,
                     refuses: true,
                     then_keys: None,
                 }
@@ -481,6 +487,7 @@ impl<E: Entropy> Exchange<E> {
                 device: self.device.clone(),
                 binding,
                 replaces: None,
+                follows: false,
             };
             calls.push_back(write(
                 self.call(cfg.keys.current(), &user, &caller, bind),

@@ -1114,6 +1114,7 @@ fn a_copy_of_a_session_bound_in_place_cannot_register_a_key_of_its_own() {
                 device: Default::default(),
                 binding: crate::dbsc::Binding::new(&key, w.now * 1000, w.now + 600),
                 replaces: None,
+                follows: false,
             },
         }),
     };
@@ -1365,4 +1366,102 @@ fn a_copy_signed_under_the_previous_secret_ends_at_registration() {
         ("valid", Some("ada")),
         "a copy from before binding is signed in without the device"
     );
+}
+
+/// Review: a registration during a rotation whose call to the current secret's object
+/// failed (a 503) left the old id revoked in the older secret's object; the next
+/// registration passed there, but that object revoked the NEW id too, and every later
+/// call to it that checks (an app's `regenerate`, `destroy-others`) signed the user
+/// out. An older object now follows the current one's decision (`follows`): it keeps
+/// the new id. With `fail`, the first registration's call to the current secret's
+/// object fails and the browser registers again; without, the first one succeeds.
+fn registered_again_after_a_failure(pairs: &[(&str, &str)], fail: bool) -> (World, Browser) {
+    let mut w = World::new(pairs);
+    let mut b = Browser::default();
+    let seen = w.sign_in(&mut b, "ada");
+    let challenge = offered(&seen.last).unwrap();
+    b.headers = registering(&challenge, 1);
+    let (mut ex, step) = w.begin(&b, "POST", REGISTER);
+    assert!(matches!(step, Step::Verify(_)), "{step:?}");
+    let current = w.cfg.keys.current().users_object("ada");
+    let mut step = ex.verified(Ok(true));
+    // Every step carried out, but the current secret's object fails.
+    let last = loop {
+        step = match step {
+            Step::Users(u) if fail && u.object == current => {
+                ex.users_answered(Err("injected failure".into()))
+            }
+            Step::Users(u) => ex.users_answered(w.p.users.call(&u.object, &u.json(None))),
+            Step::KvGet { key } => ex.kv_read(w.p.get(&key)),
+            Step::KvPut(p) => ex.written(w.p.put(&p.key, &p.value, p.ttl)),
+            Step::KvDelete { key } => ex.written(w.p.delete(&key)),
+            other => break other,
+        };
+    };
+    let Step::Reply(r) = w.end(&mut ex, &mut b, last) else {
+        panic!("a reply")
+    };
+    assert_eq!(r.status, if fail { 503 } else { 200 }, "{r:?}");
+    b.headers.clear();
+    w.now += crate::session::REGENERATED_WINDOW;
+    if fail {
+        let seen = w.go(&mut b, "POST", "/", &[("x-session-set", r#"{"n":1}"#)]);
+        let challenge = offered(&seen.last).expect("binding offered again");
+        w.now += 1;
+        b.headers = registering(&challenge, 1);
+        let Step::Reply(r) = proven(&mut w, &mut b, REGISTER) else {
+            panic!("a reply")
+        };
+        assert_eq!(r.status, 200, "{r:?}");
+        b.headers.clear();
+        b.others = format!("{SHORT}={}", set_cookie(&r, SHORT).unwrap());
+        w.now += crate::session::REGENERATED_WINDOW;
+    } else {
+        b.others = format!("{SHORT}={}", set_cookie(&r, SHORT).unwrap());
+    }
+    (w, b)
+}
+
+/// After [`registered_again_after_a_failure`], the app answers `control`, and the
+/// user is still signed in.
+fn still_signed_in_after(pairs: &[(&str, &str)], fail: bool, control: &[(&str, &str)]) {
+    let (mut w, mut b) = registered_again_after_a_failure(pairs, fail);
+    let seen = w.go(&mut b, "POST", "/account", control);
+    assert_eq!(seen.status(), "valid");
+    w.now += 1;
+    let seen = w.go(&mut b, "POST", "/", &[]);
+    assert_eq!(
+        (seen.status(), seen.user().as_deref()),
+        ("valid", Some("ada")),
+        "signed out by {control:?} (first registration failed: {fail})"
+    );
+}
+
+const DESTROY_OTHERS: [(&str, &str); 1] = [("x-session-action", "destroy-others")];
+
+#[test]
+fn a_re_registration_control_without_the_failure() {
+    let mut kv = ROTATED.to_vec();
+    kv.push(("SESSION_STORE", "kv"));
+    for pairs in [&ROTATED[..], &kv[..]] {
+        still_signed_in_after(pairs, false, &STEP_UP);
+        still_signed_in_after(pairs, false, &DESTROY_OTHERS);
+    }
+}
+
+#[test]
+fn a_regenerate_after_a_re_registration_keeps_the_user_signed_in() {
+    still_signed_in_after(&ROTATED, true, &STEP_UP);
+}
+
+#[test]
+fn destroy_others_after_a_re_registration_keeps_the_user_signed_in() {
+    still_signed_in_after(&ROTATED, true, &DESTROY_OTHERS);
+}
+
+#[test]
+fn a_re_registration_with_kv_records_keeps_the_user_signed_in() {
+    let mut kv = ROTATED.to_vec();
+    kv.push(("SESSION_STORE", "kv"));
+    still_signed_in_after(&kv, true, &STEP_UP);
 }

@@ -223,6 +223,7 @@ impl<E: Entropy> Exchange<E> {
             device: self.device.clone(),
             touch_after: self.cfg.refresh_after,
             replaces,
+            follows: false,
             fresh,
             unproven,
         }

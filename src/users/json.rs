@@ -5,7 +5,7 @@
 //!
 //! | what | JSON |
 //! | --- | --- |
-//! | [`Call`] | `{"v":1,"now":..,"horizon":..,"caller":{"key","handle","created","expires"},"op":"see"\|"list"\|"revoke"\|"forget"\|"bind"\|"prove", ..}`; `see`, `list` and `bind` add `"device":{"agent","country"}`, `see` and `list` add `"touch_after"`, `see` adds `"fresh"` and may add `"replaces"` and `"unproven":true`, `revoke` adds `"which":"caller"\|"others"\|"all"\|{"handles":[..]}\|{"keys":[..]}`, `bind` adds `"bound":binding` and may add `"replaces"`, `prove` adds `"challenge_ms"` and `"until"` |
+//! | [`Call`] | `{"v":1,"now":..,"horizon":..,"caller":{"key","handle","created","expires"},"op":"see"\|"list"\|"revoke"\|"forget"\|"bind"\|"prove", ..}`; `see`, `list` and `bind` add `"device":{"agent","country"}`, `see` and `list` add `"touch_after"`, `see` adds `"fresh"` and may add `"replaces"`, `"follows":true` and `"unproven":true`, `revoke` adds `"which":"caller"\|"others"\|"all"\|{"handles":[..]}\|{"keys":[..]}`, `bind` adds `"bound":binding` and may add `"replaces"` and `"follows":true`, `prove` adds `"challenge_ms"` and `"until"` |
 //! | [`ObjectAnswer`] | `{"caller_revoked":bool}`, and `"caller_regenerated":true` for a caller revoked by a `regenerate` under a minute ago, with `"keys":[..]` (the sessions it revoked), for `list` `"sessions":[entry..]`, for `see`, `bind` and `prove` the caller's `"bound":binding` and, for a refused `bind` or `prove`, `"device_refused":"bound"\|"unbound"\|"used"` |
 //! | [`State`] | `{"v":1,"live":[entry..],"revoked":{"<key>":<until>,..}}`, `"cutoff":{"at":..,"except":<key>\|null}` after an `Others` or `All`, and `"regenerated":{"<key>":<when>,..}` for the keys a `regenerate` replaced in the last minute |
 //! | entry | `{"key","handle","created","expires","last_seen","device":{"agent","country"}}`, `"signed_out":true` for an entry whose user field was removed, and `"bound":binding` for one bound to a device |
@@ -52,6 +52,11 @@ fn number(o: &Obj, name: &str) -> Result<u64, String> {
     o.get(name)
         .and_then(Value::as_u64)
         .ok_or_else(|| format!("{name} is not a whole number"))
+}
+
+/// A boolean that may be absent (`false`).
+fn flag(o: &Obj, name: &str) -> bool {
+    o.get(name).and_then(Value::as_bool).unwrap_or(false)
 }
 
 /// A whole number that may be absent (0), as a field added since the first version is:
@@ -177,12 +182,16 @@ impl Call {
                 device,
                 touch_after,
                 replaces,
+                follows,
                 fresh,
                 unproven,
             } => {
                 let mut see = json!({ "device": device.to_value(), "touch_after": touch_after, "replaces": replaces, "fresh": fresh });
                 if *unproven {
                     see["unproven"] = true.into();
+                }
+                if *follows {
+                    see["follows"] = true.into();
                 }
                 ("see", see)
             }
@@ -208,11 +217,15 @@ impl Call {
                 device,
                 binding,
                 replaces,
+                follows,
             } => {
                 let mut bind =
                     json!({ "device": device.to_value(), "bound": binding_value(binding) });
                 if let Some(old) = replaces {
                     bind["replaces"] = old.as_str().into();
+                }
+                if *follows {
+                    bind["follows"] = true.into();
                 }
                 ("bind", bind)
             }
@@ -248,8 +261,9 @@ impl Call {
                 device: Device::from_value(o.get("device"))?,
                 touch_after: number(&o, "touch_after")?,
                 replaces: o.get("replaces").and_then(Value::as_str).map(str::to_owned),
-                fresh: o.get("fresh").and_then(Value::as_bool).unwrap_or(false),
-                unproven: o.get("unproven").and_then(Value::as_bool).unwrap_or(false),
+                follows: flag(&o, "follows"),
+                fresh: flag(&o, "fresh"),
+                unproven: flag(&o, "unproven"),
             },
             "list" => Op::List {
                 device: Device::from_value(o.get("device"))?,
@@ -273,6 +287,7 @@ impl Call {
                 device: Device::from_value(o.get("device"))?,
                 binding: binding(o.get("bound"))?.ok_or("bind has no binding")?,
                 replaces: o.get("replaces").and_then(Value::as_str).map(str::to_owned),
+                follows: flag(&o, "follows"),
             },
             "prove" => Op::Prove {
                 challenge_ms: number(&o, "challenge_ms")?,

@@ -122,6 +122,11 @@ pub enum Op {
         device: Device,
         touch_after: u64,
         replaces: Option<String>,
+        /// With `replaces`: another object decides (the current secret's, during a
+        /// rotation), and this one follows. A replaced key revoked already (by an
+        /// earlier attempt whose deciding call failed) refuses nothing here: it stays
+        /// revoked, and the caller is kept all the same.
+        follows: bool,
         /// The caller became this user's session in this request (a sign-in, or
         /// `regenerate`), so an earlier `Others` or `All` cannot be meant for it.
         fresh: bool,
@@ -152,6 +157,8 @@ pub enum Op {
         device: Device,
         binding: Binding,
         replaces: Option<String>,
+        /// As `See`'s.
+        follows: bool,
     },
     /// The caller's device answered the challenge minted at `challenge_ms`: refused
     /// unless it is bound and that challenge is later than the last one it answered,
@@ -376,8 +383,9 @@ impl State {
                 device,
                 touch_after,
                 replaces,
+                follows,
                 ..
-            } => self.see(&call, device, *touch_after, replaces.as_deref()),
+            } => self.see(&call, device, *touch_after, replaces.as_deref(), *follows),
             Op::List {
                 device,
                 touch_after,
@@ -396,7 +404,8 @@ impl State {
                 device,
                 binding,
                 replaces,
-            } => self.bind(&call, device, binding, replaces.as_deref()),
+                follows,
+            } => self.bind(&call, device, binding, replaces.as_deref(), *follows),
             Op::Prove {
                 challenge_ms,
                 until,
@@ -465,10 +474,11 @@ impl State {
         device: &Device,
         touch_after: u64,
         replaces: Option<&str>,
+        follows: bool,
     ) -> Option<ObjectAnswer> {
         let mut answer = ObjectAnswer::default();
         if let Some(old) = replaces.filter(|old| *old != call.caller.key) {
-            answer.keys = vec![self.replace(call, old)?];
+            answer.keys = vec![self.replace(call, old, follows)?];
         }
         if !self.keep(call, device.clone(), touch_after) {
             return None;
@@ -480,16 +490,22 @@ impl State {
     /// Revokes `old`, which the caller replaces under a new id, and remembers for
     /// [`REGENERATED_WINDOW`] that it was replaced; returns it. `None` when `old` was
     /// revoked already: a revoked session cannot come back under a new id (which keeps
-    /// the session's `created`), and the caller is revoked too.
-    fn replace(&mut self, call: &Call, old: &str) -> Option<String> {
+    /// the session's `created`), and the caller is revoked too; unless this object
+    /// `follows` another's decision, and then `old` only stays revoked.
+    fn replace(&mut self, call: &Call, old: &str, follows: bool) -> Option<String> {
         let (c, horizon) = (&call.caller, call.horizon);
         let was_revoked = self.is_revoked(old) || self.cut_off(old, c.created);
         self.revoke_key(old, horizon);
-        if was_revoked {
-            self.revoke_key(&c.key, horizon);
-            return None;
+        match (was_revoked, follows) {
+            (true, false) => {
+                self.revoke_key(&c.key, horizon);
+                return None;
+            }
+            (true, true) => {}
+            (false, _) => {
+                self.regenerated.insert(old.to_owned(), call.now.into());
+            }
         }
-        self.regenerated.insert(old.to_owned(), call.now.into());
         Some(old.to_owned())
     }
 
@@ -505,6 +521,7 @@ impl State {
         device: &Device,
         binding: &Binding,
         replaces: Option<&str>,
+        follows: bool,
     ) -> Option<ObjectAnswer> {
         let mut keys = Vec::new();
         if let Some(old) = replaces.filter(|old| *old != call.caller.key) {
@@ -515,7 +532,7 @@ impl State {
                     ..ObjectAnswer::default()
                 });
             }
-            keys.push(self.replace(call, old)?);
+            keys.push(self.replace(call, old, follows)?);
         }
         if !self.keep(call, device.clone(), 0) {
             return None;

@@ -31,6 +31,7 @@ fn see(n: u8, now: u64) -> Call {
             device: device("Firefox on Linux"),
             touch_after: 100,
             replaces: None,
+            follows: false,
             fresh: false,
             unproven: false,
         },
@@ -111,6 +112,7 @@ fn replaces_revokes_the_id_before_regenerate() {
         device: device("Safari on iOS"),
         touch_after: 100,
         replaces: Some("key-1".into()),
+        follows: false,
         fresh: false,
         unproven: false,
     };
@@ -159,6 +161,7 @@ fn regenerating_a_revoked_session_is_refused_and_its_new_id_revoked() {
         device: device("x"),
         touch_after: 100,
         replaces: Some("key-1".into()),
+        follows: false,
         fresh: false,
         unproven: false,
     };
@@ -251,6 +254,7 @@ fn others_and_all_also_end_sessions_the_object_never_heard_of() {
         device: device("x"),
         touch_after: 100,
         replaces: None,
+        follows: false,
         fresh: true,
         unproven: false,
     };
@@ -327,6 +331,7 @@ fn answer_stores_only_what_changed_and_refuses_what_does_not_read() {
             device: device("x"),
             touch_after: 5,
             replaces: Some("k".into()),
+            follows: false,
             fresh: false,
             unproven: false,
         },
@@ -412,6 +417,7 @@ fn a_call_gets_the_country_the_driver_reads_when_it_sends_it() {
             device: blank.clone(),
             touch_after: 100,
             replaces: None,
+            follows: false,
             fresh: true,
             unproven: false,
         },
@@ -467,6 +473,7 @@ fn a_session_binds_once_and_answers_each_challenge_once() {
         device: device("Chrome on Windows"),
         binding: binding(thumb, 5),
         replaces: None,
+        follows: false,
     };
     let prove = |ms| Op::Prove {
         challenge_ms: ms,
@@ -529,6 +536,7 @@ fn a_bind_that_replaces_revokes_the_old_key_or_refuses() {
                 device: device("Chrome on Windows"),
                 binding: binding("one", 5),
                 replaces: Some(format!("key-{old}")),
+                follows: false,
             },
         )
     };
@@ -552,6 +560,26 @@ fn a_bind_that_replaces_revokes_the_old_key_or_refuses() {
     assert!(a.caller_revoked && a.caller_regenerated, "{a:?}");
     assert!(s.entry("key-3").is_none());
 
+    // An object that follows another's decision (an older secret's, during a
+    // rotation) keeps and binds the caller even when the old key is revoked already
+    // (an earlier attempt ended it there), and the old key stays revoked.
+    let follows = |n: u8, old: u8| {
+        let mut c = bind(n, old);
+        if let Op::Bind { follows, .. } = &mut c.op {
+            *follows = true;
+        }
+        c
+    };
+    let a = s.apply(follows(6, 1));
+    assert!(!a.caller_revoked && a.device_refused.is_none(), "{a:?}");
+    assert!(s.is_revoked("key-1") && !s.is_revoked("key-6"));
+    assert_eq!(
+        s.entry("key-6").and_then(|e| e.bound.clone()),
+        Some(binding("one", 5))
+    );
+    let c = follows(6, 1);
+    assert_eq!(Call::parse(&c.to_json()).unwrap(), c);
+
     // An id bound in place (before registrations gave new ids) is not replaced.
     let mut s = State::default();
     s.apply(call(
@@ -560,6 +588,7 @@ fn a_bind_that_replaces_revokes_the_old_key_or_refuses() {
             device: device("Chrome on Windows"),
             binding: binding("one", 5),
             replaces: None,
+            follows: false,
         },
     ));
     let before = s.clone();
@@ -599,6 +628,7 @@ fn an_unproven_see_leaves_a_bound_entry_as_it_was() {
             device: device("Chrome on Windows"),
             binding: binding("one", 5),
             replaces: None,
+            follows: false,
         },
     ));
     let before = s.live[0].clone();
@@ -654,6 +684,7 @@ fn a_binding_or_prove_without_until_reads_as_unknown() {
             device: device("Chrome on Windows"),
             binding: binding("one", 5),
             replaces: None,
+            follows: false,
         },
     ));
     let old = s
@@ -677,6 +708,7 @@ fn a_proof_never_moves_until_back() {
             device: device("Chrome on Windows"),
             binding: binding("one", 5),
             replaces: None,
+            follows: false,
         },
     ));
     let prove = |challenge_ms, until| Op::Prove {
