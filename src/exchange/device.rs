@@ -345,7 +345,8 @@ impl<E: Entropy> Exchange<E> {
         let answer = self.bound_answer(&new.sid, binding, cfg.keys.current().handle(&new.sid));
         let mut writes = self.outcome_writes(outcome, OriginResponse::default());
         // The put under the new id (if in KV) first; the old id's end after.
-        let ended = writes.ops.split_off(usize::from(writes.put));
+        let put = usize::from(writes.put).min(writes.ops.len());
+        let ended = writes.ops.split_off(put);
         let mut later = Later {
             users: VecDeque::new(),
             ops: ended,
