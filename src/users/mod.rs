@@ -466,8 +466,8 @@ impl State {
         true
     }
 
-    /// `See`: revokes the id the caller replaces, then keeps the caller's entry.
-    /// `None` when the caller is refused.
+    /// `See`: revokes the id the caller replaces (`follows`: see [`Op::See`]), then
+    /// keeps the caller's entry. `None` when the caller is refused.
     fn see(
         &mut self,
         call: &Call,
@@ -496,15 +496,11 @@ impl State {
         let (c, horizon) = (&call.caller, call.horizon);
         let was_revoked = self.is_revoked(old) || self.cut_off(old, c.created);
         self.revoke_key(old, horizon);
-        match (was_revoked, follows) {
-            (true, false) => {
-                self.revoke_key(&c.key, horizon);
-                return None;
-            }
-            (true, true) => {}
-            (false, _) => {
-                self.regenerated.insert(old.to_owned(), call.now.into());
-            }
+        if !was_revoked {
+            self.regenerated.insert(old.to_owned(), call.now.into());
+        } else if !follows {
+            self.revoke_key(&c.key, horizon);
+            return None;
         }
         Some(old.to_owned())
     }
@@ -513,8 +509,9 @@ impl State {
         self.live.iter().find(|e| e.key == key)
     }
 
-    /// `Bind`: replaces `replaces` (unless it is bound already), keeps the caller's
-    /// entry, then binds it unless it is bound already.
+    /// `Bind`: replaces `replaces` (unless it is bound already; `follows`: see
+    /// [`Op::See`]), keeps the caller's entry, then binds it unless it is bound
+    /// already.
     fn bind(
         &mut self,
         call: &Call,
