@@ -70,6 +70,7 @@ import { generateKey, parseChallenges, parseRegistrations, signJwt } from "../te
 // echoed back by that inspector instead of answered; ws (which wrangler and miniflare
 // install) is answered.
 import WebSocket from "ws";
+import { processTree, comm } from "./proc.mjs";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const BENCH = path.join(ROOT, "bench");
@@ -289,27 +290,6 @@ function sumTicks(pids) {
   let t = 0;
   for (const p of pids) { try { t += cpuTicks(p); } catch {} }
   return t;
-}
-
-function processTree(root) {
-  const kids = new Map();
-  for (const d of fs.readdirSync("/proc")) {
-    if (!/^\d+$/.test(d)) continue;
-    try {
-      const stat = fs.readFileSync(`/proc/${d}/stat`, "utf8");
-      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
-      if (!kids.has(ppid)) kids.set(ppid, []);
-      kids.get(ppid).push(Number(d));
-    } catch {}
-  }
-  const out = [];
-  const walk = (p) => { out.push(p); for (const k of kids.get(p) ?? []) walk(k); };
-  walk(root);
-  return out;
-}
-
-function comm(pid) {
-  try { return fs.readFileSync(`/proc/${pid}/comm`, "utf8").trim(); } catch { return ""; }
 }
 
 /** Listening TCP ports of the given pids, from `ss -ltnpH`. */

@@ -20,6 +20,7 @@ import { spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { Client, freePort } from "../tests/e2e/lib/harness.mjs";
 import { startRogueProvider } from "../tests/e2e/lib/rogue-provider.mjs";
+import { processTree, comm } from "./proc.mjs";
 
 const ROUNDS = Math.max(1, Number(process.env.BENCH_SIGNIN_ROUNDS ?? 5));
 const N = Math.max(10, Number(process.env.BENCH_SIGNIN_N ?? 150));
@@ -58,7 +59,10 @@ async function startWorkerd(vars) {
       await new Promise((r) => setTimeout(r, 100));
     }
   }
-  return { url, pid: child.pid, close: () => child.kill("SIGKILL") };
+  // The CPU is the workerd binary's, a child of the Node launcher spawned here.
+  const pid = processTree(child.pid).find((p) => comm(p) === "workerd");
+  if (!pid) throw new Error("no workerd process under the launcher");
+  return { url, pid, close: () => child.kill("SIGKILL") };
 }
 
 /** Nanoseconds on CPU of every thread of `pids`. */
