@@ -106,14 +106,13 @@ fn bound_by_offer(pairs: &[(&str, &str)]) -> (World, Browser, Browser, String) {
         panic!("{last:?}")
     };
     assert_eq!(r.status, 200, "{r:?}");
-    let short = set_cookie(r, SHORT).expect("the short-lived cookie");
     assert_eq!(
         w.ops(),
         ["bind"],
         "one call replaces the old id and binds the new one"
     );
     b.headers.clear();
-    b.others = format!("{SHORT}={short}");
+    keep_short(&mut b, r);
     (w, b, before, challenge)
 }
 
@@ -127,6 +126,12 @@ fn still_ada_a_minute_on(w: &mut World, b: &mut Browser, who: &str) {
         ("valid", Some("ada")),
         "{who}: signed out"
     );
+}
+
+/// `b` keeps the short-lived cookie the reply `r` sets, which it must set.
+fn keep_short(b: &mut Browser, r: &Reply) {
+    let short = set_cookie(r, SHORT).expect("a short-lived cookie");
+    b.others = format!("{SHORT}={short}");
 }
 
 fn mark_of(w: &World, b: &Browser) -> Option<String> {
@@ -288,7 +293,7 @@ fn a_binding_outlives_a_rotation() {
     assert_eq!(w.ops(), ["see", "see", "prove", "bind"]);
     // Its next request re-issues the cookie under the new secret.
     b.headers.clear();
-    b.others = format!("{SHORT}={}", set_cookie(&r, SHORT).unwrap());
+    keep_short(&mut b, &r);
     assert_eq!(w.go(&mut b, "GET", "/", &[]).status(), "valid");
 
     // The old secret leaves the ring: the binding is still known.
@@ -586,7 +591,7 @@ fn a_refresh_heals_a_cookie_that_names_another_device() {
         "re-issued with the mark"
     );
     b.headers.clear();
-    b.others = format!("{SHORT}={}", set_cookie(&r, SHORT).unwrap());
+    keep_short(&mut b, &r);
     let seen = w.go(&mut b, "GET", "/", &[]);
     assert_eq!(
         (seen.status(), seen.user().as_deref()),
@@ -671,7 +676,7 @@ fn a_registration_during_a_rotation_is_not_refused_by_an_older_objects_cutoff() 
     };
     assert_eq!(r.status, 200, "{r:?}");
     a.headers.clear();
-    a.others = format!("{SHORT}={}", set_cookie(&r, SHORT).unwrap());
+    keep_short(&mut a, &r);
     let seen = w.go(&mut a, "GET", "/", &[]);
     assert_eq!(
         (seen.status(), seen.user().as_deref()),
@@ -824,7 +829,7 @@ fn the_device_list_shows_when_the_short_lived_cookie_expires() {
     };
     assert_eq!(r.status, 200, "{r:?}");
     b.headers.clear();
-    b.others = format!("{SHORT}={}", set_cookie(&r, SHORT).unwrap());
+    keep_short(&mut b, &r);
     assert_eq!(exp_of(&b), w.now + 600);
     assert_eq!(
         expires(&mut w, &mut b),
@@ -940,10 +945,7 @@ fn bound_in_kv(users: bool) -> (World, Browser, Browser, String) {
         panic!("a reply")
     };
     assert_eq!(r.status, 200, "{r:?}");
-    b.others = format!(
-        "{SHORT}={}",
-        set_cookie(&r, SHORT).expect("the short-lived cookie")
-    );
+    keep_short(&mut b, &r);
     b.headers.clear();
     (w, b, before, challenge)
 }
@@ -1141,7 +1143,7 @@ fn a_copy_of_a_session_bound_in_place_cannot_register_a_key_of_its_own() {
         panic!("a reply")
     };
     assert_eq!(r.status, 200, "{r:?}");
-    b.others = format!("{SHORT}={}", set_cookie(&r, SHORT).unwrap());
+    keep_short(&mut b, &r);
     b.headers.clear();
     assert_eq!(mark_of(&w, &b), Some(thumbprint(1)));
     assert_eq!(w.go(&mut b, "POST", "/", &[]).status(), "valid");
@@ -1279,10 +1281,7 @@ fn a_failed_registration_during_a_rotation_can_be_made_again() {
     assert_eq!(r.status, 200, "{r:?}");
     assert!(r.body.contains(r#""continue":true"#), "{}", r.body);
     b.headers.clear();
-    b.others = format!(
-        "{SHORT}={}",
-        set_cookie(&r, SHORT).expect("a short-lived cookie")
-    );
+    keep_short(&mut b, &r);
     let seen = w.go(&mut b, "POST", "/", &[]);
     assert_eq!(
         (seen.status(), seen.user().as_deref()),
@@ -1408,10 +1407,10 @@ fn registered_again_after_a_failure(pairs: &[(&str, &str)], fail: bool) -> (Worl
         };
         assert_eq!(r.status, 200, "{r:?}");
         b.headers.clear();
-        b.others = format!("{SHORT}={}", set_cookie(&r, SHORT).unwrap());
+        keep_short(&mut b, &r);
         w.now += crate::session::REGENERATED_WINDOW;
     } else {
-        b.others = format!("{SHORT}={}", set_cookie(&r, SHORT).unwrap());
+        keep_short(&mut b, &r);
     }
     (w, b)
 }

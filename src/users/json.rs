@@ -54,6 +54,11 @@ fn number(o: &Obj, name: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("{name} is not a whole number"))
 }
 
+/// A string that may be absent.
+fn optional_string(o: &Obj, name: &str) -> Option<String> {
+    o.get(name).and_then(Value::as_str).map(str::to_owned)
+}
+
 /// A boolean that may be absent (`false`).
 fn flag(o: &Obj, name: &str) -> bool {
     o.get(name).and_then(Value::as_bool).unwrap_or(false)
@@ -95,7 +100,7 @@ impl Device {
         let o = object(v, "device")?;
         Ok(Device {
             agent: string(o, "agent")?,
-            country: o.get("country").and_then(Value::as_str).map(str::to_owned),
+            country: optional_string(o, "country"),
         })
     }
 }
@@ -260,7 +265,7 @@ impl Call {
             "see" => Op::See {
                 device: Device::from_value(o.get("device"))?,
                 touch_after: number(&o, "touch_after")?,
-                replaces: o.get("replaces").and_then(Value::as_str).map(str::to_owned),
+                replaces: optional_string(&o, "replaces"),
                 follows: flag(&o, "follows"),
                 fresh: flag(&o, "fresh"),
                 unproven: flag(&o, "unproven"),
@@ -286,7 +291,7 @@ impl Call {
             "bind" => Op::Bind {
                 device: Device::from_value(o.get("device"))?,
                 binding: binding(o.get("bound"))?.ok_or("bind has no binding")?,
-                replaces: o.get("replaces").and_then(Value::as_str).map(str::to_owned),
+                replaces: optional_string(&o, "replaces"),
                 follows: flag(&o, "follows"),
             },
             "prove" => Op::Prove {
@@ -385,7 +390,7 @@ impl State {
                 let k = object(Some(k), "cutoff")?;
                 Some(Cutoff {
                     at: number(k, "at")?,
-                    except: k.get("except").and_then(Value::as_str).map(str::to_owned),
+                    except: optional_string(k, "except"),
                 })
             }
         };

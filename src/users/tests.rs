@@ -455,6 +455,16 @@ fn binding(thumb: &str, last_ms: u64) -> Binding {
     }
 }
 
+/// `Bind` of the binding `one` from Chrome on Windows, replacing `replaces` if any.
+fn bind_one(replaces: Option<String>) -> Op {
+    Op::Bind {
+        device: device("Chrome on Windows"),
+        binding: binding("one", 5),
+        replaces,
+        follows: false,
+    }
+}
+
 fn call(n: u8, op: Op) -> Call {
     Call {
         now: NOW,
@@ -529,17 +539,7 @@ fn a_session_binds_once_and_answers_each_challenge_once() {
 /// nothing then.
 #[test]
 fn a_bind_that_replaces_revokes_the_old_key_or_refuses() {
-    let bind = |n: u8, old: u8| {
-        call(
-            n,
-            Op::Bind {
-                device: device("Chrome on Windows"),
-                binding: binding("one", 5),
-                replaces: Some(format!("key-{old}")),
-                follows: false,
-            },
-        )
-    };
+    let bind = |n: u8, old: u8| call(n, bind_one(Some(format!("key-{old}"))));
     let mut s = State::default();
     s.apply(see(1, NOW));
     let a = s.apply(bind(2, 1));
@@ -582,15 +582,7 @@ fn a_bind_that_replaces_revokes_the_old_key_or_refuses() {
 
     // An id bound in place (before registrations gave new ids) is not replaced.
     let mut s = State::default();
-    s.apply(call(
-        4,
-        Op::Bind {
-            device: device("Chrome on Windows"),
-            binding: binding("one", 5),
-            replaces: None,
-            follows: false,
-        },
-    ));
+    s.apply(call(4, bind_one(None)));
     let before = s.clone();
     let a = s.apply(bind(5, 4));
     assert_eq!(a.device_refused, Some(DeviceRefusal::Bound));
@@ -622,15 +614,7 @@ fn an_unproven_see_leaves_a_bound_entry_as_it_was() {
     let mut s = State::default();
     s.apply(see(1, NOW));
     s.apply(see(2, NOW));
-    s.apply(call(
-        1,
-        Op::Bind {
-            device: device("Chrome on Windows"),
-            binding: binding("one", 5),
-            replaces: None,
-            follows: false,
-        },
-    ));
+    s.apply(call(1, bind_one(None)));
     let before = s.live[0].clone();
     let a = s.apply(unproven(1));
     assert_eq!(
@@ -678,15 +662,7 @@ fn a_binding_or_prove_without_until_reads_as_unknown() {
     );
 
     let mut s = State::default();
-    s.apply(call(
-        1,
-        Op::Bind {
-            device: device("Chrome on Windows"),
-            binding: binding("one", 5),
-            replaces: None,
-            follows: false,
-        },
-    ));
+    s.apply(call(1, bind_one(None)));
     let old = s
         .to_json()
         .replace(r#","until":605"#, "")
@@ -702,15 +678,7 @@ fn a_binding_or_prove_without_until_reads_as_unknown() {
 #[test]
 fn a_proof_never_moves_until_back() {
     let mut s = State::default();
-    s.apply(call(
-        1,
-        Op::Bind {
-            device: device("Chrome on Windows"),
-            binding: binding("one", 5),
-            replaces: None,
-            follows: false,
-        },
-    ));
+    s.apply(call(1, bind_one(None)));
     let prove = |challenge_ms, until| Op::Prove {
         challenge_ms,
         until,
