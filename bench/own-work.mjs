@@ -173,7 +173,15 @@ const ratio = (xs, base) => {
   const rs = xs.map((x, i) => x / base[i]);
   return `${median(rs).toFixed(3)}× (${Math.min(...rs).toFixed(2)}–${Math.max(...rs).toFixed(2)})`;
 };
-console.log(`K-cookie's request through each Worker's fetch handler, ${ROUNDS} rounds of ${HOT} hot and ${COLD} cold requests; µs per request (medians)`);
+console.log(`### keycard's own work, apart from the runtime (bench/own-work.mjs)
+
+K-cookie's request through each Worker's \`fetch\` handler in Node ${process.versions.node}'s V8, with
+stand-ins for \`Headers\`, \`Request\`, \`Response\` and the origin: ${ROUNDS} alternating rounds
+of ${HOT} requests in a row (hot) and ${COLD} each after 4 MB of memory is written (cold, as in
+workerd on a shared machine). µs per request, medians; ratios are medians of per-round
+ratios to the first row, with their range. keycard's own work over the floor is the
+cold K row minus the F-hdr row.
+`);
 console.log("| build | hot µs | vs the first | cold µs | vs the first |\n| --- | --- | --- | --- | --- |");
 for (const b of builds) {
   const [first] = builds;

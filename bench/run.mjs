@@ -46,8 +46,9 @@
 //
 // Knobs: BENCH_ROUNDS (3), BENCH_DURATION (5, seconds per measurement),
 // BENCH_CONNECTIONS (10), BENCH_WARMUP (3, seconds per instance),
-// Then bench/sign-in.mjs: the CPU of a sign-in with an identity provider (with the
-// extras: unless BENCH_SKIP_EXTRAS is set).
+// Then bench/sign-in.mjs: the CPU of a sign-in with an identity provider, and
+// bench/own-work.mjs: keycard's own work per request apart from the runtime, hot and
+// cold (both with the extras: unless BENCH_SKIP_EXTRAS is set).
 // BENCH_HOSTS (workerd,wrangler), BENCH_ONLY (e.g. A,K-cookie), BENCH_SKIP_CRITERION=1,
 // BENCH_BUILD_B (other keycard build dirs to A/B against, comma-separated),
 // BENCH_SKIP_EXTRAS=1 (no cost mix, no cold start), BENCH_MIX_SESSIONS (40),
@@ -1166,6 +1167,12 @@ async function main() {
     const block = r.status === 0 ? r.stdout.trim() : `### Signing in\n\nbench/sign-in.mjs failed:\n\n\`\`\`\n${(r.stderr || "").slice(-2000)}\n\`\`\``;
     md.full += "\n\n" + block + "\n";
     md.terminal += "\n\n" + block + "\n";
+    // keycard's own work apart from the runtime, hot and cold: steadier than the rounds.
+    log("keycard's own work (bench/own-work.mjs)");
+    const own = run(process.execPath, [path.join(BENCH, "own-work.mjs"), path.dirname(KEYCARD), ...OTHER_BUILDS.map((b) => b.dir)], { timeout: 10 * 60 * 1000 });
+    const ownBlock = own.status === 0 ? own.stdout.trim() : `### keycard's own work\n\nbench/own-work.mjs failed:\n\n\`\`\`\n${(own.stderr || "").slice(-2000)}\n\`\`\``;
+    md.full += "\n\n" + ownBlock + "\n";
+    md.terminal += "\n\n" + ownBlock + "\n";
   }
   process.stdout.write("\n" + md.terminal + "\n");
   if (OUT !== "-") {
