@@ -51,7 +51,7 @@
 // cold (both with the extras: unless BENCH_SKIP_EXTRAS is set).
 // BENCH_HOSTS (workerd,wrangler), BENCH_ONLY (e.g. A,K-cookie), BENCH_SKIP_CRITERION=1,
 // BENCH_BUILD_B (other keycard build dirs to A/B against, comma-separated),
-// BENCH_SKIP_EXTRAS=1 (no cost mix, no cold start), BENCH_MIX_SESSIONS (40),
+// BENCH_SKIP_EXTRAS=1 (no cost mix, cold start, sign-in or own work), BENCH_MIX_SESSIONS (40),
 // BENCH_COLD_SAMPLES (7), BENCH_CF=1 (a realistic `request.cf` in plain workerd),
 // BENCH_BROWSER_HEADERS=1 (every measured request carries Chrome's navigation headers),
 // BENCH_PROFILE=1 (instead of the rounds: a CPU profile of each variant's isolate),
@@ -1403,7 +1403,7 @@ ${crit.cmd ?? "cargo bench --bench core"}
 Knobs: \`BENCH_ROUNDS\` (3), \`BENCH_DURATION\` (5 s), \`BENCH_CONNECTIONS\` (10), \`BENCH_WARMUP\` (3 s),
 \`BENCH_HOSTS=workerd,wrangler\`, \`BENCH_ONLY=A,K-cookie\`, \`BENCH_SKIP_CRITERION=1\`, \`BENCH_OUT\` (\`-\` prints only),
 \`BENCH_BUILD_B=<dir>[,<dir>…]\` (A/B: every K variant also runs from each build, as "K-… B", "K-… C", in the same rounds),
-\`BENCH_SKIP_EXTRAS=1\` (no cost mix or cold start), \`BENCH_MIX_SESSIONS\` (40), \`BENCH_COLD_SAMPLES\` (7),
+\`BENCH_SKIP_EXTRAS=1\` (no cost mix, cold start, sign-in or own work), \`BENCH_MIX_SESSIONS\` (40), \`BENCH_COLD_SAMPLES\` (7),
 \`BENCH_CF=1\` (plain workerd requests carry the \`request.cf\` of bench/cf.json), \`BENCH_BROWSER_HEADERS=1\` (Chrome's navigation headers on every measured request),
 \`BENCH_PROFILE=1\` (no rounds: a CPU profile of each variant's isolate, printed).
 
