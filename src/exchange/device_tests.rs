@@ -8,7 +8,7 @@
 
 use serde_json::{json, Value};
 
-use super::harness::{claims_of, refresh_headers, Browser, World, STEP_UP};
+use super::harness::{claims_of, refresh_headers, Browser, Seen, World, STEP_UP};
 use super::*;
 use crate::dbsc::proof::BoundKey;
 use crate::session::codec;
@@ -120,12 +120,25 @@ fn bound_by_offer(pairs: &[(&str, &str)]) -> (World, Browser, Browser, String) {
 /// spared.
 fn still_ada_a_minute_on(w: &mut World, b: &mut Browser, who: &str) {
     w.now += crate::session::REGENERATED_WINDOW;
-    let seen = w.go(b, "POST", "/", &[]);
+    ada_on(w, b, "POST", &[], &format!("{who}: signed out"));
+}
+
+/// `b`'s request `method /` (the origin answering `control`) reaches the origin signed
+/// in as ada; `why` is the failure's message. Returns what it saw.
+fn ada_on(
+    w: &mut World,
+    b: &mut Browser,
+    method: &str,
+    control: &[(&str, &str)],
+    why: &str,
+) -> Seen {
+    let seen = w.go(b, method, "/", control);
     assert_eq!(
         (seen.status(), seen.user().as_deref()),
         ("valid", Some("ada")),
-        "{who}: signed out"
+        "{why}"
     );
+    seen
 }
 
 /// `b` keeps the short-lived cookie the reply `r` sets, which it must set.
@@ -148,11 +161,7 @@ fn a_registration_binds_in_the_users_object_and_marks_the_cookie() {
     );
     assert_eq!(mark_of(&w, &copy), None);
 
-    let seen = w.go(&mut b, "GET", "/", &[]);
-    assert_eq!(
-        (seen.status(), seen.user().as_deref()),
-        ("valid", Some("ada"))
-    );
+    ada_on(&mut w, &mut b, "GET", &[], "signed out");
     assert_eq!(
         w.ops(),
         Vec::<String>::new(),
@@ -475,12 +484,7 @@ fn a_revoked_bound_session_is_cleared_at_its_refresh_and_can_sign_in_again() {
     b.headers.clear();
 
     w.sign_in(&mut b, "ada");
-    let seen = w.go(&mut b, "GET", "/", &[]);
-    assert_eq!(
-        (seen.status(), seen.user().as_deref()),
-        ("valid", Some("ada")),
-        "signed in again"
-    );
+    ada_on(&mut w, &mut b, "GET", &[], "signed in again");
 }
 
 /// Regression: a binding is kept in the object of the session's user, but the app may
@@ -592,11 +596,7 @@ fn a_refresh_heals_a_cookie_that_names_another_device() {
     );
     b.headers.clear();
     keep_short(&mut b, &r);
-    let seen = w.go(&mut b, "GET", "/", &[]);
-    assert_eq!(
-        (seen.status(), seen.user().as_deref()),
-        ("valid", Some("ada"))
-    );
+    ada_on(&mut w, &mut b, "GET", &[], "signed out");
 }
 
 /// Regression: with `SESSION_STORE=cookie`, a session whose cookie fit, but not with
@@ -638,11 +638,7 @@ fn a_session_too_large_to_name_its_device_is_refused_binding_not_a_500() {
     assert!(w.logged("device_refused"));
     assert_eq!(b.jar, before);
     b.headers.clear();
-    let seen = w.go(&mut b, "GET", "/", &[]);
-    assert_eq!(
-        (seen.status(), seen.user().as_deref()),
-        ("valid", Some("ada"))
-    );
+    ada_on(&mut w, &mut b, "GET", &[], "signed out");
 }
 
 /// During a rotation, a session the previous secret's object never knew (one signed in
@@ -677,11 +673,7 @@ fn a_registration_during_a_rotation_is_not_refused_by_an_older_objects_cutoff() 
     assert_eq!(r.status, 200, "{r:?}");
     a.headers.clear();
     keep_short(&mut a, &r);
-    let seen = w.go(&mut a, "GET", "/", &[]);
-    assert_eq!(
-        (seen.status(), seen.user().as_deref()),
-        ("valid", Some("ada"))
-    );
+    ada_on(&mut w, &mut a, "GET", &[], "signed out");
 }
 
 /// Regression: with bindings in the users' objects, every request of a signed-in
@@ -744,11 +736,7 @@ fn an_unproven_browser_can_sign_in_again_through_the_app() {
         "not bound: binding is offered again"
     );
     assert!(offered(&seen.last).is_some());
-    let seen = w.go(&mut lost, "GET", "/", &[]);
-    assert_eq!(
-        (seen.status(), seen.user().as_deref()),
-        ("valid", Some("ada"))
-    );
+    ada_on(&mut w, &mut lost, "GET", &[], "signed out");
 
     let mut device = b.clone();
     let seen = w.go(&mut device, "GET", "/", &[]);
@@ -979,11 +967,7 @@ fn binding_in_kv_gives_the_session_a_new_id_and_ends_the_old_one() {
         "the old record is a replaced session's marker: {old_record:?}"
     );
 
-    let seen = w.go(&mut b, "GET", "/", &[]);
-    assert_eq!(
-        (seen.status(), seen.user().as_deref()),
-        ("valid", Some("ada"))
-    );
+    ada_on(&mut w, &mut b, "GET", &[], "signed out");
     let body: Value = serde_json::from_str(&{
         let mut again = copy.clone();
         again.headers = registering(&challenge, 2);
@@ -1267,10 +1251,12 @@ fn a_failed_registration_during_a_rotation_can_be_made_again() {
 
     // A minute on, a change re-issues the cookie and offers binding again.
     w.now += crate::session::REGENERATED_WINDOW;
-    let seen = w.go(&mut b, "POST", "/", &[("x-session-set", r#"{"n":1}"#)]);
-    assert_eq!(
-        (seen.status(), seen.user().as_deref()),
-        ("valid", Some("ada"))
+    let seen = ada_on(
+        &mut w,
+        &mut b,
+        "POST",
+        &[("x-session-set", r#"{"n":1}"#)],
+        "signed out",
     );
     let challenge = offered(&seen.last).expect("binding offered again");
     w.now += 1;
@@ -1282,11 +1268,7 @@ fn a_failed_registration_during_a_rotation_can_be_made_again() {
     assert!(r.body.contains(r#""continue":true"#), "{}", r.body);
     b.headers.clear();
     keep_short(&mut b, &r);
-    let seen = w.go(&mut b, "POST", "/", &[]);
-    assert_eq!(
-        (seen.status(), seen.user().as_deref()),
-        ("valid", Some("ada"))
-    );
+    ada_on(&mut w, &mut b, "POST", &[], "signed out");
 }
 
 /// Review: with `SESSION_STORE=kv` and the users' objects, a registration told the
@@ -1422,11 +1404,12 @@ fn still_signed_in_after(pairs: &[(&str, &str)], fail: bool, control: &[(&str, &
     let seen = w.go(&mut b, "POST", "/account", control);
     assert_eq!(seen.status(), "valid");
     w.now += 1;
-    let seen = w.go(&mut b, "POST", "/", &[]);
-    assert_eq!(
-        (seen.status(), seen.user().as_deref()),
-        ("valid", Some("ada")),
-        "signed out by {control:?} (first registration failed: {fail})"
+    ada_on(
+        &mut w,
+        &mut b,
+        "POST",
+        &[],
+        &format!("signed out by {control:?} (first registration failed: {fail})"),
     );
 }
 
