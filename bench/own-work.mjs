@@ -30,6 +30,7 @@ import { register } from "node:module";
 import path from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { mint } from "../tests/e2e/lib/mint.mjs";
+import { SECRET, SESSION_JSON } from "./session.mjs";
 
 // The two imports a built Worker makes that Node lacks: the runtime's module (keycard
 // takes only `DurableObject` from it, for the users' objects) and the wasm file, which
@@ -53,14 +54,9 @@ const ROUNDS = Math.max(1, Number(process.env.OWN_ROUNDS ?? 9));
 const COLD = Math.max(1, Number(process.env.OWN_REQUESTS ?? 2000));
 const HOT = COLD * 4;
 
-// K-cookie's request in bench/run.mjs: the same secret and the same ~200-byte session.
-const SECRET = "bench-secret-0123456789abcdef0123456789abcdef0123456789abcdef";
-const SESSION = {
-  user: "alice@example.com", name: "Alice Example", roles: ["admin", "editor", "viewer"], tenant: "acme-corp",
-  locale: "en-GB", theme: "dark", csrf: "3q2+7wAAAAAAAAAAAAAAAAAAAAAAAAAA", flags: { beta: true, mfa: true }, visits: 42,
-};
+// K-cookie's request in bench/run.mjs: the same secret and the same session.
 const env = { SESSION_SECRET: SECRET, SESSION_COOKIE_SECURE: "false", SESSION_STORE: "cookie", ORIGIN_URL: "http://127.0.0.1:9999" };
-const cookie = `keycard=${mint({ secret: SECRET, iat: Math.floor(Date.now() / 1000) - 10, data: SESSION })}`;
+const cookie = `keycard=${mint({ secret: SECRET, iat: Math.floor(Date.now() / 1000) - 10, data: JSON.parse(SESSION_JSON) })}`;
 const request = () => new Request("http://127.0.0.1:8787/verify", { headers: { host: "127.0.0.1:8787", cookie } });
 
 /** `Headers` as the Workers runtime keeps them, minus validation: lower-cased names. */
@@ -135,7 +131,7 @@ async function serve({ worker, env }) {
 }
 
 const dirs = process.argv.slice(2);
-const floorEnv = { ORIGIN_URL: env.ORIGIN_URL, FLOOR_SESSION: Buffer.from(JSON.stringify(SESSION)).toString("base64url") };
+const floorEnv = { ORIGIN_URL: env.ORIGIN_URL, FLOOR_SESSION: Buffer.from(SESSION_JSON).toString("base64url") };
 const variants = [
   ...(dirs.length ? dirs : [path.join(ROOT, "build")]).map((dir) => ({ dir, label: path.relative(ROOT, path.resolve(dir)) || ".", env })),
   { dir: path.join(ROOT, "bench/workers/floor.mjs"), label: "F-hdr (bench/workers/floor.mjs)", env: floorEnv },

@@ -72,6 +72,7 @@ import { generateKey, parseChallenges, parseRegistrations, signJwt } from "../te
 // install) is answered.
 import WebSocket from "ws";
 import { processTree, comm } from "./proc.mjs";
+import { SECRET, SESSION_JSON } from "./session.mjs";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const BENCH = path.join(ROOT, "bench");
@@ -86,11 +87,7 @@ const HOSTS = (process.env.BENCH_HOSTS ?? "workerd,wrangler").split(",").filter(
 const WORKERD = fs.realpathSync(path.join(path.dirname(fileURLToPath(import.meta.url)), "../node_modules/.bin/workerd"));
 const DEADLINE_MS = 20 * 60 * 1000;
 const COMPAT_DATE = "2026-11-01";
-const SECRET = "bench-secret-0123456789abcdef0123456789abcdef0123456789abcdef";
 const CLK_TCK = Number(execFileSync("getconf", ["CLK_TCK"]).toString().trim()) || 100;
-// About 200 bytes of session data, the same object benches/core.rs signs.
-const SESSION_JSON =
-  '{"user":"alice@example.com","name":"Alice Example","roles":["admin","editor","viewer"],"tenant":"acme-corp","locale":"en-GB","theme":"dark","csrf":"3q2+7wAAAAAAAAAAAAAAAAAAAAAAAAAA","flags":{"beta":true,"mfa":true},"visits":42}';
 
 // BENCH_CF=1: what Cloudflare puts in `request.cf` (location, TLS, bot score,
 // bench/cf.json) rides on every measured request to a plain workerd (wrk, the cost mix,

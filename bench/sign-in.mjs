@@ -21,6 +21,7 @@ import { fileURLToPath } from "node:url";
 import { Client, freePort } from "../tests/e2e/lib/harness.mjs";
 import { startRogueProvider } from "../tests/e2e/lib/rogue-provider.mjs";
 import { processTree, comm } from "./proc.mjs";
+import { SECRET } from "./session.mjs";
 
 const ROUNDS = Math.max(1, Number(process.env.BENCH_SIGNIN_ROUNDS ?? 5));
 const N = Math.max(10, Number(process.env.BENCH_SIGNIN_N ?? 150));
@@ -122,7 +123,7 @@ const origin = await startOrigin();
 const rogue = await startRogueProvider({ clients: [{ client_id: "bench", client_secret: "bench-secret" }] });
 rogue.setClaims({ sub: "alice", ...DATA });
 const kc = await startWorkerd({
-  SESSION_SECRET: "bench-secret-0123456789abcdef0123456789abcdef0123456789abcdef",
+  SESSION_SECRET: SECRET,
   SESSION_COOKIE_SECURE: "false",
   ORIGIN_URL: origin.url,
   SESSION_STORE: "cookie",
