@@ -1157,19 +1157,20 @@ async function main() {
   const crit = process.env.BENCH_SKIP_CRITERION ? { ok: true, skipped: true, results: [] } : criterion();
   const seconds = Math.round((Date.now() - t0) / 1000);
   const md = report({ summary, rounds, wasmSize, rsWasm, crit, seconds, mix, cold, refreshUs, refreshUsersUs, wrkArgs: rounds[0]?.args ?? [] });
-  // What a sign-in with an identity provider costs: its own workerd, after the rounds.
+  // After the rounds, two scripts of their own: what a sign-in with an identity provider
+  // costs (its own workerd), and keycard's own work apart from the runtime, hot and
+  // cold (steadier than the rounds).
   if (EXTRAS) {
-    log("signing in (bench/sign-in.mjs)");
-    const r = run(process.execPath, [path.join(BENCH, "sign-in.mjs")], { timeout: 10 * 60 * 1000 });
-    const block = r.status === 0 ? r.stdout.trim() : `### Signing in\n\nbench/sign-in.mjs failed:\n\n\`\`\`\n${(r.stderr || "").slice(-2000)}\n\`\`\``;
-    md.full += "\n\n" + block + "\n";
-    md.terminal += "\n\n" + block + "\n";
-    // keycard's own work apart from the runtime, hot and cold: steadier than the rounds.
-    log("keycard's own work (bench/own-work.mjs)");
-    const own = run(process.execPath, [path.join(BENCH, "own-work.mjs"), path.dirname(KEYCARD), ...OTHER_BUILDS.map((b) => b.dir)], { timeout: 10 * 60 * 1000 });
-    const ownBlock = own.status === 0 ? own.stdout.trim() : `### keycard's own work\n\nbench/own-work.mjs failed:\n\n\`\`\`\n${(own.stderr || "").slice(-2000)}\n\`\`\``;
-    md.full += "\n\n" + ownBlock + "\n";
-    md.terminal += "\n\n" + ownBlock + "\n";
+    for (const [title, script, args] of [
+      ["Signing in", "sign-in.mjs", []],
+      ["keycard's own work", "own-work.mjs", [path.dirname(KEYCARD), ...OTHER_BUILDS.map((b) => b.dir)]],
+    ]) {
+      log(`${title} (bench/${script})`);
+      const r = run(process.execPath, [path.join(BENCH, script), ...args], { timeout: 10 * 60 * 1000 });
+      const block = r.status === 0 ? r.stdout.trim() : `### ${title}\n\nbench/${script} failed:\n\n\`\`\`\n${(r.stderr || "").slice(-2000)}\n\`\`\``;
+      md.full += "\n\n" + block + "\n";
+      md.terminal += "\n\n" + block + "\n";
+    }
   }
   process.stdout.write("\n" + md.terminal + "\n");
   if (OUT !== "-") {
